@@ -1,0 +1,117 @@
+import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
+import { requestId } from "hono/request-id";
+import { secureHeaders } from "hono/secure-headers";
+import { IntegrityError } from "./crypto/envelope";
+import type { AppEnv } from "./env";
+import { ApiError, problemResponse } from "./errors";
+import { createRouter } from "./openapi/shared";
+import { auditRoutes } from "./routes/audit";
+import { authSessionRoutes } from "./routes/auth-session";
+import { healthRoutes } from "./routes/health";
+import { keyRoutes } from "./routes/keys";
+import { tenantRoutes } from "./routes/tenants";
+import { verifyRoutes } from "./routes/verify";
+
+const MAX_BODY_BYTES = 64 * 1024;
+
+/** Logs what failed without the message text of driver errors, which can carry bound parameters. */
+function describeError(error: unknown): Record<string, string> {
+  if (!(error instanceof Error)) return { name: typeof error };
+  const cause = error.cause instanceof Error ? error.cause : undefined;
+  return { name: error.name, cause: cause ? `${cause.name}: ${cause.message.slice(0, 200)}` : "" };
+}
+
+export function toApiError(error: unknown): ApiError {
+  if (error instanceof ApiError) return error;
+  if (error instanceof IntegrityError) {
+    return new ApiError(
+      "INTEGRITY_ERROR",
+      "Stored data could not be decrypted or failed its integrity check.",
+    );
+  }
+  if (error instanceof HTTPException) {
+    if (error.status === 413)
+      return new ApiError("PAYLOAD_TOO_LARGE", `Bodies are limited to ${MAX_BODY_BYTES} bytes.`);
+    if (error.status === 400) return new ApiError("BAD_REQUEST", "The request body is not valid JSON.");
+  }
+  return new ApiError("INTERNAL", "Something went wrong. Quote the request id when reporting it.");
+}
+
+export function buildApp() {
+  const app = createRouter();
+
+  app.use(requestId({ headerName: "x-request-id", limitLength: 64 }));
+  app.use(
+    secureHeaders({
+      contentSecurityPolicy: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", "data:"],
+        connectSrc: ["'self'"],
+        baseUri: ["'none'"],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        objectSrc: ["'none'"],
+      },
+      strictTransportSecurity: "max-age=63072000; includeSubDomains",
+      referrerPolicy: "no-referrer",
+    }),
+  );
+  app.use("/api/*", async (c, next) => {
+    await next();
+    // API answers are per-caller and may carry key material: never let a cache keep them.
+    c.header("cache-control", "no-store");
+  });
+  app.use("/api/*", bodyLimit({ maxSize: MAX_BODY_BYTES }));
+
+  app.route("/", healthRoutes);
+  app.route("/api/v1/tenants", tenantRoutes);
+  app.route("/api/v1/auth/session", authSessionRoutes);
+  app.route("/api/v1/keys/verify", verifyRoutes);
+  app.route("/api/v1/keys", keyRoutes);
+  app.route("/api/v1/audit", auditRoutes);
+
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearerKey", {
+    type: "http",
+    scheme: "bearer",
+    description: "An issued Keywarden key whose scopes allow the call.",
+  });
+  app.openAPIRegistry.registerComponent("securitySchemes", "sessionCookie", {
+    type: "apiKey",
+    in: "cookie",
+    name: "__Host-kw_session",
+    description: "Wizard session from POST /api/v1/auth/session.",
+  });
+  app.openAPIRegistry.registerComponent("securitySchemes", "bootstrapToken", {
+    type: "http",
+    scheme: "bearer",
+    description: "The operator's BOOTSTRAP_TOKEN secret.",
+  });
+  app.doc31("/api/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "Keywarden API",
+      version: "1.0.0",
+      description: "Edge-native API keys and third-party credential vault. Errors are RFC 9457 problem+json.",
+    },
+  });
+
+  app.notFound(() => {
+    throw new ApiError("NOT_FOUND", "No such route.");
+  });
+  app.onError((error, c) => {
+    const apiError = toApiError(error);
+    if (apiError.code === "INTERNAL" || apiError.code === "INTEGRITY_ERROR") {
+      console.error(
+        JSON.stringify({ event: "request_failed", request_id: c.get("requestId"), ...describeError(error) }),
+      );
+    }
+    return problemResponse(apiError, c.get("requestId") ?? "unknown");
+  });
+  return app;
+}
+
+export type App = ReturnType<typeof buildApp>;
+export type { AppEnv };

@@ -1,0 +1,111 @@
+import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+/** Times are Unix epoch milliseconds. See docs/storage.md for which columns are hash, ciphertext or plaintext. */
+
+export const tenants = sqliteTable("tenants", {
+  id: text("id").primaryKey(),
+  name: text("name").notNull(),
+  keyPrefix: text("key_prefix").notNull(),
+  createdAt: integer("created_at").notNull(),
+});
+
+/** One row per KEK version: the key-check value that tells a wrong MASTER_KEY from the right one. */
+export const keyring = sqliteTable("keyring", {
+  kekVersion: integer("kek_version").primaryKey(),
+  checkValue: text("check_value").notNull(),
+  createdAt: integer("created_at").notNull(),
+});
+
+export const dataKeys = sqliteTable(
+  "data_keys",
+  {
+    tenantId: text("tenant_id")
+      .notNull()
+      .references(() => tenants.id),
+    version: integer("version").notNull(),
+    kekVersion: integer("kek_version").notNull(),
+    wrappedKey: text("wrapped_key").notNull(),
+    /** Encryptions under this DEK; rotated long before the GCM random-IV bound of 2^32 (SP 800-38D §8.3). */
+    encryptionCount: integer("encryption_count").notNull().default(0),
+    status: text("status", { enum: ["active", "retired"] }).notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.version] })],
+);
+
+export const apiKeys = sqliteTable(
+  "api_keys",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id")
+      .notNull()
+      .references(() => tenants.id),
+    name: text("name").notNull(),
+    hash: text("hash").notNull(),
+    start: text("start").notNull(),
+    last4: text("last4").notNull(),
+    environment: text("environment", { enum: ["live", "test"] }).notNull(),
+    securityLevel: text("security_level", { enum: ["basic", "enhanced", "enterprise"] }).notNull(),
+    scopes: text("scopes", { mode: "json" }).$type<string[]>().notNull(),
+    enabled: integer("enabled", { mode: "boolean" }).notNull().default(true),
+    revokedAt: integer("revoked_at"),
+    expiresAt: integer("expires_at"),
+    ipAllowlist: text("ip_allowlist", { mode: "json" }).$type<string[]>(),
+    countryAllowlist: text("country_allowlist", { mode: "json" }).$type<string[]>(),
+    ratelimitLimit: integer("ratelimit_limit"),
+    ratelimitWindowMs: integer("ratelimit_window_ms"),
+    /** Usage limit as set by the owner; the live counter is in the key's KeyLimiter Durable Object. */
+    usageLimit: integer("usage_limit"),
+    refillAmount: integer("refill_amount"),
+    refillIntervalMs: integer("refill_interval_ms"),
+    /** Bumped whenever limits change, so the limiter resets its counters exactly once. */
+    limitsVersion: integer("limits_version").notNull().default(1),
+    metadata: text("metadata", { mode: "json" }).$type<Record<string, unknown>>(),
+    backupOfId: text("backup_of_id"),
+    rotatedToId: text("rotated_to_id"),
+    /** Unique: of two concurrent rotations of one key, the second batch fails as a whole. */
+    rotatedFromId: text("rotated_from_id"),
+    serviceId: text("service_id"),
+    createdBy: text("created_by"),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+    lastUsedAt: integer("last_used_at"),
+  },
+  (t) => [
+    uniqueIndex("api_keys_hash_idx").on(t.hash),
+    uniqueIndex("api_keys_rotated_from_idx").on(t.rotatedFromId),
+    index("api_keys_tenant_idx").on(t.tenantId, t.createdAt, t.id),
+  ],
+);
+
+export const keyUsageDaily = sqliteTable(
+  "key_usage_daily",
+  {
+    tenantId: text("tenant_id").notNull(),
+    keyId: text("key_id").notNull(),
+    day: text("day").notNull(),
+    valid: integer("valid").notNull().default(0),
+    invalid: integer("invalid").notNull().default(0),
+  },
+  (t) => [primaryKey({ columns: [t.keyId, t.day] })],
+);
+
+/** Append-only, hash-chained per tenant: each row's hash covers its content and the previous row's hash. */
+export const auditLog = sqliteTable(
+  "audit_log",
+  {
+    tenantId: text("tenant_id").notNull(),
+    seq: integer("seq").notNull(),
+    at: integer("at").notNull(),
+    actorType: text("actor_type").notNull(),
+    actorId: text("actor_id").notNull(),
+    action: text("action").notNull(),
+    targetType: text("target_type").notNull(),
+    targetId: text("target_id").notNull(),
+    requestId: text("request_id").notNull(),
+    detail: text("detail", { mode: "json" }).$type<Record<string, unknown>>().notNull(),
+    prevHash: text("prev_hash").notNull(),
+    hash: text("hash").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.tenantId, t.seq] })],
+);

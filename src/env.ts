@@ -1,0 +1,15 @@
+import type { Principal } from "./auth/principal";
+
+/** Optional settings that `wrangler types` cannot see because they are unset in production. */
+export interface Bindings extends Env {
+  /** Milliseconds to buffer verification counters before one batched D1 write. Default 1000. */
+  USAGE_FLUSH_MS?: string;
+}
+
+export type AppEnv = {
+  Bindings: Bindings;
+  Variables: {
+    requestId: string;
+    principal: Principal;
+  };
+};

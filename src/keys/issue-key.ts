@@ -1,0 +1,128 @@
+import type { z } from "@hono/zod-openapi";
+import { ROLES, type Role, scopesBeyondGrant } from "../auth/scopes";
+import { displayParts, generateKey, hashKey, type KeyEnvironment, type SecurityLevel } from "../crypto/keys";
+import { newId } from "../crypto/random";
+import type { apiKeys } from "../db/schema";
+import { ApiError } from "../errors";
+import type { CreateKeySchema, RatelimitSchema, UsageLimitSchema } from "./key-schemas";
+import { ratelimitOf, usageLimitOf } from "./key-view";
+
+type KeyRow = typeof apiKeys.$inferSelect;
+
+export interface KeySettings {
+  name: string;
+  scopes: string[];
+  environment: KeyEnvironment;
+  securityLevel: SecurityLevel;
+  prefix: string;
+  expiresAt: number | null;
+  ipAllowlist: string[] | null;
+  countryAllowlist: string[] | null;
+  ratelimit: z.infer<typeof RatelimitSchema> | null;
+  usageLimit: z.infer<typeof UsageLimitSchema> | null;
+  metadata: Record<string, unknown> | null;
+  serviceId: string | null;
+  createdBy: string | null;
+}
+
+/** Mints a key and the row that stores it; the plaintext goes back to the caller exactly once. */
+export async function mintKey(
+  tenantId: string,
+  settings: KeySettings,
+  extra: { backupOfId?: string; rotatedFromId?: string } = {},
+  now = Date.now(),
+): Promise<{ key: string; row: KeyRow }> {
+  const key = generateKey(settings.prefix, settings.environment, settings.securityLevel);
+  const { start, last4 } = displayParts(key);
+  const row: KeyRow = {
+    id: newId("key"),
+    tenantId,
+    name: settings.name,
+    hash: await hashKey(key),
+    start,
+    last4,
+    environment: settings.environment,
+    securityLevel: settings.securityLevel,
+    scopes: settings.scopes,
+    enabled: true,
+    revokedAt: null,
+    expiresAt: settings.expiresAt,
+    ipAllowlist: settings.ipAllowlist,
+    countryAllowlist: settings.countryAllowlist,
+    ratelimitLimit: settings.ratelimit?.limit ?? null,
+    ratelimitWindowMs: settings.ratelimit?.window_ms ?? null,
+    usageLimit: settings.usageLimit?.remaining ?? null,
+    refillAmount: settings.usageLimit?.refill_amount ?? null,
+    refillIntervalMs: settings.usageLimit?.refill_interval_ms ?? null,
+    limitsVersion: 1,
+    metadata: settings.metadata,
+    backupOfId: extra.backupOfId ?? null,
+    rotatedToId: null,
+    rotatedFromId: extra.rotatedFromId ?? null,
+    serviceId: settings.serviceId,
+    createdBy: settings.createdBy,
+    createdAt: now,
+    updatedAt: now,
+    lastUsedAt: null,
+  };
+  return { key, row };
+}
+
+/** The settings a row carries forward, e.g. into its rotation successor. */
+export function settingsOf(row: KeyRow): KeySettings {
+  return {
+    name: row.name,
+    scopes: row.scopes,
+    environment: row.environment,
+    securityLevel: row.securityLevel,
+    prefix: row.start.split("_")[0] ?? "kw",
+    expiresAt: row.expiresAt,
+    ipAllowlist: row.ipAllowlist,
+    countryAllowlist: row.countryAllowlist,
+    ratelimit: ratelimitOf(row),
+    usageLimit: usageLimitOf(row),
+    metadata: row.metadata,
+    serviceId: row.serviceId,
+    createdBy: row.createdBy,
+  };
+}
+
+export function resolveScopes(
+  role: Role | undefined,
+  scopes: readonly string[] | undefined,
+  held: ReadonlySet<string>,
+) {
+  const resolved = [...new Set([...(role ? ROLES[role] : []), ...(scopes ?? [])])];
+  const beyond = scopesBeyondGrant(resolved, held);
+  if (beyond.length)
+    throw new ApiError("FORBIDDEN", `You cannot grant scopes you do not hold: ${beyond.join(", ")}.`);
+  return resolved;
+}
+
+export function parseFutureTime(iso: string, now = Date.now()): number {
+  const ms = Date.parse(iso);
+  if (!(ms > now)) throw new ApiError("VALIDATION_FAILED", "expires_at must be in the future.");
+  return ms;
+}
+
+export function settingsFromRequest(
+  body: z.infer<typeof CreateKeySchema>,
+  held: ReadonlySet<string>,
+  defaults: { prefix: string; createdBy: string },
+): KeySettings {
+  return {
+    name: body.name,
+    scopes: resolveScopes(body.role, body.scopes, held),
+    environment: body.environment,
+    securityLevel: body.security_level,
+    prefix: body.prefix ?? defaults.prefix,
+    expiresAt: body.expires_at ? parseFutureTime(body.expires_at) : null,
+    ipAllowlist: body.ip_allowlist ?? null,
+    countryAllowlist: body.country_allowlist ?? null,
+    ratelimit: body.ratelimit ?? null,
+    usageLimit: body.usage_limit ?? null,
+    metadata: body.metadata ?? null,
+    serviceId: body.service_id ?? null,
+    createdBy: defaults.createdBy,
+  };
+}

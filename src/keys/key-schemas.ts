@@ -1,0 +1,175 @@
+import { z } from "@hono/zod-openapi";
+import { CUSTOM_SCOPE_PATTERN, ROLES } from "../auth/scopes";
+import { PREFIX_PATTERN } from "../crypto/keys";
+import { parseCidr } from "./ip-allowlist";
+import { VERIFY_CODES } from "./verify-key";
+
+const MAX_METADATA_BYTES = 4096;
+
+export const ScopesSchema = z.array(z.string().regex(CUSTOM_SCOPE_PATTERN)).max(50);
+export const RoleSchema = z.enum(Object.keys(ROLES) as [keyof typeof ROLES, ...(keyof typeof ROLES)[]]);
+export const EnvironmentSchema = z.enum(["live", "test"]);
+export const SecurityLevelSchema = z.enum(["basic", "enhanced", "enterprise"]);
+
+export const CidrSchema = z
+  .string()
+  .max(50)
+  .refine(
+    (value) => parseCidr(value) !== null,
+    "must be an IPv4 or IPv6 address or CIDR with no host bits set",
+  );
+export const CountrySchema = z.string().regex(/^[A-Z]{2}$/, "must be an ISO 3166-1 alpha-2 code");
+
+export const RatelimitSchema = z.strictObject({
+  limit: z.number().int().min(1).max(1_000_000),
+  window_ms: z.number().int().min(1_000).max(86_400_000),
+});
+
+export const UsageLimitSchema = z.strictObject({
+  remaining: z.number().int().min(0).max(1_000_000_000),
+  refill_amount: z.number().int().min(1).max(1_000_000_000).optional(),
+  refill_interval_ms: z
+    .number()
+    .int()
+    .min(60_000)
+    .max(31 * 86_400_000)
+    .optional(),
+});
+
+export const MetadataSchema = z
+  .record(z.string().max(64), z.union([z.string().max(1024), z.number(), z.boolean(), z.null()]))
+  .refine(
+    (value) => JSON.stringify(value).length <= MAX_METADATA_BYTES,
+    `must be at most ${MAX_METADATA_BYTES} bytes`,
+  )
+  .refine((value) => Object.keys(value).length <= 50, "must have at most 50 entries");
+
+const FutureTimeSchema = z.iso.datetime({ offset: true });
+
+const limitFields = {
+  ip_allowlist: z.array(CidrSchema).max(100).optional(),
+  country_allowlist: z.array(CountrySchema).max(250).optional(),
+  ratelimit: RatelimitSchema.optional(),
+  usage_limit: UsageLimitSchema.optional(),
+  metadata: MetadataSchema.optional(),
+};
+
+export const CreateKeySchema = z
+  .strictObject({
+    name: z.string().trim().min(1).max(100),
+    role: RoleSchema.optional(),
+    scopes: ScopesSchema.optional(),
+    environment: EnvironmentSchema.default("live"),
+    security_level: SecurityLevelSchema.default("basic"),
+    prefix: z.string().regex(PREFIX_PATTERN).optional(),
+    expires_at: FutureTimeSchema.optional(),
+    service_id: z.string().max(64).optional(),
+    ...limitFields,
+  })
+  .openapi("CreateKey");
+
+export const UpdateKeySchema = z
+  .strictObject({
+    name: z.string().trim().min(1).max(100).optional(),
+    enabled: z.boolean().optional(),
+    role: RoleSchema.optional(),
+    scopes: ScopesSchema.optional(),
+    expires_at: FutureTimeSchema.nullable().optional(),
+    ip_allowlist: z.array(CidrSchema).max(100).nullable().optional(),
+    country_allowlist: z.array(CountrySchema).max(250).nullable().optional(),
+    ratelimit: RatelimitSchema.nullable().optional(),
+    usage_limit: UsageLimitSchema.nullable().optional(),
+    metadata: MetadataSchema.nullable().optional(),
+  })
+  .openapi("UpdateKey");
+
+export const RotateKeySchema = z
+  .strictObject({
+    grace_seconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(30 * 86_400)
+      .default(86_400),
+  })
+  .openapi("RotateKey");
+
+export const KeySchema = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    start: z
+      .string()
+      .describe("Prefix, environment and first characters: enough to recognise, never to use."),
+    last4: z.string(),
+    environment: EnvironmentSchema,
+    security_level: SecurityLevelSchema,
+    scopes: z.array(z.string()),
+    enabled: z.boolean(),
+    revoked_at: z.string().nullable(),
+    expires_at: z.string().nullable(),
+    ip_allowlist: z.array(z.string()).nullable(),
+    country_allowlist: z.array(z.string()).nullable(),
+    ratelimit: RatelimitSchema.nullable(),
+    usage_limit: UsageLimitSchema.nullable(),
+    metadata: z.record(z.string(), z.unknown()).nullable(),
+    service_id: z.string().nullable(),
+    backup_of_id: z.string().nullable(),
+    rotated_to_id: z.string().nullable(),
+    created_at: z.string(),
+    updated_at: z.string(),
+    last_used_at: z.string().nullable(),
+  })
+  .openapi("Key");
+
+export const CreatedKeySchema = KeySchema.extend({
+  key: z.string().describe("The plaintext key. Returned once, never stored."),
+  backup_key: z
+    .object({ id: z.string(), key: z.string() })
+    .optional()
+    .describe("Enterprise level only: a second key with the same rights, for break-glass use."),
+}).openapi("CreatedKey");
+
+export const RotatedKeySchema = CreatedKeySchema.extend({
+  previous: z.object({ id: z.string(), expires_at: z.string().nullable() }),
+}).openapi("RotatedKey");
+
+export const KeyListSchema = z
+  .object({ items: z.array(KeySchema), next_cursor: z.string().nullable() })
+  .openapi("KeyList");
+
+export const KeyUsageSchema = z
+  .object({
+    key_id: z.string(),
+    remaining: z.number().int().nullable(),
+    days: z.array(z.object({ day: z.string(), valid: z.number().int(), invalid: z.number().int() })),
+  })
+  .openapi("KeyUsage");
+
+export const VerifyKeyRequestSchema = z
+  .strictObject({
+    key: z.string().max(512),
+    scopes: z.array(z.string().max(64)).max(50).optional(),
+  })
+  .openapi("VerifyKeyRequest");
+
+export const VerifyKeyResponseSchema = z
+  .object({
+    valid: z.boolean(),
+    code: z.enum(VERIFY_CODES),
+    key_id: z.string().optional(),
+    name: z.string().optional(),
+    environment: EnvironmentSchema.optional(),
+    scopes: z.array(z.string()).optional(),
+    expires_at: z.string().nullable().optional(),
+    remaining: z.number().int().optional(),
+    ratelimit: z
+      .object({ limit: z.number().int(), remaining: z.number().int(), reset: z.number().int() })
+      .optional(),
+    replaced_by: z
+      .string()
+      .optional()
+      .describe("Set during a rotation's grace period: the id of the new key."),
+    metadata: z.record(z.string(), z.unknown()).nullable().optional(),
+  })
+  .openapi("VerifyKeyResponse");

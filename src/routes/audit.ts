@@ -1,0 +1,99 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { and, desc, eq, lt } from "drizzle-orm";
+import { verifyAuditChain } from "../audit/audit-log";
+import { requireScope } from "../auth/authenticate";
+import { database } from "../db/client";
+import { auditLog } from "../db/schema";
+import { bearerSecurity, createRouter, isoTime, jsonContent, problems } from "../openapi/shared";
+
+const AuditEntrySchema = z
+  .object({
+    seq: z.number().int(),
+    at: z.string(),
+    actor_type: z.string(),
+    actor_id: z.string(),
+    action: z.string(),
+    target_type: z.string(),
+    target_id: z.string(),
+    request_id: z.string(),
+    detail: z.record(z.string(), z.unknown()),
+    hash: z.string(),
+  })
+  .openapi("AuditEntry");
+
+const listAudit = createRoute({
+  method: "get",
+  path: "/",
+  tags: ["Audit"],
+  summary: "The tenant's audit log, newest first",
+  security: bearerSecurity,
+  middleware: [requireScope("audit:read")] as const,
+  request: {
+    query: z.object({
+      limit: z.coerce.number().int().min(1).max(100).default(50),
+      before_seq: z.coerce.number().int().min(1).optional(),
+    }),
+  },
+  responses: {
+    200: jsonContent(
+      z.object({ items: z.array(AuditEntrySchema), next_before_seq: z.number().nullable() }),
+      "Entries.",
+    ),
+    ...problems("UNAUTHENTICATED", "FORBIDDEN"),
+  },
+});
+
+const verifyAudit = createRoute({
+  method: "get",
+  path: "/verify",
+  tags: ["Audit"],
+  summary: "Re-check the tenant's hash chain and name the first broken row",
+  security: bearerSecurity,
+  middleware: [requireScope("audit:read")] as const,
+  responses: {
+    200: jsonContent(
+      z.object({
+        ok: z.boolean(),
+        rows: z.number().int(),
+        broken_at_seq: z.number().int().optional(),
+        reason: z.string().optional(),
+      }),
+      "The verdict.",
+    ),
+    ...problems("UNAUTHENTICATED", "FORBIDDEN"),
+  },
+});
+
+export const auditRoutes = createRouter()
+  .openapi(listAudit, async (c) => {
+    const { tenantId } = c.get("principal");
+    const { limit, before_seq } = c.req.valid("query");
+    const rows = await database(c.env.DB)
+      .select()
+      .from(auditLog)
+      .where(and(eq(auditLog.tenantId, tenantId), before_seq ? lt(auditLog.seq, before_seq) : undefined))
+      .orderBy(desc(auditLog.seq))
+      .limit(limit)
+      .all();
+    return c.json(
+      {
+        items: rows.map((row) => ({
+          seq: row.seq,
+          at: isoTime(row.at) as string,
+          actor_type: row.actorType,
+          actor_id: row.actorId,
+          action: row.action,
+          target_type: row.targetType,
+          target_id: row.targetId,
+          request_id: row.requestId,
+          detail: row.detail,
+          hash: row.hash,
+        })),
+        next_before_seq: rows.length === limit ? (rows.at(-1)?.seq ?? null) : null,
+      },
+      200,
+    );
+  })
+  .openapi(verifyAudit, async (c) => {
+    return c.json(await verifyAuditChain(database(c.env.DB), c.get("principal").tenantId), 200);
+  });

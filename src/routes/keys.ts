@@ -1,0 +1,402 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { and, desc, eq, gte, lt, or } from "drizzle-orm";
+import type { Context } from "hono";
+import { commitWithAudit } from "../audit/audit-log";
+import { requireScope } from "../auth/authenticate";
+import type { Principal } from "../auth/principal";
+import { type Database, database } from "../db/client";
+import { apiKeys, keyUsageDaily, tenants } from "../db/schema";
+import type { AppEnv } from "../env";
+import { ApiError } from "../errors";
+import { mintKey, parseFutureTime, resolveScopes, settingsFromRequest, settingsOf } from "../keys/issue-key";
+import { forgetCachedKey, toKeyRecord } from "../keys/key-record";
+import {
+  CreatedKeySchema,
+  CreateKeySchema,
+  KeyListSchema,
+  KeySchema,
+  KeyUsageSchema,
+  RotatedKeySchema,
+  RotateKeySchema,
+  UpdateKeySchema,
+} from "../keys/key-schemas";
+import { keyView } from "../keys/key-view";
+import { decodeCursor, encodeCursor } from "../openapi/cursor";
+import {
+  bearerSecurity,
+  createRouter,
+  IdParam,
+  isoTime,
+  jsonBody,
+  jsonContent,
+  NO_STORE,
+  PageQuery,
+  problems,
+} from "../openapi/shared";
+
+type KeyRow = typeof apiKeys.$inferSelect;
+const tags = ["Keys"];
+const authProblems = ["UNAUTHENTICATED", "FORBIDDEN", "RATE_LIMITED"] as const;
+
+function actorOf(c: Context<AppEnv>, principal: Principal) {
+  return {
+    tenantId: principal.tenantId,
+    actorType: principal.via,
+    actorId: principal.keyId,
+    requestId: c.get("requestId"),
+  } as const;
+}
+
+/** Tenant-scoped lookup: another tenant's key is indistinguishable from one that never existed. */
+async function findOwnKey(db: Database, tenantId: string, id: string): Promise<KeyRow> {
+  const row = await db
+    .select()
+    .from(apiKeys)
+    .where(and(eq(apiKeys.tenantId, tenantId), eq(apiKeys.id, id)))
+    .get();
+  if (!row) throw new ApiError("NOT_FOUND", "No such key.");
+  return row;
+}
+
+const createKey = createRoute({
+  method: "post",
+  path: "/",
+  tags,
+  summary: "Create a key",
+  security: bearerSecurity,
+  middleware: [requireScope("keys:write")] as const,
+  request: { body: jsonBody(CreateKeySchema) },
+  responses: {
+    201: jsonContent(CreatedKeySchema, "The key, with its plaintext (shown once)."),
+    ...problems(...authProblems, "VALIDATION_FAILED"),
+  },
+});
+
+const listKeys = createRoute({
+  method: "get",
+  path: "/",
+  tags,
+  summary: "List keys (masked), newest first",
+  security: bearerSecurity,
+  middleware: [requireScope("keys:read")] as const,
+  request: { query: PageQuery.extend({ environment: z.enum(["live", "test"]).optional() }) },
+  responses: {
+    200: jsonContent(KeyListSchema, "A page of keys."),
+    ...problems(...authProblems, "BAD_REQUEST"),
+  },
+});
+
+const getKey = createRoute({
+  method: "get",
+  path: "/{id}",
+  tags,
+  summary: "Get a key (masked)",
+  security: bearerSecurity,
+  middleware: [requireScope("keys:read")] as const,
+  request: { params: IdParam },
+  responses: { 200: jsonContent(KeySchema, "The key."), ...problems(...authProblems, "NOT_FOUND") },
+});
+
+const updateKey = createRoute({
+  method: "patch",
+  path: "/{id}",
+  tags,
+  summary: "Update a key's name, state, scopes, expiry or limits",
+  security: bearerSecurity,
+  middleware: [requireScope("keys:write")] as const,
+  request: { params: IdParam, body: jsonBody(UpdateKeySchema) },
+  responses: {
+    200: jsonContent(KeySchema, "The updated key."),
+    ...problems(...authProblems, "NOT_FOUND", "VALIDATION_FAILED", "CONFLICT"),
+  },
+});
+
+const revokeKey = createRoute({
+  method: "post",
+  path: "/{id}/revoke",
+  tags,
+  summary: "Revoke a key (permanent; rejected on the next verify)",
+  security: bearerSecurity,
+  middleware: [requireScope("keys:write")] as const,
+  request: { params: IdParam },
+  responses: { 200: jsonContent(KeySchema, "The revoked key."), ...problems(...authProblems, "NOT_FOUND") },
+});
+
+const rotateKey = createRoute({
+  method: "post",
+  path: "/{id}/rotate",
+  tags,
+  summary: "Rotate a key: a new key now, the old one valid until the grace period ends",
+  security: bearerSecurity,
+  middleware: [requireScope("keys:write")] as const,
+  request: { params: IdParam, body: jsonBody(RotateKeySchema) },
+  responses: {
+    201: jsonContent(RotatedKeySchema, "The new key with its plaintext (shown once), and the old key's end."),
+    ...problems(...authProblems, "NOT_FOUND", "CONFLICT", "VALIDATION_FAILED"),
+  },
+});
+
+const deleteKey = createRoute({
+  method: "delete",
+  path: "/{id}",
+  tags,
+  summary: "Delete a key",
+  security: bearerSecurity,
+  middleware: [requireScope("keys:write")] as const,
+  request: { params: IdParam },
+  responses: { 204: { description: "Deleted." }, ...problems(...authProblems, "NOT_FOUND") },
+});
+
+const keyUsage = createRoute({
+  method: "get",
+  path: "/{id}/usage",
+  tags,
+  summary: "Per-day verification counts and the remaining uses",
+  security: bearerSecurity,
+  middleware: [requireScope("keys:read")] as const,
+  request: { params: IdParam, query: z.object({ days: z.coerce.number().int().min(1).max(90).default(30) }) },
+  responses: { 200: jsonContent(KeyUsageSchema, "Usage."), ...problems(...authProblems, "NOT_FOUND") },
+});
+
+export const keyRoutes = createRouter()
+  .openapi(createKey, async (c) => {
+    const principal = c.get("principal");
+    const db = database(c.env.DB);
+    const tenant = await db.select().from(tenants).where(eq(tenants.id, principal.tenantId)).get();
+    const settings = settingsFromRequest(c.req.valid("json"), principal.scopes, {
+      prefix: tenant?.keyPrefix ?? "kw",
+      createdBy: principal.keyId,
+    });
+    const primary = await mintKey(principal.tenantId, settings);
+    // Enterprise keys come with a break-glass twin so losing one never locks the owner out.
+    const backup =
+      settings.securityLevel === "enterprise"
+        ? await mintKey(
+            principal.tenantId,
+            { ...settings, name: `${settings.name} (backup)` },
+            { backupOfId: primary.row.id },
+          )
+        : null;
+    const rows = backup ? [primary.row, backup.row] : [primary.row];
+    await commitWithAudit(
+      db,
+      actorOf(c, principal),
+      [db.insert(apiKeys).values(rows)],
+      rows.map((row) => ({
+        action: "key.create",
+        targetType: "key",
+        targetId: row.id,
+        detail: { scopes: row.scopes, environment: row.environment, security_level: row.securityLevel },
+      })),
+    );
+    return c.json(
+      {
+        ...keyView(primary.row),
+        key: primary.key,
+        ...(backup ? { backup_key: { id: backup.row.id, key: backup.key } } : {}),
+      },
+      201,
+      NO_STORE,
+    );
+  })
+  .openapi(listKeys, async (c) => {
+    const { tenantId } = c.get("principal");
+    const { limit, cursor, environment } = c.req.valid("query");
+    const after = cursor ? decodeCursor(cursor) : null;
+    const rows = await database(c.env.DB)
+      .select()
+      .from(apiKeys)
+      .where(
+        and(
+          eq(apiKeys.tenantId, tenantId),
+          environment ? eq(apiKeys.environment, environment) : undefined,
+          after
+            ? or(
+                lt(apiKeys.createdAt, after.createdAt),
+                and(eq(apiKeys.createdAt, after.createdAt), lt(apiKeys.id, after.id)),
+              )
+            : undefined,
+        ),
+      )
+      .orderBy(desc(apiKeys.createdAt), desc(apiKeys.id))
+      .limit(limit + 1)
+      .all();
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return c.json(
+      {
+        items: page.map(keyView),
+        next_cursor:
+          rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt, id: last.id }) : null,
+      },
+      200,
+    );
+  })
+  .openapi(getKey, async (c) => {
+    const row = await findOwnKey(database(c.env.DB), c.get("principal").tenantId, c.req.valid("param").id);
+    return c.json(keyView(row), 200);
+  })
+  .openapi(updateKey, async (c) => {
+    const principal = c.get("principal");
+    const db = database(c.env.DB);
+    const row = await findOwnKey(db, principal.tenantId, c.req.valid("param").id);
+    if (row.revokedAt !== null) throw new ApiError("CONFLICT", "A revoked key cannot be changed.");
+    const body = c.req.valid("json");
+    const limitsChanged = body.ratelimit !== undefined || body.usage_limit !== undefined;
+    const changes: Partial<KeyRow> = {
+      ...(body.name !== undefined ? { name: body.name } : {}),
+      ...(body.enabled !== undefined ? { enabled: body.enabled } : {}),
+      ...(body.role !== undefined || body.scopes !== undefined
+        ? { scopes: resolveScopes(body.role, body.scopes, principal.scopes) }
+        : {}),
+      ...(body.expires_at !== undefined
+        ? { expiresAt: body.expires_at === null ? null : parseFutureTime(body.expires_at) }
+        : {}),
+      ...(body.ip_allowlist !== undefined ? { ipAllowlist: body.ip_allowlist } : {}),
+      ...(body.country_allowlist !== undefined ? { countryAllowlist: body.country_allowlist } : {}),
+      ...(body.ratelimit !== undefined
+        ? {
+            ratelimitLimit: body.ratelimit?.limit ?? null,
+            ratelimitWindowMs: body.ratelimit?.window_ms ?? null,
+          }
+        : {}),
+      ...(body.usage_limit !== undefined
+        ? {
+            usageLimit: body.usage_limit?.remaining ?? null,
+            refillAmount: body.usage_limit?.refill_amount ?? null,
+            refillIntervalMs: body.usage_limit?.refill_interval_ms ?? null,
+          }
+        : {}),
+      ...(body.metadata !== undefined ? { metadata: body.metadata } : {}),
+      ...(limitsChanged ? { limitsVersion: row.limitsVersion + 1 } : {}),
+      updatedAt: Date.now(),
+    };
+    const updated: KeyRow = { ...row, ...changes };
+    await commitWithAudit(
+      db,
+      actorOf(c, principal),
+      [
+        db
+          .update(apiKeys)
+          .set(changes)
+          .where(and(eq(apiKeys.tenantId, principal.tenantId), eq(apiKeys.id, row.id))),
+      ],
+      [
+        {
+          action: "key.update",
+          targetType: "key",
+          targetId: row.id,
+          detail: { fields: Object.keys(body).sort() },
+        },
+      ],
+    );
+    forgetCachedKey(row.hash);
+    return c.json(keyView(updated), 200);
+  })
+  .openapi(revokeKey, async (c) => {
+    const principal = c.get("principal");
+    const db = database(c.env.DB);
+    const row = await findOwnKey(db, principal.tenantId, c.req.valid("param").id);
+    if (row.revokedAt !== null) return c.json(keyView(row), 200);
+    const now = Date.now();
+    await commitWithAudit(
+      db,
+      actorOf(c, principal),
+      [
+        db
+          .update(apiKeys)
+          .set({ revokedAt: now, updatedAt: now })
+          .where(and(eq(apiKeys.tenantId, principal.tenantId), eq(apiKeys.id, row.id))),
+      ],
+      [{ action: "key.revoke", targetType: "key", targetId: row.id }],
+    );
+    forgetCachedKey(row.hash);
+    return c.json(keyView({ ...row, revokedAt: now, updatedAt: now }), 200);
+  })
+  .openapi(rotateKey, async (c) => {
+    const principal = c.get("principal");
+    const db = database(c.env.DB);
+    const row = await findOwnKey(db, principal.tenantId, c.req.valid("param").id);
+    if (row.revokedAt !== null || row.rotatedToId !== null) {
+      throw new ApiError("CONFLICT", "Only a live, not yet rotated key can be rotated.");
+    }
+    const now = Date.now();
+    const graceEnd = now + c.req.valid("json").grace_seconds * 1000;
+    const oldExpiresAt = row.expiresAt === null ? graceEnd : Math.min(row.expiresAt, graceEnd);
+    const successor = await mintKey(
+      principal.tenantId,
+      { ...settingsOf(row), createdBy: principal.keyId },
+      { rotatedFromId: row.id },
+      now,
+    );
+    await commitWithAudit(
+      db,
+      actorOf(c, principal),
+      [
+        db.insert(apiKeys).values(successor.row),
+        db
+          .update(apiKeys)
+          .set({ rotatedToId: successor.row.id, expiresAt: oldExpiresAt, updatedAt: now })
+          .where(and(eq(apiKeys.tenantId, principal.tenantId), eq(apiKeys.id, row.id))),
+      ],
+      [
+        {
+          action: "key.rotate",
+          targetType: "key",
+          targetId: row.id,
+          detail: { successor_id: successor.row.id, grace_ends_at: isoTime(oldExpiresAt) },
+        },
+      ],
+    ).catch((error: unknown) => {
+      if (String((error as { cause?: unknown })?.cause ?? error).includes("api_keys.rotated_from_id")) {
+        throw new ApiError("CONFLICT", "This key is already being rotated.");
+      }
+      throw error;
+    });
+    forgetCachedKey(row.hash);
+    return c.json(
+      {
+        ...keyView(successor.row),
+        key: successor.key,
+        previous: { id: row.id, expires_at: isoTime(oldExpiresAt) },
+      },
+      201,
+      NO_STORE,
+    );
+  })
+  .openapi(deleteKey, async (c) => {
+    const principal = c.get("principal");
+    const db = database(c.env.DB);
+    const row = await findOwnKey(db, principal.tenantId, c.req.valid("param").id);
+    await commitWithAudit(
+      db,
+      actorOf(c, principal),
+      [db.delete(apiKeys).where(and(eq(apiKeys.tenantId, principal.tenantId), eq(apiKeys.id, row.id)))],
+      [{ action: "key.delete", targetType: "key", targetId: row.id }],
+    );
+    forgetCachedKey(row.hash);
+    return c.body(null, 204);
+  })
+  .openapi(keyUsage, async (c) => {
+    const { tenantId } = c.get("principal");
+    const db = database(c.env.DB);
+    const row = await findOwnKey(db, tenantId, c.req.valid("param").id);
+    const since = new Date(Date.now() - c.req.valid("query").days * 86_400_000).toISOString().slice(0, 10);
+    const days = await db
+      .select({ day: keyUsageDaily.day, valid: keyUsageDaily.valid, invalid: keyUsageDaily.invalid })
+      .from(keyUsageDaily)
+      .where(
+        and(
+          eq(keyUsageDaily.tenantId, tenantId),
+          eq(keyUsageDaily.keyId, row.id),
+          gte(keyUsageDaily.day, since),
+        ),
+      )
+      .orderBy(desc(keyUsageDaily.day))
+      .all();
+    const limits = toKeyRecord(row).limits;
+    const remaining = limits?.usage
+      ? (await c.env.KEY_LIMITER.get(c.env.KEY_LIMITER.idFromName(row.id)).peek(limits)).remaining
+      : null;
+    return c.json({ key_id: row.id, remaining, days }, 200);
+  });

@@ -1,0 +1,56 @@
+import { createRoute } from "@hono/zod-openapi";
+import { clientCountry, clientIp, requireScope } from "../auth/authenticate";
+import { database } from "../db/client";
+import { VerifyKeyRequestSchema, VerifyKeyResponseSchema } from "../keys/key-schemas";
+import { recordVerification } from "../keys/usage-recorder";
+import { verifyKey } from "../keys/verify-key";
+import { bearerSecurity, createRouter, isoTime, jsonBody, jsonContent, problems } from "../openapi/shared";
+
+const verifyRoute = createRoute({
+  method: "post",
+  path: "/",
+  tags: ["Keys"],
+  summary: "Verify a key (the hot path). Always 200 with `valid` and `code` for an authorised caller.",
+  security: bearerSecurity,
+  middleware: [requireScope("keys:verify")] as const,
+  request: { body: jsonBody(VerifyKeyRequestSchema) },
+  responses: {
+    200: jsonContent(VerifyKeyResponseSchema, "The verdict."),
+    ...problems("UNAUTHENTICATED", "FORBIDDEN", "RATE_LIMITED", "VALIDATION_FAILED"),
+  },
+});
+
+export const verifyRoutes = createRouter().openapi(verifyRoute, async (c) => {
+  const { tenantId } = c.get("principal");
+  const body = c.req.valid("json");
+  const db = database(c.env.DB);
+  const now = Date.now();
+  const outcome = await verifyKey(
+    { db, limiter: c.env.KEY_LIMITER },
+    { key: body.key, tenantId, requiredScopes: body.scopes, ip: clientIp(c), country: clientCountry(c), now },
+  );
+  const { record, limits, code } = outcome;
+  if (!record) return c.json({ valid: false, code }, 200);
+  recordVerification(
+    c.executionCtx,
+    db,
+    { tenantId, keyId: record.id, valid: code === "VALID", at: now },
+    Number(c.env.USAGE_FLUSH_MS ?? 1000),
+  );
+  return c.json(
+    {
+      valid: code === "VALID",
+      code,
+      key_id: record.id,
+      name: record.name,
+      environment: record.environment,
+      scopes: [...record.scopes],
+      expires_at: isoTime(record.expiresAt),
+      metadata: record.metadata,
+      ...(limits?.remaining !== undefined ? { remaining: limits.remaining } : {}),
+      ...(limits?.ratelimit ? { ratelimit: limits.ratelimit } : {}),
+      ...(record.rotatedToId ? { replaced_by: record.rotatedToId } : {}),
+    },
+    200,
+  );
+});

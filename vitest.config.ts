@@ -1,0 +1,28 @@
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+
+export default defineConfig(async () => {
+  const migrations = await readD1Migrations("./migrations");
+  return {
+    plugins: [
+      cloudflareTest({
+        wrangler: { configPath: "./wrangler.toml" },
+        miniflare: {
+          bindings: {
+            TEST_MIGRATIONS: migrations,
+            // Fixed test secrets: 32 random bytes, base64.
+            MASTER_KEY: "Pi6D1bN9Swlets3J7d8X8XYF8JxaPauTdGs0vuTR+QM=",
+            BOOTSTRAP_TOKEN: "test-bootstrap-token-0123456789abcdef",
+            USAGE_FLUSH_MS: "0",
+          },
+        },
+      }),
+    ],
+    test: {
+      include: ["test/**/*.test.ts"],
+      exclude: ["test/e2e/**"],
+      setupFiles: ["./test/setup/apply-migrations.ts"],
+      testTimeout: 30_000,
+    },
+  };
+});
