@@ -23,6 +23,7 @@ export default defineConfig(async () => {
       exclude: ["test/e2e/**"],
       setupFiles: ["./test/setup/apply-migrations.ts"],
       testTimeout: 30_000,
+      reporters: ["default", "./test/summary-reporter.ts"],
     },
   };
 });
