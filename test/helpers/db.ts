@@ -1,0 +1,25 @@
+import { env } from "cloudflare:workers";
+
+export async function countRows(table: string): Promise<number> {
+  const row = await env.DB.prepare(`SELECT count(*) AS n FROM ${table}`).first<{ n: number }>();
+  return row?.n ?? 0;
+}
+
+/** Every row of every table, as text: what a stolen database dump would contain. */
+export async function dumpDatabase(): Promise<string> {
+  const { results } = await env.DB.prepare(
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'",
+  ).all<{ name: string }>();
+  const parts: string[] = [];
+  for (const { name } of results) {
+    const rows = await env.DB.prepare(`SELECT * FROM "${name}"`).all();
+    parts.push(`${name}: ${JSON.stringify(rows.results)}`);
+  }
+  return parts.join("\n");
+}
+
+export async function snapshotTenantRows(tenantId: string): Promise<string> {
+  const keys = await env.DB.prepare("SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY id").bind(tenantId).all();
+  const audit = await env.DB.prepare("SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY seq").bind(tenantId).all();
+  return JSON.stringify({ keys: keys.results, audit: audit.results });
+}
