@@ -45,7 +45,7 @@ export async function chainHash(row: Omit<AuditRow, "hash">): Promise<string> {
   return toHex(await crypto.subtle.digest("SHA-256", utf8(canonical)));
 }
 
-const MAX_ATTEMPTS = 5;
+const MAX_ATTEMPTS = 12;
 
 /**
  * Runs `statements` and their audit rows in one D1 batch: both land or neither does. The chain's
@@ -94,7 +94,11 @@ export async function commitWithAudit(
       await db.batch([first, ...rest]);
       return;
     } catch (error) {
-      if (attempt < MAX_ATTEMPTS && isAuditSeqConflict(error)) continue;
+      if (attempt < MAX_ATTEMPTS && isAuditSeqConflict(error)) {
+        // Jittered backoff so colliding writers spread out instead of colliding again.
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
+        continue;
+      }
       throw error;
     }
   }

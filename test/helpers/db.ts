@@ -18,8 +18,13 @@ export async function dumpDatabase(): Promise<string> {
   return parts.join("\n");
 }
 
+/**
+ * A tenant's business state. `last_used_at` is left out: authenticating a request legitimately
+ * touches the caller's own key, and that is not a side effect of the call being refused.
+ */
 export async function snapshotTenantRows(tenantId: string): Promise<string> {
   const keys = await env.DB.prepare("SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY id").bind(tenantId).all();
+  for (const row of keys.results) delete row.last_used_at;
   const audit = await env.DB.prepare("SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY seq").bind(tenantId).all();
   return JSON.stringify({ keys: keys.results, audit: audit.results });
 }
