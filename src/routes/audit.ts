@@ -17,7 +17,7 @@ const AuditEntrySchema = z
     target_id: z.string(),
     request_id: z.string(),
     detail: z.record(z.string(), z.unknown()),
-    hash: z.string(),
+    chain_hash: z.string().describe("SHA-256 over this entry and the previous entry's chain_hash."),
   })
   .openapi("AuditEntry");
 
@@ -87,7 +87,7 @@ export const auditRoutes = createRouter()
           target_id: row.targetId,
           request_id: row.requestId,
           detail: row.detail,
-          hash: row.hash,
+          chain_hash: row.hash,
         })),
         next_before_seq: rows.length === limit ? (rows.at(-1)?.seq ?? null) : null,
       },
