@@ -153,8 +153,16 @@ describe("tampered blobs fail closed with IntegrityError [SECURITY 4]", () => {
         { label: "non-zero padding bits", text: `${data.slice(0, -1)}${dirty}${padding}`, original: blob },
         { label: "leading space", text: ` ${blob}`, original: blob },
         { label: "trailing newline", text: `${blob}\n`, original: blob },
-        { label: "CRLF in the middle", text: `${blob.slice(0, middle)}\r\n${blob.slice(middle)}`, original: blob },
-        { label: "tab in the middle", text: `${blob.slice(0, middle)}\t${blob.slice(middle)}`, original: blob },
+        {
+          label: "CRLF in the middle",
+          text: `${blob.slice(0, middle)}\r\n${blob.slice(middle)}`,
+          original: blob,
+        },
+        {
+          label: "tab in the middle",
+          text: `${blob.slice(0, middle)}\t${blob.slice(middle)}`,
+          original: blob,
+        },
         {
           label: "MIME line breaks every 8 characters",
           text: blob.replace(/(.{8})/g, "$1\n"),
@@ -258,6 +266,24 @@ describe("tampered blobs fail closed with IntegrityError [SECURITY 4]", () => {
     expect(hex(parsed.iv)).toBe(hex(bytes.subarray(5, 17)));
     expect(parsed.sealed.length).toBe(5 + TAG_BYTES);
     expect(await decryptBytes(anyVersion, context, blob)).toEqual(plaintext);
+  });
+
+  it("refuses to encrypt under a key version the 4-byte header cannot carry, instead of writing an undecryptable blob", async () => {
+    const plaintext = new TextEncoder().encode("would be lost");
+    // The boundaries that fit round-trip...
+    for (const version of [0, 0xffffffff]) {
+      const blob = await encryptBytes(dek, version, context, plaintext);
+      expect(parseBlob(blob).keyVersion).toBe(version);
+      expect(await decryptBytes(anyVersion, context, blob)).toEqual(plaintext);
+    }
+    // ...anything else is silently wrapped by DataView.setUint32 into a different header version while
+    // the AAD keeps the original number: the write "succeeds" and the data can never be read back.
+    for (const version of [2 ** 32, 2 ** 32 + 1, -1, 1.5, Number.NaN]) {
+      await expect(
+        encryptBytes(dek, version, context, plaintext),
+        `key version ${version}`,
+      ).rejects.toThrow();
+    }
   });
 
   it("round-trips text, including empty and non-ASCII strings", async () => {

@@ -69,7 +69,11 @@ describe("a ciphertext moved to another place fails to decrypt [SECURITY 3]", ()
     const moves: { label: string; tenant: string; context: FieldContext }[] = [
       { label: "another record id", tenant: tenantA.id, context: { ...origin, recordId: "cred_other" } },
       { label: "another field", tenant: tenantA.id, context: { ...origin, field: "client_secret" } },
-      { label: "record and field swapped", tenant: tenantA.id, context: { ...origin, recordId: "secret", field: "cred_origin" } },
+      {
+        label: "record and field swapped",
+        tenant: tenantA.id,
+        context: { ...origin, recordId: "secret", field: "cred_origin" },
+      },
       {
         label: "tenant B's row, with B's own DEK v1",
         tenant: tenantB.id,
@@ -83,9 +87,11 @@ describe("a ciphertext moved to another place fails to decrypt [SECURITY 3]", ()
       { label: "tenant A's context but B's DEK", tenant: tenantB.id, context: origin },
     ];
     for (const move of moves) {
-      await expectIntegrityError(decryptText(resolverFor(k, move.tenant), move.context, blob)).catch((error) => {
-        throw new Error(`${move.label}: ${error}`);
-      });
+      await expectIntegrityError(decryptText(resolverFor(k, move.tenant), move.context, blob)).catch(
+        (error) => {
+          throw new Error(`${move.label}: ${error}`);
+        },
+      );
     }
     // B's DEK is real and works for B's own data, so the cross-tenant failures above are not vacuous.
     const bContext: FieldContext = { tenantId: tenantB.id, recordId: "cred_origin", field: "secret" };
@@ -118,7 +124,10 @@ describe("the header's key version selects exactly one DEK, with no fallback [SE
     const tenant = await createTenant("retired version");
     const k = await keys();
     const dek2 = await insertDataKey(k, tenant.id, 2, "active");
-    await db().update(dataKeys).set({ status: "retired" }).where(and(eq(dataKeys.tenantId, tenant.id), eq(dataKeys.version, 1)));
+    await db()
+      .update(dataKeys)
+      .set({ status: "retired" })
+      .where(and(eq(dataKeys.tenantId, tenant.id), eq(dataKeys.version, 1)));
     const context: FieldContext = { tenantId: tenant.id, recordId: "cred_rot", field: "secret" };
     const v1Blob = await encryptText(await dekFor(k, db(), tenant.id, 1), 1, context, "under v1");
     const v2Blob = await encryptText(dek2, 2, context, "under v2");
@@ -126,12 +135,17 @@ describe("the header's key version selects exactly one DEK, with no fallback [SE
     // A retired (not deleted) version still decrypts: it is "previous", not gone.
     expect(await decryptText(resolverFor(k, tenant.id), context, v1Blob)).toBe("under v1");
 
-    await db().delete(dataKeys).where(and(eq(dataKeys.tenantId, tenant.id), eq(dataKeys.version, 2)));
+    await db()
+      .delete(dataKeys)
+      .where(and(eq(dataKeys.tenantId, tenant.id), eq(dataKeys.version, 2)));
     forgetKeys(); // a fresh isolate: the DEK cache must not be what keeps v2 alive
     const fresh = await keys();
 
     const asked: number[] = [];
-    await expectIntegrityError(decryptText(resolverFor(fresh, tenant.id, asked), context, v2Blob), /no such data key/);
+    await expectIntegrityError(
+      decryptText(resolverFor(fresh, tenant.id, asked), context, v2Blob),
+      /no such data key/,
+    );
     expect(asked).toEqual([2]); // asked for v2 once, never tried v1
     expect(await decryptText(resolverFor(fresh, tenant.id), context, v1Blob)).toBe("under v1");
     await expectIntegrityError(dekFor(fresh, db(), tenant.id, 2));
@@ -146,7 +160,10 @@ describe("the header's key version selects exactly one DEK, with no fallback [SE
       const copy = bytes.slice();
       new DataView(copy.buffer).setUint32(1, version);
       const asked: number[] = [];
-      await expectIntegrityError(decryptText(resolverFor(k, tenant.id, asked), context, b64(copy)), /no such data key/);
+      await expectIntegrityError(
+        decryptText(resolverFor(k, tenant.id, asked), context, b64(copy)),
+        /no such data key/,
+      );
       expect(asked).toEqual([version]);
     }
     const before = await rowCounts();
@@ -170,7 +187,10 @@ describe("the header's key version selects exactly one DEK, with no fallback [SE
     const forged = await encryptText(bDek3, 3, aContext, SECRET);
     for (const blob of [forged, bBlob]) {
       const asked: number[] = [];
-      await expectIntegrityError(decryptText(resolverFor(k, tenantA.id, asked), aContext, blob), /no such data key/);
+      await expectIntegrityError(
+        decryptText(resolverFor(k, tenantA.id, asked), aContext, blob),
+        /no such data key/,
+      );
       expect(asked).toEqual([3]);
     }
     await expectIntegrityError(dekFor(k, db(), tenantA.id, 3));
@@ -194,7 +214,7 @@ describe("a corrupted wrapped DEK fails closed for its tenant only [SECURITY 7]"
     const corruptions = [
       { label: "one bit flipped in the IV", value: flipBit(originalBytes, 3) },
       { label: "one bit flipped in the wrapped key", value: flipBit(originalBytes, 12 * 8 + 100) },
-      { label: "one bit flipped in the tag", value: flipBit(originalBytes, originalBytes.length * 8 - 1), },
+      { label: "one bit flipped in the tag", value: flipBit(originalBytes, originalBytes.length * 8 - 1) },
       { label: "truncated by one byte", value: b64(originalBytes.subarray(0, -1)) },
       { label: "one byte appended", value: b64(new Uint8Array([...originalBytes, 0])) },
       { label: "not base64", value: "%%%not-base64%%%" },
@@ -202,12 +222,18 @@ describe("a corrupted wrapped DEK fails closed for its tenant only [SECURITY 7]"
     ];
     const countsBefore = await rowCounts();
     for (const corruption of corruptions) {
-      await db().update(dataKeys).set({ wrappedKey: corruption.value }).where(and(eq(dataKeys.tenantId, tenantA.id), eq(dataKeys.version, 1)));
+      await db()
+        .update(dataKeys)
+        .set({ wrappedKey: corruption.value })
+        .where(and(eq(dataKeys.tenantId, tenantA.id), eq(dataKeys.version, 1)));
       forgetKeys();
       const fresh = await keys();
       const label = `wrapped DEK ${corruption.label}`;
 
-      const error = await expectIntegrityError(decryptText(resolverFor(fresh, tenantA.id), aContext, aBlob), /wrapped key/);
+      const error = await expectIntegrityError(
+        decryptText(resolverFor(fresh, tenantA.id), aContext, aBlob),
+        /wrapped key/,
+      );
       expect(error.message, label).not.toContain(corruption.value || "\u0001");
       await expectIntegrityError(activeDek(fresh, db(), tenantA.id, 1));
       // Asking again does not "heal" it by minting a key either (no poisoned or replaced cache entry).
@@ -220,7 +246,10 @@ describe("a corrupted wrapped DEK fails closed for its tenant only [SECURITY 7]"
     }
 
     // Restoring the stored row restores A: the failures were not cached and nothing was re-keyed.
-    await db().update(dataKeys).set({ wrappedKey: original }).where(and(eq(dataKeys.tenantId, tenantA.id), eq(dataKeys.version, 1)));
+    await db()
+      .update(dataKeys)
+      .set({ wrappedKey: original })
+      .where(and(eq(dataKeys.tenantId, tenantA.id), eq(dataKeys.version, 1)));
     expect(await decryptText(resolverFor(await keys(), tenantA.id), aContext, aBlob)).toBe("A's secret");
     expect(await rowCounts()).toEqual(countsBefore);
   });
@@ -247,7 +276,7 @@ describe("wrapped DEKs in D1", () => {
       true,
       ["encrypt", "decrypt"],
     );
-    const raw = new Uint8Array(await crypto.subtle.exportKey("raw", extractable));
+    const raw = new Uint8Array((await crypto.subtle.exportKey("raw", extractable)) as ArrayBuffer);
     expect(raw.length).toBe(32);
     const context: FieldContext = { tenantId: tenant.id, recordId: "cred_raw", field: "secret" };
     const blob = await encryptText(await dekFor(k, db(), tenant.id, 1), 1, context, SECRET);
@@ -290,7 +319,10 @@ describe("wrapped DEKs in D1", () => {
     const bContext: FieldContext = { tenantId: tenantB.id, recordId: "cred_b", field: "secret" };
     const bBlob = await encryptText(await dekFor(k, db(), tenantB.id, 1), 1, bContext, SECRET);
 
-    await db().update(dataKeys).set({ wrappedKey: aRow?.wrappedKey as string }).where(and(eq(dataKeys.tenantId, tenantB.id), eq(dataKeys.version, 1)));
+    await db()
+      .update(dataKeys)
+      .set({ wrappedKey: aRow?.wrappedKey as string })
+      .where(and(eq(dataKeys.tenantId, tenantB.id), eq(dataKeys.version, 1)));
     forgetKeys();
     const fresh = await keys();
     await expectIntegrityError(dekFor(fresh, db(), tenantB.id, 1), /wrapped key failed authentication/);
@@ -298,9 +330,13 @@ describe("wrapped DEKs in D1", () => {
 
     // The same bytes as A's v2 row in A's own tenant fail too (version is bound), as does unwrapping
     // them for another KEK version.
-    await db().insert(dataKeys).values({ ...(aRow as NonNullable<typeof aRow>), version: 2, status: "retired" });
+    await db()
+      .insert(dataKeys)
+      .values({ ...(aRow as NonNullable<typeof aRow>), version: 2, status: "retired" });
     await expectIntegrityError(dekFor(fresh, db(), tenantA.id, 2), /wrapped key failed authentication/);
-    await expectIntegrityError(unwrapDek(fresh.kek, aRow?.wrappedKey as string, tenantA.id, 1, fresh.kekVersion + 1));
+    await expectIntegrityError(
+      unwrapDek(fresh.kek, aRow?.wrappedKey as string, tenantA.id, 1, fresh.kekVersion + 1),
+    );
     // ... while the original row still unwraps for A.
     expect(await dekFor(fresh, db(), tenantA.id, 1)).toBeDefined();
   });
@@ -308,7 +344,10 @@ describe("wrapped DEKs in D1", () => {
   it("rejects a data_keys row that claims another KEK version instead of trying the current KEK", async () => {
     const tenant = await createTenant("kek version");
     const k = await keys();
-    await db().update(dataKeys).set({ kekVersion: k.kekVersion + 1 }).where(eq(dataKeys.tenantId, tenant.id));
+    await db()
+      .update(dataKeys)
+      .set({ kekVersion: k.kekVersion + 1 })
+      .where(eq(dataKeys.tenantId, tenant.id));
     forgetKeys();
     await expectIntegrityError(dekFor(await keys(), db(), tenant.id, 1), /another KEK version/);
   });
@@ -336,7 +375,9 @@ describe("wrapped DEKs in D1", () => {
     await first.countEncryptions;
     await (await activeDek(k, db(), tenant.id, 2)).countEncryptions;
     expect((await dataKeyRow(tenant.id, 1))?.encryptionCount).toBe(7);
-    const count = await db().get<{ n: number }>(sql`SELECT count(*) AS n FROM data_keys WHERE tenant_id = ${tenant.id}`);
+    const count = await db().get<{ n: number }>(
+      sql`SELECT count(*) AS n FROM data_keys WHERE tenant_id = ${tenant.id}`,
+    );
     expect(Number(count?.n)).toBe(1);
   });
 });

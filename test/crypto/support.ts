@@ -25,7 +25,8 @@ export function hex(bytes: Uint8Array): string {
 export function randomBytes(length: number): Uint8Array<ArrayBuffer> {
   const out = new Uint8Array(length);
   // getRandomValues is capped at 65,536 bytes per call.
-  for (let i = 0; i < length; i += 65_536) crypto.getRandomValues(out.subarray(i, Math.min(length, i + 65_536)));
+  for (let i = 0; i < length; i += 65_536)
+    crypto.getRandomValues(out.subarray(i, Math.min(length, i + 65_536)));
   return out;
 }
 
@@ -86,7 +87,10 @@ export async function casesNotRejectedWithIntegrityError<T>(
 }
 
 /** Asserts the promise rejects with an IntegrityError (the type, not just "throws"). */
-export async function expectIntegrityError(promise: Promise<unknown>, message?: RegExp): Promise<IntegrityError> {
+export async function expectIntegrityError(
+  promise: Promise<unknown>,
+  message?: RegExp,
+): Promise<IntegrityError> {
   let error: unknown;
   let resolved: unknown;
   let didResolve = false;
