@@ -8,6 +8,7 @@ import { ApiError, problemResponse } from "./errors";
 import { createRouter } from "./openapi/shared";
 import { auditRoutes } from "./routes/audit";
 import { authSessionRoutes } from "./routes/auth-session";
+import { credentialRoutes } from "./routes/credentials";
 import { healthRoutes } from "./routes/health";
 import { keyRoutes } from "./routes/keys";
 import { tenantRoutes } from "./routes/tenants";
@@ -71,6 +72,7 @@ export function buildApp() {
   app.route("/api/v1/auth/session", authSessionRoutes);
   app.route("/api/v1/keys/verify", verifyRoutes);
   app.route("/api/v1/keys", keyRoutes);
+  app.route("/api/v1/credentials", credentialRoutes);
   app.route("/api/v1/audit", auditRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerKey", {

@@ -109,3 +109,47 @@ export const auditLog = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.tenantId, t.seq] })],
 );
+
+/** A third-party credential set (one service, one environment). Field values live in its versions, encrypted. */
+export const credentials = sqliteTable(
+  "credentials",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id")
+      .notNull()
+      .references(() => tenants.id),
+    serviceId: text("service_id").notNull(),
+    environment: text("environment", { enum: ["development", "staging", "production"] }).notNull(),
+    securityLevel: text("security_level", { enum: ["basic", "enhanced", "enterprise"] }).notNull(),
+    name: text("name").notNull(),
+    currentVersion: integer("current_version").notNull(),
+    status: text("status", { enum: ["active", "deleted"] }).notNull(),
+    deletedAt: integer("deleted_at"),
+    lastTestStatus: text("last_test_status", { enum: ["valid", "invalid", "unknown"] }),
+    lastTestReason: text("last_test_reason"),
+    lastTestLatencyMs: integer("last_test_latency_ms"),
+    lastTestedAt: integer("last_tested_at"),
+    providerExpiresAt: integer("provider_expires_at"),
+    providerAccount: text("provider_account"),
+    createdBy: text("created_by").notNull(),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [index("credentials_tenant_idx").on(t.tenantId, t.createdAt, t.id)],
+);
+
+export const credentialVersions = sqliteTable(
+  "credential_versions",
+  {
+    credentialId: text("credential_id").notNull(),
+    tenantId: text("tenant_id").notNull(),
+    version: integer("version").notNull(),
+    /** `{ field: blob }`: each value AES-256-GCM under the tenant DEK, AAD-bound to (tenant, credential#version, field). */
+    sealedFields: text("sealed_fields", { mode: "json" }).$type<Record<string, string>>().notNull(),
+    /** `{ field: display }`: secret fields masked (at most a third shown), identifier fields as entered. */
+    displayFields: text("display_fields", { mode: "json" }).$type<Record<string, string>>().notNull(),
+    createdBy: text("created_by").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.credentialId, t.version] })],
+);

@@ -1,12 +1,10 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { and, desc, eq, gte, lt, or } from "drizzle-orm";
-import type { Context } from "hono";
+import { auditActor } from "../audit/actor";
 import { commitWithAudit } from "../audit/audit-log";
 import { requireScope } from "../auth/authenticate";
-import type { Principal } from "../auth/principal";
 import { type Database, database } from "../db/client";
 import { apiKeys, keyUsageDaily, tenants } from "../db/schema";
-import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { mintKey, parseFutureTime, resolveScopes, settingsFromRequest, settingsOf } from "../keys/issue-key";
 import { forgetCachedKey, toKeyRecord } from "../keys/key-record";
@@ -37,15 +35,6 @@ import {
 type KeyRow = typeof apiKeys.$inferSelect;
 const tags = ["Keys"];
 const authProblems = ["UNAUTHENTICATED", "FORBIDDEN", "RATE_LIMITED"] as const;
-
-function actorOf(c: Context<AppEnv>, principal: Principal) {
-  return {
-    tenantId: principal.tenantId,
-    actorType: principal.via,
-    actorId: principal.keyId,
-    requestId: c.get("requestId"),
-  } as const;
-}
 
 /** Tenant-scoped lookup: another tenant's key is indistinguishable from one that never existed. */
 async function findOwnKey(db: Database, tenantId: string, id: string): Promise<KeyRow> {
@@ -180,7 +169,7 @@ export const keyRoutes = createRouter()
     const rows = backup ? [primary.row, backup.row] : [primary.row];
     await commitWithAudit(
       db,
-      actorOf(c, principal),
+      auditActor(c),
       [db.insert(apiKeys).values(rows)],
       rows.map((row) => ({
         action: "key.create",
@@ -274,7 +263,7 @@ export const keyRoutes = createRouter()
     const updated: KeyRow = { ...row, ...changes };
     await commitWithAudit(
       db,
-      actorOf(c, principal),
+      auditActor(c),
       [
         db
           .update(apiKeys)
@@ -301,7 +290,7 @@ export const keyRoutes = createRouter()
     const now = Date.now();
     await commitWithAudit(
       db,
-      actorOf(c, principal),
+      auditActor(c),
       [
         db
           .update(apiKeys)
@@ -331,7 +320,7 @@ export const keyRoutes = createRouter()
     );
     await commitWithAudit(
       db,
-      actorOf(c, principal),
+      auditActor(c),
       [
         db.insert(apiKeys).values(successor.row),
         db
@@ -370,7 +359,7 @@ export const keyRoutes = createRouter()
     const row = await findOwnKey(db, principal.tenantId, c.req.valid("param").id);
     await commitWithAudit(
       db,
-      actorOf(c, principal),
+      auditActor(c),
       [db.delete(apiKeys).where(and(eq(apiKeys.tenantId, principal.tenantId), eq(apiKeys.id, row.id)))],
       [{ action: "key.delete", targetType: "key", targetId: row.id }],
     );

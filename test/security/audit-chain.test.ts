@@ -40,14 +40,22 @@ describe("audit log (SECURITY.md case 19)", () => {
   });
 
   it("refuses updates and deletes of audit rows at the database level", async () => {
-    await expect(env.DB.prepare("UPDATE audit_log SET action = 'x' WHERE seq = 1").run()).rejects.toThrow(/append-only/);
+    await expect(env.DB.prepare("UPDATE audit_log SET action = 'x' WHERE seq = 1").run()).rejects.toThrow(
+      /append-only/,
+    );
     await expect(env.DB.prepare("DELETE FROM audit_log WHERE seq = 1").run()).rejects.toThrow(/append-only/);
   });
 
   it("detects an edited row at that exact row", async () => {
     await dropAppendOnlyTriggers();
-    await env.DB.prepare("UPDATE audit_log SET action = 'key.read' WHERE tenant_id = ? AND seq = 3").bind(tenant.id).run();
-    expect(await chainVerdict(tenant)).toMatchObject({ ok: false, broken_at_seq: 3, reason: "row content altered" });
+    await env.DB.prepare("UPDATE audit_log SET action = 'key.read' WHERE tenant_id = ? AND seq = 3")
+      .bind(tenant.id)
+      .run();
+    expect(await chainVerdict(tenant)).toMatchObject({
+      ok: false,
+      broken_at_seq: 3,
+      reason: "row content altered",
+    });
   });
 
   it("detects a deleted row at that exact position", async () => {
@@ -72,7 +80,10 @@ describe("audit log (SECURITY.md case 19)", () => {
     ).run();
     const keysBefore = await countRows("api_keys");
     const auditBefore = await countRows("audit_log");
-    const response = await callJson("POST", "/api/v1/keys", { key: tenant.adminKey, body: { name: "doomed" } });
+    const response = await callJson("POST", "/api/v1/keys", {
+      key: tenant.adminKey,
+      body: { name: "doomed" },
+    });
     await env.DB.prepare("DROP TRIGGER fail_audit").run();
     expect(response.status).toBe(500);
     expect(response.body).toMatchObject({ code: "INTERNAL" });

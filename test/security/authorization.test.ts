@@ -51,17 +51,26 @@ describe("role-based access (SECURITY.md case 13)", () => {
   it("never lets a key grant scopes it does not hold", async () => {
     const writer = (await createKey(tenant, { role: "read_write" })).key;
     const before = await snapshotTenantRows(tenant.id);
-    const escalate = await callJson("POST", "/api/v1/keys", { key: writer, body: { name: "x", role: "admin" } });
+    const escalate = await callJson("POST", "/api/v1/keys", {
+      key: writer,
+      body: { name: "x", role: "admin" },
+    });
     expect(escalate.status).toBe(403);
     const viaScopes = await callJson("POST", "/api/v1/keys", {
       key: writer,
       body: { name: "x", scopes: ["credentials:reveal"] },
     });
     expect(viaScopes.status).toBe(403);
-    const viaPatch = await callJson("PATCH", `/api/v1/keys/${target.id}`, { key: writer, body: { scopes: ["admin"] } });
+    const viaPatch = await callJson("PATCH", `/api/v1/keys/${target.id}`, {
+      key: writer,
+      body: { scopes: ["admin"] },
+    });
     expect(viaPatch.status).toBe(403);
     expect(await snapshotTenantRows(tenant.id)).toBe(before);
-    const allowed = await callJson("POST", "/api/v1/keys", { key: writer, body: { name: "x", scopes: ["keys:read"] } });
+    const allowed = await callJson("POST", "/api/v1/keys", {
+      key: writer,
+      body: { name: "x", scopes: ["keys:read"] },
+    });
     expect(allowed.status).toBe(201);
   });
 
@@ -70,7 +79,7 @@ describe("role-based access (SECURITY.md case 13)", () => {
     await callJson("POST", `/api/v1/keys/${revoked.id}/revoke`, { key: tenant.adminKey });
     const bodies = new Set<string>();
     for (const headers of [
-      {},
+      {} as Record<string, string>,
       { authorization: `Bearer ${revoked.key}` },
       { authorization: "Bearer kw_live_unknownkeyAAAAAAAAAAAAAAAAAAAA" },
       { authorization: "Basic abc" },

@@ -11,7 +11,9 @@ describe("per-tenant request budget (SECURITY.md case 23)", () => {
     let retryAfter: string | null = null;
     for (let batch = 0; batch < 10; batch++) {
       const responses = await Promise.all(
-        Array.from({ length: TENANT_LIMIT }, () => call("GET", "/api/v1/keys?limit=1", { key: noisy.adminKey })),
+        Array.from({ length: TENANT_LIMIT }, () =>
+          call("GET", "/api/v1/keys?limit=1", { key: noisy.adminKey }),
+        ),
       );
       for (const response of responses) {
         statuses.push(response.status);
@@ -33,14 +35,20 @@ describe("per-tenant request budget (SECURITY.md case 23)", () => {
     const statuses: number[] = [];
     for (let i = 0; i < 40; i++) {
       const response = await call("GET", "/api/v1/keys", {
-        headers: { authorization: "Bearer kw_live_nothingHereAAAAAAAAAAAAAAAAAAAAA", "cf-connecting-ip": "192.0.2.99" },
+        headers: {
+          authorization: "Bearer kw_live_nothingHereAAAAAAAAAAAAAAAAAAAAA",
+          "cf-connecting-ip": "192.0.2.99",
+        },
       });
       statuses.push(response.status);
     }
     expect(statuses.slice(0, 30).every((s) => s === 401)).toBe(true);
     expect(statuses.slice(30).every((s) => s === 429)).toBe(true);
     const otherAddress = await call("GET", "/api/v1/keys", {
-      headers: { authorization: "Bearer kw_live_nothingHereAAAAAAAAAAAAAAAAAAAAA", "cf-connecting-ip": "192.0.2.100" },
+      headers: {
+        authorization: "Bearer kw_live_nothingHereAAAAAAAAAAAAAAAAAAAAA",
+        "cf-connecting-ip": "192.0.2.100",
+      },
     });
     expect(otherAddress.status).toBe(401);
   });

@@ -6,7 +6,8 @@ import { dumpDatabase } from "../helpers/db";
 type Schema = { $ref?: string; properties?: Record<string, Schema>; items?: Schema; [k: string]: unknown };
 
 /** Property names that would mean secret material is part of a response contract. */
-const SECRET_NAMES = /^(hash|key_hash|wrapped_key|wrapped_dek|ciphertext|iv|nonce|check_value|master_key|secret)$/;
+const SECRET_NAMES =
+  /^(hash|key_hash|wrapped_key|wrapped_dek|ciphertext|iv|nonce|check_value|master_key|secret)$/;
 /** The only responses allowed to carry a full key: the ones that create it. */
 const KEY_BEARING = new Set(["CreatedKey", "RotatedKey", "POST /api/v1/tenants 201"]);
 
@@ -33,7 +34,10 @@ function propertyNames(schema: Schema, schemas: Record<string, Schema>, seen = n
 describe("no response exposes secret material (SECURITY.md case 15)", () => {
   it("has no ciphertext, IV, wrapped key or hash in any response schema, and a full key only where one is created", async () => {
     const { body } = await callJson<{
-      paths: Record<string, Record<string, { responses: Record<string, { content?: Record<string, { schema: Schema }> }> }>>;
+      paths: Record<
+        string,
+        Record<string, { responses: Record<string, { content?: Record<string, { schema: Schema }> }> }>
+      >;
       components: { schemas: Record<string, Schema> };
     }>("GET", "/api/openapi.json");
     const schemas = body.components.schemas;
@@ -46,7 +50,10 @@ describe("no response exposes secret material (SECURITY.md case 15)", () => {
             const refName = schema.$ref?.split("/").pop() ?? "";
             const names = propertyNames(schema, schemas);
             checked++;
-            expect(names.filter((name) => SECRET_NAMES.test(name)), label).toEqual([]);
+            expect(
+              names.filter((name) => SECRET_NAMES.test(name)),
+              label,
+            ).toEqual([]);
             const carriesKey = names.some((name) => ["key", "admin_key", "backup_key"].includes(name));
             if (carriesKey) expect(KEY_BEARING.has(refName) || KEY_BEARING.has(label), label).toBe(true);
           }
@@ -60,8 +67,14 @@ describe("no response exposes secret material (SECURITY.md case 15)", () => {
     const tenant = await createTenant();
     const created = await call("POST", "/api/v1/keys", { key: tenant.adminKey, body: { name: "k" } });
     const { id } = await created.clone().json<{ id: string }>();
-    const rotated = await call("POST", `/api/v1/keys/${id}/rotate`, { key: tenant.adminKey, body: { grace_seconds: 0 } });
-    const tenantResponse = await call("POST", "/api/v1/tenants", { key: env.BOOTSTRAP_TOKEN, body: { name: "n" } });
+    const rotated = await call("POST", `/api/v1/keys/${id}/rotate`, {
+      key: tenant.adminKey,
+      body: { grace_seconds: 0 },
+    });
+    const tenantResponse = await call("POST", "/api/v1/tenants", {
+      key: env.BOOTSTRAP_TOKEN,
+      body: { name: "n" },
+    });
     for (const response of [created, rotated, tenantResponse]) {
       expect(response.status).toBe(201);
       expect(response.headers.get("cache-control")).toBe("no-store");
@@ -100,7 +113,10 @@ describe("canary secret (SECURITY.md case 18)", () => {
       const response = await call(method, path, options);
       if (response.status >= 400) errorBodies.push(await response.text());
     }
-    await call("POST", `/api/v1/keys/${canary.id}/rotate`, { key: tenant.adminKey, body: { grace_seconds: 0 } });
+    await call("POST", `/api/v1/keys/${canary.id}/rotate`, {
+      key: tenant.adminKey,
+      body: { grace_seconds: 0 },
+    });
     await call("POST", `/api/v1/keys/${canary.id}/revoke`, { key: tenant.adminKey });
   });
 
@@ -146,7 +162,11 @@ describe("bootstrap token (SECURITY.md case 24)", () => {
       headers: { authorization: "Bearer short", "content-type": "application/json" },
       body: JSON.stringify({ name: "x" }),
     });
-    const response = await worker.fetch(request, { ...env, BOOTSTRAP_TOKEN: "short" }, createExecutionContext());
+    const response = await worker.fetch(
+      request,
+      { ...env, BOOTSTRAP_TOKEN: "short" },
+      createExecutionContext(),
+    );
     expect(response.status).toBe(401);
   });
 });

@@ -42,7 +42,9 @@ describe("tenant isolation (SECURITY.md case 1)", () => {
   });
 
   it("never lists another tenant's keys", async () => {
-    const list = await callJson<{ items: { id: string }[] }>("GET", "/api/v1/keys?limit=100", { key: a.adminKey });
+    const list = await callJson<{ items: { id: string }[] }>("GET", "/api/v1/keys?limit=100", {
+      key: a.adminKey,
+    });
     expect(list.body.items.map((k) => k.id)).not.toContain(bKey.id);
     expect(list.body.items.map((k) => k.id)).toContain(a.adminKeyId);
   });
@@ -58,11 +60,15 @@ describe("tenant id smuggling (SECURITY.md case 2)", () => {
   });
 
   it("ignores a tenant id in headers and the query string: keys are created in the caller's own tenant", async () => {
-    const created = await callJson<{ id: string }>("POST", `/api/v1/keys?tenant_id=${b.id}&tenantId=${b.id}`, {
-      key: a.adminKey,
-      body: { name: "smuggled" },
-      headers: { "x-tenant-id": b.id, "x-keywarden-tenant": b.id },
-    });
+    const created = await callJson<{ id: string }>(
+      "POST",
+      `/api/v1/keys?tenant_id=${b.id}&tenantId=${b.id}`,
+      {
+        key: a.adminKey,
+        body: { name: "smuggled" },
+        headers: { "x-tenant-id": b.id, "x-keywarden-tenant": b.id },
+      },
+    );
     expect(created.status).toBe(201);
     const inA = await callJson("GET", `/api/v1/keys/${created.body.id}`, { key: a.adminKey });
     const inB = await callJson("GET", `/api/v1/keys/${created.body.id}`, { key: b.adminKey });

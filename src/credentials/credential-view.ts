@@ -1,0 +1,45 @@
+import type { z } from "@hono/zod-openapi";
+import type { credentials, credentialVersions } from "../db/schema";
+import { isoTime } from "../openapi/shared";
+import type { CredentialSchema } from "./credential-schemas";
+
+/** A soft-deleted credential can be restored for this long, then the cron purges it. */
+export const RESTORE_WINDOW_MS = 30 * 86_400_000;
+
+type CredentialRow = typeof credentials.$inferSelect;
+type VersionRow = typeof credentialVersions.$inferSelect;
+
+/** The only shape a credential leaves the service in, outside reveal: masked values, no ciphertext. */
+export function credentialView(
+  row: CredentialRow,
+  version: Pick<VersionRow, "displayFields">,
+): z.infer<typeof CredentialSchema> {
+  return {
+    id: row.id,
+    service: row.serviceId,
+    environment: row.environment,
+    security_level: row.securityLevel,
+    name: row.name,
+    version: row.currentVersion,
+    status: row.status,
+    fields: version.displayFields,
+    last_test: row.lastTestStatus
+      ? {
+          status: row.lastTestStatus,
+          reason: row.lastTestReason,
+          latency_ms: row.lastTestLatencyMs,
+          tested_at: isoTime(row.lastTestedAt),
+        }
+      : null,
+    provider_expires_at: isoTime(row.providerExpiresAt),
+    provider_account: row.providerAccount,
+    deleted_at: isoTime(row.deletedAt),
+    restorable_until: row.deletedAt === null ? null : isoTime(row.deletedAt + RESTORE_WINDOW_MS),
+    created_at: isoTime(row.createdAt) as string,
+    updated_at: isoTime(row.updatedAt) as string,
+  };
+}
+
+export function etagOf(row: Pick<CredentialRow, "id" | "currentVersion">): string {
+  return `"${row.id}.v${row.currentVersion}"`;
+}
