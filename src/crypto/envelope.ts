@@ -142,6 +142,10 @@ export async function encryptBytes(
   context: FieldContext,
   plaintext: Uint8Array,
 ): Promise<string> {
+  // The header holds the version in 4 bytes; anything else would write a blob that can never decrypt.
+  if (!Number.isInteger(keyVersion) || keyVersion < 0 || keyVersion > 0xffffffff) {
+    throw new RangeError("key version must be an integer in [0, 2^32 - 1]");
+  }
   const header = new Uint8Array(HEADER_BYTES);
   header[0] = BLOB_FORMAT_VERSION;
   new DataView(header.buffer).setUint32(1, keyVersion);
