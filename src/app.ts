@@ -11,8 +11,10 @@ import { authSessionRoutes } from "./routes/auth-session";
 import { credentialRoutes } from "./routes/credentials";
 import { healthRoutes } from "./routes/health";
 import { keyRoutes } from "./routes/keys";
+import { serviceRoutes } from "./routes/services";
 import { tenantRoutes } from "./routes/tenants";
 import { verifyRoutes } from "./routes/verify";
+import { wizardSeedRoutes } from "./routes/wizard-seed";
 
 const MAX_BODY_BYTES = 64 * 1024;
 
@@ -74,6 +76,10 @@ export function buildApp() {
   app.route("/api/v1/keys", keyRoutes);
   app.route("/api/v1/credentials", credentialRoutes);
   app.route("/api/v1/audit", auditRoutes);
+  // The seed's wizard API, kept at its documented paths; the catalogue is also a v1 resource.
+  app.route("/api/wizard", wizardSeedRoutes);
+  app.route("/api/wizard/api-keys/services", serviceRoutes);
+  app.route("/api/v1/services", serviceRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerKey", {
     type: "http",

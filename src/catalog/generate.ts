@@ -19,7 +19,10 @@ export function randomString(alphabet: string, length: number): string {
   const limit = 256 - (256 % size);
   let out = "";
   while (out.length < length) {
-    const bytes = crypto.getRandomValues(new Uint8Array(Math.max(16, (length - out.length) * 2)));
+    // getRandomValues fills at most 65,536 bytes per call (WebCrypto §10.1.1 QuotaExceededError).
+    const bytes = crypto.getRandomValues(
+      new Uint8Array(Math.min(65_536, Math.max(16, (length - out.length) * 2))),
+    );
     for (const byte of bytes) {
       if (byte >= limit) continue;
       out += alphabet[byte % size];

@@ -148,6 +148,11 @@ function classifyShared(response: Response, nowMs: number): ProbeVerdict | null 
   return null;
 }
 
+/**
+ * Probes one credential set. Resolves to a result for every answer, failure and timeout; rejects only
+ * before anything is sent: with ProbeHostError when the target is off the allow-list, or with a TypeError
+ * when a field the probe needs is missing or malformed (run validateCredential first).
+ */
 export async function runProbe(
   service: ServiceDefinition,
   fields: CredentialFields,

@@ -22,7 +22,7 @@ export type DetectedMode = "test" | "live";
 export interface FieldValidation {
   field: string;
   format_ok: boolean;
-  /** `null` when the field was not submitted or is not a string. */
+  /** `null` for identifiers (non-secret fields) and when the field was not submitted or is not a string. */
   strength: StrengthReport | null;
   errors: string[];
 }
@@ -80,7 +80,8 @@ function validateField(service: ServiceDefinition, field: FieldSpec, value: unkn
     result.errors.push(`${field.label} is longer than ${MAX_FIELD_LENGTH} characters`);
     return result;
   }
-  result.strength = assessStrength(value);
+  // Strength is a property of secrets; an identifier such as a region or shop domain has none to judge.
+  if (field.secret) result.strength = assessStrength(value);
   if (value.trim() !== value) {
     result.errors.push(`${field.label} has leading or trailing whitespace`);
   }

@@ -68,6 +68,20 @@ export async function mintKey(
   return { key, row };
 }
 
+/** Enterprise keys come with a break-glass twin so losing one never locks the owner out. */
+export async function mintKeyWithBackup(tenantId: string, settings: KeySettings) {
+  const primary = await mintKey(tenantId, settings);
+  const backup =
+    settings.securityLevel === "enterprise"
+      ? await mintKey(
+          tenantId,
+          { ...settings, name: `${settings.name} (backup)` },
+          { backupOfId: primary.row.id },
+        )
+      : null;
+  return { primary, backup, rows: backup ? [primary.row, backup.row] : [primary.row] };
+}
+
 /** The settings a row carries forward, e.g. into its rotation successor. */
 export function settingsOf(row: KeyRow): KeySettings {
   return {

@@ -6,7 +6,14 @@ import { requireScope } from "../auth/authenticate";
 import { type Database, database } from "../db/client";
 import { apiKeys, keyUsageDaily, tenants } from "../db/schema";
 import { ApiError } from "../errors";
-import { mintKey, parseFutureTime, resolveScopes, settingsFromRequest, settingsOf } from "../keys/issue-key";
+import {
+  mintKey,
+  mintKeyWithBackup,
+  parseFutureTime,
+  resolveScopes,
+  settingsFromRequest,
+  settingsOf,
+} from "../keys/issue-key";
 import { forgetCachedKey, toKeyRecord } from "../keys/key-record";
 import {
   CreatedKeySchema,
@@ -156,21 +163,11 @@ export const keyRoutes = createRouter()
       prefix: tenant?.keyPrefix ?? "kw",
       createdBy: principal.keyId,
     });
-    const primary = await mintKey(principal.tenantId, settings);
-    // Enterprise keys come with a break-glass twin so losing one never locks the owner out.
-    const backup =
-      settings.securityLevel === "enterprise"
-        ? await mintKey(
-            principal.tenantId,
-            { ...settings, name: `${settings.name} (backup)` },
-            { backupOfId: primary.row.id },
-          )
-        : null;
-    const rows = backup ? [primary.row, backup.row] : [primary.row];
+    const { primary, backup, rows } = await mintKeyWithBackup(principal.tenantId, settings);
     await commitWithAudit(
       db,
       auditActor(c),
-      [db.insert(apiKeys).values(rows)],
+      rows.map((row) => db.insert(apiKeys).values(row)),
       rows.map((row) => ({
         action: "key.create",
         targetType: "key",

@@ -1,0 +1,328 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { and, desc, eq } from "drizzle-orm";
+import { auditActor } from "../audit/actor";
+import { commitWithAudit } from "../audit/audit-log";
+import { requireScope } from "../auth/authenticate";
+import { findService } from "../catalog";
+import { runProbe } from "../catalog/run-probe";
+import { generateFieldValue, validateCredential } from "../catalog/validate";
+import { CredentialSchema, ProbeResultSchema } from "../credentials/credential-schemas";
+import { credentialView } from "../credentials/credential-view";
+import { providerFetch } from "../credentials/provider-fetch";
+import { database } from "../db/client";
+import { apiKeys, credentials, credentialVersions, tenants } from "../db/schema";
+import { ApiError } from "../errors";
+import { mintKeyWithBackup } from "../keys/issue-key";
+import { KeySchema } from "../keys/key-schemas";
+import { keyView } from "../keys/key-view";
+import {
+  bearerSecurity,
+  createRouter,
+  isoTime,
+  jsonBody,
+  jsonContent,
+  NO_STORE,
+  problems,
+} from "../openapi/shared";
+import {
+  COMPLIANCE_STANDARDS,
+  ENVIRONMENTS,
+  ROTATION_POLICIES,
+  type RotationPolicy,
+  rotationDays,
+  SECURITY_LEVELS,
+} from "../wizard/security-levels";
+
+const tags = ["Wizard (seed API)"];
+const EnvironmentSchema = z.enum(ENVIRONMENTS);
+const LevelSchema = z.enum(["basic", "enhanced", "enterprise"]);
+const PolicySchema = z.enum(Object.keys(ROTATION_POLICIES) as [RotationPolicy, ...RotationPolicy[]]);
+
+const securityConfigurationsRoute = createRoute({
+  method: "get",
+  path: "/security-configurations",
+  tags,
+  summary: "Security levels and what each turns on; environments, rotation policies, compliance standards",
+  responses: {
+    200: jsonContent(
+      z.object({
+        security_levels: z.array(z.object({ id: LevelSchema }).passthrough()),
+        environments: z.array(EnvironmentSchema),
+        rotation_policies: z.array(z.object({ id: PolicySchema, days: z.number().nullable() })),
+        compliance_standards: z.array(
+          z.object({ id: z.string(), name: z.string(), description: z.string() }),
+        ),
+      }),
+      "The options.",
+    ),
+  },
+});
+
+const validateRoute = createRoute({
+  method: "post",
+  path: "/api-keys/validate",
+  tags,
+  summary:
+    "Check a credential's format, strength and environment (and optionally test it live) without storing it",
+  security: bearerSecurity,
+  middleware: [requireScope("wizard")] as const,
+  request: {
+    body: jsonBody(
+      z
+        .strictObject({
+          service_id: z.string().max(64),
+          fields: z.record(z.string().max(64), z.string().max(4096)),
+          environment: EnvironmentSchema,
+          security_level: LevelSchema.default("enhanced"),
+          live_check: z.boolean().default(false),
+        })
+        .openapi("ValidateCredential"),
+    ),
+  },
+  responses: {
+    200: jsonContent(
+      z.object({
+        service_id: z.string(),
+        valid: z.boolean(),
+        fields: z.array(
+          z.object({
+            field: z.string(),
+            format_ok: z.boolean(),
+            strength: z.object({ score: z.number() }).passthrough().nullable(),
+            errors: z.array(z.string()),
+          }),
+        ),
+        environment: z.object({
+          detected: z.enum(["test", "live"]).nullable(),
+          mismatch: z.boolean(),
+          refused: z.boolean(),
+        }),
+        errors: z.array(z.string()),
+        warnings: z.array(z.string()),
+        live_check: ProbeResultSchema.nullable(),
+      }),
+      "The checks' results; nothing is stored.",
+    ),
+    ...problems("UNAUTHENTICATED", "FORBIDDEN", "VALIDATION_FAILED"),
+  },
+});
+
+const GeneratedKeySchema = z
+  .object({
+    service_id: z.string(),
+    service_name: z.string(),
+    key_id: z.string(),
+    key: z.string(),
+    backup_key: z.object({ id: z.string(), key: z.string() }).nullable(),
+    generated_secrets: z.record(z.string(), z.string()),
+    environment: EnvironmentSchema,
+    security_level: LevelSchema,
+    expires_at: z.string().nullable(),
+  })
+  .openapi("GeneratedKey");
+
+const generateRoute = createRoute({
+  method: "post",
+  path: "/api-keys/generate",
+  tags,
+  summary:
+    "Issue one scoped Keywarden key per service, plus the secrets the catalogue says Keywarden can generate",
+  security: bearerSecurity,
+  middleware: [requireScope("keys:write")] as const,
+  request: {
+    body: jsonBody(
+      z
+        .strictObject({
+          service_ids: z.array(z.string().max(64)).min(1).max(20),
+          security_configuration: z.strictObject({
+            environment: EnvironmentSchema,
+            security_level: LevelSchema,
+            key_rotation_policy: PolicySchema,
+            custom_rotation_days: z.number().int().min(1).max(365).optional(),
+          }),
+        })
+        .openapi("GenerateKeys"),
+    ),
+  },
+  responses: {
+    201: jsonContent(z.object({ generated_keys: z.array(GeneratedKeySchema) }), "Plaintext shown once."),
+    ...problems("UNAUTHENTICATED", "FORBIDDEN", "VALIDATION_FAILED"),
+  },
+});
+
+const tenantOverviewRoute = createRoute({
+  method: "get",
+  path: "/api-keys/tenant/{tenantId}",
+  tags,
+  summary: "The caller's own tenant's keys and credentials, masked (any other tenant is 404)",
+  security: bearerSecurity,
+  middleware: [requireScope("keys:read")] as const,
+  request: { params: z.object({ tenantId: z.string().max(64) }) },
+  responses: {
+    200: jsonContent(
+      z.object({ tenant_id: z.string(), keys: z.array(KeySchema), credentials: z.array(CredentialSchema) }),
+      "Masked overview.",
+    ),
+    ...problems("UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND"),
+  },
+});
+
+function serviceOrFail(id: string, path: string) {
+  const service = findService(id);
+  if (!service)
+    throw new ApiError("VALIDATION_FAILED", "Unknown service.", {
+      errors: [{ path, message: "not in the catalogue" }],
+    });
+  return service;
+}
+
+export const wizardSeedRoutes = createRouter()
+  .openapi(securityConfigurationsRoute, (c) =>
+    c.json(
+      {
+        security_levels: Object.entries(SECURITY_LEVELS).map(([id, level]) => ({
+          id: id as z.infer<typeof LevelSchema>,
+          ...level,
+        })),
+        environments: [...ENVIRONMENTS],
+        rotation_policies: Object.entries(ROTATION_POLICIES).map(([id, days]) => ({
+          id: id as RotationPolicy,
+          days,
+        })),
+        compliance_standards: COMPLIANCE_STANDARDS.map((standard) => ({ ...standard })),
+      },
+      200,
+    ),
+  )
+  .openapi(validateRoute, async (c) => {
+    const body = c.req.valid("json");
+    const service = serviceOrFail(body.service_id, "service_id");
+    const result = validateCredential(service, body.fields, {
+      environment: body.environment,
+      securityLevel: body.security_level,
+    });
+    // Only a well-formed set is sent to the provider: malformed input never leaves the edge.
+    const liveCheck =
+      body.live_check && result.ok
+        ? await runProbe(service, body.fields, { fetch: providerFetch(c.env), environment: body.environment })
+        : null;
+    const { expires_at, ...probe } = liveCheck ?? { expires_at: undefined };
+    return c.json(
+      {
+        service_id: service.id,
+        valid: result.ok && (liveCheck === null || liveCheck.status !== "invalid"),
+        fields: result.fields,
+        environment: result.environment,
+        errors: result.errors,
+        warnings: result.warnings,
+        live_check: liveCheck
+          ? {
+              ...(probe as Omit<typeof liveCheck, "expires_at">),
+              ...(expires_at !== undefined ? { expires_at: isoTime(expires_at) } : {}),
+            }
+          : null,
+      },
+      200,
+    );
+  })
+  .openapi(generateRoute, async (c) => {
+    const principal = c.get("principal");
+    const { service_ids, security_configuration: config } = c.req.valid("json");
+    const services = [...new Set(service_ids)].map((id, index) => serviceOrFail(id, `service_ids.${index}`));
+    const db = database(c.env.DB);
+    const tenant = await db.select().from(tenants).where(eq(tenants.id, principal.tenantId)).get();
+    const days = rotationDays(config.security_level, config.key_rotation_policy, config.custom_rotation_days);
+    const expiresAt = days === null ? null : Date.now() + days * 86_400_000;
+    const issued = [];
+    for (const service of services) {
+      const minted = await mintKeyWithBackup(principal.tenantId, {
+        name: `${service.name} access key`,
+        scopes: [`service:${service.id}`],
+        environment: config.environment === "production" ? "live" : "test",
+        securityLevel: config.security_level,
+        prefix: tenant?.keyPrefix ?? "kw",
+        expiresAt,
+        ipAllowlist: null,
+        countryAllowlist: null,
+        ratelimit: null,
+        usageLimit: null,
+        metadata: { environment: config.environment, rotation_policy: config.key_rotation_policy },
+        serviceId: service.id,
+        createdBy: principal.keyId,
+      });
+      const secrets = Object.fromEntries(
+        service.generatable.map((spec) => [spec.field, generateFieldValue(spec)]),
+      );
+      issued.push({ service, minted, secrets });
+    }
+    await commitWithAudit(
+      db,
+      auditActor(c),
+      // One statement per row: D1 caps bound parameters per statement at 100.
+      issued.flatMap((entry) => entry.minted.rows).map((row) => db.insert(apiKeys).values(row)),
+      issued.flatMap(({ service, minted }) =>
+        minted.rows.map((row) => ({
+          action: "key.create",
+          targetType: "key",
+          targetId: row.id,
+          detail: {
+            service: service.id,
+            scopes: row.scopes,
+            security_level: row.securityLevel,
+            via: "wizard.generate",
+          },
+        })),
+      ),
+    );
+    return c.json(
+      {
+        generated_keys: issued.map(({ service, minted, secrets }) => ({
+          service_id: service.id,
+          service_name: service.name,
+          key_id: minted.primary.row.id,
+          key: minted.primary.key,
+          backup_key: minted.backup ? { id: minted.backup.row.id, key: minted.backup.key } : null,
+          generated_secrets: secrets,
+          environment: config.environment,
+          security_level: config.security_level,
+          expires_at: isoTime(expiresAt),
+        })),
+      },
+      201,
+      NO_STORE,
+    );
+  })
+  .openapi(tenantOverviewRoute, async (c) => {
+    const { tenantId } = c.get("principal");
+    if (c.req.valid("param").tenantId !== tenantId) throw new ApiError("NOT_FOUND", "No such tenant.");
+    const db = database(c.env.DB);
+    const keys = await db
+      .select()
+      .from(apiKeys)
+      .where(eq(apiKeys.tenantId, tenantId))
+      .orderBy(desc(apiKeys.createdAt))
+      .limit(100)
+      .all();
+    const creds = await db
+      .select({ credential: credentials, version: credentialVersions })
+      .from(credentials)
+      .innerJoin(
+        credentialVersions,
+        and(
+          eq(credentialVersions.credentialId, credentials.id),
+          eq(credentialVersions.version, credentials.currentVersion),
+        ),
+      )
+      .where(and(eq(credentials.tenantId, tenantId), eq(credentials.status, "active")))
+      .orderBy(desc(credentials.createdAt))
+      .limit(100)
+      .all();
+    return c.json(
+      {
+        tenant_id: tenantId,
+        keys: keys.map(keyView),
+        credentials: creds.map((r) => credentialView(r.credential, r.version)),
+      },
+      200,
+    );
+  });
