@@ -126,7 +126,7 @@ describe("seed wizard API", () => {
     }>("POST", "/api/wizard/api-keys/generate", {
       key: tenant.adminKey,
       body: {
-        service_ids: ["stripe", "openai"],
+        service_ids: ["stripe", "razorpay"],
         security_configuration: {
           environment: "production",
           security_level: "enterprise",
