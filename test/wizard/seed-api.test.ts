@@ -9,7 +9,7 @@ beforeAll(() => network.enable());
 afterEach(() => network.resetHandlers());
 afterAll(() => network.disable());
 
-const stripeBalance = (status: number, body: unknown) =>
+const stripeBalance = (status: number, body: Record<string, unknown>) =>
   http.get("https://api.stripe.com/v1/balance", ({ request }) => {
     if (!request.headers.get("authorization")?.startsWith("Bearer sk_test_"))
       return new HttpResponse(null, { status: 400 });

@@ -1,0 +1,56 @@
+import { createExecutionContext, createScheduledController, waitOnExecutionContext } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import worker from "../../src/index";
+import { stripeKey } from "../credentials/samples";
+import { callJson, createTenant } from "../helpers/api";
+import { countRows } from "../helpers/db";
+
+async function runCron(scheduledTime: number) {
+  const ctx = createExecutionContext();
+  await worker.scheduled(createScheduledController({ scheduledTime, cron: "*/5 * * * *" }), env, ctx);
+  await waitOnExecutionContext(ctx);
+}
+
+describe("scheduled jobs", () => {
+  it("purges a soft-deleted credential only after its 30-day restore window, with an audit row", async () => {
+    const tenant = await createTenant("cron");
+    const created = await callJson<{ id: string }>("POST", "/api/v1/credentials", {
+      key: tenant.adminKey,
+      body: { service: "stripe", environment: "development", fields: { secret_key: stripeKey() } },
+    });
+    await callJson("DELETE", `/api/v1/credentials/${created.body.id}`, { key: tenant.adminKey });
+    const versionsBefore = await countRows("credential_versions");
+
+    await runCron(Date.now() + 29 * 86_400_000);
+    expect(await countRows("credential_versions")).toBe(versionsBefore);
+
+    await runCron(Date.now() + 31 * 86_400_000);
+    const row = await env.DB.prepare("SELECT id FROM credentials WHERE id = ?").bind(created.body.id).first();
+    expect(row).toBeNull();
+    expect(await countRows("credential_versions")).toBe(versionsBefore - 1);
+    const audit = await callJson<{ items: { action: string; actor_type: string }[] }>(
+      "GET",
+      "/api/v1/audit",
+      {
+        key: tenant.adminKey,
+      },
+    );
+    expect(audit.body.items[0]).toMatchObject({ action: "credential.purge", actor_type: "system" });
+    const chain = await callJson<{ ok: boolean }>("GET", "/api/v1/audit/verify", { key: tenant.adminKey });
+    expect(chain.body.ok).toBe(true);
+  });
+
+  it("drops per-day usage rows older than the retention period", async () => {
+    await env.DB.prepare(
+      "INSERT INTO key_usage_daily (tenant_id, key_id, day, valid, invalid) VALUES ('t', 'k', '2001-01-01', 1, 0), ('t', 'k', ?, 1, 0)",
+    )
+      .bind(new Date().toISOString().slice(0, 10))
+      .run();
+    await runCron(Date.now());
+    const days = await env.DB.prepare("SELECT day FROM key_usage_daily WHERE key_id = 'k'").all<{
+      day: string;
+    }>();
+    expect(days.results.map((d) => d.day)).toEqual([new Date().toISOString().slice(0, 10)]);
+  });
+});
