@@ -21,6 +21,8 @@ const MAX_BODY_BYTES = 64 * 1024;
 /** Logs what failed without the message text of driver errors, which can carry bound parameters. */
 function describeError(error: unknown): Record<string, string> {
   if (!(error instanceof Error)) return { name: typeof error };
+  // Integrity messages are fixed texts written by us ("wrapped key failed authentication"): safe and useful.
+  if (error instanceof IntegrityError) return { name: error.name, detail: error.message };
   const cause = error.cause instanceof Error ? error.cause : undefined;
   return { name: error.name, cause: cause ? `${cause.name}: ${cause.message.slice(0, 200)}` : "" };
 }

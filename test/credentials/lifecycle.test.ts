@@ -47,7 +47,9 @@ describe("credential lifecycle", () => {
       .bind(tenant.id, body.id)
       .all<{ action: string }>();
     expect(audit.results.map((r) => r.action)).toEqual(["credential.create", "credential.reveal"]);
-    const stored = await env.DB.prepare("SELECT sealed_fields FROM credential_versions WHERE credential_id = ?")
+    const stored = await env.DB.prepare(
+      "SELECT sealed_fields FROM credential_versions WHERE credential_id = ?",
+    )
       .bind(body.id)
       .first<{ sealed_fields: string }>();
     expect(stored?.sealed_fields).not.toContain(secret);
@@ -95,7 +97,9 @@ describe("credential lifecycle", () => {
       headers: { "if-match": `"${created.id}.v1"` },
     });
     expect(stale.status).toBe(412);
-    const detail = await callJson<Credential>("GET", `/api/v1/credentials/${created.id}`, { key: tenant.adminKey });
+    const detail = await callJson<Credential>("GET", `/api/v1/credentials/${created.id}`, {
+      key: tenant.adminKey,
+    });
     expect(detail.body.version).toBe(12);
     expect(detail.body.versions.map((v) => v.version)).toEqual([12, 11, 10, 9, 8, 7, 6, 5, 4, 3]);
     expect((await reveal(tenant, created.id, 1)).status).toBe(404);
@@ -127,8 +131,12 @@ describe("credential lifecycle", () => {
 
   it("soft-deletes, hides and restores a credential", async () => {
     const { body: created } = await storeStripe(tenant);
-    expect((await call("DELETE", `/api/v1/credentials/${created.id}`, { key: tenant.adminKey })).status).toBe(204);
-    expect((await callJson("GET", `/api/v1/credentials/${created.id}`, { key: tenant.adminKey })).status).toBe(404);
+    expect((await call("DELETE", `/api/v1/credentials/${created.id}`, { key: tenant.adminKey })).status).toBe(
+      204,
+    );
+    expect(
+      (await callJson("GET", `/api/v1/credentials/${created.id}`, { key: tenant.adminKey })).status,
+    ).toBe(404);
     const deleted = await callJson<{ items: Credential[] }>("GET", "/api/v1/credentials?status=deleted", {
       key: tenant.adminKey,
     });
@@ -161,16 +169,24 @@ describe("credential security (SECURITY.md cases 1, 3, 13, 18)", () => {
       ["DELETE", "", undefined],
       ["POST", "/restore", undefined],
     ] as const) {
-      const foreign = await callJson<Record<string, unknown>>(method, `/api/v1/credentials/${theirs.id}${path}`, {
-        key: a.adminKey,
-        body,
-        headers: { "if-match": `"${theirs.id}.v1"` },
-      });
-      const never = await callJson<Record<string, unknown>>(method, `/api/v1/credentials/cred_0000000000000000000000${path}`, {
-        key: a.adminKey,
-        body,
-        headers: { "if-match": `"cred_0000000000000000000000.v1"` },
-      });
+      const foreign = await callJson<Record<string, unknown>>(
+        method,
+        `/api/v1/credentials/${theirs.id}${path}`,
+        {
+          key: a.adminKey,
+          body,
+          headers: { "if-match": `"${theirs.id}.v1"` },
+        },
+      );
+      const never = await callJson<Record<string, unknown>>(
+        method,
+        `/api/v1/credentials/cred_0000000000000000000000${path}`,
+        {
+          key: a.adminKey,
+          body,
+          headers: { "if-match": `"cred_0000000000000000000000.v1"` },
+        },
+      );
       expect(foreign.status, `${method} ${path}`).toBe(404);
       expect({ ...foreign.body, request_id: 0 }).toEqual({ ...never.body, request_id: 0 });
     }
@@ -210,13 +226,21 @@ describe("credential security (SECURITY.md cases 1, 3, 13, 18)", () => {
     const readOnly = (await createKey(a, { role: "read_only" })).key;
     const before = await snapshotTenantRows(a.id);
     for (const [method, path, body] of [
-      ["POST", "/api/v1/credentials", { service: "stripe", environment: "development", fields: { secret_key: stripeKey() } }],
+      [
+        "POST",
+        "/api/v1/credentials",
+        { service: "stripe", environment: "development", fields: { secret_key: stripeKey() } },
+      ],
       ["PATCH", `/api/v1/credentials/${created.id}`, { name: "x" }],
       ["POST", `/api/v1/credentials/${created.id}/reveal`, {}],
       ["POST", `/api/v1/credentials/${created.id}/test`, undefined],
       ["DELETE", `/api/v1/credentials/${created.id}`, undefined],
     ] as const) {
-      const response = await callJson(method, path, { key: readOnly, body, headers: { "if-match": `"${created.id}.v1"` } });
+      const response = await callJson(method, path, {
+        key: readOnly,
+        body,
+        headers: { "if-match": `"${created.id}.v1"` },
+      });
       expect(response.status, `${method} ${path}`).toBe(403);
     }
     expect(await snapshotTenantRows(a.id)).toBe(before);
