@@ -14,6 +14,7 @@ import { keyRoutes } from "./routes/keys";
 import { serviceRoutes } from "./routes/services";
 import { tenantRoutes } from "./routes/tenants";
 import { verifyRoutes } from "./routes/verify";
+import { wizardRoutes } from "./routes/wizard";
 import { wizardSeedRoutes } from "./routes/wizard-seed";
 
 const MAX_BODY_BYTES = 64 * 1024;
@@ -78,6 +79,7 @@ export function buildApp() {
   app.route("/api/v1/keys", keyRoutes);
   app.route("/api/v1/credentials", credentialRoutes);
   app.route("/api/v1/audit", auditRoutes);
+  app.route("/api/v1/wizard", wizardRoutes);
   // The seed's wizard API, kept at its documented paths; the catalogue is also a v1 resource.
   app.route("/api/wizard", wizardSeedRoutes);
   app.route("/api/wizard/api-keys/services", serviceRoutes);

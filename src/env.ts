@@ -6,6 +6,8 @@ export interface Bindings extends Env {
   USAGE_FLUSH_MS?: string;
   /** Local development and e2e only: route provider probes to a loopback stand-in. Unset in production. */
   PROVIDER_STANDIN_ORIGIN?: string;
+  /** Local development and e2e only: "true" lets webhook channels target http://127.0.0.1. Unset in production. */
+  ALLOW_LOOPBACK_WEBHOOKS?: string;
 }
 
 export type AppEnv = {

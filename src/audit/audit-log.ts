@@ -87,7 +87,8 @@ export async function commitWithAudit(
       prevHash = await chainHash(row);
       rows.push({ ...row, hash: prevHash });
     }
-    const all = [...statements, ...(rows.length ? [db.insert(auditLog).values(rows)] : [])];
+    // One statement per row: D1 caps bound parameters per statement at 100.
+    const all = [...statements, ...rows.map((row) => db.insert(auditLog).values(row))];
     const [first, ...rest] = all;
     if (!first) return;
     try {

@@ -88,12 +88,7 @@ async function principalFromSession(c: Context<AppEnv>, token: string): Promise<
     .where(and(eq(apiKeys.id, claims.keyId), eq(apiKeys.tenantId, claims.tenantId)))
     .get();
   const record = row && toKeyRecord(row);
-  if (
-    !record ||
-    !record.enabled ||
-    record.revoked ||
-    (record.expiresAt !== null && record.expiresAt <= Date.now())
-  ) {
+  if (!record?.enabled || record.revoked || (record.expiresAt !== null && record.expiresAt <= Date.now())) {
     throw new ApiError("UNAUTHENTICATED", "The session's key is no longer valid.");
   }
   return { tenantId: record.tenantId, keyId: record.id, scopes: new Set(record.scopes), via: "session" };

@@ -153,3 +153,62 @@ export const credentialVersions = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.credentialId, t.version] })],
 );
+
+/** The tenant's security policy, as last committed by a wizard. */
+export const securityPolicies = sqliteTable("security_policies", {
+  tenantId: text("tenant_id")
+    .primaryKey()
+    .references(() => tenants.id),
+  securityLevel: text("security_level", { enum: ["basic", "enhanced", "enterprise"] }).notNull(),
+  environment: text("environment", { enum: ["development", "staging", "production"] }).notNull(),
+  rotationPolicy: text("rotation_policy").notNull(),
+  rotationDays: integer("rotation_days"),
+  ipAllowlist: text("ip_allowlist", { mode: "json" }).$type<string[]>().notNull(),
+  countryAllowlist: text("country_allowlist", { mode: "json" }).$type<string[]>().notNull(),
+  require2fa: integer("require_2fa", { mode: "boolean" }).notNull(),
+  compliance: text("compliance", { mode: "json" }).$type<string[]>().notNull(),
+  wizardId: text("wizard_id").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+export const alertChannels = sqliteTable(
+  "alert_channels",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id")
+      .notNull()
+      .references(() => tenants.id),
+    kind: text("kind", { enum: ["email", "slack", "webhook", "sms"] }).notNull(),
+    name: text("name").notNull(),
+    /** Non-secret settings (address, URL host, phone number) as entered. */
+    config: text("config", { mode: "json" }).$type<Record<string, string>>().notNull(),
+    /** `{ field: blob }`: secret settings (Slack URL, webhook signing secret, Twilio token) encrypted. */
+    sealedSecrets: text("sealed_secrets", { mode: "json" }).$type<Record<string, string>>().notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("alert_channels_tenant_idx").on(t.tenantId)],
+);
+
+export const alertRules = sqliteTable(
+  "alert_rules",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id")
+      .notNull()
+      .references(() => tenants.id),
+    kind: text("kind", { enum: ["usage_threshold", "failure_rate", "expiry_warning"] }).notNull(),
+    serviceId: text("service_id"),
+    settings: text("settings", { mode: "json" }).$type<Record<string, number | string>>().notNull(),
+    channelIds: text("channel_ids", { mode: "json" }).$type<string[]>().notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("alert_rules_tenant_idx").on(t.tenantId)],
+);
+
+/** One row per committed wizard: the idempotency marker and the summary a retry returns. */
+export const wizardCommits = sqliteTable("wizard_commits", {
+  wizardId: text("wizard_id").primaryKey(),
+  tenantId: text("tenant_id").notNull(),
+  summary: text("summary", { mode: "json" }).$type<Record<string, unknown>>().notNull(),
+  committedAt: integer("committed_at").notNull(),
+});

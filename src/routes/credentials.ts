@@ -20,7 +20,7 @@ import {
 } from "../credentials/credential-schemas";
 import { credentialView, etagOf, RESTORE_WINDOW_MS } from "../credentials/credential-view";
 import { providerFetch } from "../credentials/provider-fetch";
-import { openFields, sealFields } from "../credentials/sealed-fields";
+import { credentialRecordId, displayValues, openValues, sealValues } from "../credentials/sealed-fields";
 import { newId } from "../crypto/random";
 import { type Database, database } from "../db/client";
 import { credentials, credentialVersions } from "../db/schema";
@@ -133,13 +133,13 @@ async function newVersionStatements(
 ) {
   const service = serviceOrFail(row.serviceId);
   const keys = await unseal(c.env, db);
-  const { sealed, display, countEncryptions } = await sealFields(
+  const { sealed, countEncryptions } = await sealValues(
     keys,
     db,
-    { tenantId: row.tenantId, credentialId: row.id, version },
-    service.fields,
+    { tenantId: row.tenantId, recordId: credentialRecordId(row.id, version) },
     fields,
   );
+  const display = displayValues(service.fields, fields);
   return [
     // The (credential, version) primary key makes a concurrent writer of the same version fail as a whole.
     db.insert(credentialVersions).values({
@@ -435,10 +435,10 @@ export const credentialRoutes = createRouter()
     assertIfMatch(c, row);
     const target = await findVersion(db, row, c.req.valid("json").version);
     const keys = await unseal(c.env, db);
-    const fields = await openFields(
+    const fields = await openValues(
       keys,
       db,
-      { tenantId: row.tenantId, credentialId: row.id, version: target.version },
+      { tenantId: row.tenantId, recordId: credentialRecordId(row.id, target.version) },
       target.sealedFields,
     );
     const next: CredentialRow = { ...row, currentVersion: row.currentVersion + 1, updatedAt: Date.now() };
@@ -468,10 +468,10 @@ export const credentialRoutes = createRouter()
     const row = await findOwnCredential(db, c.get("principal").tenantId, c.req.valid("param").id);
     const version = await findVersion(db, row, c.req.valid("json").version);
     const keys = await unseal(c.env, db);
-    const fields = await openFields(
+    const fields = await openValues(
       keys,
       db,
-      { tenantId: row.tenantId, credentialId: row.id, version: version.version },
+      { tenantId: row.tenantId, recordId: credentialRecordId(row.id, version.version) },
       version.sealedFields,
     );
     // Audited before anything is returned: if the audit write fails, nothing is revealed (Vault's rule).
@@ -495,10 +495,10 @@ export const credentialRoutes = createRouter()
     const row = await findOwnCredential(db, c.get("principal").tenantId, c.req.valid("param").id);
     const version = await findVersion(db, row);
     const keys = await unseal(c.env, db);
-    const fields = await openFields(
+    const fields = await openValues(
       keys,
       db,
-      { tenantId: row.tenantId, credentialId: row.id, version: version.version },
+      { tenantId: row.tenantId, recordId: credentialRecordId(row.id, version.version) },
       version.sealedFields,
     );
     const result = await runProbe(serviceOrFail(row.serviceId), fields, {

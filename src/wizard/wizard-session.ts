@@ -1,4 +1,305 @@
 import { DurableObject } from "cloudflare:workers";
+import { ApiError, type ErrorCode } from "../errors";
+import { complianceChecklist } from "./compliance";
+import { STEPS, type Step } from "./steps";
+import type { CommitSummary, WizardMutation, WizardState } from "./wizard-state";
 
-/** Per-wizard state machine. Built out by the wizard issue; declared now so the binding and migration exist. */
-export class WizardSession extends DurableObject<Env> {}
+/** An abandoned wizard is wiped after this much inactivity. */
+export const WIZARD_IDLE_MS = 24 * 60 * 60 * 1000;
+/** How long one commit attempt holds the wizard before another may try (a crashed attempt's lease). */
+const COMMIT_LEASE_MS = 30_000;
+
+const STATE = "state";
+const SEALED_PREFIX = "sealed:";
+const ISSUED_ROWS = "issued-rows";
+const COMMIT_LEASE = "commit-lease";
+
+/** Errors do not keep their class across RPC, so refusals travel as values and become ApiErrors again in the Worker. */
+export type WizardResult<T> = { ok: true; value: T } | { ok: false; code: ErrorCode; detail: string };
+
+function guard<T>(run: () => T): WizardResult<Awaited<T>> | Promise<WizardResult<Awaited<T>>> {
+  const refuse = (error: unknown): WizardResult<Awaited<T>> => {
+    if (error instanceof ApiError) return { ok: false, code: error.code, detail: error.detail };
+    throw error;
+  };
+  try {
+    const value = run();
+    if (value instanceof Promise) return value.then((v) => ({ ok: true as const, value: v }), refuse);
+    return { ok: true, value: value as Awaited<T> };
+  } catch (error) {
+    return refuse(error);
+  }
+}
+
+const indexOf = (step: Step) => STEPS.indexOf(step);
+const next = (step: Step): Step => STEPS[Math.min(indexOf(step) + 1, STEPS.length - 1)] as Step;
+
+/**
+ * One wizard: a state machine over the six steps, with an alarm that wipes it when abandoned. It only
+ * ever holds ciphertext (sealed by the Worker with the tenant DEK, AAD-bound to this wizard) and masked
+ * values. Every method takes the caller's tenant and answers as if the wizard did not exist for any other.
+ */
+export class WizardSession extends DurableObject<Env> {
+  private get kv() {
+    return this.ctx.storage.kv;
+  }
+
+  private stateFor(tenantId: string): WizardState {
+    const state = this.kv.get<WizardState>(STATE);
+    if (!state || state.tenant_id !== tenantId) throw new ApiError("NOT_FOUND", "No such wizard.");
+    return state;
+  }
+
+  private async save(state: WizardState, now: number): Promise<WizardState> {
+    state.updated_at = new Date(now).toISOString();
+    state.expires_at = new Date(now + WIZARD_IDLE_MS).toISOString();
+    state.compliance_checklist = state.steps.security
+      ? complianceChecklist(state.steps.security, (state.steps.monitoring?.channels.length ?? 0) > 0)
+      : [];
+    this.kv.put(STATE, state);
+    await this.ctx.storage.setAlarm(now + WIZARD_IDLE_MS);
+    return state;
+  }
+
+  private async createState(tenantId: string, createdBy: string, now: number): Promise<WizardState> {
+    if (this.kv.get(STATE)) throw new ApiError("CONFLICT", "This wizard already exists.");
+    const at = new Date(now).toISOString();
+    return this.save(
+      {
+        id: this.ctx.id.toString(),
+        tenant_id: tenantId,
+        created_by: createdBy,
+        status: "open",
+        current_step: "services",
+        furthest_step: "services",
+        steps: {
+          services: null,
+          security: null,
+          keys: { services: {}, issued_keys: {} },
+          testing: null,
+          monitoring: null,
+        },
+        compliance_checklist: [],
+        commit: null,
+        created_at: at,
+        updated_at: at,
+        expires_at: at,
+      },
+      now,
+    );
+  }
+
+  /** The sealed blobs, for the Worker to decrypt at test and commit time. */
+  private sealedBlobs(tenantId: string): Record<string, string> {
+    this.stateFor(tenantId);
+    const out: Record<string, string> = {};
+    for (const [key, value] of this.kv.list<string>({ prefix: SEALED_PREFIX }))
+      out[key.slice(SEALED_PREFIX.length)] = value;
+    return out;
+  }
+
+  private storedIssuedRows(tenantId: string): unknown[] {
+    this.stateFor(tenantId);
+    return this.kv.get<unknown[]>(ISSUED_ROWS) ?? [];
+  }
+
+  private async applyMutation(tenantId: string, mutation: WizardMutation, now: number): Promise<WizardState> {
+    const state = this.stateFor(tenantId);
+    if (state.status !== "open") throw new ApiError("CONFLICT", "This wizard has been committed.");
+    const step: Step =
+      mutation.type === "navigate" || mutation.type === "confirm"
+        ? mutation.step
+        : mutation.type === "services" || mutation.type === "security" || mutation.type === "monitoring"
+          ? mutation.type
+          : mutation.type === "testResults"
+            ? "testing"
+            : mutation.type === "channelSecret"
+              ? "monitoring"
+              : "keys";
+    // Going back is always allowed; skipping ahead of the furthest step reached is not.
+    if (indexOf(step) > indexOf(state.furthest_step)) {
+      throw new ApiError("CONFLICT", `Finish the "${state.furthest_step}" step first.`);
+    }
+    const advance = (from: Step, resetLater = false) => {
+      state.current_step = next(from);
+      state.furthest_step =
+        resetLater || indexOf(next(from)) > indexOf(state.furthest_step) ? next(from) : state.furthest_step;
+    };
+
+    switch (mutation.type) {
+      case "navigate":
+        state.current_step = mutation.step;
+        break;
+      case "services": {
+        const changed = JSON.stringify(state.steps.services) !== JSON.stringify(mutation.data);
+        state.steps.services = mutation.data;
+        // Work for services no longer selected is dropped, secrets included.
+        for (const serviceId of Object.keys(state.steps.keys.services)) {
+          if (!mutation.data.service_ids.includes(serviceId)) this.dropService(state, serviceId);
+        }
+        advance("services", changed && state.steps.security === null);
+        break;
+      }
+      case "security": {
+        const changed = JSON.stringify(state.steps.security) !== JSON.stringify(mutation.data);
+        state.steps.security = mutation.data;
+        // A new level or environment changes what keys are acceptable: re-walk from the keys step.
+        advance("security", changed);
+        if (changed) state.steps.testing = null;
+        break;
+      }
+      case "serviceFields":
+        this.assertSelected(state, mutation.serviceId);
+        this.deletePrefix(`${SEALED_PREFIX}${mutation.serviceId}.`);
+        for (const [slot, blob] of Object.entries(mutation.sealed))
+          this.kv.put(`${SEALED_PREFIX}${slot}`, blob);
+        state.steps.keys.services[mutation.serviceId] = mutation.entry;
+        state.steps.testing = null;
+        state.current_step = "keys";
+        break;
+      case "issuedKeys":
+        state.steps.keys.issued_keys = mutation.issued;
+        this.kv.put(ISSUED_ROWS, mutation.rows);
+        state.current_step = "keys";
+        break;
+      case "confirm": {
+        const selected = state.steps.services?.service_ids ?? [];
+        if (mutation.step === "keys" && !selected.every((id) => state.steps.keys.services[id]?.complete)) {
+          throw new ApiError(
+            "CONFLICT",
+            "Enter or generate the credentials of every selected service first.",
+          );
+        }
+        if (mutation.step === "testing") {
+          const results = state.steps.testing?.results ?? {};
+          if (!selected.every((id) => results[id]))
+            throw new ApiError("CONFLICT", "Test every service first.");
+          if (selected.some((id) => results[id]?.status === "invalid")) {
+            throw new ApiError(
+              "CONFLICT",
+              "A provider rejected one of the credentials; fix it before going on.",
+            );
+          }
+        }
+        advance(mutation.step);
+        break;
+      }
+      case "testResults": {
+        const at = new Date(now).toISOString();
+        const results = { ...(state.steps.testing?.results ?? {}) };
+        for (const [serviceId, result] of Object.entries(mutation.results))
+          results[serviceId] = { ...result, tested_at: at };
+        state.steps.testing = { results };
+        state.current_step = "testing";
+        break;
+      }
+      case "channelSecret":
+        this.kv.put(`${SEALED_PREFIX}${mutation.slot}`, mutation.blob);
+        break;
+      case "monitoring":
+        this.deletePrefix(`${SEALED_PREFIX}channel:`);
+        for (const [slot, blob] of Object.entries(mutation.sealed))
+          this.kv.put(`${SEALED_PREFIX}${slot}`, blob);
+        state.steps.monitoring = { channels: mutation.masked, rules: mutation.data.rules };
+        advance("monitoring");
+        break;
+    }
+    return this.save(state, now);
+  }
+
+  private assertSelected(state: WizardState, serviceId: string) {
+    if (!state.steps.services?.service_ids.includes(serviceId)) {
+      throw new ApiError("CONFLICT", "That service is not selected in this wizard.");
+    }
+  }
+
+  private dropService(state: WizardState, serviceId: string) {
+    delete state.steps.keys.services[serviceId];
+    delete state.steps.keys.issued_keys[serviceId];
+    this.deletePrefix(`${SEALED_PREFIX}${serviceId}.`);
+  }
+
+  private deletePrefix(prefix: string) {
+    for (const [key] of [...this.kv.list({ prefix })]) this.kv.delete(key);
+  }
+
+  /**
+   * Starts a commit. A finished commit answers with its summary (idempotent); a commit in progress
+   * makes a second one fail, so concurrent commits cannot both succeed. A crashed attempt's lease lapses.
+   */
+  private startCommit(
+    tenantId: string,
+    now: number,
+  ): { kind: "done"; summary: CommitSummary } | { kind: "proceed" } {
+    const state = this.stateFor(tenantId);
+    if (state.commit) return { kind: "done", summary: state.commit };
+    if (state.furthest_step !== "review")
+      throw new ApiError("CONFLICT", "Finish every step before committing.");
+    const lease = this.kv.get<number>(COMMIT_LEASE);
+    if (lease !== undefined && lease > now)
+      throw new ApiError("CONFLICT", "A commit of this wizard is already running.");
+    this.kv.put(COMMIT_LEASE, now + COMMIT_LEASE_MS);
+    return { kind: "proceed" };
+  }
+
+  /** Records the commit and wipes every secret the wizard held. */
+  private async recordCommit(tenantId: string, summary: CommitSummary, now: number): Promise<WizardState> {
+    const state = this.stateFor(tenantId);
+    this.deletePrefix(SEALED_PREFIX);
+    this.kv.delete(ISSUED_ROWS);
+    this.kv.delete(COMMIT_LEASE);
+    state.status = "committed";
+    state.commit = summary;
+    state.current_step = "review";
+    return this.save(state, now);
+  }
+
+  private async wipe(tenantId: string): Promise<void> {
+    this.stateFor(tenantId);
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+  }
+
+  // RPC surface: each call answers a WizardResult so refusals keep their code across the RPC boundary.
+  create(tenantId: string, createdBy: string, now = Date.now()) {
+    return guard(() => this.createState(tenantId, createdBy, now));
+  }
+
+  read(tenantId: string) {
+    return guard(() => this.stateFor(tenantId));
+  }
+
+  sealed(tenantId: string) {
+    return guard(() => this.sealedBlobs(tenantId));
+  }
+
+  issuedRows(tenantId: string) {
+    return guard(() => this.storedIssuedRows(tenantId));
+  }
+
+  apply(tenantId: string, mutation: WizardMutation, now = Date.now()) {
+    return guard(() => this.applyMutation(tenantId, mutation, now));
+  }
+
+  beginCommit(tenantId: string, now = Date.now()) {
+    return guard(() => this.startCommit(tenantId, now));
+  }
+
+  finishCommit(tenantId: string, summary: CommitSummary, now = Date.now()) {
+    return guard(() => this.recordCommit(tenantId, summary, now));
+  }
+
+  abandon(tenantId: string) {
+    return guard(() => this.wipe(tenantId));
+  }
+
+  override async alarm(): Promise<void> {
+    const state = this.kv.get<WizardState>(STATE);
+    const idleUntil = state ? Date.parse(state.expires_at) : 0;
+    if (state && idleUntil > Date.now()) {
+      await this.ctx.storage.setAlarm(idleUntil);
+      return;
+    }
+    await this.ctx.storage.deleteAll();
+  }
+}

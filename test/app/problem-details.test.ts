@@ -23,7 +23,9 @@ describe("errors are RFC 9457 problem+json", () => {
     });
     expect(response.status).toBe(422);
     expect(response.body.code).toBe("VALIDATION_FAILED");
-    expect(response.body.errors.map((e) => e.path)).toEqual(expect.arrayContaining(["prefix", "ip_allowlist.0"]));
+    expect(response.body.errors.map((e) => e.path)).toEqual(
+      expect.arrayContaining(["prefix", "ip_allowlist.0"]),
+    );
     expect(JSON.stringify(response.body)).not.toContain(secretish);
   });
 
@@ -84,7 +86,10 @@ describe("edge basics", () => {
   });
 
   it("serves the OpenAPI 3.1 document with every key route", async () => {
-    const { body } = await callJson<{ openapi: string; paths: Record<string, unknown> }>("GET", "/api/openapi.json");
+    const { body } = await callJson<{ openapi: string; paths: Record<string, unknown> }>(
+      "GET",
+      "/api/openapi.json",
+    );
     expect(body.openapi).toBe("3.1.0");
     expect(Object.keys(body.paths)).toEqual(
       expect.arrayContaining([

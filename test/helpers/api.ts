@@ -11,9 +11,14 @@ export interface CallOptions {
 export async function call(method: string, path: string, options: CallOptions = {}): Promise<Response> {
   const headers = new Headers(options.headers);
   if (options.key) headers.set("authorization", `Bearer ${options.key}`);
-  if (options.body !== undefined && !headers.has("content-type")) headers.set("content-type", "application/json");
+  if (options.body !== undefined && !headers.has("content-type"))
+    headers.set("content-type", "application/json");
   const body =
-    options.body === undefined ? undefined : typeof options.body === "string" ? options.body : JSON.stringify(options.body);
+    options.body === undefined
+      ? undefined
+      : typeof options.body === "string"
+        ? options.body
+        : JSON.stringify(options.body);
   return exports.default.fetch(new Request(`${BASE}${path}`, { method, headers, body }));
 }
 
@@ -56,16 +61,23 @@ export async function createKey(tenant: TestTenant, body: Record<string, unknown
     key: tenant.adminKey,
     body: { name: "test key", ...body },
   });
-  if (response.status !== 201) throw new Error(`key creation failed: ${response.status} ${JSON.stringify(response.body)}`);
+  if (response.status !== 201)
+    throw new Error(`key creation failed: ${response.status} ${JSON.stringify(response.body)}`);
   return response.body;
 }
 
-export async function verify(tenant: TestTenant, key: string, extra: Record<string, unknown> = {}, headers = {}) {
+export async function verify(
+  tenant: TestTenant,
+  key: string,
+  extra: Record<string, unknown> = {},
+  headers = {},
+) {
   const response = await callJson<{ valid: boolean; code: string; [field: string]: unknown }>(
     "POST",
     "/api/v1/keys/verify",
     { key: tenant.adminKey, body: { key, ...extra }, headers },
   );
-  if (response.status !== 200) throw new Error(`verify failed: ${response.status} ${JSON.stringify(response.body)}`);
+  if (response.status !== 200)
+    throw new Error(`verify failed: ${response.status} ${JSON.stringify(response.body)}`);
   return response.body;
 }

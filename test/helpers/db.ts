@@ -23,13 +23,17 @@ export async function dumpDatabase(): Promise<string> {
  * touches the caller's own key, and that is not a side effect of the call being refused.
  */
 export async function snapshotTenantRows(tenantId: string): Promise<string> {
-  const keys = await env.DB.prepare("SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY id").bind(tenantId).all();
+  const keys = await env.DB.prepare("SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY id")
+    .bind(tenantId)
+    .all();
   for (const row of keys.results) delete row.last_used_at;
   const rowsOf = async (sql: string) => (await env.DB.prepare(sql).bind(tenantId).all()).results;
   return JSON.stringify({
     keys: keys.results,
     audit: await rowsOf("SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY seq"),
     credentials: await rowsOf("SELECT * FROM credentials WHERE tenant_id = ? ORDER BY id"),
-    versions: await rowsOf("SELECT * FROM credential_versions WHERE tenant_id = ? ORDER BY credential_id, version"),
+    versions: await rowsOf(
+      "SELECT * FROM credential_versions WHERE tenant_id = ? ORDER BY credential_id, version",
+    ),
   });
 }

@@ -7,7 +7,11 @@ describe("issued key lifecycle", () => {
     const created = await createKey(tenant, { scopes: ["orders:read"], environment: "test" });
     expect(created.key).toMatch(/^kw_test_[0-9A-Za-z]{28}$/);
 
-    expect(await verify(tenant, created.key)).toMatchObject({ valid: true, code: "VALID", key_id: created.id });
+    expect(await verify(tenant, created.key)).toMatchObject({
+      valid: true,
+      code: "VALID",
+      key_id: created.id,
+    });
 
     const list = await callJson<{ items: { id: string }[] }>("GET", "/api/v1/keys", { key: tenant.adminKey });
     expect(list.body.items.map((k) => k.id)).toContain(created.id);

@@ -1,8 +1,8 @@
 import { env } from "cloudflare:workers";
 import { beforeAll, describe, expect, it } from "vitest";
 import { generateKey, hashKey } from "../../src/crypto/keys";
-import { database } from "../../src/db/client";
 import type { Database } from "../../src/db/client";
+import { database } from "../../src/db/client";
 import { clearKeyCache } from "../../src/keys/key-record";
 import { verifyKey } from "../../src/keys/verify-key";
 import { call, callJson, createKey, createTenant, type TestTenant, verify } from "../helpers/api";
@@ -34,7 +34,10 @@ describe("verify codes", () => {
 
   it("rejects a bad checksum without any database read (SECURITY.md case 9)", async () => {
     const { key } = await createKey(tenant);
-    const outcome = await verifyKey({ db: untouchableDb, limiter: env.KEY_LIMITER }, { key: flipLastChar(key) });
+    const outcome = await verifyKey(
+      { db: untouchableDb, limiter: env.KEY_LIMITER },
+      { key: flipLastChar(key) },
+    );
     expect(outcome.code).toBe("INVALID_FORMAT");
   });
 
@@ -44,7 +47,10 @@ describe("verify codes", () => {
     for (let batch = 0; batch < 100; batch++) {
       const outcomes = await Promise.all(
         Array.from({ length: 100 }, () =>
-          verifyKey({ db, limiter: env.KEY_LIMITER }, { key: generateKey("kw", "live", "basic"), tenantId: tenant.id }),
+          verifyKey(
+            { db, limiter: env.KEY_LIMITER },
+            { key: generateKey("kw", "live", "basic"), tenantId: tenant.id },
+          ),
         ),
       );
       for (const outcome of outcomes) answers.add(JSON.stringify(outcome));
@@ -57,7 +63,9 @@ describe("verify codes", () => {
     const never = generateKey("kw", "live", "basic");
     const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     const variant = (key: string, position: number) => {
-      const replacement = alphabet[(alphabet.indexOf(key[position] as string) + 1) % alphabet.length] as string;
+      const replacement = alphabet[
+        (alphabet.indexOf(key[position] as string) + 1) % alphabet.length
+      ] as string;
       return key.slice(0, position) + replacement + key.slice(position + 1);
     };
     for (let position = 0; position < real.length; position++) {
@@ -71,11 +79,13 @@ describe("verify codes", () => {
 
   it("rejects the stored hash or the display prefix presented as a key (SECURITY.md case 10)", async () => {
     const created = await createKey(tenant);
-    const row = await env.DB.prepare("SELECT hash, start, last4 FROM api_keys WHERE id = ?").bind(created.id).first<{
-      hash: string;
-      start: string;
-      last4: string;
-    }>();
+    const row = await env.DB.prepare("SELECT hash, start, last4 FROM api_keys WHERE id = ?")
+      .bind(created.id)
+      .first<{
+        hash: string;
+        start: string;
+        last4: string;
+      }>();
     expect(row?.hash).toBe(await hashKey(created.key));
     for (const impostor of [row?.hash, row?.start, `${row?.start}${row?.last4}`, created.id]) {
       expect(await verify(tenant, impostor as string)).toMatchObject({ valid: false });
@@ -98,7 +108,11 @@ describe("verify codes", () => {
     expect(await verify(tenant, created.key)).toMatchObject({ valid: true });
     const revoked = await call("POST", `/api/v1/keys/${created.id}/revoke`, { key: tenant.adminKey });
     expect(revoked.status).toBe(200);
-    expect(await verify(tenant, created.key)).toMatchObject({ valid: false, code: "DISABLED", key_id: created.id });
+    expect(await verify(tenant, created.key)).toMatchObject({
+      valid: false,
+      code: "DISABLED",
+      key_id: created.id,
+    });
   });
 
   it("verifies a key expiring at t at t-1s and rejects it at t and t+1s (SECURITY.md case 12)", async () => {
@@ -178,7 +192,10 @@ describe("verify codes", () => {
     const created = await createKey(tenant, { usage_limit: { remaining: 1 } });
     expect(await verify(tenant, created.key)).toMatchObject({ valid: true, remaining: 0 });
     expect(await verify(tenant, created.key)).toMatchObject({ code: "USAGE_EXCEEDED" });
-    await callJson("PATCH", `/api/v1/keys/${created.id}`, { key: tenant.adminKey, body: { usage_limit: { remaining: 5 } } });
+    await callJson("PATCH", `/api/v1/keys/${created.id}`, {
+      key: tenant.adminKey,
+      body: { usage_limit: { remaining: 5 } },
+    });
     expect(await verify(tenant, created.key)).toMatchObject({ valid: true, remaining: 4 });
   });
 
@@ -188,11 +205,17 @@ describe("verify codes", () => {
     await verify(tenant, created.key);
     await verify(tenant, created.key, { scopes: ["missing"] });
     await new Promise((resolve) => setTimeout(resolve, 50));
-    const usage = await callJson<{ days: { valid: number; invalid: number }[] }>("GET", `/api/v1/keys/${created.id}/usage`, {
+    const usage = await callJson<{ days: { valid: number; invalid: number }[] }>(
+      "GET",
+      `/api/v1/keys/${created.id}/usage`,
+      {
+        key: tenant.adminKey,
+      },
+    );
+    expect(usage.body.days[0]).toMatchObject({ valid: 2, invalid: 1 });
+    const key = await callJson<{ last_used_at: string | null }>("GET", `/api/v1/keys/${created.id}`, {
       key: tenant.adminKey,
     });
-    expect(usage.body.days[0]).toMatchObject({ valid: 2, invalid: 1 });
-    const key = await callJson<{ last_used_at: string | null }>("GET", `/api/v1/keys/${created.id}`, { key: tenant.adminKey });
     expect(key.body.last_used_at).not.toBeNull();
   });
 });

@@ -1,0 +1,817 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { eq } from "drizzle-orm";
+import type { Context } from "hono";
+import { auditActor } from "../audit/actor";
+import { type AuditEvent, commitWithAudit } from "../audit/audit-log";
+import { requireScope } from "../auth/authenticate";
+import { findService } from "../catalog";
+import { type ProbeResult, runProbe } from "../catalog/run-probe";
+import type { ServiceDefinition } from "../catalog/types";
+import { generateFieldValue, maskValue, validateCredential } from "../catalog/validate";
+import { ProbeResultSchema } from "../credentials/credential-schemas";
+import { providerFetch } from "../credentials/provider-fetch";
+import { credentialRecordId, displayValues, openValues, sealValues } from "../credentials/sealed-fields";
+import { newId } from "../crypto/random";
+import { type Database, database } from "../db/client";
+import {
+  alertChannels,
+  alertRules,
+  apiKeys,
+  credentials,
+  credentialVersions,
+  securityPolicies,
+  tenants,
+  wizardCommits,
+} from "../db/schema";
+import type { AppEnv } from "../env";
+import { ApiError } from "../errors";
+import { mintKeyWithBackup } from "../keys/issue-key";
+import { assertDeliverableUrl } from "../monitoring/outbound-url";
+import { sendTestAlert } from "../monitoring/send-test-alert";
+import { newSigningSecret } from "../monitoring/standard-webhooks";
+import {
+  bearerSecurity,
+  createRouter,
+  isoTime,
+  jsonBody,
+  jsonContent,
+  NO_STORE,
+  problems,
+} from "../openapi/shared";
+import { type Unsealed, unseal } from "../vault/keyring";
+import { rotationDays } from "../wizard/security-levels";
+import {
+  CHANNEL_SECRET_FIELDS,
+  type Channel,
+  ChannelSchema,
+  ConfirmStepSchema,
+  MonitoringStepSchema,
+  SecurityStepSchema,
+  ServicesStepSchema,
+  StepSchema,
+} from "../wizard/steps";
+import type { WizardResult } from "../wizard/wizard-session";
+import type { CommitSummary, MaskedChannel, WizardMutation, WizardState } from "../wizard/wizard-state";
+
+const tags = ["Wizard"];
+const WizardStateSchema = z
+  .object({ id: z.string(), status: z.enum(["open", "committed"]) })
+  .passthrough()
+  .openapi("WizardState");
+const IdParam = z.object({ id: z.string().max(100) });
+const authProblems = ["UNAUTHENTICATED", "FORBIDDEN", "RATE_LIMITED", "NOT_FOUND"] as const;
+
+type ApiKeyRow = typeof apiKeys.$inferSelect;
+
+function unwrap<T>(result: WizardResult<T>): T {
+  if (!result.ok) throw new ApiError(result.code, result.detail);
+  return result.value;
+}
+
+/** A malformed id is simply not found, exactly like another tenant's. */
+function wizardStub(c: Context<AppEnv>, id: string) {
+  try {
+    return c.env.WIZARD_SESSION.get(c.env.WIZARD_SESSION.idFromString(id));
+  } catch {
+    throw new ApiError("NOT_FOUND", "No such wizard.");
+  }
+}
+
+async function apply(c: Context<AppEnv>, id: string, mutation: WizardMutation): Promise<WizardState> {
+  return unwrap(await wizardStub(c, id).apply(c.get("principal").tenantId, mutation));
+}
+
+async function readState(c: Context<AppEnv>, id: string): Promise<WizardState> {
+  return unwrap(await wizardStub(c, id).read(c.get("principal").tenantId));
+}
+
+function serviceOrFail(id: string, path: string): ServiceDefinition {
+  const service = findService(id);
+  if (!service)
+    throw new ApiError("VALIDATION_FAILED", "Unknown service.", {
+      errors: [{ path, message: "not in the catalogue" }],
+    });
+  return service;
+}
+
+function securityOf(state: WizardState) {
+  if (!state.steps.security) throw new ApiError("CONFLICT", 'Finish the "security" step first.');
+  return state.steps.security;
+}
+
+/** Values entered in the wizard are sealed with the tenant DEK, AAD-bound to this wizard. */
+const wizardRecord = (tenantId: string, wizardId: string) => ({ tenantId, recordId: `wizard:${wizardId}` });
+
+async function sealForWizard(c: Context<AppEnv>, wizardId: string, values: Record<string, string>) {
+  const db = database(c.env.DB);
+  const keys = await unseal(c.env, db);
+  const { sealed, countEncryptions } = await sealValues(
+    keys,
+    db,
+    wizardRecord(c.get("principal").tenantId, wizardId),
+    values,
+  );
+  await countEncryptions;
+  return sealed;
+}
+
+async function openForWizard(
+  keys: Unsealed,
+  db: Database,
+  tenantId: string,
+  wizardId: string,
+  blobs: Record<string, string>,
+) {
+  return openValues(keys, db, wizardRecord(tenantId, wizardId), blobs);
+}
+
+function slotsWithPrefix(blobs: Record<string, string>, prefix: string): Record<string, string> {
+  return Object.fromEntries(Object.entries(blobs).filter(([slot]) => slot.startsWith(prefix)));
+}
+
+function stripPrefix(values: Record<string, string>, prefix: string): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(values).map(([slot, value]) => [slot.slice(prefix.length), value]),
+  );
+}
+
+function maskChannel(channel: Channel, secrets: Record<string, string>): MaskedChannel {
+  const masked: Record<string, string> = { ...channel };
+  for (const field of CHANNEL_SECRET_FIELDS[channel.kind]) {
+    const value = secrets[field] ?? masked[field];
+    if (value !== undefined) masked[field] = maskValue(value);
+  }
+  return masked as MaskedChannel;
+}
+
+/** Splits a channel into its secret settings and the rest; webhook channels get a signing secret once. */
+async function channelSecrets(c: Context<AppEnv>, wizardId: string, channel: Channel) {
+  const secrets: Record<string, string> = {};
+  let created: string | undefined;
+  if (channel.kind === "slack") secrets.webhook_url = channel.webhook_url;
+  if (channel.kind === "sms") secrets.twilio_auth_token = channel.twilio_auth_token;
+  if (channel.kind === "webhook") {
+    assertDeliverableUrl(channel.url, c.env.ALLOW_LOOPBACK_WEBHOOKS === "true");
+    const slot = `channel:${channel.name}.signing_secret`;
+    const stored = slotsWithPrefix(
+      unwrap(await wizardStub(c, wizardId).sealed(c.get("principal").tenantId)),
+      slot,
+    );
+    if (stored[slot]) {
+      const db = database(c.env.DB);
+      const opened = await openForWizard(
+        await unseal(c.env, db),
+        db,
+        c.get("principal").tenantId,
+        wizardId,
+        stored,
+      );
+      secrets.signing_secret = opened[slot] as string;
+    } else {
+      created = newSigningSecret();
+      secrets.signing_secret = created;
+    }
+  }
+  return { secrets, created };
+}
+
+const route = <T extends Parameters<typeof createRoute>[0]>(config: T) =>
+  createRoute({ tags, security: bearerSecurity, middleware: [requireScope("wizard")] as const, ...config });
+const stateResponse = (description: string) => ({
+  200: jsonContent(WizardStateSchema, description),
+  ...problems(...authProblems, "VALIDATION_FAILED", "CONFLICT"),
+});
+
+const startRoute = route({
+  method: "post",
+  path: "/",
+  summary: "Start a wizard",
+  responses: { 201: jsonContent(WizardStateSchema, "The new wizard."), ...problems(...authProblems) },
+});
+const getRoute = route({
+  method: "get",
+  path: "/{id}",
+  summary: "The whole wizard state",
+  request: { params: IdParam },
+  responses: stateResponse("State."),
+});
+const servicesRoute = route({
+  method: "put",
+  path: "/{id}/steps/services",
+  summary: "Step 1: select services",
+  request: { params: IdParam, body: jsonBody(ServicesStepSchema) },
+  responses: stateResponse("State."),
+});
+const securityRoute = route({
+  method: "put",
+  path: "/{id}/steps/security",
+  summary: "Step 2: security level, environment, rotation, access controls, compliance",
+  request: { params: IdParam, body: jsonBody(SecurityStepSchema) },
+  responses: stateResponse("State, with the compliance checklist."),
+});
+const serviceKeysRoute = route({
+  method: "post",
+  path: "/{id}/keys/{service_id}",
+  summary: "Step 3: enter one service's credentials (validated, then stored encrypted in the wizard)",
+  request: {
+    params: IdParam.extend({ service_id: z.string().max(64) }),
+    body: jsonBody(z.strictObject({ fields: z.record(z.string().max(64), z.string().max(4096)) })),
+  },
+  responses: {
+    200: jsonContent(
+      z.object({ state: WizardStateSchema, validation: z.object({}).passthrough() }),
+      "Stored.",
+    ),
+    ...problems(...authProblems, "VALIDATION_FAILED", "CONFLICT", "SEALED"),
+  },
+});
+const generateRoute = route({
+  method: "post",
+  path: "/{id}/keys/generate",
+  summary:
+    "Step 3: issue a Keywarden key per service and generate what the catalogue allows (plaintext once)",
+  request: { params: IdParam, body: jsonBody(ConfirmStepSchema) },
+  responses: {
+    200: jsonContent(
+      z.object({ state: WizardStateSchema, generated: z.record(z.string(), z.object({}).passthrough()) }),
+      "Shown once.",
+    ),
+    ...problems(...authProblems, "CONFLICT", "SEALED"),
+  },
+});
+const testsRoute = route({
+  method: "post",
+  path: "/{id}/tests",
+  summary: "Step 4: run the live checks",
+  request: {
+    params: IdParam,
+    body: jsonBody(z.strictObject({ service_ids: z.array(z.string().max(64)).max(20).optional() })),
+  },
+  responses: {
+    200: jsonContent(
+      z.object({ state: WizardStateSchema, results: z.record(z.string(), ProbeResultSchema) }),
+      "Results.",
+    ),
+    ...problems(...authProblems, "CONFLICT", "SEALED", "INTEGRITY_ERROR"),
+  },
+});
+const confirmKeysRoute = route({
+  method: "put",
+  path: "/{id}/steps/keys",
+  summary: "Step 3: confirm (every service complete)",
+  request: { params: IdParam, body: jsonBody(ConfirmStepSchema) },
+  responses: stateResponse("State."),
+});
+const confirmTestingRoute = route({
+  method: "put",
+  path: "/{id}/steps/testing",
+  summary: "Step 4: confirm (every service tested, none invalid)",
+  request: { params: IdParam, body: jsonBody(ConfirmStepSchema) },
+  responses: stateResponse("State."),
+});
+const monitoringRoute = route({
+  method: "put",
+  path: "/{id}/steps/monitoring",
+  summary: "Step 5: alert channels and rules",
+  request: { params: IdParam, body: jsonBody(MonitoringStepSchema) },
+  responses: {
+    200: jsonContent(
+      z.object({ state: WizardStateSchema, signing_secrets: z.record(z.string(), z.string()) }),
+      "State; new webhook signing secrets shown once.",
+    ),
+    ...problems(...authProblems, "VALIDATION_FAILED", "CONFLICT", "SEALED"),
+  },
+});
+const testChannelRoute = route({
+  method: "post",
+  path: "/{id}/monitoring/test",
+  summary: "Step 5: send a test message through a channel",
+  request: { params: IdParam, body: jsonBody(z.strictObject({ channel: ChannelSchema })) },
+  responses: {
+    200: jsonContent(
+      z.object({
+        delivered: z.boolean(),
+        status: z.number().optional(),
+        reason: z.string().optional(),
+        signing_secret: z.string().optional(),
+      }),
+      "Delivery result; a new webhook signing secret is shown once.",
+    ),
+    ...problems(...authProblems, "VALIDATION_FAILED", "CONFLICT", "SEALED"),
+  },
+});
+const navigateRoute = route({
+  method: "post",
+  path: "/{id}/navigate",
+  summary: "Go back to a step already reached",
+  request: { params: IdParam, body: jsonBody(z.strictObject({ step: StepSchema })) },
+  responses: stateResponse("State."),
+});
+const commitRoute = route({
+  method: "post",
+  path: "/{id}/commit",
+  summary: "Step 6: write everything to D1 in one batch (idempotent)",
+  request: { params: IdParam, body: jsonBody(ConfirmStepSchema) },
+  responses: {
+    200: jsonContent(
+      z.object({ state: WizardStateSchema, generated: z.record(z.string(), z.object({}).passthrough()) }),
+      "Committed.",
+    ),
+    ...problems(...authProblems, "CONFLICT", "SEALED", "INTEGRITY_ERROR"),
+  },
+});
+const abandonRoute = route({
+  method: "delete",
+  path: "/{id}",
+  summary: "Abandon: wipe the wizard",
+  request: { params: IdParam },
+  responses: { 204: { description: "Wiped." }, ...problems(...authProblems) },
+});
+
+/** Issues the Keywarden keys of the given services under the wizard's security settings. */
+async function mintServiceKeys(c: Context<AppEnv>, state: WizardState, serviceIds: string[]) {
+  const security = securityOf(state);
+  const principal = c.get("principal");
+  const tenant = await database(c.env.DB)
+    .select()
+    .from(tenants)
+    .where(eq(tenants.id, principal.tenantId))
+    .get();
+  const days = rotationDays(security.security_level, security.rotation_policy, security.custom_rotation_days);
+  const minted: Record<string, Awaited<ReturnType<typeof mintKeyWithBackup>>> = {};
+  for (const serviceId of serviceIds) {
+    const service = serviceOrFail(serviceId, "service_ids");
+    minted[serviceId] = await mintKeyWithBackup(principal.tenantId, {
+      name: `${service.name} access key`,
+      scopes: [`service:${service.id}`],
+      environment: security.environment === "production" ? "live" : "test",
+      securityLevel: security.security_level,
+      prefix: tenant?.keyPrefix ?? "kw",
+      expiresAt: days === null ? null : Date.now() + days * 86_400_000,
+      ipAllowlist: security.ip_allowlist.length ? security.ip_allowlist : null,
+      countryAllowlist: security.country_allowlist.length ? security.country_allowlist : null,
+      ratelimit: null,
+      usageLimit: null,
+      metadata: { wizard_id: state.id, environment: security.environment },
+      serviceId: service.id,
+      createdBy: principal.keyId,
+    });
+  }
+  return minted;
+}
+
+export const wizardRoutes = createRouter()
+  .openapi(startRoute, async (c) => {
+    const principal = c.get("principal");
+    const stub = c.env.WIZARD_SESSION.get(c.env.WIZARD_SESSION.newUniqueId());
+    return c.json(unwrap(await stub.create(principal.tenantId, principal.keyId)), 201);
+  })
+  .openapi(getRoute, async (c) => c.json(await readState(c, c.req.valid("param").id), 200))
+  .openapi(servicesRoute, async (c) => {
+    const data = c.req.valid("json");
+    const ids = [...new Set(data.service_ids)];
+    for (const [index, serviceId] of ids.entries()) serviceOrFail(serviceId, `service_ids.${index}`);
+    return c.json(
+      await apply(c, c.req.valid("param").id, { type: "services", data: { service_ids: ids } }),
+      200,
+    );
+  })
+  .openapi(securityRoute, async (c) => {
+    const data = c.req.valid("json");
+    const errors: { path: string; message: string }[] = [];
+    if (data.security_level === "enterprise" && !data.require_2fa)
+      errors.push({ path: "require_2fa", message: "enterprise requires 2FA" });
+    if (data.security_level === "enterprise" && data.ip_allowlist.length === 0) {
+      errors.push({ path: "ip_allowlist", message: "enterprise requires an IP allowlist" });
+    }
+    if (data.rotation_policy === "custom" && data.custom_rotation_days === undefined) {
+      errors.push({ path: "custom_rotation_days", message: "required for a custom rotation policy" });
+    }
+    if (errors.length)
+      throw new ApiError("VALIDATION_FAILED", "The security settings do not meet the chosen level.", {
+        errors,
+      });
+    return c.json(await apply(c, c.req.valid("param").id, { type: "security", data }), 200);
+  })
+  .openapi(serviceKeysRoute, async (c) => {
+    const { id, service_id } = c.req.valid("param");
+    const { fields } = c.req.valid("json");
+    const state = await readState(c, id);
+    const security = securityOf(state);
+    const service = serviceOrFail(service_id, "service_id");
+    const previous = state.steps.keys.services[service.id];
+    const generated = (previous?.generated ?? []).filter((name) => fields[name] === undefined);
+    const validation = validateCredential(service, fields, {
+      environment: security.environment,
+      securityLevel: security.security_level,
+    });
+    // A generated value is not re-sent by the browser; its absence here is not an error.
+    const fieldErrors = validation.fields
+      .filter((f) => f.errors.length && !(generated.includes(f.field) && fields[f.field] === undefined))
+      .flatMap((f) => f.errors.map((message) => ({ path: `fields.${f.field}`, message })));
+    const errors = [...validation.errors.map((message) => ({ path: "fields", message })), ...fieldErrors];
+    if (errors.length)
+      throw new ApiError("VALIDATION_FAILED", `The ${service.name} credentials did not pass validation.`, {
+        errors,
+      });
+    const sealed = await sealForWizard(
+      c,
+      id,
+      Object.fromEntries(Object.entries(fields).map(([name, value]) => [`${service.id}.${name}`, value])),
+    );
+    const merged = { ...(previous?.fields ?? {}), ...displayValues(service.fields, fields) };
+    const next = await apply(c, id, {
+      type: "serviceFields",
+      serviceId: service.id,
+      sealed,
+      entry: {
+        fields: merged,
+        generated,
+        complete: service.fields.every((f) => !f.required || merged[f.name] !== undefined),
+        warnings: validation.warnings,
+      },
+    });
+    return c.json({ state: next, validation: { ...validation } }, 200);
+  })
+  .openapi(generateRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    let state = await readState(c, id);
+    const selected = state.steps.services?.service_ids ?? [];
+    const minted = await mintServiceKeys(c, state, selected);
+    const generated: Record<string, { key: string; backup_key?: string; secrets: Record<string, string> }> =
+      {};
+    for (const serviceId of selected) {
+      const service = serviceOrFail(serviceId, "service_ids");
+      const secrets = Object.fromEntries(
+        service.generatable.map((spec) => [spec.field, generateFieldValue(spec)]),
+      );
+      const keys = minted[serviceId] as Awaited<ReturnType<typeof mintKeyWithBackup>>;
+      generated[serviceId] = {
+        key: keys.primary.key,
+        ...(keys.backup ? { backup_key: keys.backup.key } : {}),
+        secrets,
+      };
+      if (Object.keys(secrets).length) {
+        const previous = state.steps.keys.services[serviceId];
+        const merged = { ...(previous?.fields ?? {}), ...displayValues(service.fields, secrets) };
+        state = await apply(c, id, {
+          type: "serviceFields",
+          serviceId,
+          sealed: await sealForWizard(
+            c,
+            id,
+            Object.fromEntries(Object.entries(secrets).map(([f, v]) => [`${serviceId}.${f}`, v])),
+          ),
+          entry: {
+            fields: merged,
+            generated: [...new Set([...(previous?.generated ?? []), ...Object.keys(secrets)])],
+            complete: service.fields.every((f) => !f.required || merged[f.name] !== undefined),
+            warnings: previous?.warnings ?? [],
+          },
+        });
+      }
+    }
+    state = await apply(c, id, {
+      type: "issuedKeys",
+      issued: Object.fromEntries(
+        Object.entries(minted).map(([serviceId, keys]) => [
+          serviceId,
+          {
+            key_id: keys.primary.row.id,
+            start: keys.primary.row.start,
+            ...(keys.backup ? { backup_key_id: keys.backup.row.id } : {}),
+          },
+        ]),
+      ),
+      // Rows carry only hashes and display parts; the plaintext exists in this response alone.
+      rows: Object.values(minted).flatMap((keys) => keys.rows),
+    });
+    return c.json({ state, generated }, 200, NO_STORE);
+  })
+  .openapi(testsRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const state = await readState(c, id);
+    const security = securityOf(state);
+    const selected = state.steps.services?.service_ids ?? [];
+    const wanted = c.req.valid("json").service_ids?.filter((s) => selected.includes(s)) ?? selected;
+    const tenantId = c.get("principal").tenantId;
+    const db = database(c.env.DB);
+    const keys = await unseal(c.env, db);
+    const blobs = unwrap(await wizardStub(c, id).sealed(tenantId));
+    const results = Object.fromEntries(
+      await Promise.all(
+        wanted.map(async (serviceId) => {
+          const prefix = `${serviceId}.`;
+          const values = stripPrefix(
+            await openForWizard(keys, db, tenantId, id, slotsWithPrefix(blobs, prefix)),
+            prefix,
+          );
+          const result = await runProbe(serviceOrFail(serviceId, "service_ids"), values, {
+            fetch: providerFetch(c.env),
+            environment: security.environment,
+          }).catch((): ProbeResult => ({ status: "unknown", reason: "missing_fields", latency_ms: 0 }));
+          return [serviceId, result] as const;
+        }),
+      ),
+    );
+    const next = await apply(c, id, { type: "testResults", results });
+    const view = Object.fromEntries(
+      Object.entries(results).map(([serviceId, { expires_at, ...rest }]) => [
+        serviceId,
+        { ...rest, ...(expires_at !== undefined ? { expires_at: isoTime(expires_at) } : {}) },
+      ]),
+    );
+    return c.json({ state: next, results: view }, 200);
+  })
+  .openapi(confirmKeysRoute, async (c) =>
+    c.json(await apply(c, c.req.valid("param").id, { type: "confirm", step: "keys" }), 200),
+  )
+  .openapi(confirmTestingRoute, async (c) =>
+    c.json(await apply(c, c.req.valid("param").id, { type: "confirm", step: "testing" }), 200),
+  )
+  .openapi(monitoringRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const data = c.req.valid("json");
+    const state = await readState(c, id);
+    const names = data.channels.map((ch) => ch.name);
+    const errors: { path: string; message: string }[] = [];
+    if (new Set(names).size !== names.length)
+      errors.push({ path: "channels", message: "channel names must be unique" });
+    data.rules.forEach((rule, index) => {
+      if (rule.channel_names.some((name) => !names.includes(name)))
+        errors.push({ path: `rules.${index}.channel_names`, message: "names an unknown channel" });
+      if ("service_id" in rule && !state.steps.services?.service_ids.includes(rule.service_id)) {
+        errors.push({ path: `rules.${index}.service_id`, message: "is not a selected service" });
+      }
+    });
+    if (errors.length)
+      throw new ApiError("VALIDATION_FAILED", "The monitoring settings are not consistent.", { errors });
+    const secretsToSeal: Record<string, string> = {};
+    const signingSecrets: Record<string, string> = {};
+    const masked: MaskedChannel[] = [];
+    for (const channel of data.channels) {
+      const { secrets, created } = await channelSecrets(c, id, channel);
+      if (created) signingSecrets[channel.name] = created;
+      for (const [field, value] of Object.entries(secrets))
+        secretsToSeal[`channel:${channel.name}.${field}`] = value;
+      masked.push(maskChannel(channel, secrets));
+    }
+    const sealed = Object.keys(secretsToSeal).length ? await sealForWizard(c, id, secretsToSeal) : {};
+    const next = await apply(c, id, { type: "monitoring", data, masked, sealed });
+    return c.json({ state: next, signing_secrets: signingSecrets }, 200, NO_STORE);
+  })
+  .openapi(testChannelRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const { channel } = c.req.valid("json");
+    const state = await readState(c, id);
+    if (state.status !== "open") throw new ApiError("CONFLICT", "This wizard has been committed.");
+    const { secrets, created } = await channelSecrets(c, id, channel);
+    if (created) {
+      const slot = `channel:${channel.name}.signing_secret`;
+      const sealed = await sealForWizard(c, id, { [slot]: created });
+      await apply(c, id, { type: "channelSecret", slot, blob: sealed[slot] as string });
+    }
+    const tenant = await database(c.env.DB)
+      .select()
+      .from(tenants)
+      .where(eq(tenants.id, c.get("principal").tenantId))
+      .get();
+    const result = await sendTestAlert(c.env, channel, secrets, {
+      tenantName: tenant?.name ?? "",
+      text: `Keywarden test alert for ${tenant?.name ?? "your tenant"}: the "${channel.name}" channel works.`,
+    });
+    return c.json({ ...result, ...(created ? { signing_secret: created } : {}) }, 200, NO_STORE);
+  })
+  .openapi(navigateRoute, async (c) =>
+    c.json(
+      await apply(c, c.req.valid("param").id, { type: "navigate", step: c.req.valid("json").step }),
+      200,
+    ),
+  )
+  .openapi(commitRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const principal = c.get("principal");
+    const stub = wizardStub(c, id);
+    const db = database(c.env.DB);
+    const begun = unwrap(await stub.beginCommit(principal.tenantId));
+    if (begun.kind === "done") return c.json({ state: await readState(c, id), generated: {} }, 200);
+
+    // A commit that landed in D1 but crashed before telling the wizard: finish it, create nothing twice.
+    const landed = await db.select().from(wizardCommits).where(eq(wizardCommits.wizardId, id)).get();
+    if (landed) {
+      const state = unwrap(
+        await stub.finishCommit(principal.tenantId, landed.summary as unknown as CommitSummary),
+      );
+      return c.json({ state, generated: {} }, 200);
+    }
+
+    const state = await readState(c, id);
+    const security = securityOf(state);
+    const selected = state.steps.services?.service_ids ?? [];
+    const keys = await unseal(c.env, db);
+    const blobs = unwrap(await stub.sealed(principal.tenantId));
+    const plain = await openForWizard(keys, db, principal.tenantId, id, blobs);
+    const now = Date.now();
+
+    // Keys not generated during the wizard are issued now and shown in this response only.
+    let issuedRows = unwrap(await stub.issuedRows(principal.tenantId)) as ApiKeyRow[];
+    const generated: Record<string, { key: string; backup_key?: string }> = {};
+    const missing = selected.filter((serviceId) => !state.steps.keys.issued_keys[serviceId]);
+    if (missing.length) {
+      const minted = await mintServiceKeys(c, state, missing);
+      for (const [serviceId, m] of Object.entries(minted)) {
+        generated[serviceId] = { key: m.primary.key, ...(m.backup ? { backup_key: m.backup.key } : {}) };
+        issuedRows = [...issuedRows, ...m.rows];
+      }
+    }
+
+    const statements = [];
+    const events: AuditEvent[] = [];
+    for (const row of issuedRows) {
+      statements.push(db.insert(apiKeys).values(row));
+      events.push({
+        action: "key.create",
+        targetType: "key",
+        targetId: row.id,
+        detail: { service: row.serviceId, via: "wizard" },
+      });
+    }
+    const credentialIds: string[] = [];
+    for (const serviceId of selected) {
+      const service = serviceOrFail(serviceId, "service_ids");
+      const values = stripPrefix(slotsWithPrefix(plain, `${serviceId}.`), `${serviceId}.`);
+      const credentialId = newId("cred");
+      const { sealed, countEncryptions } = await sealValues(
+        keys,
+        db,
+        { tenantId: principal.tenantId, recordId: credentialRecordId(credentialId, 1) },
+        values,
+      );
+      const probe = state.steps.testing?.results[serviceId];
+      statements.push(
+        db.insert(credentials).values({
+          id: credentialId,
+          tenantId: principal.tenantId,
+          serviceId,
+          environment: security.environment,
+          securityLevel: security.security_level,
+          name: `${service.name} (${security.environment})`,
+          currentVersion: 1,
+          status: "active",
+          deletedAt: null,
+          lastTestStatus: probe?.status ?? null,
+          lastTestReason: probe?.reason ?? null,
+          lastTestLatencyMs: probe?.latency_ms ?? null,
+          lastTestedAt: probe ? Date.parse(probe.tested_at) : null,
+          providerExpiresAt: probe?.expires_at ?? null,
+          providerAccount: probe?.account ?? null,
+          createdBy: principal.keyId,
+          createdAt: now,
+          updatedAt: now,
+        }),
+        db.insert(credentialVersions).values({
+          credentialId,
+          tenantId: principal.tenantId,
+          version: 1,
+          sealedFields: sealed,
+          displayFields: displayValues(service.fields, values),
+          createdBy: principal.keyId,
+          createdAt: now,
+        }),
+        countEncryptions,
+      );
+      credentialIds.push(credentialId);
+      events.push({
+        action: "credential.create",
+        targetType: "credential",
+        targetId: credentialId,
+        detail: { service: serviceId, via: "wizard" },
+      });
+    }
+    const policy = {
+      tenantId: principal.tenantId,
+      securityLevel: security.security_level,
+      environment: security.environment,
+      rotationPolicy: security.rotation_policy,
+      rotationDays: rotationDays(
+        security.security_level,
+        security.rotation_policy,
+        security.custom_rotation_days,
+      ),
+      ipAllowlist: security.ip_allowlist,
+      countryAllowlist: security.country_allowlist,
+      require2fa: security.require_2fa,
+      compliance: security.compliance,
+      wizardId: id,
+      updatedAt: now,
+    };
+    statements.push(
+      db
+        .insert(securityPolicies)
+        .values(policy)
+        .onConflictDoUpdate({ target: securityPolicies.tenantId, set: policy }),
+    );
+    events.push({
+      action: "policy.update",
+      targetType: "tenant",
+      targetId: principal.tenantId,
+      detail: { level: security.security_level },
+    });
+
+    const channelIds = new Map<string, string>();
+    for (const channel of state.steps.monitoring?.channels ?? []) {
+      const channelId = newId("chan");
+      channelIds.set(channel.name, channelId);
+      const secretValues = stripPrefix(
+        slotsWithPrefix(plain, `channel:${channel.name}.`),
+        `channel:${channel.name}.`,
+      );
+      const { sealed, countEncryptions } = await sealValues(
+        keys,
+        db,
+        { tenantId: principal.tenantId, recordId: channelId },
+        secretValues,
+      );
+      const config = Object.fromEntries(
+        Object.entries(channel).filter(
+          ([field]) =>
+            !CHANNEL_SECRET_FIELDS[channel.kind].includes(field) && field !== "kind" && field !== "name",
+        ),
+      );
+      statements.push(
+        db.insert(alertChannels).values({
+          id: channelId,
+          tenantId: principal.tenantId,
+          kind: channel.kind,
+          name: channel.name,
+          config,
+          sealedSecrets: sealed,
+          createdAt: now,
+        }),
+        countEncryptions,
+      );
+      events.push({
+        action: "channel.create",
+        targetType: "alert_channel",
+        targetId: channelId,
+        detail: { kind: channel.kind },
+      });
+    }
+    const ruleIds: string[] = [];
+    for (const rule of state.steps.monitoring?.rules ?? []) {
+      const ruleId = newId("rule");
+      const { kind, channel_names, ...settings } = rule;
+      statements.push(
+        db.insert(alertRules).values({
+          id: ruleId,
+          tenantId: principal.tenantId,
+          kind,
+          serviceId: "service_id" in settings ? settings.service_id : null,
+          settings: settings as Record<string, number | string>,
+          channelIds: channel_names.map((name) => channelIds.get(name) as string),
+          createdAt: now,
+        }),
+      );
+      ruleIds.push(ruleId);
+      events.push({ action: "rule.create", targetType: "alert_rule", targetId: ruleId, detail: { kind } });
+    }
+    const summary: CommitSummary = {
+      committed_at: new Date(now).toISOString(),
+      created: {
+        keys: issuedRows.map((row) => row.id),
+        credentials: credentialIds,
+        channels: [...channelIds.values()],
+        rules: ruleIds,
+        policy: true,
+      },
+    };
+    // The marker row makes a second commit of this wizard fail as a whole instead of creating twice.
+    statements.push(
+      db
+        .insert(wizardCommits)
+        .values({ wizardId: id, tenantId: principal.tenantId, summary: { ...summary }, committedAt: now }),
+    );
+    events.push({
+      action: "wizard.commit",
+      targetType: "wizard",
+      targetId: id,
+      detail: { services: selected },
+    });
+
+    try {
+      await commitWithAudit(db, auditActor(c), statements, events);
+    } catch (error) {
+      const existing = await db.select().from(wizardCommits).where(eq(wizardCommits.wizardId, id)).get();
+      if (!existing) throw error;
+      const finished = unwrap(
+        await stub.finishCommit(principal.tenantId, existing.summary as unknown as CommitSummary),
+      );
+      return c.json({ state: finished, generated: {} }, 200);
+    }
+    const finished = unwrap(await stub.finishCommit(principal.tenantId, summary));
+    return c.json({ state: finished, generated }, 200, NO_STORE);
+  })
+  .openapi(abandonRoute, async (c) => {
+    unwrap(await wizardStub(c, c.req.valid("param").id).abandon(c.get("principal").tenantId));
+    return c.body(null, 204);
+  });

@@ -1,0 +1,45 @@
+import { randomBase62 } from "../../src/crypto/random";
+import { callJson, type TestTenant } from "../helpers/api";
+
+export type State = {
+  id: string;
+  status: string;
+  current_step: string;
+  furthest_step: string;
+  steps: Record<string, unknown> & {
+    keys: {
+      services: Record<string, { fields: Record<string, string>; complete: boolean }>;
+      issued_keys: Record<string, { key_id: string }>;
+    };
+  };
+  compliance_checklist: { standard: string; met: boolean }[];
+  commit: { created: { keys: string[]; credentials: string[]; channels: string[]; rules: string[] } } | null;
+};
+
+export const openaiKey = () => `sk-proj-${randomBase62(48)}T3BlbkFJ${randomBase62(48)}`;
+export const stripeLiveKey = () => `sk_live_${randomBase62(32)}`;
+
+export function wizardCall<T = State>(tenant: TestTenant, method: string, path: string, body?: unknown) {
+  return callJson<T>(method, `/api/v1/wizard${path === "/" ? "" : path}`, { key: tenant.adminKey, body });
+}
+
+export const ENTERPRISE_SECURITY = {
+  security_level: "enterprise",
+  environment: "production",
+  rotation_policy: "90_days",
+  ip_allowlist: ["203.0.113.0/24"],
+  require_2fa: true,
+  compliance: ["pci_dss", "soc2"],
+};
+
+/** Walks a wizard to the review step with Stripe and OpenAI, answering no live checks (tests stay offline). */
+export async function walkToTesting(tenant: TestTenant) {
+  const { body: started } = await wizardCall(tenant, "POST", "/");
+  const id = started.id;
+  await wizardCall(tenant, "PUT", `/${id}/steps/services`, { service_ids: ["stripe", "openai"] });
+  await wizardCall(tenant, "PUT", `/${id}/steps/security`, ENTERPRISE_SECURITY);
+  const secrets = { stripe: stripeLiveKey(), openai: openaiKey() };
+  await wizardCall(tenant, "POST", `/${id}/keys/stripe`, { fields: { secret_key: secrets.stripe } });
+  await wizardCall(tenant, "POST", `/${id}/keys/openai`, { fields: { api_key: secrets.openai } });
+  return { id, secrets };
+}

@@ -1,0 +1,346 @@
+import { env } from "cloudflare:workers";
+import { HttpResponse, http } from "msw";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { callJson, createTenant, type TestTenant, verify } from "../helpers/api";
+import { countRows, dumpDatabase } from "../helpers/db";
+import { network } from "../setup/network";
+import { ENTERPRISE_SECURITY, type State, walkToTesting, wizardCall } from "./helpers";
+
+beforeAll(() => network.enable());
+afterEach(() => network.resetHandlers());
+afterAll(() => network.disable());
+
+const providersAnswerValid = () =>
+  network.use(
+    http.get("https://api.stripe.com/v1/balance", () =>
+      HttpResponse.json({ object: "balance", available: [], pending: [], livemode: true }),
+    ),
+    http.get("https://api.openai.com/v1/models", () =>
+      HttpResponse.json({ object: "list", data: [{ id: "gpt-4o", object: "model" }] }),
+    ),
+  );
+
+async function walkToMonitoring(tenant: TestTenant) {
+  const walked = await walkToTesting(tenant);
+  await wizardCall(tenant, "PUT", `/${walked.id}/steps/keys`, {});
+  providersAnswerValid();
+  await wizardCall(tenant, "POST", `/${walked.id}/tests`, {});
+  await wizardCall(tenant, "PUT", `/${walked.id}/steps/testing`, {});
+  return walked;
+}
+
+async function walkToReview(tenant: TestTenant) {
+  const walked = await walkToMonitoring(tenant);
+  await wizardCall(tenant, "PUT", `/${walked.id}/steps/monitoring`, {
+    channels: [{ kind: "email", name: "Ops", to: "ops@example.com" }],
+    rules: [{ kind: "expiry_warning", days_before: 14, channel_names: ["Ops"] }],
+  });
+  return walked;
+}
+
+describe("wizard state machine", () => {
+  let tenant: TestTenant;
+  beforeAll(async () => {
+    tenant = await createTenant("wizard");
+  });
+
+  it("starts at services and refuses to skip ahead", async () => {
+    const { status, body } = await wizardCall(tenant, "POST", "/");
+    expect(status).toBe(201);
+    expect(body).toMatchObject({ current_step: "services", furthest_step: "services", status: "open" });
+    const skip = await wizardCall(tenant, "PUT", `/${body.id}/steps/security`, ENTERPRISE_SECURITY);
+    expect(skip.status).toBe(409);
+    const navigate = await wizardCall(tenant, "POST", `/${body.id}/navigate`, { step: "review" });
+    expect(navigate.status).toBe(409);
+  });
+
+  it("validates each step's input and reports the failing fields", async () => {
+    const { body } = await wizardCall(tenant, "POST", "/");
+    const unknown = await wizardCall<{ errors: { path: string }[] }>(
+      tenant,
+      "PUT",
+      `/${body.id}/steps/services`,
+      {
+        service_ids: ["stripe", "nope"],
+      },
+    );
+    expect(unknown.status).toBe(422);
+    expect(unknown.body.errors[0]?.path).toBe("service_ids.1");
+    await wizardCall(tenant, "PUT", `/${body.id}/steps/services`, { service_ids: ["stripe"] });
+    const weak = await wizardCall<{ errors: { path: string }[] }>(
+      tenant,
+      "PUT",
+      `/${body.id}/steps/security`,
+      {
+        ...ENTERPRISE_SECURITY,
+        require_2fa: false,
+        ip_allowlist: [],
+      },
+    );
+    expect(weak.status).toBe(422);
+    expect(weak.body.errors.map((e) => e.path).sort()).toEqual(["ip_allowlist", "require_2fa"]);
+  });
+
+  it("shows a bad key format next to its field and stores nothing", async () => {
+    const { id } = await walkToTesting(tenant);
+    const bad = await wizardCall<{ errors: { path: string; message: string }[] }>(
+      tenant,
+      "POST",
+      `/${id}/keys/stripe`,
+      {
+        fields: { secret_key: "sk_live_tooShort" },
+      },
+    );
+    expect(bad.status).toBe(422);
+    expect(bad.body.errors.map((e) => e.path)).toContain("fields.secret_key");
+    expect(JSON.stringify(bad.body)).not.toContain("sk_live_tooShort");
+  });
+
+  it("refuses a test key for production at the enterprise level", async () => {
+    const { id } = await walkToTesting(tenant);
+    const mismatch = await wizardCall(tenant, "POST", `/${id}/keys/stripe`, {
+      fields: { secret_key: `sk_test_${"a1B2".repeat(8)}` },
+    });
+    expect(mismatch.status).toBe(422);
+  });
+
+  it("returns the whole state so a reload resumes exactly where the admin was, masked", async () => {
+    const { id, secrets } = await walkToTesting(tenant);
+    const { body } = await wizardCall(tenant, "GET", `/${id}`);
+    expect(body.current_step).toBe("keys");
+    expect(body.steps.keys.services.stripe?.complete).toBe(true);
+    expect(JSON.stringify(body)).not.toContain(secrets.stripe);
+    expect(body.compliance_checklist.some((item) => item.standard === "pci_dss" && item.met)).toBe(true);
+  });
+
+  it("lets the admin go back, and moves on only when each step is complete", async () => {
+    const { id } = await walkToTesting(tenant);
+    const back = await wizardCall(tenant, "POST", `/${id}/navigate`, { step: "services" });
+    expect(back.body).toMatchObject({ current_step: "services", furthest_step: "keys" });
+    const confirmTestingEarly = await wizardCall(tenant, "PUT", `/${id}/steps/testing`, {});
+    expect(confirmTestingEarly.status).toBe(409);
+    await wizardCall(tenant, "PUT", `/${id}/steps/keys`, {});
+    const untested = await wizardCall(tenant, "PUT", `/${id}/steps/testing`, {});
+    expect(untested.status).toBe(409);
+    network.use(
+      http.get("https://api.stripe.com/v1/balance", () =>
+        HttpResponse.json(
+          { error: { type: "invalid_request_error", message: "Invalid API Key provided" } },
+          { status: 401 },
+        ),
+      ),
+      http.get("https://api.openai.com/v1/models", () => HttpResponse.json({ object: "list", data: [] })),
+    );
+    const tests = await wizardCall<{ results: Record<string, { status: string }> }>(
+      tenant,
+      "POST",
+      `/${id}/tests`,
+      {},
+    );
+    expect(tests.body.results.stripe?.status).toBe("invalid");
+    expect(tests.body.results.openai?.status).toBe("valid");
+    expect((await wizardCall(tenant, "PUT", `/${id}/steps/testing`, {})).status).toBe(409);
+  });
+
+  it("answers 404 for another tenant's wizard and for malformed ids", async () => {
+    const { id } = await walkToTesting(tenant);
+    const other = await createTenant("wizard intruder");
+    for (const [method, path, body] of [
+      ["GET", "", undefined],
+      ["PUT", "/steps/services", { service_ids: ["stripe"] }],
+      ["POST", "/tests", {}],
+      ["POST", "/commit", {}],
+      ["DELETE", "", undefined],
+    ] as const) {
+      const foreign = await wizardCall<Record<string, unknown>>(other, method, `/${id}${path}`, body);
+      expect(foreign.status, `${method} ${path}`).toBe(404);
+    }
+    const malformed = await wizardCall(other, "GET", "/not-an-id");
+    expect(malformed.status).toBe(404);
+    expect((await wizardCall(tenant, "GET", `/${id}`)).status).toBe(200);
+  });
+});
+
+describe("wizard commit", () => {
+  let tenant: TestTenant;
+  beforeAll(async () => {
+    tenant = await createTenant("commit");
+  });
+
+  it("writes keys, credentials, policy, channels and rules in one batch and wipes the wizard's secrets", async () => {
+    const { id, secrets } = await walkToReview(tenant);
+    const committed = await wizardCall<{
+      state: State;
+      generated: Record<string, { key: string; backup_key?: string }>;
+    }>(tenant, "POST", `/${id}/commit`, {});
+    expect(committed.status).toBe(200);
+    const created = committed.body.state.commit?.created;
+    expect(created?.credentials).toHaveLength(2);
+    expect(created?.keys).toHaveLength(4); // enterprise: a backup key per service
+    expect(created?.channels).toHaveLength(1);
+    expect(created?.rules).toHaveLength(1);
+    const stripeKey = committed.body.generated.stripe?.key as string;
+    expect(await verify(tenant, stripeKey, {}, { "cf-connecting-ip": "203.0.113.9" })).toMatchObject({
+      valid: true,
+    });
+    expect(await verify(tenant, stripeKey, {}, { "cf-connecting-ip": "198.51.100.1" })).toMatchObject({
+      code: "FORBIDDEN",
+    });
+    const reveal = await callJson<{ fields: Record<string, string> }>(
+      "POST",
+      `/api/v1/credentials/${created?.credentials[0]}/reveal`,
+      { key: tenant.adminKey, body: {} },
+    );
+    expect(Object.values(reveal.body.fields)).toContain(secrets.stripe);
+    const policy = await env.DB.prepare(
+      "SELECT security_level, require_2fa FROM security_policies WHERE tenant_id = ?",
+    )
+      .bind(tenant.id)
+      .first();
+    expect(policy).toEqual({ security_level: "enterprise", require_2fa: 1 });
+    const stub = env.WIZARD_SESSION.get(env.WIZARD_SESSION.idFromString(id));
+    expect(await stub.sealed(tenant.id)).toEqual({ ok: true, value: {} });
+    expect(await dumpDatabase()).not.toContain(secrets.openai);
+  });
+
+  it("is idempotent: a second commit returns the same summary and creates nothing", async () => {
+    const { id } = await walkToReview(tenant);
+    const first = await wizardCall<{ state: State }>(tenant, "POST", `/${id}/commit`, {});
+    const keys = await countRows("api_keys");
+    const creds = await countRows("credentials");
+    const second = await wizardCall<{ state: State; generated: Record<string, unknown> }>(
+      tenant,
+      "POST",
+      `/${id}/commit`,
+      {},
+    );
+    expect(second.status).toBe(200);
+    expect(second.body.state.commit).toEqual(first.body.state.commit);
+    expect(second.body.generated).toEqual({});
+    expect(await countRows("api_keys")).toBe(keys);
+    expect(await countRows("credentials")).toBe(creds);
+  });
+
+  it("lets only one of two concurrent commits succeed", async () => {
+    const { id } = await walkToReview(tenant);
+    const credsBefore = await countRows("credentials");
+    const [a, b] = await Promise.all([
+      wizardCall(tenant, "POST", `/${id}/commit`, {}),
+      wizardCall(tenant, "POST", `/${id}/commit`, {}),
+    ]);
+    expect([a.status, b.status].sort()).toEqual([200, 409]);
+    expect(await countRows("credentials")).toBe(credsBefore + 2);
+  });
+
+  it("finishes a commit that landed in D1 but crashed before the wizard heard of it, creating nothing twice", async () => {
+    const { id } = await walkToReview(tenant);
+    const stub = env.WIZARD_SESSION.get(env.WIZARD_SESSION.idFromString(id));
+    // Simulate the crash: the batch lands, finishCommit never runs, the lease lapses.
+    const first = await wizardCall<{ state: State }>(tenant, "POST", `/${id}/commit`, {});
+    const summary = first.body.state.commit;
+    await env.DB.prepare("SELECT 1").run();
+    const { runInDurableObject } = await import("cloudflare:test");
+    await runInDurableObject(stub, (_instance, state) => {
+      const current = state.storage.kv.get<State>("state") as State;
+      state.storage.kv.put("state", { ...current, status: "open", commit: null });
+    });
+    const creds = await countRows("credentials");
+    const retried = await wizardCall<{ state: State }>(tenant, "POST", `/${id}/commit`, {});
+    expect(retried.status).toBe(200);
+    expect(retried.body.state.commit).toEqual(summary);
+    expect(await countRows("credentials")).toBe(creds);
+  });
+});
+
+describe("monitoring channels", () => {
+  it("signs a webhook test per the Standard Webhooks spec and shows the signing secret once", async () => {
+    const tenant = await createTenant("hooks");
+    const { id } = await walkToMonitoring(tenant);
+    let received: { headers: Headers; body: string } | undefined;
+    network.use(
+      http.post("https://hooks.example.com/keywarden", async ({ request }) => {
+        received = { headers: new Headers(request.headers), body: await request.text() };
+        return new HttpResponse(null, { status: 204 });
+      }),
+    );
+    const channel = { kind: "webhook", name: "Pager", url: "https://hooks.example.com/keywarden" };
+    const test = await wizardCall<{ delivered: boolean; signing_secret: string }>(
+      tenant,
+      "POST",
+      `/${id}/monitoring/test`,
+      { channel },
+    );
+    expect(test.body.delivered).toBe(true);
+    expect(test.body.signing_secret).toMatch(/^whsec_[A-Za-z0-9+/]+=*$/);
+    const headers = received?.headers as Headers;
+    const body = received?.body;
+    const key = await crypto.subtle.importKey(
+      "raw",
+      Uint8Array.from(atob(test.body.signing_secret.slice(6)), (ch) => ch.charCodeAt(0)),
+      { name: "HMAC", hash: "SHA-256" },
+      false,
+      ["sign"],
+    );
+    const expected = await crypto.subtle.sign(
+      "HMAC",
+      key,
+      new TextEncoder().encode(`${headers.get("webhook-id")}.${headers.get("webhook-timestamp")}.${body}`),
+    );
+    expect(headers.get("webhook-signature")).toBe(
+      `v1,${btoa(String.fromCharCode(...new Uint8Array(expected)))}`,
+    );
+    const again = await wizardCall<{ signing_secret?: string }>(tenant, "POST", `/${id}/monitoring/test`, {
+      channel,
+    });
+    expect(again.body.signing_secret).toBeUndefined();
+    const saved = await wizardCall<{ signing_secrets: Record<string, string>; state: State }>(
+      tenant,
+      "PUT",
+      `/${id}/steps/monitoring`,
+      {
+        channels: [channel],
+        rules: [],
+      },
+    );
+    expect(saved.body.signing_secrets).toEqual({});
+    expect(JSON.stringify(saved.body.state)).not.toContain(test.body.signing_secret);
+  });
+
+  it("refuses webhook URLs to private, loopback or plain-http hosts", async () => {
+    const tenant = await createTenant("ssrf");
+    const { id } = await walkToTesting(tenant);
+    for (const url of [
+      "http://hooks.example.com/x",
+      "https://127.0.0.1/x",
+      "https://10.0.0.5/x",
+      "https://localhost/x",
+      "https://[::1]/x",
+      "https://user:pw@example.com/x",
+    ]) {
+      const response = await wizardCall(tenant, "POST", `/${id}/monitoring/test`, {
+        channel: { kind: "webhook", name: "x", url },
+      });
+      expect(response.status, url).toBe(422);
+    }
+  });
+
+  it("does not follow a redirect from a webhook receiver", async () => {
+    const tenant = await createTenant("redirect");
+    const { id } = await walkToMonitoring(tenant);
+    network.use(
+      http.post(
+        "https://hooks.example.com/redirect",
+        () => new HttpResponse(null, { status: 302, headers: { location: "http://169.254.169.254/" } }),
+      ),
+    );
+    const response = await wizardCall<{ delivered: boolean; reason: string }>(
+      tenant,
+      "POST",
+      `/${id}/monitoring/test`,
+      {
+        channel: { kind: "webhook", name: "r", url: "https://hooks.example.com/redirect" },
+      },
+    );
+    expect(response.body).toMatchObject({ delivered: false, reason: "redirect_not_followed" });
+  });
+});

@@ -1,0 +1,77 @@
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { WIZARD_IDLE_MS, type WizardSession } from "../../src/wizard/wizard-session";
+
+const newStub = () => env.WIZARD_SESSION.get(env.WIZARD_SESSION.newUniqueId());
+
+describe("WizardSession Durable Object", () => {
+  it("schedules an expiry alarm 24 h after the last activity", async () => {
+    const stub = newStub();
+    const now = Date.now();
+    await stub.create("ten_a", "key_a", now);
+    const alarm = await runInDurableObject(stub, (_instance: WizardSession, state) =>
+      state.storage.getAlarm(),
+    );
+    expect(alarm).toBe(now + WIZARD_IDLE_MS);
+  });
+
+  it("wipes an abandoned wizard's storage, secrets included, when the alarm fires after the idle period", async () => {
+    const stub = newStub();
+    const past = Date.now() - WIZARD_IDLE_MS - 1000;
+    await stub.create("ten_a", "key_a", past);
+    await stub.apply("ten_a", { type: "services", data: { service_ids: ["stripe"] } }, past);
+    await runInDurableObject(stub, (_instance: WizardSession, state) => {
+      state.storage.kv.put("sealed:stripe.secret_key", "AQAAAAE...");
+    });
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    const keys = await runInDurableObject(
+      stub,
+      (_instance: WizardSession, state) => [...state.storage.kv.list()].length,
+    );
+    expect(keys).toBe(0);
+    expect(await stub.read("ten_a")).toMatchObject({ ok: false, code: "NOT_FOUND" });
+  });
+
+  it("keeps an active wizard when an early alarm fires, and re-arms it", async () => {
+    const stub = newStub();
+    await stub.create("ten_a", "key_a");
+    await runInDurableObject(stub, (_instance: WizardSession, state) => state.storage.setAlarm(Date.now()));
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await stub.read("ten_a")).toMatchObject({ ok: true });
+    const alarm = await runInDurableObject(stub, (_instance: WizardSession, state) =>
+      state.storage.getAlarm(),
+    );
+    expect(alarm).toBeGreaterThan(Date.now());
+  });
+
+  it("answers another tenant exactly as if the wizard did not exist", async () => {
+    const stub = newStub();
+    await stub.create("ten_a", "key_a");
+    expect(await stub.read("ten_b")).toEqual({ ok: false, code: "NOT_FOUND", detail: "No such wizard." });
+    expect(await stub.sealed("ten_b")).toEqual({ ok: false, code: "NOT_FOUND", detail: "No such wizard." });
+    expect(await stub.apply("ten_b", { type: "navigate", step: "services" })).toMatchObject({
+      ok: false,
+      code: "NOT_FOUND",
+    });
+  });
+
+  it("refuses to be created twice", async () => {
+    const stub = newStub();
+    await stub.create("ten_a", "key_a");
+    expect(await stub.create("ten_a", "key_a")).toMatchObject({ ok: false, code: "CONFLICT" });
+  });
+
+  it("holds a commit lease so a second commit is refused until the first finishes or its lease lapses", async () => {
+    const stub = newStub();
+    await stub.create("ten_a", "key_a");
+    await runInDurableObject(stub, (_instance: WizardSession, state) => {
+      const current = state.storage.kv.get<Record<string, unknown>>("state") as Record<string, unknown>;
+      state.storage.kv.put("state", { ...current, furthest_step: "review", current_step: "review" });
+    });
+    const now = Date.now();
+    expect(await stub.beginCommit("ten_a", now)).toEqual({ ok: true, value: { kind: "proceed" } });
+    expect(await stub.beginCommit("ten_a", now + 1000)).toMatchObject({ ok: false, code: "CONFLICT" });
+    expect(await stub.beginCommit("ten_a", now + 31_000)).toEqual({ ok: true, value: { kind: "proceed" } });
+  });
+});
