@@ -9,7 +9,12 @@ type Schema = { $ref?: string; properties?: Record<string, Schema>; items?: Sche
 const SECRET_NAMES =
   /^(hash|key_hash|wrapped_key|wrapped_dek|ciphertext|iv|nonce|check_value|master_key|secret)$/;
 /** The only responses allowed to carry a full key: the ones that create it. */
-const KEY_BEARING = new Set(["CreatedKey", "RotatedKey", "GeneratedKey", "POST /api/v1/tenants 201"]);
+const KEY_BEARING = new Set([
+  "CreatedKey",
+  "RotatedKey",
+  "POST /api/v1/tenants 201",
+  "POST /api/wizard/api-keys/generate 201",
+]);
 
 function propertyNames(schema: Schema, schemas: Record<string, Schema>, seen = new Set<string>()): string[] {
   if (schema.$ref) {
