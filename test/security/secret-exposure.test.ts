@@ -7,7 +7,7 @@ type Schema = { $ref?: string; properties?: Record<string, Schema>; items?: Sche
 
 /** Property names that would mean secret material is part of a response contract. */
 const SECRET_NAMES =
-  /^(hash|key_hash|wrapped_key|wrapped_dek|ciphertext|iv|nonce|check_value|master_key|secret)$/;
+  /^(hash|key_hash|wrapped_key|wrapped_dek|ciphertext|sealed_fields|sealed_secrets|iv|nonce|check_value|master_key)$/;
 /** The only responses allowed to carry a full key: the ones that create it. */
 const KEY_BEARING = new Set([
   "CreatedKey",
