@@ -4,7 +4,6 @@ import type { Context } from "hono";
 import { auditActor } from "../audit/actor";
 import { commitWithAudit } from "../audit/audit-log";
 import { requireScope } from "../auth/authenticate";
-import { findService } from "../catalog";
 import { runProbe } from "../catalog/run-probe";
 import type { ServiceDefinition } from "../catalog/types";
 import { validateCredential } from "../catalog/validate";
@@ -19,7 +18,9 @@ import {
   UpdateCredentialSchema,
 } from "../credentials/credential-schemas";
 import { credentialView, etagOf, RESTORE_WINDOW_MS } from "../credentials/credential-view";
+import { credentialsWithCurrentVersion } from "../credentials/current-versions";
 import { providerFetch } from "../credentials/provider-fetch";
+import { requireService } from "../credentials/require-service";
 import { credentialRecordId, displayValues, openValues, sealValues } from "../credentials/sealed-fields";
 import { newId } from "../crypto/random";
 import { type Database, database } from "../db/client";
@@ -93,15 +94,6 @@ async function detailOf(db: Database, row: CredentialRow, warnings?: string[]) {
   };
 }
 
-function serviceOrFail(id: string): ServiceDefinition {
-  const service = findService(id);
-  if (!service)
-    throw new ApiError("VALIDATION_FAILED", "Unknown service.", {
-      errors: [{ path: "service", message: "not in the catalogue" }],
-    });
-  return service;
-}
-
 /** Format, strength and environment checks from the catalogue; messages name fields, never values. */
 function assertValid(
   service: ServiceDefinition,
@@ -131,7 +123,7 @@ async function newVersionStatements(
   version: number,
   fields: Record<string, string>,
 ) {
-  const service = serviceOrFail(row.serviceId);
+  const service = requireService(row.serviceId);
   const keys = await unseal(c.env, db);
   const { sealed, countEncryptions } = await sealValues(
     keys,
@@ -301,7 +293,7 @@ export const credentialRoutes = createRouter()
   .openapi(createCredential, async (c) => {
     const principal = c.get("principal");
     const body = c.req.valid("json");
-    const service = serviceOrFail(body.service);
+    const service = requireService(body.service);
     const now = Date.now();
     const row: CredentialRow = {
       id: newId("cred"),
@@ -350,16 +342,7 @@ export const credentialRoutes = createRouter()
     const { limit, cursor, service, status } = c.req.valid("query");
     const after = cursor ? decodeCursor(cursor) : null;
     const db = database(c.env.DB);
-    const rows = await db
-      .select({ credential: credentials, version: credentialVersions })
-      .from(credentials)
-      .innerJoin(
-        credentialVersions,
-        and(
-          eq(credentialVersions.credentialId, credentials.id),
-          eq(credentialVersions.version, credentials.currentVersion),
-        ),
-      )
+    const rows = await credentialsWithCurrentVersion(db)
       .where(
         and(
           eq(credentials.tenantId, tenantId),
@@ -404,7 +387,7 @@ export const credentialRoutes = createRouter()
       currentVersion: body.fields ? row.currentVersion + 1 : row.currentVersion,
       updatedAt: now,
     };
-    const warnings = body.fields ? assertValid(serviceOrFail(row.serviceId), row, body.fields) : [];
+    const warnings = body.fields ? assertValid(requireService(row.serviceId), row, body.fields) : [];
     const versionStatements = body.fields
       ? await newVersionStatements(c, db, row, next.currentVersion, body.fields)
       : [];
@@ -501,7 +484,7 @@ export const credentialRoutes = createRouter()
       { tenantId: row.tenantId, recordId: credentialRecordId(row.id, version.version) },
       version.sealedFields,
     );
-    const result = await runProbe(serviceOrFail(row.serviceId), fields, {
+    const result = await runProbe(requireService(row.serviceId), fields, {
       fetch: providerFetch(c.env),
       environment: row.environment,
     });

@@ -3,14 +3,15 @@ import { and, desc, eq } from "drizzle-orm";
 import { auditActor } from "../audit/actor";
 import { commitWithAudit } from "../audit/audit-log";
 import { requireScope } from "../auth/authenticate";
-import { findService } from "../catalog";
 import { runProbe } from "../catalog/run-probe";
 import { generateFieldValue, validateCredential } from "../catalog/validate";
 import { CredentialSchema, ProbeResultSchema } from "../credentials/credential-schemas";
 import { credentialView } from "../credentials/credential-view";
+import { credentialsWithCurrentVersion } from "../credentials/current-versions";
 import { providerFetch } from "../credentials/provider-fetch";
+import { requireService } from "../credentials/require-service";
 import { database } from "../db/client";
-import { apiKeys, credentials, credentialVersions, tenants } from "../db/schema";
+import { apiKeys, credentials, tenants } from "../db/schema";
 import { ApiError } from "../errors";
 import { mintKeyWithBackup } from "../keys/issue-key";
 import { KeySchema } from "../keys/key-schemas";
@@ -167,15 +168,6 @@ const tenantOverviewRoute = createRoute({
   },
 });
 
-function serviceOrFail(id: string, path: string) {
-  const service = findService(id);
-  if (!service)
-    throw new ApiError("VALIDATION_FAILED", "Unknown service.", {
-      errors: [{ path, message: "not in the catalogue" }],
-    });
-  return service;
-}
-
 export const wizardSeedRoutes = createRouter()
   .openapi(securityConfigurationsRoute, (c) =>
     c.json(
@@ -196,7 +188,7 @@ export const wizardSeedRoutes = createRouter()
   )
   .openapi(validateRoute, async (c) => {
     const body = c.req.valid("json");
-    const service = serviceOrFail(body.service_id, "service_id");
+    const service = requireService(body.service_id, "service_id");
     const result = validateCredential(service, body.fields, {
       environment: body.environment,
       securityLevel: body.security_level,
@@ -228,7 +220,7 @@ export const wizardSeedRoutes = createRouter()
   .openapi(generateRoute, async (c) => {
     const principal = c.get("principal");
     const { service_ids, security_configuration: config } = c.req.valid("json");
-    const services = [...new Set(service_ids)].map((id, index) => serviceOrFail(id, `service_ids.${index}`));
+    const services = [...new Set(service_ids)].map((id, index) => requireService(id, `service_ids.${index}`));
     const db = database(c.env.DB);
     const tenant = await db.select().from(tenants).where(eq(tenants.id, principal.tenantId)).get();
     const days = rotationDays(config.security_level, config.key_rotation_policy, config.custom_rotation_days);
@@ -303,16 +295,7 @@ export const wizardSeedRoutes = createRouter()
       .orderBy(desc(apiKeys.createdAt))
       .limit(100)
       .all();
-    const creds = await db
-      .select({ credential: credentials, version: credentialVersions })
-      .from(credentials)
-      .innerJoin(
-        credentialVersions,
-        and(
-          eq(credentialVersions.credentialId, credentials.id),
-          eq(credentialVersions.version, credentials.currentVersion),
-        ),
-      )
+    const creds = await credentialsWithCurrentVersion(db)
       .where(and(eq(credentials.tenantId, tenantId), eq(credentials.status, "active")))
       .orderBy(desc(credentials.createdAt))
       .limit(100)

@@ -4,12 +4,11 @@ import type { Context } from "hono";
 import { auditActor } from "../audit/actor";
 import { type AuditEvent, commitWithAudit } from "../audit/audit-log";
 import { requireScope } from "../auth/authenticate";
-import { findService } from "../catalog";
 import { type ProbeResult, runProbe } from "../catalog/run-probe";
-import type { ServiceDefinition } from "../catalog/types";
 import { generateFieldValue, maskValue, validateCredential } from "../catalog/validate";
 import { ProbeResultSchema } from "../credentials/credential-schemas";
 import { providerFetch } from "../credentials/provider-fetch";
+import { requireService } from "../credentials/require-service";
 import { credentialRecordId, displayValues, openValues, sealValues } from "../credentials/sealed-fields";
 import { newId } from "../crypto/random";
 import { type Database, database } from "../db/client";
@@ -83,15 +82,6 @@ async function apply(c: Context<AppEnv>, id: string, mutation: WizardMutation): 
 
 async function readState(c: Context<AppEnv>, id: string): Promise<WizardState> {
   return unwrap(await wizardStub(c, id).read(c.get("principal").tenantId));
-}
-
-function serviceOrFail(id: string, path: string): ServiceDefinition {
-  const service = findService(id);
-  if (!service)
-    throw new ApiError("VALIDATION_FAILED", "Unknown service.", {
-      errors: [{ path, message: "not in the catalogue" }],
-    });
-  return service;
 }
 
 function securityOf(state: WizardState) {
@@ -340,7 +330,7 @@ async function mintServiceKeys(c: Context<AppEnv>, state: WizardState, serviceId
   const days = rotationDays(security.security_level, security.rotation_policy, security.custom_rotation_days);
   const minted: Record<string, Awaited<ReturnType<typeof mintKeyWithBackup>>> = {};
   for (const serviceId of serviceIds) {
-    const service = serviceOrFail(serviceId, "service_ids");
+    const service = requireService(serviceId, "service_ids");
     minted[serviceId] = await mintKeyWithBackup(principal.tenantId, {
       name: `${service.name} access key`,
       scopes: [`service:${service.id}`],
@@ -370,7 +360,7 @@ export const wizardRoutes = createRouter()
   .openapi(servicesRoute, async (c) => {
     const data = c.req.valid("json");
     const ids = [...new Set(data.service_ids)];
-    for (const [index, serviceId] of ids.entries()) serviceOrFail(serviceId, `service_ids.${index}`);
+    for (const [index, serviceId] of ids.entries()) requireService(serviceId, `service_ids.${index}`);
     return c.json(
       await apply(c, c.req.valid("param").id, { type: "services", data: { service_ids: ids } }),
       200,
@@ -398,7 +388,7 @@ export const wizardRoutes = createRouter()
     const { fields } = c.req.valid("json");
     const state = await readState(c, id);
     const security = securityOf(state);
-    const service = serviceOrFail(service_id, "service_id");
+    const service = requireService(service_id, "service_id");
     const previous = state.steps.keys.services[service.id];
     const generated = (previous?.generated ?? []).filter((name) => fields[name] === undefined);
     const validation = validateCredential(service, fields, {
@@ -441,7 +431,7 @@ export const wizardRoutes = createRouter()
     const generated: Record<string, { key: string; backup_key?: string; secrets: Record<string, string> }> =
       {};
     for (const serviceId of selected) {
-      const service = serviceOrFail(serviceId, "service_ids");
+      const service = requireService(serviceId, "service_ids");
       const secrets = Object.fromEntries(
         service.generatable.map((spec) => [spec.field, generateFieldValue(spec)]),
       );
@@ -506,7 +496,7 @@ export const wizardRoutes = createRouter()
             await openForWizard(keys, db, tenantId, id, slotsWithPrefix(blobs, prefix)),
             prefix,
           );
-          const result = await runProbe(serviceOrFail(serviceId, "service_ids"), values, {
+          const result = await runProbe(requireService(serviceId, "service_ids"), values, {
             fetch: providerFetch(c.env),
             environment: security.environment,
           }).catch((): ProbeResult => ({ status: "unknown", reason: "missing_fields", latency_ms: 0 }));
@@ -638,7 +628,7 @@ export const wizardRoutes = createRouter()
     }
     const credentialIds: string[] = [];
     for (const serviceId of selected) {
-      const service = serviceOrFail(serviceId, "service_ids");
+      const service = requireService(serviceId, "service_ids");
       const values = stripPrefix(slotsWithPrefix(plain, `${serviceId}.`), `${serviceId}.`);
       const credentialId = newId("cred");
       const { sealed, countEncryptions } = await sealValues(
