@@ -9,11 +9,7 @@ afterEach(() => network.resetHandlers());
 afterAll(() => network.disable());
 
 const alert = { tenantName: "Acme", text: "test alert" };
-const localEnv = {
-  EMAIL: env.EMAIL,
-  ALERT_FROM_ADDRESS: "alerts@keywarden.dev",
-  ALLOW_LOOPBACK_WEBHOOKS: undefined,
-};
+const localEnv = { EMAIL: env.EMAIL, ALERT_FROM_ADDRESS: env.ALERT_FROM_ADDRESS };
 
 describe("alert channels send through their real delivery paths", () => {
   it("posts a Slack incoming-webhook message as JSON text", async () => {
