@@ -6,6 +6,7 @@ import { IntegrityError } from "./crypto/envelope";
 import type { AppEnv } from "./env";
 import { ApiError, problemResponse } from "./errors";
 import { createRouter } from "./openapi/shared";
+import { wellFormedJsonText } from "./openapi/well-formed-text";
 import { auditRoutes } from "./routes/audit";
 import { authSessionRoutes } from "./routes/auth-session";
 import { credentialRoutes } from "./routes/credentials";
@@ -40,6 +41,8 @@ export function toApiError(error: unknown): ApiError {
     if (error.status === 413)
       return new ApiError("PAYLOAD_TOO_LARGE", `Bodies are limited to ${MAX_BODY_BYTES} bytes.`);
     if (error.status === 400) return new ApiError("BAD_REQUEST", "The request body is not valid JSON.");
+    if (error.status === 415)
+      return new ApiError("UNSUPPORTED_MEDIA_TYPE", "Send the body as application/json.");
   }
   return new ApiError("INTERNAL", "Something went wrong. Quote the request id when reporting it.");
 }
@@ -71,6 +74,7 @@ export function buildApp() {
     c.header("cache-control", "no-store");
   });
   app.use("/api/*", bodyLimit({ maxSize: MAX_BODY_BYTES }));
+  app.use("/api/*", wellFormedJsonText);
 
   app.route("/", healthRoutes);
   app.route("/api/v1/tenants", tenantRoutes);

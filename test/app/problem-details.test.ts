@@ -36,6 +36,27 @@ describe("errors are RFC 9457 problem+json", () => {
     expect(response.body).toMatchObject({ code: "BAD_REQUEST" });
   });
 
+  it("refuses text with a lone surrogate instead of storing it altered", async () => {
+    const tenant = await createTenant();
+    const response = await callJson<{ code: string; errors: { path: string }[] }>("POST", "/api/v1/keys", {
+      key: tenant.adminKey,
+      body: '{"name":"bad \\ud800 name"}',
+    });
+    expect(response.status).toBe(422);
+    expect(response.body.errors[0]?.path).toBe("name");
+  });
+
+  it("answers a non-JSON content type with 415", async () => {
+    const tenant = await createTenant();
+    const response = await callJson("POST", "/api/v1/keys", {
+      key: tenant.adminKey,
+      body: "name=x",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+    });
+    expect(response.status).toBe(415);
+    expect(response.body).toMatchObject({ code: "UNSUPPORTED_MEDIA_TYPE" });
+  });
+
   it("answers a body over 64 KiB with 413", async () => {
     const tenant = await createTenant();
     const response = await callJson("POST", "/api/v1/keys", {
