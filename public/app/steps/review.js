@@ -1,0 +1,170 @@
+// Step 6: everything on one page, the commit, and afterwards what was created.
+import { add, btn, dl, h, ul } from "../dom.js";
+import { shownOnce } from "../secrets.js";
+import { checklist } from "./security.js";
+import { categoryName } from "./services.js";
+
+// Values shown once: new webhook signing secrets carried from step 5, or key plaintext from the commit.
+let once = null;
+export const leave = () => {
+  once = null;
+};
+export const carry = (list) => {
+  once = list;
+};
+const words = (s) => String(s ?? "").replaceAll("_", " ");
+const items = (list, fn) => ul(list.map((x) => h("li", {}, fn(x))));
+
+export function render(body, ctx) {
+  const s = ctx.state;
+  const { services, security: sec, keys, testing, monitoring } = s.steps;
+  const ids = services.service_ids;
+  const done = s.status === "committed";
+  const part = (step, title, ...content) =>
+    h(
+      "section",
+      { class: "card", "aria-label": title },
+      h(
+        "div",
+        { class: "head" },
+        h("h2", { text: title }),
+        !done && btn(`Edit ${title.toLowerCase()}`, () => ctx.navigate(step)),
+      ),
+      content,
+    );
+  const std = (id) => ctx.config.compliance_standards.find((c) => c.id === id)?.name || id;
+  const field = (id, f) => ctx.service(id)?.fields.find((x) => x.name === f)?.label || f;
+  const commit = btn(
+    "Commit setup",
+    () =>
+      ctx.busy(commit, async () => {
+        const res = await ctx.send("POST", "/commit", {});
+        if (!res) return;
+        once = Object.entries(res.generated || {}).flatMap(([id, g]) => [
+          { label: `${ctx.name(id)} key`, value: g.key },
+          ...(g.backup_key ? [{ label: `${ctx.name(id)} backup key`, value: g.backup_key }] : []),
+        ]);
+        ctx.update(res.state, true);
+        document.getElementById("done")?.focus();
+        ctx.announce("Setup committed.");
+      }),
+    "primary",
+  );
+  const created = s.commit?.created || {};
+  const count = (list = [], one) => [
+    `${list.length} ${one}${list.length === 1 ? "" : "s"} `,
+    h("code", { class: "ids", text: list.join(", ") }),
+  ];
+  add(body, [
+    done
+      ? h(
+          "section",
+          { class: "card done", "aria-labelledby": "done" },
+          h("h2", { id: "done", tabindex: "-1", text: "Setup committed" }),
+          h("p", {
+            text: `Committed ${new Date(s.commit.committed_at).toLocaleString()}. The wizard's stored secrets have been wiped.`,
+          }),
+          ul([
+            h("li", {}, count(created.keys, "API key")),
+            h("li", {}, count(created.credentials, "credential")),
+            h("li", {}, count(created.channels, "alert channel")),
+            h("li", {}, count(created.rules, "alert rule")),
+            h("li", {
+              text: created.policy ? "The security policy is in force." : "No security policy was written.",
+            }),
+          ]),
+          shownOnce(once),
+          h(
+            "p",
+            { class: "actions" },
+            h("a", { href: "/docs/", text: "API reference" }),
+            btn("Start a new wizard", ctx.startNew),
+          ),
+        )
+      : [
+          h("p", {
+            text: "Check everything once more. Nothing is written until you commit, and then all of it at once.",
+          }),
+          shownOnce(once),
+        ],
+    part(
+      "services",
+      "Services",
+      items(ids, (id) => `${ctx.name(id)} (${categoryName(ctx.service(id)?.category || "")})`),
+    ),
+    part(
+      "security",
+      "Security",
+      dl([
+        ["Level", ctx.config.security_levels.find((l) => l.id === sec.security_level)?.name],
+        ["Environment", sec.environment],
+        [
+          "Rotation",
+          sec.rotation_policy === "custom"
+            ? `Every ${sec.custom_rotation_days} days`
+            : words(sec.rotation_policy),
+        ],
+        ["IP allowlist", sec.ip_allowlist.join(", ") || "Any address"],
+        ["Country allowlist", sec.country_allowlist.join(", ") || "Any country"],
+        ["Two-factor sign-in", sec.require_2fa ? "Required" : "Not required"],
+        ["Compliance", sec.compliance.map(std).join(", ") || "None chosen"],
+      ]),
+    ),
+    checklist(s, ctx.config),
+    part(
+      "keys",
+      "Keys and credentials",
+      items(ids, (id) => {
+        const issued = keys?.issued_keys?.[id];
+        return [
+          h("strong", { text: `${ctx.name(id)}: ` }),
+          Object.entries(keys?.services?.[id]?.fields || {}).map(([f, v]) => [
+            `${field(id, f)} `,
+            h("code", { text: v }),
+            " · ",
+          ]),
+          issued
+            ? [
+                "Keywarden key ",
+                h("code", { text: `${issued.start}…` }),
+                issued.backup_key_id ? " and a backup key" : "",
+              ]
+            : "Keywarden key issued at commit",
+        ];
+      }),
+    ),
+    part(
+      "testing",
+      "Live checks",
+      items(ids, (id) => {
+        const r = testing?.results?.[id];
+        return `${ctx.name(id)}: ${r ? `${r.status} (${words(r.reason)}, ${r.latency_ms} ms)` : "not tested"}`;
+      }),
+    ),
+    part(
+      "monitoring",
+      "Monitoring",
+      h("h3", { text: "Channels" }),
+      items(
+        monitoring?.channels || [],
+        (c) => `${c.name} — ${c.kind}: ${c.to || c.url || c.webhook_url || ""}`,
+      ),
+      h("h3", { text: "Rules" }),
+      items(monitoring?.rules || [], (r) => {
+        const what = {
+          usage_threshold: `over ${r.threshold} per ${r.window}`,
+          failure_rate: `over ${r.threshold_percent}% failures`,
+        };
+        const scope = r.service_id ? ` for ${ctx.name(r.service_id)}` : "";
+        return `${words(r.kind)}${scope}: ${what[r.kind] || `${r.days_before} days before expiry`} → ${r.channel_names.join(", ")}`;
+      }),
+    ),
+    !done &&
+      h(
+        "p",
+        { class: "actions" },
+        btn("Back", () => ctx.navigate("monitoring")),
+        commit,
+      ),
+  ]);
+}

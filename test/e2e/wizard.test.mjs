@@ -1,0 +1,414 @@
+// The whole setup wizard in a real browser (Debian's Chromium through playwright-core), against an
+// isolated `wrangler dev`, with provider probes answered by a local stand-in and a local webhook receiver.
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import {
+  apiAs,
+  createTenant,
+  launchBrowser,
+  randomAlnum,
+  SHOTS,
+  startKeywarden,
+  startProviderStandIn,
+  startWebhookReceiver,
+  stopAll,
+  verifyStandardWebhook,
+} from "./harness.mjs";
+
+const DESKTOP = { width: 1280, height: 900 };
+const PHONE = { width: 390, height: 844 };
+let kw;
+let standIn;
+let hook;
+let browser;
+let tenantA;
+let tenantB;
+let wizardId;
+
+before(
+  async () => {
+    standIn = await startProviderStandIn();
+    hook = await startWebhookReceiver();
+    kw = await startKeywarden({ standInOrigin: standIn.origin });
+    [tenantA, tenantB] = [await createTenant(kw, "Acme (e2e)"), await createTenant(kw, "Other tenant (e2e)")];
+    browser = await launchBrowser();
+  },
+  { timeout: 240_000 },
+);
+
+after(
+  async () => {
+    await stopAll();
+  },
+  { timeout: 60_000 },
+);
+
+/** A page that fails the test on a script error or a CSP violation. */
+async function openPage(viewport = DESKTOP) {
+  const context = await browser.newContext({ viewport, baseURL: kw.origin });
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: kw.origin });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => {
+    // A 4xx/5xx answer is logged by Chromium as "Failed to load resource"; the tests provoke some on purpose.
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push(m.text());
+  });
+  // Anything outside 127.0.0.1 would be a CDN or a leak: refuse it and remember it.
+  await context.route(/^(?!http:\/\/127\.0\.0\.1[:/]).*/, (route) => {
+    problems.push(`outside request: ${route.request().url()}`);
+    return route.abort();
+  });
+  return { context, page, problems };
+}
+
+/** Runs a browser scenario; on failure it keeps a screenshot and the page's text for the report. */
+async function scenario(name, viewport, fn) {
+  const opened = await openPage(viewport);
+  try {
+    await fn(opened);
+    assert.deepEqual(opened.problems, []);
+  } catch (error) {
+    await opened.page.screenshot({ path: join(SHOTS, `FAILED-${name}.png`), fullPage: true }).catch(() => {});
+    const text = await opened.page
+      .locator("body")
+      .textContent()
+      .catch(() => "");
+    error.message += `\n--- page text ---\n${text.slice(0, 3000)}\n--- console ---\n${opened.problems.join("\n")}`;
+    throw error;
+  } finally {
+    await opened.context.close();
+  }
+}
+
+async function shot(page, name) {
+  const size = page.viewportSize();
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  await page.setViewportSize(PHONE);
+  await page.screenshot({ path: join(SHOTS, `${name}.phone.png`), fullPage: true });
+  await page.setViewportSize(size);
+}
+
+const errorOf = async (page, control) => page.locator(`[id="${await control.getAttribute("id")}-err"]`);
+
+async function expectStep(page, n, title) {
+  await page.waitForFunction(
+    (text) => document.querySelector("h1#step-title")?.textContent === text,
+    `Step ${n} of 6: ${title}`,
+  );
+  // Focus moves to the step heading, and the indicator marks the same step.
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "step-title");
+  const current = page.locator('nav[aria-label="Wizard steps"] [aria-current="step"]');
+  assert.equal(await current.count(), 1);
+  assert.match(await current.textContent(), new RegExp(`^${n}`));
+}
+
+async function signIn(page, key) {
+  await page.getByLabel("Admin key").fill(key);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}
+
+describe("the setup wizard in a browser", { timeout: 300_000 }, () => {
+  const stripeKey = `sk_live_${randomAlnum(32)}`;
+  const openaiKey = `sk-proj-${randomAlnum(56)}`;
+
+  test("an admin walks all six steps and the commit creates the keys, credentials, policy and channel", {
+    timeout: 240_000,
+  }, async () => {
+    await scenario("walk", DESKTOP, async ({ page }) => {
+      await page.goto("/");
+      await page.getByRole("heading", { name: "Sign in to the setup wizard" }).waitFor();
+      await shot(page, "0-sign-in");
+
+      // A wrong key: the problem+json detail is shown.
+      await signIn(page, `kw_live_${randomAlnum(40)}`);
+      await page.getByRole("alert").filter({ hasText: "missing, invalid, expired or revoked" }).waitFor();
+      await signIn(page, tenantA.adminKey);
+
+      // Step 1: the catalogue, filtered and searched.
+      await expectStep(page, 1, "Choose services");
+      await page.getByLabel("Search services").fill("stri");
+      assert.equal(await page.locator(".svc:visible").count(), 1);
+      await page.getByLabel("Stripe", { exact: true }).check();
+      await page.getByLabel("Search services").fill("");
+      await page.getByLabel("Category").selectOption("ai");
+      assert.ok(await page.getByText("OpenAI documentation").isVisible());
+      assert.equal(await page.getByText("Stripe documentation").isVisible(), false);
+      await page.getByLabel("OpenAI", { exact: true }).check();
+      await page.getByLabel("Category").selectOption("");
+      await page.getByText("2 selected: Stripe, OpenAI").waitFor();
+      await shot(page, "1-services");
+      await page.getByRole("button", { name: "Continue to security" }).click();
+
+      // Step 2: enterprise / production, 90 days, an IP allowlist; 2FA is forced on at enterprise.
+      await expectStep(page, 2, "Configure security");
+      wizardId = new URL(page.url()).hash.replace("#wizard=", "");
+      assert.match(wizardId, /^[0-9a-f]{64}$/);
+      await page.getByLabel("Enterprise", { exact: true }).check();
+      await page.getByLabel("Production", { exact: true }).check();
+      assert.ok(await page.getByLabel("No scheduled rotation").isDisabled());
+      await page.getByLabel("Every 90 days").check();
+      const twofa = page.getByLabel("Require two-factor sign-in (TOTP) for admins");
+      assert.ok((await twofa.isChecked()) && (await twofa.isDisabled()));
+      await page.getByLabel("SOC 2").check();
+      await page.getByLabel("PCI DSS").check();
+      // Without the allowlist enterprise is refused, and the error sits next to the field.
+      await page.getByRole("button", { name: "Save and continue to keys" }).click();
+      const ip = page.getByLabel("IP allowlist");
+      await (await errorOf(page, ip)).filter({ hasText: "enterprise requires an IP allowlist" }).waitFor();
+      assert.equal(await ip.getAttribute("aria-invalid"), "true");
+      await ip.fill("203.0.113.0/24\n198.51.100.7");
+      await shot(page, "2-security");
+      await page.getByRole("button", { name: "Save and continue to keys" }).click();
+
+      // Step 3: a bad format is shown next to its field, as typed and on save.
+      await expectStep(page, 3, "Enter or generate keys");
+      const stripeCard = page.locator("form.svc-keys", {
+        has: page.getByRole("heading", { name: /^Stripe/ }),
+      });
+      const openaiCard = page.locator("form.svc-keys", {
+        has: page.getByRole("heading", { name: /^OpenAI/ }),
+      });
+      const stripeSecret = stripeCard.getByLabel("Secret or restricted key", { exact: true });
+      await stripeSecret.fill(`sk_live_${randomAlnum(6)}`);
+      const stripeErr = await errorOf(page, stripeSecret);
+      await stripeErr.filter({ hasText: "does not match the Stripe format" }).waitFor();
+      assert.equal(await stripeSecret.getAttribute("aria-invalid"), "true");
+      await stripeCard.getByRole("button", { name: "Save Stripe credentials" }).click();
+      await stripeCard.getByText("The Stripe credentials did not pass validation.").waitFor();
+      assert.match(await stripeErr.textContent(), /does not match the Stripe format/);
+      // A test-mode key for production: the environment check refuses it at this level.
+      await stripeSecret.fill(`sk_test_${randomAlnum(32)}`);
+      await stripeCard.getByText("a test Stripe credential is being stored for production").waitFor();
+      await stripeSecret.fill(stripeKey);
+      await stripeCard.locator(".strength:visible").filter({ hasText: "Strength: strong" }).waitFor();
+      await page.waitForFunction(
+        (id) => !document.querySelector(`[id="${id}"]`)?.hasAttribute("aria-invalid"),
+        await stripeSecret.getAttribute("id"),
+      );
+      await stripeCard.getByRole("button", { name: "Save Stripe credentials" }).click();
+      await page.locator("form.svc-keys").first().getByText("Saved", { exact: true }).waitFor();
+      await openaiCard.getByLabel("API key", { exact: true }).fill(openaiKey);
+      await openaiCard.getByRole("button", { name: "Save OpenAI credentials" }).click();
+      await page.locator("form.svc-keys").nth(1).getByText("Saved", { exact: true }).waitFor();
+
+      // A reload in the middle resumes at the same step with the same state; storage holds only the id.
+      await page.reload();
+      await expectStep(page, 3, "Enter or generate keys");
+      assert.equal(await page.locator("form.svc-keys .badge.ok").count(), 2);
+      const storage = await page.evaluate(
+        () => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }),
+      );
+      assert.ok(storage.includes(wizardId));
+      for (const secret of [stripeKey, openaiKey, tenantA.adminKey]) assert.ok(!storage.includes(secret));
+      assert.ok(
+        !(await page.content()).includes(stripeKey),
+        "the entered key is not in the page after saving",
+      );
+
+      // The step indicator works from the keyboard: back to step 2, then forward to the furthest step reached.
+      const indicator = page.getByRole("navigation", { name: "Wizard steps" });
+      assert.ok(await indicator.getByRole("button", { name: /Step 4: Testing/ }).isDisabled());
+      await indicator.getByRole("button", { name: /Step 2: Security/ }).focus();
+      await page.keyboard.press("Enter");
+      await expectStep(page, 2, "Configure security");
+      assert.ok(await page.getByLabel("Enterprise", { exact: true }).isChecked());
+      assert.equal(await page.getByLabel("IP allowlist").inputValue(), "203.0.113.0/24\n198.51.100.7");
+      await page.getByRole("heading", { name: "Compliance checklist" }).waitFor();
+      await shot(page, "2-security-checklist");
+      await indicator.getByRole("button", { name: /Step 3: Keys/ }).focus();
+      await page.keyboard.press("Enter");
+      await expectStep(page, 3, "Enter or generate keys");
+
+      // Generate: Keywarden keys plus the enterprise backup keys, masked until revealed, shown once.
+      await page.getByRole("button", { name: "Generate keys" }).click();
+      await page.getByText("Shown once.").waitFor();
+      const generated = {};
+      for (const label of ["Stripe key", "Stripe backup key", "OpenAI key", "OpenAI backup key"]) {
+        const row = page.getByRole("group", { name: label, exact: true });
+        assert.match(await row.locator("code").textContent(), /•{16}$/);
+        await row.getByRole("button", { name: "Reveal" }).click();
+        generated[label] = await row.locator("code").textContent();
+        assert.match(generated[label], /^kw_live_[0-9A-Za-z]{40,}$/);
+        assert.equal(await row.getByRole("button", { name: "Hide" }).getAttribute("aria-pressed"), "true");
+      }
+      const copyRow = page.getByRole("group", { name: "Stripe key", exact: true });
+      await copyRow.getByRole("button", { name: "Copy" }).click();
+      assert.equal(await page.evaluate(() => navigator.clipboard.readText()), generated["Stripe key"]);
+      for (const label of Object.keys(generated)) {
+        await page
+          .getByRole("group", { name: label, exact: true })
+          .getByRole("button", { name: "Hide" })
+          .click();
+      }
+      await shot(page, "3-keys");
+      await page.getByRole("button", { name: "Continue to testing" }).click();
+
+      // Step 4: the OpenAI key is not known to the stand-in yet, so it fails; retry after "fixing" it.
+      await expectStep(page, 4, "Test and verify");
+      standIn.accept(stripeKey);
+      await page.getByRole("button", { name: "Run live checks" }).click();
+      await page.getByText("Done: 1 of 2 services passed their live check.").waitFor();
+      const row = (name) => page.getByRole("row", { name: new RegExp(`^${name}`) });
+      assert.match(await row("Stripe").textContent(), /Passed\s*authenticated\s*\d+ ms/);
+      assert.match(await row("OpenAI").textContent(), /Rejected/);
+      await page.getByRole("button", { name: "Continue to monitoring" }).click();
+      await page
+        .getByRole("alert")
+        .filter({ hasText: "A provider rejected one of the credentials" })
+        .waitFor();
+      standIn.accept(openaiKey);
+      await page.getByRole("button", { name: "Retry OpenAI" }).click();
+      await page.getByText("Done: 2 of 2 services passed their live check.").waitFor();
+      assert.match(await row("OpenAI").textContent(), /Passed\s*authenticated\s*\d+ ms/);
+      const probes = standIn.requests.map((r) => `${r.method} ${r.path} ${r.headers.authorization}`);
+      assert.ok(probes.includes(`GET /api.stripe.com/v1/balance Bearer ${stripeKey}`));
+      assert.ok(probes.includes(`GET /api.openai.com/v1/models Bearer ${openaiKey}`));
+      await shot(page, "4-testing");
+      await page.getByRole("button", { name: "Continue to monitoring" }).click();
+
+      // Step 5: a webhook channel to the local receiver; its test is signed per Standard Webhooks.
+      await expectStep(page, 5, "Set up monitoring");
+      await page.getByRole("button", { name: "Add webhook channel" }).click();
+      await page.getByLabel("Channel name").fill("Pager");
+      await page.getByLabel("Webhook URL (https)").fill(hook.url);
+      await page.getByRole("button", { name: "Send test" }).click();
+      await page.getByText("Test delivered (HTTP 204).").waitFor();
+      const secretRow = page.getByRole("group", { name: "Pager signing secret" });
+      await secretRow.getByRole("button", { name: "Reveal" }).click();
+      const signingSecret = await secretRow.locator("code").textContent();
+      assert.match(signingSecret, /^whsec_[A-Za-z0-9+/]+=*$/);
+      assert.equal(hook.received.length, 1);
+      const delivery = hook.received[0];
+      assert.equal(delivery.method, "POST");
+      assert.ok(verifyStandardWebhook(signingSecret, delivery), "the receiver verifies the signature");
+      assert.ok(
+        !verifyStandardWebhook(signingSecret, { ...delivery, body: `${delivery.body} ` }),
+        "a changed body fails",
+      );
+      assert.equal(JSON.parse(delivery.body).type, "keywarden.test");
+      await secretRow.getByRole("button", { name: "Hide" }).click();
+
+      await page.getByRole("button", { name: "Add usage threshold" }).click();
+      const usage = page.locator("fieldset", { has: page.locator("legend", { hasText: "Usage threshold" }) });
+      await usage.getByLabel("Alert above (requests)").fill("10000");
+      await usage.getByLabel("Pager").check();
+      await page.getByRole("button", { name: "Add expiry warning" }).click();
+      const expiry = page.locator("fieldset", { has: page.locator("legend", { hasText: "Expiry warning" }) });
+      await expiry.getByLabel(/days before/).fill("14");
+      await expiry.getByLabel("Pager").check();
+      await shot(page, "5-monitoring");
+      await page.getByRole("button", { name: "Save and continue to review" }).click();
+
+      // Step 6: everything on one page, the honest checklist, then commit.
+      await expectStep(page, 6, "Review and commit");
+      const main = page.locator("main");
+      for (const text of [
+        "Enterprise",
+        "production",
+        "203.0.113.0/24, 198.51.100.7",
+        "Compliance checklist",
+        "not a certification",
+        "Pager — webhook",
+      ]) {
+        await main.getByText(text).first().waitFor();
+      }
+      await shot(page, "6-review");
+      await page.getByRole("button", { name: "Commit setup" }).click();
+      await page.getByRole("heading", { name: "Setup committed" }).waitFor();
+      await main.getByText("4 API keys").waitFor();
+      await main.getByText("2 credentials").waitFor();
+      await main.getByText("1 alert channel").waitFor();
+      await main.getByText("2 alert rules").waitFor();
+      await shot(page, "7-committed");
+
+      // Through the API: the wizard's commit summary, then every created thing.
+      const state = await apiAs(kw, tenantA.adminKey, "GET", `/api/v1/wizard/${wizardId}`);
+      assert.equal(state.status, 200);
+      assert.equal(state.body.status, "committed");
+      const created = state.body.commit.created;
+      assert.equal(created.keys.length, 4);
+      assert.equal(created.credentials.length, 2);
+      assert.equal(created.channels.length, 1);
+      assert.equal(created.rules.length, 2);
+      assert.equal(created.policy, true);
+
+      const keys = await apiAs(kw, tenantA.adminKey, "GET", "/api/v1/keys");
+      assert.equal(keys.status, 200);
+      const wizardKeys = keys.body.items.filter((k) => created.keys.includes(k.id));
+      assert.equal(wizardKeys.length, 4);
+      for (const k of wizardKeys) {
+        assert.equal(k.security_level, "enterprise");
+        assert.equal(k.environment, "live");
+        assert.deepEqual(k.ip_allowlist, ["203.0.113.0/24", "198.51.100.7"]);
+        assert.ok(k.expires_at, "a 90-day rotation gives the key an expiry");
+        const days = (Date.parse(k.expires_at) - Date.now()) / 86_400_000;
+        assert.ok(days > 89 && days <= 90, `expires in ${days} days`);
+      }
+      assert.deepEqual(wizardKeys.map((k) => k.service_id).sort(), ["openai", "openai", "stripe", "stripe"]);
+      assert.equal(wizardKeys.filter((k) => k.backup_of_id).length, 2);
+      const starts = wizardKeys.map((k) => k.start);
+      for (const plain of Object.values(generated)) assert.ok(starts.some((s) => plain.startsWith(s)));
+
+      const creds = await apiAs(kw, tenantA.adminKey, "GET", "/api/v1/credentials");
+      assert.equal(creds.status, 200);
+      const wizardCreds = creds.body.items.filter((c) => created.credentials.includes(c.id));
+      assert.deepEqual(wizardCreds.map((c) => c.service).sort(), ["openai", "stripe"]);
+      for (const c of wizardCreds) assert.equal(c.environment, "production");
+      assert.ok(
+        !JSON.stringify(creds.body).includes(stripeKey) && !JSON.stringify(creds.body).includes(openaiKey),
+      );
+      const revealed = await apiAs(
+        kw,
+        tenantA.adminKey,
+        "POST",
+        `/api/v1/credentials/${wizardCreds.find((c) => c.service === "stripe").id}/reveal`,
+        {},
+      );
+      assert.equal(revealed.status, 200, JSON.stringify(revealed.body));
+      assert.equal(revealed.body.fields.secret_key, stripeKey);
+
+      // Policy and channel have no read route of their own; the audit log records both by id.
+      const audit = await apiAs(kw, tenantA.adminKey, "GET", "/api/v1/audit");
+      assert.equal(audit.status, 200);
+      const events = audit.body.items;
+      assert.ok(events.some((e) => e.action === "policy.update" && e.detail?.level === "enterprise"));
+      assert.ok(events.some((e) => e.action === "channel.create" && e.target_id === created.channels[0]));
+      assert.equal(events.filter((e) => e.action === "rule.create").length, 2);
+      assert.deepEqual(state.body.steps.security.ip_allowlist, ["203.0.113.0/24", "198.51.100.7"]);
+      assert.equal(state.body.steps.security.rotation_policy, "90_days");
+      assert.equal(state.body.steps.monitoring.channels[0].url, hook.url);
+
+      // Committing again is idempotent: the same summary, nothing new.
+      const again = await apiAs(kw, tenantA.adminKey, "POST", `/api/v1/wizard/${wizardId}/commit`, {});
+      assert.equal(again.status, 200);
+      assert.deepEqual(again.body.state.commit, state.body.commit);
+      assert.deepEqual(again.body.generated, {});
+    });
+  });
+
+  test("a second tenant's admin cannot open the first tenant's wizard", { timeout: 60_000 }, async () => {
+    assert.ok(wizardId, "the first test created a wizard");
+    const api = await apiAs(kw, tenantB.adminKey, "GET", `/api/v1/wizard/${wizardId}`);
+    assert.equal(api.status, 404);
+    assert.equal(api.body.code, "NOT_FOUND");
+    const nav = await apiAs(kw, tenantB.adminKey, "POST", `/api/v1/wizard/${wizardId}/navigate`, {
+      step: "services",
+    });
+    assert.equal(nav.status, 404);
+
+    await scenario("other-tenant", PHONE, async ({ page }) => {
+      await page.goto(`/#wizard=${wizardId}`);
+      await signIn(page, tenantB.adminKey);
+      await page.getByRole("heading", { name: "Wizard not found" }).waitFor();
+      await page.getByRole("alert").filter({ hasText: "belongs to another tenant" }).waitFor();
+      assert.equal(new URL(page.url()).hash, "");
+      await shot(page, "8-other-tenant");
+      await page.getByRole("button", { name: "Start a new wizard" }).click();
+      await expectStep(page, 1, "Choose services");
+      assert.notEqual(new URL(page.url()).hash, `#wizard=${wizardId}`);
+    });
+  });
+});
