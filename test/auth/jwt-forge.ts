@@ -31,13 +31,15 @@ export type HmacHash = "SHA-256" | "SHA-384" | "SHA-512";
 
 /** Compact JWS over arbitrary header and payload JSON, HMAC-signed with raw secret bytes. */
 export async function hmacJwt(
-  secret: Uint8Array<ArrayBuffer>,
+  secret: Uint8Array,
   header: Record<string, unknown>,
   payload: Record<string, unknown>,
   hash: HmacHash = "SHA-256",
 ): Promise<string> {
   const signingInput = `${base64urlJson(header)}.${base64urlJson(payload)}`;
-  const key = await crypto.subtle.importKey("raw", secret, { name: "HMAC", hash }, false, ["sign"]);
+  const key = await crypto.subtle.importKey("raw", new Uint8Array(secret), { name: "HMAC", hash }, false, [
+    "sign",
+  ]);
   const signature = new Uint8Array(await crypto.subtle.sign("HMAC", key, encoder.encode(signingInput)));
   return `${signingInput}.${base64url(signature)}`;
 }

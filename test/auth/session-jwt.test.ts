@@ -149,7 +149,9 @@ const algorithmCases: Case[] = [
       `a wrong algorithm family (${alg}, properly signed with its own key pair)`,
       async (f) => {
         const { privateKey } = await generateKeyPair(alg);
-        return new SignJWT(f.valid()).setProtectedHeader({ alg, typ: "JWT", kid: "session-v1" }).sign(privateKey);
+        return new SignJWT(f.valid())
+          .setProtectedHeader({ alg, typ: "JWT", kid: "session-v1" })
+          .sign(privateKey);
       },
     ],
   ),
@@ -202,7 +204,10 @@ const claimCases: Case[] = [
     "`iat` two hours ago with a far `exp` (outlives the 15-minute TTL)",
     (f) => hmacJwt(secret, { ...GOOD_HEADER }, f.valid({ iat: sec(f) - 7200, exp: sec(f) + 600 })),
   ],
-  ["`nbf` 2 minutes in the future", (f) => hmacJwt(secret, { ...GOOD_HEADER }, f.valid({ nbf: sec(f) + 120 }))],
+  [
+    "`nbf` 2 minutes in the future",
+    (f) => hmacJwt(secret, { ...GOOD_HEADER }, f.valid({ nbf: sec(f) + 120 })),
+  ],
   ["a wrong `aud`", (f) => hmacJwt(secret, { ...GOOD_HEADER }, f.valid({ aud: "keywarden-admin" }))],
   ["a wrong `aud` array", (f) => hmacJwt(secret, { ...GOOD_HEADER }, f.valid({ aud: ["other", "x"] }))],
   ["`aud` missing", (f) => hmacJwt(secret, { ...GOOD_HEADER }, f.valid({ aud: undefined }))],
@@ -222,9 +227,15 @@ const kidCases: Case[] = [
   ["an empty `kid`", (f) => hmacJwt(secret, { ...GOOD_HEADER, kid: "" }, f.valid())],
   ["no `kid`", (f) => hmacJwt(secret, { alg: "HS256", typ: "JWT" }, f.valid())],
   ["a numeric `kid`", (f) => hmacJwt(secret, { ...GOOD_HEADER, kid: 1 }, f.valid())],
-  ["a path-traversal `kid`", (f) => hmacJwt(secret, { ...GOOD_HEADER, kid: "../../../../dev/null" }, f.valid())],
+  [
+    "a path-traversal `kid`",
+    (f) => hmacJwt(secret, { ...GOOD_HEADER, kid: "../../../../dev/null" }, f.valid()),
+  ],
   ["an SQL-injection `kid`", (f) => hmacJwt(secret, { ...GOOD_HEADER, kid: "' OR 1=1 --" }, f.valid())],
-  ["a `kid` with a trailing NUL", (f) => hmacJwt(secret, { ...GOOD_HEADER, kid: "session-v1\u0000" }, f.valid())],
+  [
+    "a `kid` with a trailing NUL",
+    (f) => hmacJwt(secret, { ...GOOD_HEADER, kid: "session-v1\u0000" }, f.valid()),
+  ],
   [
     "a 2,000-character `kid` (token still under the length cap)",
     (f) => hmacJwt(secret, { ...GOOD_HEADER, kid: "k".repeat(2000) }, f.valid()),
@@ -239,7 +250,10 @@ const kidCases: Case[] = [
   ],
   ["garbage instead of a token", () => "not.a.jwt"],
   ["two segments only", (f) => `${base64urlJson(GOOD_HEADER)}.${base64urlJson(f.valid())}`],
-  ["a header that is not JSON", (f) => `${base64url(new TextEncoder().encode("{alg"))}.${base64urlJson(f.valid())}.AA`],
+  [
+    "a header that is not JSON",
+    (f) => `${base64url(new TextEncoder().encode("{alg"))}.${base64urlJson(f.valid())}.AA`,
+  ],
 ];
 
 describe("session JWTs are rejected with 401, in verifySessionToken and through the worker", () => {
@@ -308,9 +322,15 @@ describe("header-supplied keys and key URLs are refused without any outbound fet
 describe("clock tolerance is 30 s", () => {
   it("accepts a token 29 s past exp and rejects it 30 s and 31 s past exp (unit level, fixed clock)", async () => {
     const issuedAt = Date.UTC(2030, 0, 1, 12, 0, 0);
-    const token = await issueSessionToken(verifyKey, { tenantId: tenant.id, keyId: tenant.adminKeyId }, issuedAt);
+    const token = await issueSessionToken(
+      verifyKey,
+      { tenantId: tenant.id, keyId: tenant.adminKeyId },
+      issuedAt,
+    );
     const exp = issuedAt + SESSION_TTL_SECONDS * 1000;
-    await expect(verifySessionToken(verifyKey, token, exp - 1000)).resolves.toMatchObject({ tenantId: tenant.id });
+    await expect(verifySessionToken(verifyKey, token, exp - 1000)).resolves.toMatchObject({
+      tenantId: tenant.id,
+    });
     await expect(verifySessionToken(verifyKey, token, exp + 29_000)).resolves.toMatchObject({
       tenantId: tenant.id,
     });
@@ -320,24 +340,36 @@ describe("clock tolerance is 30 s", () => {
 
   it("accepts a token issued up to 30 s in the future and rejects one issued 31 s ahead (unit level)", async () => {
     const issuedAt = Date.UTC(2030, 0, 1, 12, 0, 0);
-    const token = await issueSessionToken(verifyKey, { tenantId: tenant.id, keyId: tenant.adminKeyId }, issuedAt);
+    const token = await issueSessionToken(
+      verifyKey,
+      { tenantId: tenant.id, keyId: tenant.adminKeyId },
+      issuedAt,
+    );
     await expect(verifySessionToken(verifyKey, token, issuedAt - 30_000)).resolves.toBeTruthy();
     await expectUnitRejects(token, issuedAt - 31_000);
   });
 
   it("through the worker: exp 25 s ago is accepted, exp 31 s ago is rejected", async () => {
     const f = forge();
-    const inside = await hmacJwt(secret, { ...GOOD_HEADER }, f.valid({ iat: sec(f) - 925, exp: sec(f) - 25 }));
+    const inside = await hmacJwt(
+      secret,
+      { ...GOOD_HEADER },
+      f.valid({ iat: sec(f) - 925, exp: sec(f) - 25 }),
+    );
     expect((await whoAmI(inside)).status).toBe(200);
-    const outside = await hmacJwt(secret, { ...GOOD_HEADER }, f.valid({ iat: sec(f) - 931, exp: sec(f) - 31 }));
+    const outside = await hmacJwt(
+      secret,
+      { ...GOOD_HEADER },
+      f.valid({ iat: sec(f) - 931, exp: sec(f) - 31 }),
+    );
     await expectWorkerRejects(outside);
   });
 
   it("through the worker: nbf 20 s ahead is tolerated, nbf 2 min ahead is not", async () => {
     const f = forge();
-    expect((await whoAmI(await hmacJwt(secret, { ...GOOD_HEADER }, f.valid({ nbf: sec(f) + 20 })))).status).toBe(
-      200,
-    );
+    expect(
+      (await whoAmI(await hmacJwt(secret, { ...GOOD_HEADER }, f.valid({ nbf: sec(f) + 20 })))).status,
+    ).toBe(200);
     await expectWorkerRejects(await hmacJwt(secret, { ...GOOD_HEADER }, f.valid({ nbf: sec(f) + 120 })));
   });
 });
@@ -388,7 +420,9 @@ describe("POST /api/v1/auth/session", () => {
   it("answers a bad key with 401 and the same body shape as any other bad key", async () => {
     const headers = { "cf-connecting-ip": "198.51.100.14" };
     const revoked = await createKey(tenant, { name: "to revoke", role: "admin" });
-    expect((await call("POST", `/api/v1/keys/${revoked.id}/revoke`, { key: tenant.adminKey })).status).toBe(200);
+    expect((await call("POST", `/api/v1/keys/${revoked.id}/revoke`, { key: tenant.adminKey })).status).toBe(
+      200,
+    );
     const candidates = [
       "not a key",
       `${tenant.adminKey.slice(0, -1)}${tenant.adminKey.endsWith("A") ? "B" : "A"}`,
@@ -418,7 +452,9 @@ describe("POST /api/v1/auth/session", () => {
     const token = sessionFromSetCookie(started.headers.get("set-cookie")) as string;
     expect((await whoAmI(token)).status).toBe(200);
 
-    expect((await call("POST", `/api/v1/keys/${second.id}/revoke`, { key: tenant.adminKey })).status).toBe(200);
+    expect((await call("POST", `/api/v1/keys/${second.id}/revoke`, { key: tenant.adminKey })).status).toBe(
+      200,
+    );
     // The token itself is still cryptographically valid ...
     await expect(verifySessionToken(verifyKey, token)).resolves.toMatchObject({ keyId: second.id });
     // ... but the worker re-reads the key and refuses the session.

@@ -1,0 +1,178 @@
+/** Shared plumbing for the property tests that drive the real worker. */
+import { env, exports } from "cloudflare:workers";
+import { expect } from "vitest";
+import { ERROR_STATUS } from "../../src/errors";
+import { BASE, createKey, createTenant, type TestTenant } from "../helpers/api";
+
+export type Body = string | Uint8Array | ReadableStream<Uint8Array> | undefined;
+
+let ipCounter = 0;
+
+/**
+ * A fresh client address per request. The per-IP failed-auth limiter (30/min) would otherwise
+ * turn the later runs of a property into 429s; each generated request stands for a new client.
+ */
+export function nextClientIp(): string {
+  ipCounter += 1;
+  return `10.${(ipCounter >> 16) & 255}.${(ipCounter >> 8) & 255}.${ipCounter & 255}`;
+}
+
+export interface SendOptions {
+  body?: Body;
+  /** null sends no content-type header at all. */
+  contentType?: string | null;
+  bearer?: string;
+  headers?: Record<string, string>;
+}
+
+export async function send(
+  method: string,
+  path: string,
+  options: SendOptions = {},
+): Promise<{ status: number; headers: Headers; text: string }> {
+  const headers = new Headers(options.headers);
+  headers.set("cf-connecting-ip", nextClientIp());
+  if (options.bearer) headers.set("authorization", `Bearer ${options.bearer}`);
+  const contentType = options.contentType === undefined ? "application/json" : options.contentType;
+  if (contentType !== null && options.body !== undefined) headers.set("content-type", contentType);
+  const init: RequestInit & { duplex?: "half" } = { method, headers };
+  if (options.body instanceof Uint8Array) init.body = new Uint8Array(options.body);
+  else if (options.body !== undefined)
+    init.body = options.body as string | ReadableStream<Uint8Array<ArrayBuffer>>;
+  if (options.body instanceof ReadableStream) init.duplex = "half";
+  const response = await exports.default.fetch(new Request(`${BASE}${path}`, init));
+  return { status: response.status, headers: response.headers, text: await response.text() };
+}
+
+export function byteLength(body: Body): number {
+  if (body === undefined) return 0;
+  if (typeof body === "string") return new TextEncoder().encode(body).byteLength;
+  if (body instanceof Uint8Array) return body.byteLength;
+  return Number.NaN;
+}
+
+/** Fails loudly on a 429: a rate-limited answer must never count as a pass. */
+export function expectNotRateLimited(status: number, context: string): void {
+  if (status === 429) {
+    throw new Error(`429 from ${context}: the test hit a rate limiter and must be restructured`);
+  }
+}
+
+/** Every 4xx is RFC 9457 problem+json with a known `code` whose status matches. */
+export function expectProblem(response: { status: number; headers: Headers; text: string }): string {
+  expect(response.headers.get("content-type")).toBe("application/problem+json");
+  const body = JSON.parse(response.text) as { code?: string; status?: number; type?: string; title?: string };
+  expect(Object.keys(ERROR_STATUS)).toContain(body.code);
+  expect(body.status).toBe(response.status);
+  expect(ERROR_STATUS[body.code as keyof typeof ERROR_STATUS]).toBe(response.status);
+  expect(typeof body.type).toBe("string");
+  expect(typeof body.title).toBe("string");
+  return body.code as string;
+}
+
+export interface Counts {
+  tenants: number;
+  dataKeys: number;
+  apiKeys: number;
+  auditLog: number;
+  keyring: number;
+  /** Changes whenever any api_keys row is updated, revoked or rotated (every write sets updated_at). */
+  apiKeysFingerprint: string;
+  /** JSON of every mutable column of the target key (null without a target). */
+  target: string | null;
+}
+
+/** Row counts, the api_keys fingerprint and (if given) one key's full state, in a single query. */
+export async function counts(targetId: string | null = null): Promise<Counts> {
+  const row = await env.DB.prepare(
+    `SELECT
+       (SELECT json_array(name, scopes, enabled, revoked_at, expires_at, ip_allowlist, country_allowlist,
+                          ratelimit_limit, ratelimit_window_ms, usage_limit, refill_amount, refill_interval_ms,
+                          limits_version, metadata, rotated_to_id, rotated_from_id, updated_at, hash, start, last4)
+          FROM api_keys WHERE id = ?1) AS target,
+       (SELECT count(*) FROM tenants) AS tenants,
+       (SELECT count(*) FROM data_keys) AS dataKeys,
+       (SELECT count(*) FROM api_keys) AS apiKeys,
+       (SELECT count(*) FROM audit_log) AS auditLog,
+       (SELECT count(*) FROM keyring) AS keyring,
+       (SELECT total(updated_at) || ':' || count(revoked_at) || ':' || count(rotated_to_id) || ':' ||
+               total(enabled) || ':' || total(length(name)) FROM api_keys) AS apiKeysFingerprint`,
+  )
+    .bind(targetId)
+    .first<Counts>();
+  if (!row) throw new Error("count query returned nothing");
+  return row;
+}
+
+export function delta(before: Counts, after: Counts) {
+  return {
+    tenants: after.tenants - before.tenants,
+    dataKeys: after.dataKeys - before.dataKeys,
+    apiKeys: after.apiKeys - before.apiKeys,
+    auditLog: after.auditLog - before.auditLog,
+    keyring: after.keyring - before.keyring,
+  };
+}
+
+export const NO_CHANGE = { tenants: 0, dataKeys: 0, apiKeys: 0, auditLog: 0, keyring: 0 };
+
+export async function keyRow(id: string): Promise<Record<string, unknown> | null> {
+  const row = await env.DB.prepare("SELECT * FROM api_keys WHERE id = ?")
+    .bind(id)
+    .first<Record<string, unknown>>();
+  if (!row) return null;
+  // last_used_at is touched by the usage recorder off the response path; it is not a mutation.
+  const { last_used_at: _ignored, ...rest } = row;
+  return rest;
+}
+
+export async function tableNames(): Promise<string[]> {
+  const { results } = await env.DB.prepare(
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' ORDER BY name",
+  ).all<{ name: string }>();
+  return results.map((r) => r.name);
+}
+
+/**
+ * A tenant with a request budget. The per-tenant limiter allows 600 requests a minute; each
+ * property draws from its own tenant and asks for a new one well before that.
+ */
+export class TenantBudget {
+  private tenant: TestTenant | null = null;
+  private used = 0;
+  /** Bumped whenever this budget itself writes rows (a tenant or a key), so cached counts go stale. */
+  generation = 0;
+
+  constructor(
+    private readonly label: string,
+    private readonly perTenant = 450,
+  ) {}
+
+  /** The current tenant, counting `requests` against its budget. */
+  async take(requests = 1): Promise<TestTenant> {
+    if (!this.tenant || this.used + requests > this.perTenant) {
+      this.tenant = await createTenant(`${this.label} ${Date.now()}`);
+      this.used = 0;
+      this.generation += 1;
+    }
+    this.used += requests;
+    return this.tenant;
+  }
+
+  /** A fresh key in the current tenant (costs one request of its budget). */
+  async newKey(name: string): Promise<{ tenant: TestTenant; id: string; key: string }> {
+    const tenant = await this.take(1);
+    const created = await createKey(tenant, { name });
+    this.generation += 1;
+    return { tenant, id: created.id, key: created.key };
+  }
+}
+
+/** The Object.prototype own keys at import time: any addition is prototype pollution. */
+const PROTOTYPE_KEYS = Object.getOwnPropertyNames(Object.prototype).sort();
+
+export function expectNoPrototypePollution(): void {
+  expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(PROTOTYPE_KEYS);
+  expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  expect(Object.getOwnPropertyNames(Array.prototype)).not.toContain("polluted");
+}
