@@ -428,12 +428,8 @@ describe("stored text fidelity", () => {
     }
   });
 
-  // BUG (src/openapi/well-formed-text.ts): the lone-surrogate check only runs when Content-Type
-  // starts with the exact lowercase "application/json", but the JSON validator also accepts
-  // "Application/JSON" and "application/<x>+json" (its regex is case-insensitive and allows a
-  // +json suffix). With those headers the ill-formed name is accepted and stored altered.
-  // Remove `.fails` once the check uses the same media-type test as the validator.
-  it.fails("the lone-surrogate refusal cannot be bypassed with another spelling of the JSON content type", async () => {
+  // Regression: the check once ran only for the exact lowercase "application/json".
+  it("the lone-surrogate refusal cannot be bypassed with another spelling of the JSON content type", async () => {
     const owner = await createTenant("content-type bypass");
     for (const contentType of [
       "Application/JSON",
