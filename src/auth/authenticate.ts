@@ -80,7 +80,8 @@ async function principalFromSession(c: Context<AppEnv>, token: string): Promise<
   if (UNSAFE_METHODS.has(c.req.method)) assertSameOrigin(c);
   const db = database(c.env.DB);
   const key = await purposeKey(await unseal(c.env, db), "session-jwt");
-  const claims = await verifySessionToken(key, token);
+  // A forged or stale cookie spends the same per-IP failure budget as a bad key.
+  const claims = await verifySessionToken(key, token).catch(() => rejectFailedAuth(c));
   // Fresh read, not the cache: a revoked admin key ends its sessions on the next request.
   const row = await db
     .select()
