@@ -96,8 +96,18 @@ export function claims(
   return base;
 }
 
+let clientCounter = 0;
+
+/**
+ * The token as the session cookie, from a fresh client address each time: forged cookies spend the
+ * per-IP failed-auth budget, and each case here should be judged on its own token alone.
+ */
 export function cookieHeader(token: string): Record<string, string> {
-  return { cookie: `${SESSION_COOKIE}=${token}` };
+  clientCounter += 1;
+  return {
+    cookie: `${SESSION_COOKIE}=${token}`,
+    "cf-connecting-ip": `198.18.${clientCounter >> 8}.${clientCounter & 255}`,
+  };
 }
 
 /** GET /api/v1/auth/session with the token as the session cookie (a safe method: no Origin needed). */

@@ -52,4 +52,16 @@ describe("per-tenant request budget (SECURITY.md case 23)", () => {
     });
     expect(otherAddress.status).toBe(401);
   });
+
+  it("counts forged session cookies against the same per-address failure budget", async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 35; i++) {
+      const response = await call("GET", "/api/v1/auth/session", {
+        headers: { cookie: "__Host-kw_session=forged.token.value", "cf-connecting-ip": "192.0.2.150" },
+      });
+      statuses.push(response.status);
+    }
+    expect(statuses.slice(0, 30).every((s) => s === 401)).toBe(true);
+    expect(statuses.slice(30).every((s) => s === 429)).toBe(true);
+  });
 });
