@@ -16,6 +16,11 @@ const BIN = join(ROOT, "node_modules", ".bin");
 const HOST = "127.0.0.1";
 const cleanups = [];
 
+// An interrupted run (Ctrl-C, CI cancel) still stops wrangler, which runs in its own process group.
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.once(signal, () => stopAll().finally(() => process.exit(130)));
+}
+
 /** Registers a teardown step; `stopAll` runs them last-in first-out. */
 export const onStop = (fn) => cleanups.push(fn);
 

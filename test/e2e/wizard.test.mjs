@@ -224,7 +224,7 @@ describe("the setup wizard in a browser", { timeout: 300_000 }, () => {
 
       // Generate: Keywarden keys plus the enterprise backup keys, masked until revealed, shown once.
       await page.getByRole("button", { name: "Generate keys" }).click();
-      await page.getByText("Shown once.").waitFor();
+      await page.getByText("Shown once.", { exact: true }).waitFor();
       const generated = {};
       for (const label of ["Stripe key", "Stripe backup key", "OpenAI key", "OpenAI backup key"]) {
         const row = page.getByRole("group", { name: label, exact: true });
@@ -244,6 +244,13 @@ describe("the setup wizard in a browser", { timeout: 300_000 }, () => {
           .click();
       }
       await shot(page, "3-keys");
+      // Shown once means once: after a reload only the masked starts remain.
+      await page.reload();
+      await expectStep(page, 3, "Enter or generate keys");
+      await page.getByText("and a backup key").first().waitFor();
+      assert.equal(await page.getByText("Shown once.", { exact: true }).count(), 0);
+      const html = await page.content();
+      for (const plain of Object.values(generated)) assert.ok(!html.includes(plain));
       await page.getByRole("button", { name: "Continue to testing" }).click();
 
       // Step 4: the OpenAI key is not known to the stand-in yet, so it fails; retry after "fixing" it.
@@ -409,6 +416,11 @@ describe("the setup wizard in a browser", { timeout: 300_000 }, () => {
       await page.getByRole("button", { name: "Start a new wizard" }).click();
       await expectStep(page, 1, "Choose services");
       assert.notEqual(new URL(page.url()).hash, `#wizard=${wizardId}`);
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.getByRole("heading", { name: "Sign in to the setup wizard" }).waitFor();
+      await page.getByRole("alert").filter({ hasText: "You are signed out." }).waitFor();
+      const after = await page.evaluate(() => fetch("/api/v1/auth/session").then((r) => r.status));
+      assert.equal(after, 401);
     });
   });
 });

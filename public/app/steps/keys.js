@@ -70,6 +70,7 @@ function serviceCard(ctx, svc) {
     "form",
     {
       class: "card svc-keys",
+      "data-svc": svc.id,
       noValidate: true,
       onsubmit: (e) => {
         e.preventDefault();
@@ -149,8 +150,16 @@ function generateBox(ctx) {
       generated = Object.entries(res.generated).flatMap(([id, g]) => [
         { label: `${ctx.name(id)} key`, value: g.key },
         ...(g.backup_key ? [{ label: `${ctx.name(id)} backup key`, value: g.backup_key }] : []),
-        ...Object.entries(g.secrets || {}).map(([f, value]) => ({ label: `${ctx.name(id)} ${f}`, value })),
+        ...Object.entries(g.secrets || {}).map(([f, value]) => ({
+          label: `${ctx.name(id)} ${label(ctx.service(id), f)}`,
+          value,
+        })),
       ]);
+      // Generated secrets fill service fields: those cards show them (masked) now.
+      for (const [id, g] of Object.entries(res.generated)) {
+        if (Object.keys(g.secrets || {}).length)
+          document.querySelector(`[data-svc="${id}"]`)?.replaceWith(serviceCard(ctx, ctx.service(id)));
+      }
       const fresh = generateBox(ctx);
       box.replaceWith(fresh);
       fresh.querySelector("h2").focus();

@@ -68,7 +68,7 @@ export function render(body, ctx) {
     const secret = h("div");
     const paint = () => {
       const r = results[ch.name];
-      result.className = r?.delivered ? "okline" : "bad";
+      result.className = r ? (r.delivered ? "okline" : "bad") : "";
       result.textContent = r
         ? r.delivered
           ? `Test delivered${r.status ? ` (HTTP ${r.status})` : ""}.`
@@ -84,6 +84,8 @@ export function render(body, ctx) {
     };
     const test = btn("Send test", () =>
       ctx.busy(test, async () => {
+        delete results[ch.name];
+        paint();
         result.textContent = "Sending…";
         try {
           const res = await ctx.api("POST", ctx.path("/monitoring/test"), { channel: ch });
