@@ -12,6 +12,7 @@ import { authSessionRoutes } from "./routes/auth-session";
 import { credentialRoutes } from "./routes/credentials";
 import { healthRoutes } from "./routes/health";
 import { keyRoutes } from "./routes/keys";
+import { monitoringRoutes } from "./routes/monitoring";
 import { serviceRoutes } from "./routes/services";
 import { tenantRoutes } from "./routes/tenants";
 import { verifyRoutes } from "./routes/verify";
@@ -84,6 +85,7 @@ export function buildApp() {
   app.route("/api/v1/credentials", credentialRoutes);
   app.route("/api/v1/audit", auditRoutes);
   app.route("/api/v1/wizard", wizardRoutes);
+  app.route("/api/v1", monitoringRoutes);
   // The seed's wizard API, kept at its documented paths; the catalogue is also a v1 resource.
   app.route("/api/wizard", wizardSeedRoutes);
   app.route("/api/wizard/api-keys/services", serviceRoutes);

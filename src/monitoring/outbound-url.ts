@@ -31,16 +31,16 @@ function isPrivateAddress(host: string): boolean {
  * addresses, no internal names. Only the explicit local setting ALLOW_LOOPBACK_WEBHOOKS=true (never in
  * wrangler.toml) admits http://127.0.0.1, for local development and the browser tests.
  */
-export function assertDeliverableUrl(raw: string, allowLoopback: boolean): URL {
+export function assertDeliverableUrl(raw: string, allowLoopback: boolean, path = "url"): URL {
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    throw refused("is not a URL");
+    throw refused(path, "is not a URL");
   }
   if (allowLoopback && url.protocol === "http:" && url.hostname === "127.0.0.1") return url;
-  if (url.protocol !== "https:") throw refused("must use https");
-  if (url.username || url.password) throw refused("must not contain credentials");
+  if (url.protocol !== "https:") throw refused(path, "must use https");
+  if (url.username || url.password) throw refused(path, "must not contain credentials");
   const host = url.hostname.toLowerCase();
   if (
     host === "localhost" ||
@@ -48,16 +48,16 @@ export function assertDeliverableUrl(raw: string, allowLoopback: boolean): URL {
     host.endsWith(".internal") ||
     host.endsWith(".local")
   ) {
-    throw refused("must point to a public host");
+    throw refused(path, "must point to a public host");
   }
-  if (isPrivateAddress(host)) throw refused("must point to a public address");
-  if (!host.includes(".") && parseIp(host) === null) throw refused("must point to a public host");
+  if (isPrivateAddress(host)) throw refused(path, "must point to a public address");
+  if (!host.includes(".") && parseIp(host) === null) throw refused(path, "must point to a public host");
   return url;
 }
 
-function refused(reason: string): ApiError {
+function refused(path: string, reason: string): ApiError {
   return new ApiError("VALIDATION_FAILED", `The channel URL ${reason}.`, {
-    errors: [{ path: "url", message: reason }],
+    errors: [{ path, message: reason }],
   });
 }
 

@@ -135,13 +135,13 @@ function maskChannel(channel: Channel, secrets: Record<string, string>): MaskedC
 }
 
 /** Splits a channel into its secret settings and the rest; webhook channels get a signing secret once. */
-async function channelSecrets(c: Context<AppEnv>, wizardId: string, channel: Channel) {
+async function channelSecrets(c: Context<AppEnv>, wizardId: string, channel: Channel, path: string) {
   const secrets: Record<string, string> = {};
   let created: string | undefined;
   if (channel.kind === "slack") secrets.webhook_url = channel.webhook_url;
   if (channel.kind === "sms") secrets.twilio_auth_token = channel.twilio_auth_token;
   if (channel.kind === "webhook") {
-    assertDeliverableUrl(channel.url, c.env.ALLOW_LOOPBACK_WEBHOOKS === "true");
+    assertDeliverableUrl(channel.url, c.env.ALLOW_LOOPBACK_WEBHOOKS === "true", `${path}.url`);
     const slot = `channel:${channel.name}.signing_secret`;
     const stored = slotsWithPrefix(
       unwrap(await wizardStub(c, wizardId).sealed(c.get("principal").tenantId)),
@@ -383,46 +383,7 @@ export const wizardRoutes = createRouter()
       });
     return c.json(await apply(c, c.req.valid("param").id, { type: "security", data }), 200);
   })
-  .openapi(serviceKeysRoute, async (c) => {
-    const { id, service_id } = c.req.valid("param");
-    const { fields } = c.req.valid("json");
-    const state = await readState(c, id);
-    const security = securityOf(state);
-    const service = requireService(service_id, "service_id");
-    const previous = state.steps.keys.services[service.id];
-    const generated = (previous?.generated ?? []).filter((name) => fields[name] === undefined);
-    const validation = validateCredential(service, fields, {
-      environment: security.environment,
-      securityLevel: security.security_level,
-    });
-    // A generated value is not re-sent by the browser; its absence here is not an error.
-    const fieldErrors = validation.fields
-      .filter((f) => f.errors.length && !(generated.includes(f.field) && fields[f.field] === undefined))
-      .flatMap((f) => f.errors.map((message) => ({ path: `fields.${f.field}`, message })));
-    const errors = [...validation.errors.map((message) => ({ path: "fields", message })), ...fieldErrors];
-    if (errors.length)
-      throw new ApiError("VALIDATION_FAILED", `The ${service.name} credentials did not pass validation.`, {
-        errors,
-      });
-    const sealed = await sealForWizard(
-      c,
-      id,
-      Object.fromEntries(Object.entries(fields).map(([name, value]) => [`${service.id}.${name}`, value])),
-    );
-    const merged = { ...(previous?.fields ?? {}), ...displayValues(service.fields, fields) };
-    const next = await apply(c, id, {
-      type: "serviceFields",
-      serviceId: service.id,
-      sealed,
-      entry: {
-        fields: merged,
-        generated,
-        complete: service.fields.every((f) => !f.required || merged[f.name] !== undefined),
-        warnings: validation.warnings,
-      },
-    });
-    return c.json({ state: next, validation: { ...validation } }, 200);
-  })
+  // Registered before /keys/{service_id}, which would otherwise take "generate" as a service id.
   .openapi(generateRoute, async (c) => {
     const { id } = c.req.valid("param");
     let state = await readState(c, id);
@@ -477,6 +438,46 @@ export const wizardRoutes = createRouter()
       rows: Object.values(minted).flatMap((keys) => keys.rows),
     });
     return c.json({ state, generated }, 200, NO_STORE);
+  })
+  .openapi(serviceKeysRoute, async (c) => {
+    const { id, service_id } = c.req.valid("param");
+    const { fields } = c.req.valid("json");
+    const state = await readState(c, id);
+    const security = securityOf(state);
+    const service = requireService(service_id, "service_id");
+    const previous = state.steps.keys.services[service.id];
+    const generated = (previous?.generated ?? []).filter((name) => fields[name] === undefined);
+    const validation = validateCredential(service, fields, {
+      environment: security.environment,
+      securityLevel: security.security_level,
+    });
+    // A generated value is not re-sent by the browser; its absence here is not an error.
+    const fieldErrors = validation.fields
+      .filter((f) => f.errors.length && !(generated.includes(f.field) && fields[f.field] === undefined))
+      .flatMap((f) => f.errors.map((message) => ({ path: `fields.${f.field}`, message })));
+    const errors = [...validation.errors.map((message) => ({ path: "fields", message })), ...fieldErrors];
+    if (errors.length)
+      throw new ApiError("VALIDATION_FAILED", `The ${service.name} credentials did not pass validation.`, {
+        errors,
+      });
+    const sealed = await sealForWizard(
+      c,
+      id,
+      Object.fromEntries(Object.entries(fields).map(([name, value]) => [`${service.id}.${name}`, value])),
+    );
+    const merged = { ...(previous?.fields ?? {}), ...displayValues(service.fields, fields) };
+    const next = await apply(c, id, {
+      type: "serviceFields",
+      serviceId: service.id,
+      sealed,
+      entry: {
+        fields: merged,
+        generated,
+        complete: service.fields.every((f) => !f.required || merged[f.name] !== undefined),
+        warnings: validation.warnings,
+      },
+    });
+    return c.json({ state: next, validation: { ...validation } }, 200);
   })
   .openapi(testsRoute, async (c) => {
     const { id } = c.req.valid("param");
@@ -539,8 +540,8 @@ export const wizardRoutes = createRouter()
     const secretsToSeal: Record<string, string> = {};
     const signingSecrets: Record<string, string> = {};
     const masked: MaskedChannel[] = [];
-    for (const channel of data.channels) {
-      const { secrets, created } = await channelSecrets(c, id, channel);
+    for (const [index, channel] of data.channels.entries()) {
+      const { secrets, created } = await channelSecrets(c, id, channel, `channels.${index}`);
       if (created) signingSecrets[channel.name] = created;
       for (const [field, value] of Object.entries(secrets))
         secretsToSeal[`channel:${channel.name}.${field}`] = value;
@@ -555,7 +556,7 @@ export const wizardRoutes = createRouter()
     const { channel } = c.req.valid("json");
     const state = await readState(c, id);
     if (state.status !== "open") throw new ApiError("CONFLICT", "This wizard has been committed.");
-    const { secrets, created } = await channelSecrets(c, id, channel);
+    const { secrets, created } = await channelSecrets(c, id, channel, "channel");
     if (created) {
       const slot = `channel:${channel.name}.signing_secret`;
       const sealed = await sealForWizard(c, id, { [slot]: created });

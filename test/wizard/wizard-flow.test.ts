@@ -104,6 +104,26 @@ describe("wizard state machine", () => {
     expect(mismatch.status).toBe(422);
   });
 
+  it("generates a Keywarden key per service (and a backup at enterprise), shown once and never stored in the state", async () => {
+    const { id } = await walkToTesting(tenant);
+    const generated = await wizardCall<{
+      state: State;
+      generated: Record<string, { key: string; backup_key?: string; secrets: Record<string, string> }>;
+    }>(tenant, "POST", `/${id}/keys/generate`, {});
+    expect(generated.status).toBe(200);
+    expect(generated.headers.get("cache-control")).toBe("no-store");
+    expect(Object.keys(generated.body.generated).sort()).toEqual(["openai", "stripe"]);
+    expect(generated.body.generated.stripe?.key).toMatch(/^kw_live_/);
+    expect(generated.body.generated.stripe?.backup_key).toMatch(/^kw_live_/);
+    expect(generated.body.state.steps.keys.issued_keys.stripe?.key_id).toMatch(/^key_/);
+    const reloaded = await wizardCall(tenant, "GET", `/${id}`);
+    expect(JSON.stringify(reloaded.body)).not.toContain(generated.body.generated.stripe?.key as string);
+    // Not usable before the commit: the rows are only staged in the wizard.
+    expect(await verify(tenant, generated.body.generated.stripe?.key as string)).toMatchObject({
+      code: "NOT_FOUND",
+    });
+  });
+
   it("returns the whole state so a reload resumes exactly where the admin was, masked", async () => {
     const { id, secrets } = await walkToTesting(tenant);
     const { body } = await wizardCall(tenant, "GET", `/${id}`);
@@ -198,6 +218,21 @@ describe("wizard commit", () => {
       .bind(tenant.id)
       .first();
     expect(policy).toEqual({ security_level: "enterprise", require_2fa: 1 });
+    const channels = await callJson<{
+      items: { id: string; kind: string; config: Record<string, string> }[];
+    }>("GET", "/api/v1/monitoring/channels", { key: tenant.adminKey });
+    expect(channels.body.items.map((ch) => ch.id)).toEqual(created?.channels);
+    expect(channels.body.items[0]?.config).toEqual({ to: "ops@example.com" });
+    const rules = await callJson<{ items: { channel_ids: string[] }[] }>("GET", "/api/v1/monitoring/rules", {
+      key: tenant.adminKey,
+    });
+    expect(rules.body.items[0]?.channel_ids).toEqual(created?.channels);
+    const policyView = await callJson("GET", "/api/v1/security-policy", { key: tenant.adminKey });
+    expect(policyView.body).toMatchObject({
+      security_level: "enterprise",
+      ip_allowlist: ["203.0.113.0/24"],
+      rotation_days: 90,
+    });
     const stub = env.WIZARD_SESSION.get(env.WIZARD_SESSION.idFromString(id));
     expect(await stub.sealed(tenant.id)).toEqual({ ok: true, value: {} });
     expect(await dumpDatabase()).not.toContain(secrets.openai);
