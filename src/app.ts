@@ -15,6 +15,7 @@ import { keyRoutes } from "./routes/keys";
 import { monitoringRoutes } from "./routes/monitoring";
 import { serviceRoutes } from "./routes/services";
 import { tenantRoutes } from "./routes/tenants";
+import { twoFactorRoutes } from "./routes/two-factor";
 import { verifyRoutes } from "./routes/verify";
 import { wizardRoutes } from "./routes/wizard";
 import { wizardSeedRoutes } from "./routes/wizard-seed";
@@ -80,6 +81,7 @@ export function buildApp() {
   app.route("/", healthRoutes);
   app.route("/api/v1/tenants", tenantRoutes);
   app.route("/api/v1/auth/session", authSessionRoutes);
+  app.route("/api/v1/auth/totp", twoFactorRoutes);
   app.route("/api/v1/keys/verify", verifyRoutes);
   app.route("/api/v1/keys", keyRoutes);
   app.route("/api/v1/credentials", credentialRoutes);

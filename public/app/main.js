@@ -200,6 +200,7 @@ function signIn(note) {
   renderWho();
   nav.replaceChildren();
   const key = input({ type: "password", name: "key" });
+  const totp = input({ name: "totp", inputMode: "numeric", autocomplete: "one-time-code", maxLength: 6 });
   const submit = h("button", { class: "primary", text: "Sign in" });
   const form = h(
     "form",
@@ -211,11 +212,15 @@ function signIn(note) {
         alertBox().hidden = true;
         busy(submit, async () => {
           try {
-            session = await api("POST", "/api/v1/auth/session", { key: key.value.trim() });
-            key.value = "";
+            const code = totp.value.trim();
+            session = await api("POST", "/api/v1/auth/session", {
+              key: key.value.trim(),
+              ...(code ? { totp: code } : {}),
+            });
+            key.value = totp.value = "";
             await openWizard();
           } catch (err) {
-            setFieldError(key, err.errors[0]?.message);
+            setFieldError(err.errors[0]?.path === "totp" ? totp : key, err.errors[0]?.message);
             showAlert(err.message);
             key.focus();
           }
@@ -225,6 +230,10 @@ function signIn(note) {
     field("Admin key", key, {
       path: "key",
       hint: "A key of your tenant with the wizard scope. It is exchanged for a 15-minute session cookie; this page does not keep it.",
+    }),
+    field("Two-factor code", totp, {
+      path: "totp",
+      hint: "The 6-digit code from your authenticator app, once 2FA is enrolled for this key.",
     }),
     h("p", { class: "actions" }, submit),
   );

@@ -212,3 +212,16 @@ export const wizardCommits = sqliteTable("wizard_commits", {
   summary: text("summary", { mode: "json" }).$type<Record<string, unknown>>().notNull(),
   committedAt: integer("committed_at").notNull(),
 });
+
+/** TOTP second factor of one admin key (RFC 6238). The shared secret is ciphertext, AAD-bound to the key. */
+export const adminTotp = sqliteTable("admin_totp", {
+  keyId: text("key_id").primaryKey(),
+  tenantId: text("tenant_id")
+    .notNull()
+    .references(() => tenants.id),
+  sealedSecret: text("sealed_secret").notNull(),
+  confirmedAt: integer("confirmed_at"),
+  /** The last accepted time step: a code is never accepted twice (RFC 6238 §5.2). */
+  lastStep: integer("last_step").notNull().default(0),
+  createdAt: integer("created_at").notNull(),
+});

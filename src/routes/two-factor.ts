@@ -1,0 +1,109 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { and, eq } from "drizzle-orm";
+import { auditActor } from "../audit/actor";
+import { commitWithAudit } from "../audit/audit-log";
+import { requireScope } from "../auth/authenticate";
+import { matchTotp, newTotpSecret, otpauthUri, toBase32 } from "../auth/totp";
+import { totpRecord, totpSecretOf } from "../auth/totp-store";
+import { sealValues } from "../credentials/sealed-fields";
+import { database } from "../db/client";
+import { adminTotp } from "../db/schema";
+import { ApiError } from "../errors";
+import { bearerSecurity, createRouter, jsonBody, jsonContent, NO_STORE, problems } from "../openapi/shared";
+import { unseal } from "../vault/keyring";
+
+const tags = ["Auth"];
+const route = <T extends Parameters<typeof createRoute>[0]>(config: T) =>
+  createRoute({ tags, security: bearerSecurity, middleware: [requireScope("wizard")] as const, ...config });
+
+const enrollRoute = route({
+  method: "post",
+  path: "/enroll",
+  summary: "Start TOTP enrollment for the calling admin key (the secret is shown once)",
+  responses: {
+    201: jsonContent(
+      z.object({ secret: z.string(), otpauth_uri: z.string() }),
+      "Add it to an authenticator app, then confirm.",
+    ),
+    ...problems("UNAUTHENTICATED", "FORBIDDEN", "CONFLICT", "SEALED"),
+  },
+});
+
+const confirmRoute = route({
+  method: "post",
+  path: "/confirm",
+  summary: "Confirm enrollment with a current code; from then on sign-in needs a code",
+  request: { body: jsonBody(z.strictObject({ code: z.string().max(10) }).openapi("ConfirmTotp")) },
+  responses: {
+    200: jsonContent(z.object({ enrolled: z.literal(true) }), "Enrolled."),
+    ...problems("UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "VALIDATION_FAILED", "SEALED"),
+  },
+});
+
+export const twoFactorRoutes = createRouter()
+  .openapi(enrollRoute, async (c) => {
+    const principal = c.get("principal");
+    const db = database(c.env.DB);
+    const existing = await db.select().from(adminTotp).where(eq(adminTotp.keyId, principal.keyId)).get();
+    if (existing?.confirmedAt) throw new ApiError("CONFLICT", "2FA is already enrolled for this key.");
+    const secret = newTotpSecret();
+    const keys = await unseal(c.env, db);
+    const { sealed, countEncryptions } = await sealValues(keys, db, totpRecord(principal), {
+      secret: toBase32(secret),
+    });
+    const row = {
+      keyId: principal.keyId,
+      tenantId: principal.tenantId,
+      sealedSecret: sealed.secret as string,
+      confirmedAt: null,
+      lastStep: 0,
+      createdAt: Date.now(),
+    };
+    await commitWithAudit(
+      db,
+      auditActor(c),
+      [
+        db.insert(adminTotp).values(row).onConflictDoUpdate({ target: adminTotp.keyId, set: row }),
+        countEncryptions,
+      ],
+      [{ action: "totp.enroll", targetType: "key", targetId: principal.keyId }],
+    );
+    return c.json(
+      { secret: toBase32(secret), otpauth_uri: otpauthUri(secret, principal.keyId) },
+      201,
+      NO_STORE,
+    );
+  })
+  .openapi(confirmRoute, async (c) => {
+    const principal = c.get("principal");
+    const db = database(c.env.DB);
+    const row = await db
+      .select()
+      .from(adminTotp)
+      .where(and(eq(adminTotp.keyId, principal.keyId), eq(adminTotp.tenantId, principal.tenantId)))
+      .get();
+    if (!row) throw new ApiError("NOT_FOUND", "Start enrollment first.");
+    const step = await matchTotp(
+      await totpSecretOf(c.env, db, row),
+      c.req.valid("json").code,
+      Date.now(),
+      row.lastStep,
+    );
+    if (step === null) {
+      throw new ApiError("VALIDATION_FAILED", "The code did not match.", {
+        errors: [{ path: "code", message: "did not match" }],
+      });
+    }
+    await commitWithAudit(
+      db,
+      auditActor(c),
+      [
+        db
+          .update(adminTotp)
+          .set({ confirmedAt: Date.now(), lastStep: step })
+          .where(eq(adminTotp.keyId, row.keyId)),
+      ],
+      [{ action: "totp.confirm", targetType: "key", targetId: row.keyId }],
+    );
+    return c.json({ enrolled: true as const }, 200);
+  });
