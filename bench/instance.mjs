@@ -1,0 +1,145 @@
+// One benchmarked deployment: a host process running workerd with its own D1, a tenant created
+// through the API, one API-issued "warm" key, and seeded keys up to a target count; plus the load
+// scenarios that go with it.
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { forkWorker } from "./ipc.mjs";
+import { breakChecksum, mintStoredKey } from "./keys.mjs";
+import { isWorkerd, log, stopChild } from "./system.mjs";
+
+const SEED_CHUNK = 10_000;
+
+/**
+ * Starts an instance with exactly `storedKeys` rows in api_keys: the tenant's admin key, the warm key,
+ * one probe key (checks the seeded rows verify, then never used again) and `storedKeys - 3` more.
+ */
+export async function startInstance({
+  name,
+  bench,
+  root,
+  work,
+  buildDir,
+  worker,
+  secrets,
+  storedKeys,
+  options,
+}) {
+  const dir = join(work, name);
+  mkdirSync(join(dir, "tmp"), { recursive: true });
+  // Miniflare's temp files go under `work` too (TMPDIR), so removing `work` removes everything.
+  const host = forkWorker(join(bench, "host.mjs"), { env: { ...process.env, TMPDIR: join(dir, "tmp") } });
+  const instance = {
+    name,
+    host,
+    inspectorPort: options.inspectorPort,
+    lastColdPassEnd: Number.NEGATIVE_INFINITY,
+  };
+  const started = await host.call({
+    cmd: "start",
+    args: {
+      buildDir,
+      persistDir: join(dir, "state"),
+      migrationsDir: join(root, "migrations"),
+      worker,
+      secrets,
+      ...options,
+    },
+  });
+  Object.assign(instance, started);
+  log(
+    `${name}: workerd pid ${started.workerdPid} on ${started.url} (migrations ${started.migrations.join(", ")})`,
+  );
+
+  const api = async (path, token, body) => {
+    const response = await fetch(new URL(path, instance.url), {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const json = await response.json();
+    if (!response.ok) throw new Error(`${path} -> ${response.status} ${JSON.stringify(json)}`);
+    return json;
+  };
+  const { tenant, admin_key: adminKey } = await api("/api/v1/tenants", secrets.BOOTSTRAP_TOKEN, { name });
+  instance.adminKey = adminKey;
+  instance.prefix = tenant.key_prefix;
+  instance.warm = await api("/api/v1/keys", adminKey, { name: "warm" });
+
+  const count = async () =>
+    (await host.call({ cmd: "query", args: { sql: "SELECT count(*) AS n FROM api_keys" } }))[0].n;
+  const now = Date.now();
+  const minted = Array.from({ length: storedKeys - (await count()) }, (_, i) =>
+    mintStoredKey(tenant.id, instance.prefix, `bench-${i}`, now),
+  );
+  for (let i = 0; i < minted.length; i += SEED_CHUNK) {
+    await host.call({ cmd: "seed", args: { rows: minted.slice(i, i + SEED_CHUNK).map((k) => k.row) } });
+  }
+  const [probe, ...seeded] = minted;
+  const verdict = await api("/api/v1/keys/verify", adminKey, { key: probe.key });
+  if (verdict.code !== "VALID" || verdict.key_id !== probe.row.id) {
+    throw new Error(`a seeded key did not verify: ${JSON.stringify(verdict)}`);
+  }
+  instance.seeded = seeded;
+  instance.storedCount = await count();
+  log(`${name}: ${instance.storedCount} keys stored`);
+  instance.specs = scenarios(instance);
+
+  /** Restarts workerd (fresh isolate, so empty caches) with changed options; D1 data persists on disk. */
+  instance.restart = async (changes) => {
+    Object.assign(
+      instance,
+      { inspectorPort: undefined, ...changes },
+      await host.call({ cmd: "restart", args: changes }),
+    );
+    instance.specs = scenarios(instance);
+  };
+  instance.stop = async () => {
+    if (instance.stopped) return;
+    instance.stopped = true;
+    await host.call({ cmd: "stop" }).catch(() => {});
+    await stopChild(host.child);
+    // Normally gone with Miniflare's dispose(); only if the host died first would it be left over.
+    if (instance.workerdPid && isWorkerd(instance.workerdPid)) process.kill(instance.workerdPid);
+  };
+  return instance;
+}
+
+const verifyBody = (key) => JSON.stringify({ key });
+const validPrefix = (id) => `{"valid":true,"code":"VALID","key_id":"${id}"`;
+
+/** Load specs (see load.mjs) for this instance: every response's status and body is checked. */
+function scenarios({ url, adminKey, warm }) {
+  const verify = {
+    url,
+    method: "POST",
+    path: "/api/v1/keys/verify",
+    headers: { authorization: `Bearer ${adminKey}`, "content-type": "application/json" },
+  };
+  return {
+    healthz: () => ({ url, path: "/healthz", expect: { status: 200, body: '{"status":"ok"}' } }),
+    warm: () => ({
+      ...verify,
+      bodies: [verifyBody(warm.key)],
+      expect: { status: 200, prefix: validPrefix(warm.id) },
+    }),
+    badChecksum: () => ({
+      ...verify,
+      bodies: [verifyBody(breakChecksum(warm.key))],
+      expect: { status: 200, body: '{"valid":false,"code":"INVALID_FORMAT"}' },
+    }),
+    /** Well-formed keys that were never stored; `distinct` when each request should carry a new one. */
+    unknown: (keys) => ({
+      ...verify,
+      bodies: keys.map(verifyBody),
+      distinct: keys.length > 1,
+      expect: { status: 200, body: '{"valid":false,"code":"NOT_FOUND"}' },
+    }),
+    /** Stored keys, each sent once; every answer must be VALID with that key's own id. */
+    cold: (stored) => ({
+      ...verify,
+      bodies: stored.map((k) => verifyBody(k.key)),
+      distinct: true,
+      expect: { status: 200, prefixes: stored.map((k) => validPrefix(k.row.id)) },
+    }),
+  };
+}

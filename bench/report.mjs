@@ -1,0 +1,305 @@
+// Combines load runs into one figure per scenario and prints them as aligned tables.
+import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { join } from "node:path";
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+/**
+ * One figure from one or more runs of a scenario: throughput is correct responses over the summed
+ * measured time; percentiles are over every latency of every run; CPU figures are workerd's (and
+ * everyone else's) CPU seconds over the same runs.
+ */
+export function summarize(runs) {
+  const sum = (key) => runs.reduce((total, run) => total + run[key], 0);
+  const seconds = sum("seconds");
+  const wall = sum("wall");
+  const latencies = Float64Array.from(runs.flatMap((run) => Array.from(run.latencies))).sort();
+  return {
+    runs: runs.map((run) => run.ok / run.seconds),
+    rps: sum("ok") / seconds,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    requests: latencies.length,
+    bad: sum("bad") + sum("errors") + sum("timeouts"),
+    samples: runs.flatMap((run) => run.samples).slice(0, 3),
+    wrapped: runs.some((run) => run.wrapped),
+    /** workerd CPU time per response, in microseconds: what one request costs, whatever else runs. */
+    cpuUs: (sum("workerdCpuSeconds") / latencies.length) * 1e6,
+    trailingCpuUs: (sum("trailingCpuSeconds") / latencies.length) * 1e6,
+    serverCpu: sum("workerdCpuSeconds") / wall,
+    otherCpu: sum("otherCpuSeconds") / wall,
+    loadCpu: runs.reduce((total, run) => total + run.loadCpu * run.seconds, 0) / seconds,
+  };
+}
+
+const int = (n) => Math.round(n).toLocaleString("en-US");
+const ms = (n) => n.toFixed(2);
+const pct = (n) => `${Math.round(n * 100)}%`;
+const ratio = (n) => `${n.toFixed(2)}x`;
+/** Half the range of the per-run throughputs, relative to the figure: how much the runs disagreed. */
+const spread = (f) =>
+  f.runs.length < 2
+    ? "-"
+    : `±${Math.round(((Math.max(...f.runs) - Math.min(...f.runs)) / 2 / f.rps) * 100)}%`;
+const change = (to, from) => `${to >= from ? "+" : ""}${((to / from - 1) * 100).toFixed(1)}%`;
+
+function table(head, rows) {
+  const widths = head.map((title, i) => Math.max(title.length, ...rows.map((row) => String(row[i]).length)));
+  const line = (cells) =>
+    cells
+      .map((cell, i) => (i === 0 ? String(cell).padEnd(widths[i]) : String(cell).padStart(widths[i])))
+      .join("  ");
+  return [line(head), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
+}
+
+/** Scenario rows ([label, figure]) with ratios to `baseline` (a figure). */
+function scenarioTable(rows, baseline) {
+  return table(
+    [
+      "scenario",
+      "req/s",
+      "runs",
+      "p50 ms",
+      "p99 ms",
+      "vs baseline",
+      "CPU us/req",
+      "vs baseline",
+      "requests",
+      "wrong",
+      "workerd",
+      "loadgen",
+      "others",
+    ],
+    rows.map(([label, f]) => [
+      label,
+      int(f.rps),
+      spread(f),
+      ms(f.p50),
+      ms(f.p99),
+      ratio(f.rps / baseline.rps),
+      int(f.cpuUs),
+      ratio(baseline.cpuUs / f.cpuUs),
+      int(f.requests),
+      f.bad + (f.wrapped ? " (keys repeated!)" : ""),
+      pct(f.serverCpu),
+      pct(f.loadCpu),
+      pct(f.otherCpu),
+    ]),
+  );
+}
+
+const cpuWithWrite = (f) =>
+  f.trailingCpuUs > 0 ? `${int(f.cpuUs)} (${int(f.trailingCpuUs)})` : int(f.cpuUs);
+
+/**
+ * Rows of [label, figure with 1,000 keys, figure with 100,000 keys]. "(write)" is the part of the CPU
+ * per request spent after the last response: the batched usage write (cold passes only).
+ */
+function scalingTable(rows, baseline) {
+  return table(
+    [
+      "verify",
+      "1k: req/s",
+      "runs",
+      "vs base",
+      "p50 ms",
+      "p99 ms",
+      "CPU us",
+      "100k: req/s",
+      "runs",
+      "vs base",
+      "p50 ms",
+      "p99 ms",
+      "CPU us",
+      "req/s",
+      "CPU us",
+    ],
+    rows.map(([label, small, large]) => [
+      label,
+      int(small.rps),
+      spread(small),
+      ratio(small.rps / baseline.rps),
+      ms(small.p50),
+      ms(small.p99),
+      cpuWithWrite(small),
+      int(large.rps),
+      spread(large),
+      ratio(large.rps / baseline.rps),
+      ms(large.p50),
+      ms(large.p99),
+      cpuWithWrite(large),
+      change(large.rps, small.rps),
+      change(large.cpuUs, small.cpuUs),
+    ]),
+  );
+}
+
+/** Every wrong response, timeout or repeated cold key, spelled out (empty when the run was clean). */
+function problems(named) {
+  return named
+    .filter(([, f]) => f.bad > 0 || f.wrapped)
+    .map(
+      ([label, f]) =>
+        `! ${label}: ${f.bad} wrong/failed responses${f.wrapped ? ", bodies wrapped around (keys repeated)" : ""}` +
+        f.samples.map((sample) => `\n    e.g. ${sample}`).join(""),
+    );
+}
+
+const count = (n) => n.toLocaleString("en-US");
+const signed = (n) => `${n >= 0 ? "+" : ""}${(n * 100).toFixed(1)}%`;
+const round3 = (n) => Math.round(n * 1000) / 1000;
+
+/** The whole printout: readable tables, then the summary as one JSON object on the last line. */
+export function printReport({ main, scaling, stock, smallCount, largeCount, passSize }, settings, root) {
+  const miniflare = JSON.parse(
+    readFileSync(join(root, "node_modules/miniflare/package.json"), "utf8"),
+  ).version;
+  const base = main.healthz;
+  const out = [
+    "Keywarden benchmark",
+    `  harness     built worker (wrangler deploy --dry-run) on workerd via Miniflare ${miniflare}; load goes to`,
+    "              the worker's direct socket: no wrangler dev proxy, no Miniflare entry worker, no Node in the path",
+    `  load        autocannon in its own process, ${settings.connections} connections; each figure is ${settings.rounds} runs of ${settings.seconds} s (after a`,
+    `              ${settings.warmupSeconds} s warm-up each), taken round-robin with the figures it is compared with;`,
+    `              ${availableParallelism()} CPUs shared by workerd, the load generator and anything else running ("others")`,
+    `  limits      TENANT_RATE_LIMITER and AUTH_FAILURE_LIMITER raised to ${count(settings.ratelimitLimit)} per 60 s (wrangler.toml:`,
+    "              600 and 30), answered by an in-isolate counter (bench/worker-entry.mjs) instead of Miniflare's",
+    "              simulator, except in the last table",
+    "  checks      every response's status and body is checked; 'wrong' counts those that did not match",
+    `  cold        each request verifies a stored key the isolate has not looked up for > ${settings.keyCacheTtlMs / 1000} s (cache TTL):`,
+    `              passes over the same ${passSize} keys, >= ${(settings.keyCacheTtlMs + 500) / 1000} s apart`,
+    "  CPU us/req  workerd CPU time per response, all isolates (worker, D1 and Durable Object simulators); for",
+    "              cold passes it includes the batched usage write the pass leaves behind (in brackets: the",
+    "              part after the last response). Its ratio, baseline CPU / scenario CPU, is the throughput",
+    "              ratio workerd would show with a core to itself",
+    "  runs        half the range of the per-run req/s, relative to the figure: how much the runs disagreed",
+    "  each run starts with workerd idle (earlier traffic's usage write done)",
+    "",
+    `With ${count(smallCount)} keys stored; baseline = /healthz (runs: ${base.runs.map((r) => count(Math.round(r))).join(", ")} req/s)`,
+    scenarioTable(
+      [
+        ["/healthz (baseline)", base],
+        ["verify, valid key, warm cache", main.warm],
+        ["verify, bad checksum", main.badChecksum],
+        ["verify, unknown key (new each request)", main.unknown],
+        ["verify, unknown key (same key, cached)", main.unknownCached],
+        ["verify, cold cache", main.cold],
+      ],
+      base,
+    ),
+    "",
+    `Verify with ${count(smallCount)} vs ${count(largeCount)} keys stored, alternating between two instances: ${settings.rounds} warm runs and`,
+    `${settings.coldRounds} cold passes each (ratios to the baseline above; last two columns: 1k -> 100k)`,
+    scalingTable(
+      [
+        ["warm cache", scaling.warm1k, scaling.warm100k],
+        ["cold cache", scaling.cold1k, scaling.cold100k],
+      ],
+      base,
+    ),
+    "",
+    scenarioTable(
+      [
+        ["100k: warm cache", scaling.warm100k],
+        ["100k: cold cache (passes)", scaling.cold100k],
+        ["100k: cold cache, steady state*", scaling.coldSteady100k],
+      ],
+      base,
+    ),
+    "  * one continuous run over keys never used before, so the batched usage writes happen during the run",
+    "",
+    "For scale: Miniflare's simulated ratelimit binding (a SQLite Durable Object behind two fetch hops) in the path",
+    scenarioTable(
+      [
+        ["/healthz (baseline for this table)", stock.healthz],
+        ["verify, valid key, warm cache", stock.warm],
+        ["verify, bad checksum", stock.badChecksum],
+      ],
+      stock.healthz,
+    ),
+  ];
+  const all = [
+    ...Object.entries(main).map(([k, f]) => [`stage 1 ${k}`, f]),
+    ...Object.entries(scaling).map(([k, f]) => [`stage 2 ${k}`, f]),
+    ...Object.entries(stock).map(([k, f]) => [`stock ${k}`, f]),
+  ];
+  const issues = problems(all);
+  out.push(
+    "",
+    issues.length ? issues.join("\n") : "All measured responses had the expected status and body.",
+  );
+
+  const rps = (f, b = base) => round3(f.rps / b.rps);
+  const cpu = (f, b = base) => round3(b.cpuUs / f.cpuUs);
+  const us = (f) => Math.round(f.cpuUs);
+  const others = Math.max(...all.map(([, f]) => f.otherCpu));
+  const summary = {
+    baseline_rps: Math.round(base.rps),
+    verify_warm_ratio: rps(main.warm),
+    verify_bad_checksum_ratio: rps(main.badChecksum),
+    verify_unknown_ratio: rps(main.unknown),
+    verify_cold_ratio: rps(main.cold),
+    verify_warm_ratio_1k: rps(scaling.warm1k),
+    verify_cold_ratio_1k: rps(scaling.cold1k),
+    verify_warm_ratio_100k: rps(scaling.warm100k),
+    verify_cold_ratio_100k: rps(scaling.cold100k),
+    verify_cold_steady_ratio_100k: rps(scaling.coldSteady100k),
+    verify_unknown_cached_ratio: rps(main.unknownCached),
+    warm_rps_change_1k_to_100k: round3(scaling.warm100k.rps / scaling.warm1k.rps - 1),
+    cold_rps_change_1k_to_100k: round3(scaling.cold100k.rps / scaling.cold1k.rps - 1),
+    warm_cpu_change_1k_to_100k: round3(scaling.warm100k.cpuUs / scaling.warm1k.cpuUs - 1),
+    cold_cpu_change_1k_to_100k: round3(scaling.cold100k.cpuUs / scaling.cold1k.cpuUs - 1),
+    cpu_us_per_request: {
+      healthz: us(base),
+      warm: us(main.warm),
+      bad_checksum: us(main.badChecksum),
+      unknown: us(main.unknown),
+      unknown_cached: us(main.unknownCached),
+      cold: us(main.cold),
+      warm_1k: us(scaling.warm1k),
+      cold_1k: us(scaling.cold1k),
+      warm_100k: us(scaling.warm100k),
+      cold_100k: us(scaling.cold100k),
+      cold_steady_100k: us(scaling.coldSteady100k),
+      stock_ratelimit_healthz: us(stock.healthz),
+      stock_ratelimit_warm: us(stock.warm),
+    },
+    cpu_ratio: {
+      verify_warm: cpu(main.warm),
+      verify_bad_checksum: cpu(main.badChecksum),
+      verify_unknown: cpu(main.unknown),
+      verify_cold: cpu(main.cold),
+    },
+    p50_ms: Object.fromEntries(
+      Object.entries({ healthz: base, ...main }).map(([k, f]) => [k, round3(f.p50)]),
+    ),
+    p99_ms: Object.fromEntries(
+      Object.entries({ healthz: base, ...main }).map(([k, f]) => [k, round3(f.p99)]),
+    ),
+    stock_ratelimit_verify_warm_ratio: rps(stock.warm, stock.healthz),
+    stock_ratelimit_verify_bad_checksum_ratio: rps(stock.badChecksum, stock.healthz),
+    other_processes_max_cpu: round3(others),
+    wrong_responses: all.reduce((total, [, f]) => total + f.bad, 0),
+    targets_met: {
+      warm_ge_0_7: main.warm.rps / base.rps >= 0.7,
+      bad_checksum_ge_0_9: main.badChecksum.rps / base.rps >= 0.9,
+      warm_flat_within_15pct: Math.abs(scaling.warm100k.rps / scaling.warm1k.rps - 1) <= 0.15,
+      cold_flat_within_15pct: Math.abs(scaling.cold100k.rps / scaling.cold1k.rps - 1) <= 0.15,
+    },
+  };
+  out.push(
+    "",
+    `Targets, throughput:  warm ${ratio(summary.verify_warm_ratio)} (>= 0.70x), bad checksum ${ratio(summary.verify_bad_checksum_ratio)} (>= 0.90x), ` +
+      `1k -> 100k warm ${signed(summary.warm_rps_change_1k_to_100k)}, cold ${signed(summary.cold_rps_change_1k_to_100k)} (within 15%)`,
+    `Same, CPU per request: warm ${ratio(summary.cpu_ratio.verify_warm)}, bad checksum ${ratio(summary.cpu_ratio.verify_bad_checksum)}, ` +
+      `1k -> 100k warm ${signed(summary.warm_cpu_change_1k_to_100k)}, cold ${signed(summary.cold_cpu_change_1k_to_100k)}`,
+    `Other processes used up to ${pct(others)} of a core during a run` +
+      (others > 0.2 ? ": the machine was shared, so throughput is noisier than CPU per request" : ""),
+  );
+  console.log(out.join("\n"));
+  console.log(JSON.stringify(summary));
+}

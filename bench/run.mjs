@@ -1,0 +1,281 @@
+// `npm run bench`: builds the worker, runs it on workerd (bench/host.mjs, one process per instance),
+// drives it with autocannon (bench/load.mjs, its own process) and prints verify throughput against
+// /healthz. The last line printed is one JSON object with the figures. See bench/README.md.
+import { execFileSync } from "node:child_process";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startInstance } from "./instance.mjs";
+import { forkWorker } from "./ipc.mjs";
+import { generateKey } from "./keys.mjs";
+import { saveProfile, startProfile, summarizeProfile } from "./profile.mjs";
+import { printReport, summarize } from "./report.mjs";
+import { cpuSeconds, log, machineBusySeconds, readWranglerToml, sleep, stopChild } from "./system.mjs";
+
+const BENCH = dirname(fileURLToPath(import.meta.url));
+const ROOT = dirname(BENCH);
+
+const SETTINGS = {
+  connections: Number(process.env.BENCH_CONNECTIONS ?? 32),
+  /** Length of one measured run. Scenarios are measured in several short runs, round-robin (below). */
+  seconds: Number(process.env.BENCH_SECONDS ?? 2),
+  warmupSeconds: 0.5,
+  /** Rounds: each round runs every compared scenario once, so drift on this shared machine hits all alike. */
+  rounds: Number(process.env.BENCH_ROUNDS ?? 3),
+  /** Cold passes per store size in the 1k/100k comparison: one pass is only ~1 s, so more of them. */
+  coldRounds: 2 * Number(process.env.BENCH_ROUNDS ?? 3),
+  /** Rounds for the last table (Miniflare's ratelimit simulator), which is there for scale only. */
+  stockRounds: 2,
+  /** Far above anything a run can send, so nothing is throttled (wrangler.toml: 600 and 30 per 60 s). */
+  ratelimitLimit: 1_000_000_000,
+  /** src/keys/key-record.ts KEY_CACHE_TTL_MS: a key is cold again this long after its last lookup. */
+  keyCacheTtlMs: 10_000,
+  /** The worker buffers usage counters this long (USAGE_FLUSH_MS default) before one batched D1 write. */
+  usageFlushMs: 1_000,
+  storedSmall: 1_000,
+  storedLarge: 100_000,
+};
+const COLD_REPEAT_GAP_MS = SETTINGS.keyCacheTtlMs + 500;
+/** BENCH_PROFILE=1: CPU-profile the worker isolate during stage 1 (slows it; for attribution only). */
+const PROFILE = process.env.BENCH_PROFILE === "1";
+const INSPECTOR_PORT = 9329;
+
+function build(buildDir) {
+  log("building the worker (wrangler deploy --dry-run)");
+  execFileSync(join(ROOT, "node_modules/.bin/wrangler"), ["deploy", "--dry-run", "--outdir", buildDir], {
+    cwd: ROOT,
+    stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+  });
+  // The entry the harness loads: imports the bundle, swaps in the in-isolate ratelimit binding.
+  copyFileSync(join(BENCH, "worker-entry.mjs"), join(buildDir, "bench-entry.mjs"));
+}
+
+function reportProfile(label, profile, bundleDir) {
+  const dir = join(ROOT, "bench-results");
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${label.replace(/[^\w]+/g, "-")}.cpuprofile`);
+  saveProfile(profile, file);
+  const { total, byFile, byFunction } = summarizeProfile(profile, bundleDir);
+  log(`profile of "${label}": ${total} samples of the worker isolate, saved to ${file}`);
+  log(
+    `  self time by source file:\n${byFile.join("\n")}\n  self time by function:\n${byFunction.join("\n")}`,
+  );
+}
+
+async function main(cleanup) {
+  const work = mkdtempSync(join(tmpdir(), "keywarden-bench-"));
+  cleanup.push(() => rmSync(work, { recursive: true, force: true }));
+  const buildDir = join(work, "build");
+  build(buildDir);
+
+  const load = forkWorker(join(BENCH, "load.mjs"));
+  cleanup.push(() => stopChild(load.child));
+  const worker = readWranglerToml(ROOT);
+  const secrets = {
+    MASTER_KEY: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64"),
+    BOOTSTRAP_TOKEN: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url"),
+  };
+  const instances = [];
+  const start = async (name, storedKeys, options = {}) => {
+    const instance = await startInstance({
+      name,
+      bench: BENCH,
+      root: ROOT,
+      work,
+      buildDir,
+      worker,
+      secrets,
+      storedKeys,
+      options: { leanRatelimit: true, ratelimitLimit: SETTINGS.ratelimitLimit, ...options },
+    });
+    instances.push(instance);
+    cleanup.push(() => instance.stop());
+    return instance;
+  };
+  // Two deployments of the same build, one per store size, so the 1k/100k comparison can alternate
+  // between them and drift on this shared machine hits both alike.
+  const small = await start("1k", SETTINGS.storedSmall, PROFILE ? { inspectorPort: INSPECTOR_PORT } : {});
+  const large = await start("100k", SETTINGS.storedLarge);
+
+  let lastLoadEnd = Number.NEGATIVE_INFINITY;
+  const ourCpu = () =>
+    [load.child.pid, ...instances.flatMap((i) => [i.workerdPid, i.host.child.pid])].reduce(
+      (total, pid) => total + cpuSeconds(pid),
+      (process.cpuUsage().user + process.cpuUsage().system) / 1e6,
+    );
+  const workerdCpu = () => instances.reduce((total, i) => total + cpuSeconds(i.workerdPid), 0);
+
+  /**
+   * Waits until the usage write of earlier traffic has run (it fires usageFlushMs after a request)
+   * and workerd is idle, so one scenario's background work never lands in the next one's figures.
+   */
+  async function settle() {
+    await sleep(Math.max(0, lastLoadEnd + SETTINGS.usageFlushMs + 200 - performance.now()));
+    for (let i = 0; i < 50; i++) {
+      const before = workerdCpu();
+      await sleep(200);
+      if (workerdCpu() - before <= 0.01) return;
+    }
+  }
+
+  /**
+   * One measured run against `instance`, after an unmeasured warm-up run of the same scenario (unless
+   * `warmup` is null), starting with workerd idle. Records the CPU time workerd used during the measured
+   * run (with `flushAfter`, also for the usage write the run leaves behind) and the CPU time every other
+   * process on the machine used meanwhile (other sessions share these cores).
+   */
+  async function measure(instance, label, spec, { warmup = {}, amount, flushAfter = false } = {}) {
+    log(`${instance.name}: ${label}`);
+    const base = { connections: SETTINGS.connections, duration: SETTINGS.seconds, ...spec };
+    await settle();
+    if (warmup) await load.call({ spec: { ...base, duration: SETTINGS.warmupSeconds, ...warmup } });
+    const stopProfile = PROFILE && instance.inspectorPort ? await startProfile(INSPECTOR_PORT) : undefined;
+    const before = {
+      workerd: cpuSeconds(instance.workerdPid),
+      ours: ourCpu(),
+      machine: machineBusySeconds(),
+    };
+    const started = performance.now();
+    const result = await load.call({ spec: { ...base, amount } });
+    const wall = (performance.now() - started) / 1000;
+    lastLoadEnd = performance.now();
+    const workerdAfterLoad = cpuSeconds(instance.workerdPid);
+    if (flushAfter) await settle();
+    const after = { workerd: cpuSeconds(instance.workerdPid), ours: ourCpu(), machine: machineBusySeconds() };
+    if (stopProfile) reportProfile(`${instance.name} ${label}`, await stopProfile(), buildDir);
+    return {
+      ...result,
+      wall: flushAfter ? (performance.now() - started) / 1000 : wall,
+      workerdCpuSeconds: after.workerd - before.workerd,
+      /** After the last response until idle: the usage write the run left behind (`flushAfter` only). */
+      trailingCpuSeconds: after.workerd - workerdAfterLoad,
+      otherCpuSeconds: Math.max(0, after.machine - before.machine - (after.ours - before.ours)),
+    };
+  }
+
+  /**
+   * A cold pass: each of `keys` verified exactly once. The same keys are sent again only after the
+   * isolate's cache entries for them have expired (COLD_REPEAT_GAP_MS after the previous pass ended).
+   */
+  async function coldPass(instance, label, keys) {
+    await sleep(Math.max(0, instance.lastColdPassEnd + COLD_REPEAT_GAP_MS - performance.now()));
+    const run = await measure(instance, label, instance.specs.cold(keys), {
+      warmup: null,
+      amount: keys.length,
+      flushAfter: true,
+    });
+    instance.lastColdPassEnd = performance.now();
+    return run;
+  }
+
+  const passKeys = (instance) => instance.seeded.slice(0, SETTINGS.storedSmall - 3);
+  const unknownKeys = Array.from({ length: 80_000 }, () => generateKey(small.prefix));
+  const unknownWarmup = { bodies: unknownKeys.slice(60_000).map((key) => JSON.stringify({ key })) };
+  const clock = () => {
+    const t = performance.now();
+    return () => `${((performance.now() - t) / 1000).toFixed(0)} s`;
+  };
+
+  // Stage 1, 1,000 keys stored: every scenario. Rounds of healthz / warm / bad checksum / cached miss,
+  // each followed by a cold pass; the passes go over the same 997 keys, spaced past the cache TTL by
+  // the round in between (which touches none of those keys). Distinct unknown keys go last, since
+  // they fill the isolate's cache with misses.
+  let took = clock();
+  const s = small.specs;
+  const stage1 = { healthz: [], warm: [], badChecksum: [], unknownCached: [], cold: [] };
+  for (let round = 1; round <= SETTINGS.rounds; round++) {
+    stage1.healthz.push(await measure(small, `/healthz (round ${round})`, s.healthz()));
+    stage1.warm.push(await measure(small, `verify warm (round ${round})`, s.warm()));
+    stage1.badChecksum.push(await measure(small, `verify bad checksum (round ${round})`, s.badChecksum()));
+    stage1.unknownCached.push(
+      await measure(small, `verify unknown, same key (round ${round})`, s.unknown([unknownKeys[0]])),
+    );
+    stage1.cold.push(await coldPass(small, `verify cold (round ${round})`, passKeys(small)));
+  }
+  const main = Object.fromEntries(Object.entries(stage1).map(([k, runs]) => [k, summarize(runs)]));
+  main.unknown = summarize([
+    await measure(
+      small,
+      "verify unknown, new key each request",
+      { ...s.unknown(unknownKeys.slice(0, 60_000)), duration: SETTINGS.seconds * SETTINGS.rounds },
+      { warmup: unknownWarmup },
+    ),
+  ]);
+  log(`stage 1 took ${took()}`);
+
+  // Stage 2, 1,000 vs 100,000 keys: warm runs and cold passes (the same 997 keys each time, per
+  // instance), alternating between the two instances round by round. A pass lasts about a second and
+  // varies a lot run to run here, so there are twice as many cold rounds as warm ones.
+  took = clock();
+  const runs = { warm1k: [], warm100k: [], cold1k: [], cold100k: [] };
+  for (let round = 1; round <= SETTINGS.coldRounds; round++) {
+    if (round <= SETTINGS.rounds) {
+      runs.warm1k.push(await measure(small, `verify warm (round ${round})`, small.specs.warm()));
+      runs.warm100k.push(await measure(large, `verify warm (round ${round})`, large.specs.warm()));
+    }
+    runs.cold1k.push(await coldPass(small, `verify cold (round ${round})`, passKeys(small)));
+    runs.cold100k.push(await coldPass(large, `verify cold (round ${round})`, passKeys(large)));
+  }
+  const scaling = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, summarize(v)]));
+  // Steady state on 100k: one continuous run over keys never used before, usage writes included.
+  const steady = large.seeded.slice(SETTINGS.storedSmall);
+  scaling.coldSteady100k = summarize([
+    await measure(
+      large,
+      "verify cold, steady state",
+      { ...large.specs.cold(steady.slice(15_000)), duration: SETTINGS.seconds * SETTINGS.rounds },
+      {
+        warmup: large.specs.cold(steady.slice(0, 15_000)),
+      },
+    ),
+  ]);
+  log(`stage 2 took ${took()}`);
+
+  // Stage 3: the 1k instance restarted with Miniflare's own ratelimit simulator in the request path.
+  took = clock();
+  await large.stop();
+  instances.splice(instances.indexOf(large), 1);
+  log("1k: restarting workerd with Miniflare's simulated ratelimit bindings");
+  await small.restart({ leanRatelimit: false, inspectorPort: undefined });
+  const stockRuns = { healthz: [], warm: [], badChecksum: [] };
+  for (let round = 1; round <= SETTINGS.stockRounds; round++) {
+    for (const name of Object.keys(stockRuns)) {
+      stockRuns[name].push(
+        await measure(small, `stock ratelimit: ${name} (round ${round})`, small.specs[name]()),
+      );
+    }
+  }
+  const stock = Object.fromEntries(Object.entries(stockRuns).map(([k, runs]) => [k, summarize(runs)]));
+  log(`stage 3 took ${took()}`);
+
+  return {
+    main,
+    scaling,
+    stock,
+    smallCount: small.storedCount,
+    largeCount: large.storedCount,
+    passSize: passKeys(small).length,
+  };
+}
+
+const cleanup = [];
+async function runCleanup() {
+  while (cleanup.length) await cleanup.pop()();
+}
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.on(signal, async () => {
+    await runCleanup();
+    process.exit(130);
+  });
+}
+try {
+  const results = await main(cleanup);
+  await runCleanup();
+  printReport(results, SETTINGS, ROOT);
+} catch (error) {
+  await runCleanup();
+  console.error(error);
+  process.exit(1);
+}
