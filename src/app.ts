@@ -72,8 +72,9 @@ export function buildApp() {
   );
   app.use("/api/*", async (c, next) => {
     await next();
-    // API answers are per-caller and may carry key material: never let a cache keep them.
-    c.header("cache-control", "no-store");
+    // API answers are per-caller and may carry key material: never let a cache keep them. Set on the
+    // response itself: c.header() after next() would rebuild the whole Response on every call.
+    c.res.headers.set("cache-control", "no-store");
   });
   app.use("/api/*", bodyLimit({ maxSize: MAX_BODY_BYTES }));
   app.use("/api/*", wellFormedJsonText);

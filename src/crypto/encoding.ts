@@ -19,9 +19,11 @@ export function fromBase64(text: string): Uint8Array<ArrayBuffer> {
   return bytes;
 }
 
+const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, "0"));
+
 export function toHex(bytes: ArrayBuffer | Uint8Array): string {
   const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   let hex = "";
-  for (const byte of view) hex += byte.toString(16).padStart(2, "0");
+  for (const byte of view) hex += HEX[byte];
   return hex;
 }
