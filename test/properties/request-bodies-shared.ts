@@ -7,8 +7,11 @@
  *
  * - the status is one the endpoint may legally give, never 5xx and never a silent 429;
  * - every 4xx is problem+json with a known `code`;
- * - a rejection changes nothing (row counts of tenants/data_keys/api_keys/audit_log/keyring,
- *   a fingerprint over every api_keys row, and the target key's row are compared before/after);
+ * - a rejection changes nothing: the row counts of every table a request can write, fingerprints
+ *   that move on any update of api_keys, credentials, data_keys (the encryption counter) and the
+ *   channel/rule/policy tables, the target key's or credential's full row, and a target wizard's
+ *   whole Durable Object state (what GET /api/v1/wizard/{id} shows, plus its sealed blobs) are
+ *   compared before/after; and a rejected request never calls out to the network;
  * - a 2xx (the random body happened to be valid) has exactly the effect that outcome implies;
  * - a body over 64 KiB is 413, and a body at or under it never is;
  * - Object.prototype is never polluted.
@@ -30,45 +33,89 @@ import {
   schemaShapedTextArb,
   validTextArb,
 } from "./body-arbitraries";
+import { VAULT_ENDPOINTS } from "./endpoints-vault";
+import { WIZARD_ENDPOINTS } from "./endpoints-wizard";
+import { makeTarget, type Target, type TargetKind, takeOutbound, useMockNetwork } from "./targets";
 import {
   type Body,
   byteLength,
   type Counts,
   counts,
+  type Delta,
   delta,
   expectNoPrototypePollution,
   expectNotRateLimited,
   expectProblem,
+  expectUnchanged,
   NO_CHANGE,
   send,
   TenantBudget,
+  wizardSnapshot,
 } from "./worker-support";
 
-type Delta = ReturnType<typeof delta>;
-
-interface RunContext {
+export interface RunContext {
   path: string;
   bearer: string;
+  /** The api key or credential row compared before/after (null for none or a wizard). */
   targetId: string | null;
+  target: Target | null;
+  /** The path parameter drawn for this request, if the endpoint has any. */
+  variant: string | undefined;
+  /** The request body as JSON.parse reads it (undefined when it is not JSON text). */
+  request: unknown;
 }
 
-interface Endpoint {
+/** What a 2xx did, for the endpoint's own checks beyond the row-count delta. */
+export interface Effect {
+  before: Counts;
+  after: Counts;
+  /** A target wizard's Durable Object snapshot (state, sealed blobs, issued rows) before/after. */
+  wizardBefore: string | null;
+  wizardAfter: string | null;
+  /** "METHOD url" of every outbound request the worker made while answering. */
+  outbound: string[];
+  text: string;
+  headers: Headers;
+}
+
+export interface Endpoint {
   label: string;
-  method: "POST" | "PATCH";
+  method: "POST" | "PATCH" | "PUT";
   fields: FieldMap;
   required: string[];
+  /** Coherent valid bodies, for endpoints whose fields depend on one another; default validTextArb. */
+  valid?: fc.Arbitrary<string>;
   /** Every status this endpoint may legally answer a generated body with. */
   allowed: number[];
   /** bootstrap: the operator token, no tenant budget; key: a tenant admin key; none: unauthenticated. */
   auth: "bootstrap" | "key" | "none";
-  /** Whether the endpoint acts on an existing key (PATCH, rotate). */
-  target: boolean;
-  path: (targetId: string | null) => string;
-  /** Checks a 2xx is a legal outcome with exactly the implied row changes; returns true if the target was consumed. */
-  onSuccess: (status: number, body: Record<string, unknown>, change: Delta, ctx: RunContext) => boolean;
+  /** What the endpoint acts on (made fresh per tenant, and after a success that consumes it). */
+  target: TargetKind | null;
+  /** Path parameters drawn per request (e.g. the service of POST …/keys/{service_id}). */
+  variants?: string[];
+  /** Whether the endpoint may call out at all (live checks, channel tests); any other never may. */
+  network?: boolean;
+  path: (target: Target | null, variant: string | undefined) => string;
+  /** Extra request headers (If-Match). */
+  headers?: (target: Target) => Record<string, string>;
+  /** Checks a 2xx is a legal outcome with exactly the implied changes; returns true if the target was consumed. */
+  onSuccess: (
+    status: number,
+    body: Record<string, unknown>,
+    change: Delta,
+    ctx: RunContext,
+    effect: Effect,
+  ) => boolean;
 }
 
-const ENDPOINTS: Endpoint[] = [
+/** Rows a 2xx of an endpoint that only writes keys and audit rows must leave alone. */
+function expectOnlyKeysWritten(effect: Effect): void {
+  expect(effect.after.credentialsFingerprint).toBe(effect.before.credentialsFingerprint);
+  expect(effect.after.monitoringFingerprint).toBe(effect.before.monitoringFingerprint);
+  expect(effect.outbound).toEqual([]);
+}
+
+const KEY_ENDPOINTS: Endpoint[] = [
   {
     label: "POST /api/v1/tenants",
     method: "POST",
@@ -76,16 +123,17 @@ const ENDPOINTS: Endpoint[] = [
     required: ["name"],
     allowed: [201, 400, 413, 415, 422],
     auth: "bootstrap",
-    target: false,
+    target: null,
     path: () => "/api/v1/tenants",
-    onSuccess: (status, body, change) => {
+    onSuccess: (status, body, change, _ctx, effect) => {
       expect(status).toBe(201);
       const tenant = body.tenant as { id: string; name: string; key_prefix: string };
       expect(tenant.id).toMatch(/^ten_/);
       expect(tenant.name.length).toBeGreaterThan(0);
       const parsed = parseKey(body.admin_key as string);
       expect(parsed?.prefix).toBe(tenant.key_prefix);
-      expect(change).toEqual({ tenants: 1, dataKeys: 1, apiKeys: 1, auditLog: 2, keyring: 0 });
+      expect(change).toEqual({ ...NO_CHANGE, tenants: 1, dataKeys: 1, apiKeys: 1, auditLog: 2 });
+      expectOnlyKeysWritten(effect);
       return false;
     },
   },
@@ -96,15 +144,16 @@ const ENDPOINTS: Endpoint[] = [
     required: ["name"],
     allowed: [201, 400, 413, 415, 422],
     auth: "key",
-    target: false,
+    target: null,
     path: () => "/api/v1/keys",
-    onSuccess: (status, body, change) => {
+    onSuccess: (status, body, change, _ctx, effect) => {
       expect(status).toBe(201);
       expect(parseKey(body.key as string)).not.toBeNull();
       expect((body.name as string).trim().length).toBeGreaterThan(0);
       const made = body.backup_key ? 2 : 1;
       expect(body.backup_key !== undefined).toBe(body.security_level === "enterprise");
-      expect(change).toEqual({ tenants: 0, dataKeys: 0, apiKeys: made, auditLog: made, keyring: 0 });
+      expect(change).toEqual({ ...NO_CHANGE, apiKeys: made, auditLog: made });
+      expectOnlyKeysWritten(effect);
       return false;
     },
   },
@@ -115,12 +164,13 @@ const ENDPOINTS: Endpoint[] = [
     required: [],
     allowed: [200, 400, 413, 415, 422],
     auth: "key",
-    target: true,
-    path: (id) => `/api/v1/keys/${id}`,
-    onSuccess: (status, body, change, ctx) => {
+    target: "key",
+    path: (target) => `/api/v1/keys/${target?.rowId}`,
+    onSuccess: (status, body, change, ctx, effect) => {
       expect(status).toBe(200);
       expect(body.id).toBe(ctx.targetId);
       expect(change).toEqual({ ...NO_CHANGE, auditLog: 1 });
+      expectOnlyKeysWritten(effect);
       return false;
     },
   },
@@ -131,13 +181,14 @@ const ENDPOINTS: Endpoint[] = [
     required: [],
     allowed: [201, 400, 409, 413, 415, 422],
     auth: "key",
-    target: true,
-    path: (id) => `/api/v1/keys/${id}/rotate`,
-    onSuccess: (status, body, change, ctx) => {
+    target: "key",
+    path: (target) => `/api/v1/keys/${target?.rowId}/rotate`,
+    onSuccess: (status, body, change, ctx, effect) => {
       expect(status).toBe(201);
       expect((body.previous as { id: string }).id).toBe(ctx.targetId);
       expect(parseKey(body.key as string)).not.toBeNull();
       expect(change).toEqual({ ...NO_CHANGE, apiKeys: 1, auditLog: 1 });
+      expectOnlyKeysWritten(effect);
       return true; // a rotated key cannot be rotated again: use a fresh target
     },
   },
@@ -148,14 +199,15 @@ const ENDPOINTS: Endpoint[] = [
     required: ["key"],
     allowed: [200, 400, 413, 415, 422],
     auth: "key",
-    target: false,
+    target: null,
     path: () => "/api/v1/keys/verify",
-    onSuccess: (status, body, change) => {
+    onSuccess: (status, body, change, _ctx, effect) => {
       expect(status).toBe(200);
       // Generated keys are never real ones: always a well-formed negative verdict.
       expect(body.valid).toBe(false);
       expect(VERIFY_CODES).toContain(body.code);
       expect(change).toEqual(NO_CHANGE);
+      expectUnchanged(effect.before, effect.after, "a verification");
       return false;
     },
   },
@@ -167,7 +219,7 @@ const ENDPOINTS: Endpoint[] = [
     // No generated key is real, so a 2xx here would be an authentication bypass.
     allowed: [400, 401, 413, 415, 422],
     auth: "none",
-    target: false,
+    target: null,
     path: () => "/api/v1/auth/session",
     onSuccess: () => {
       throw new Error("a generated body started a session");
@@ -175,45 +227,93 @@ const ENDPOINTS: Endpoint[] = [
   },
 ];
 
+const ENDPOINTS: Endpoint[] = [...KEY_ENDPOINTS, ...VAULT_ENDPOINTS, ...WIZARD_ENDPOINTS];
+
+/**
+ * The request body as the worker reads it, for the success checks; undefined when it is not JSON
+ * text. Request.json() decodes UTF-8 the WHATWG way, which drops one leading BOM, so "\ufeff{…}"
+ * is a legal body.
+ */
+function parsedRequest(body: Body): unknown {
+  try {
+    if (typeof body === "string") return JSON.parse(body.replace(/^\ufeff/, ""));
+    if (body instanceof Uint8Array) return JSON.parse(new TextDecoder().decode(body));
+  } catch {
+    // not JSON: only a rejection is legal, and that needs no request
+  }
+  return undefined;
+}
+
 /** Drives one endpoint with generated bodies and checks every response. */
-class EndpointDriver {
+export class EndpointDriver {
   private readonly budget: TenantBudget;
-  private target: { tenantId: string; id: string } | null = null;
+  private target: Target | null = null;
   readonly seen = new Map<number, number>();
   /**
-   * The snapshot taken after the previous run. Nothing else writes counted rows between runs, so
-   * it is the next run's "before" unless this driver set something up in between.
+   * The snapshot taken after the previous run. Nothing else writes counted rows (or the target
+   * wizard) between runs, so it is the next run's "before" unless this driver set something up.
    */
-  private cached: { generation: number; targetId: string | null; counts: Counts } | null = null;
+  private cached: {
+    generation: number;
+    targetId: string | null;
+    wizardId: string | null;
+    counts: Counts;
+    wizard: string | null;
+  } | null = null;
   private refreshes = 0;
+  /** The target was consumed and kept (refreshes used up): the next property starts with a fresh one. */
+  private consumed = false;
 
   constructor(private readonly endpoint: Endpoint) {
     this.budget = new TenantBudget(endpoint.label);
   }
 
-  private async context(): Promise<RunContext> {
+  private async context(variantIndex: number): Promise<RunContext> {
+    const variants = this.endpoint.variants;
+    const variant = variants ? variants[variantIndex % variants.length] : undefined;
+    const base = { targetId: null, target: null, variant, request: undefined };
     if (this.endpoint.auth === "bootstrap") {
-      return { path: this.endpoint.path(null), bearer: env.BOOTSTRAP_TOKEN, targetId: null };
+      return { ...base, path: this.endpoint.path(null, variant), bearer: env.BOOTSTRAP_TOKEN };
     }
-    if (this.endpoint.auth === "none") return { path: this.endpoint.path(null), bearer: "", targetId: null };
+    if (this.endpoint.auth === "none")
+      return { ...base, path: this.endpoint.path(null, variant), bearer: "" };
     let tenant = await this.budget.take(1);
-    if (this.endpoint.target && this.target?.tenantId !== tenant.id) {
-      const fresh = await this.budget.newKey("property target");
-      tenant = fresh.tenant;
-      this.target = { tenantId: fresh.tenant.id, id: fresh.id };
+    if (this.endpoint.target && this.target?.tenant.id !== tenant.id) {
+      this.target = await makeTarget(this.endpoint.target, this.budget);
     }
-    const targetId = this.endpoint.target ? (this.target?.id ?? null) : null;
-    return { path: this.endpoint.path(targetId), bearer: tenant.adminKey, targetId };
+    const target = this.endpoint.target ? this.target : null;
+    if (target) tenant = target.tenant;
+    return {
+      ...base,
+      target,
+      targetId: target?.rowId ?? null,
+      path: this.endpoint.path(target, variant),
+      bearer: tenant.adminKey,
+    };
   }
 
-  async run(body: Body, contentType: string | null = "application/json"): Promise<number> {
-    const ctx = await this.context();
+  async run(body: Body, contentType: string | null = "application/json", variantIndex = 0): Promise<number> {
+    const ctx = await this.context(variantIndex);
+    const wizardId = ctx.target?.wizardId ?? null;
+    // Taken, not read: a run that fails midway leaves no snapshot behind for the shrinking runs.
+    const cached = this.cached;
+    this.cached = null;
     const reusable =
-      this.cached !== null &&
-      this.cached.generation === this.budget.generation &&
-      this.cached.targetId === ctx.targetId;
-    const before: Counts = reusable && this.cached ? this.cached.counts : await counts(ctx.targetId);
-    const response = await send(this.endpoint.method, ctx.path, { body, contentType, bearer: ctx.bearer });
+      cached !== null &&
+      cached.generation === this.budget.generation &&
+      cached.targetId === ctx.targetId &&
+      cached.wizardId === wizardId;
+    const before: Counts = reusable ? cached.counts : await counts(ctx.targetId);
+    const snapshot = () => (ctx.target && wizardId ? wizardSnapshot(ctx.target.tenant.id, wizardId) : null);
+    const wizardBefore = reusable ? cached.wizard : await snapshot();
+    takeOutbound();
+    const headers = ctx.target && this.endpoint.headers ? this.endpoint.headers(ctx.target) : undefined;
+    const response = await send(this.endpoint.method, ctx.path, {
+      body,
+      contentType,
+      bearer: ctx.bearer,
+      ...(headers ? { headers } : {}),
+    });
     const { status } = response;
     expectNotRateLimited(status, this.endpoint.label);
     this.seen.set(status, (this.seen.get(status) ?? 0) + 1);
@@ -221,52 +321,99 @@ class EndpointDriver {
       500,
     );
     expect(this.endpoint.allowed, `${this.endpoint.label} gave status ${status}`).toContain(status);
-    const after = await counts(ctx.targetId);
+    const [after, wizardAfter] = await Promise.all([counts(ctx.targetId), snapshot()]);
+    const outbound = takeOutbound();
+    if (!this.endpoint.network) expect(outbound, `${this.endpoint.label} called out`).toEqual([]);
     const size = byteLength(body);
     if (size > MAX_BODY_BYTES) expect(status).toBe(413);
     else if (!Number.isNaN(size)) expect(status).not.toBe(413);
 
     if (status >= 400) {
       expectProblem(response);
-      expect(delta(before, after), "a rejected request changed row counts").toEqual(NO_CHANGE);
-      expect(after.apiKeysFingerprint, "a rejected request modified an api_keys row").toBe(
-        before.apiKeysFingerprint,
-      );
-      expect(after.target, "a rejected request modified the target key").toBe(before.target);
+      expectUnchanged(before, after);
+      expect(wizardAfter, "a rejected request changed the wizard").toBe(wizardBefore);
+      expect(outbound, "a rejected request called out").toEqual([]);
     } else {
       expect(response.headers.get("content-type")).toMatch(/^application\/json/);
-      const consumed = this.endpoint.onSuccess(status, JSON.parse(response.text), delta(before, after), ctx);
+      ctx.request = parsedRequest(body);
+      const consumed = this.endpoint.onSuccess(status, JSON.parse(response.text), delta(before, after), ctx, {
+        before,
+        after,
+        wizardBefore,
+        wizardAfter,
+        outbound,
+        text: response.text,
+        headers: response.headers,
+      });
       // A rotated key answers 409 to further rotations, which is itself a legal rejection worth
       // exercising; a fresh target is minted only for the first few successes (each costs writes).
       if (consumed && this.refreshes < MAX_TARGET_REFRESHES) {
         this.refreshes += 1;
         this.target = null;
-      }
+      } else if (consumed) this.consumed = true;
     }
-    this.cached = { generation: this.budget.generation, targetId: ctx.targetId, counts: after };
+    this.cached = {
+      generation: this.budget.generation,
+      targetId: ctx.targetId,
+      wizardId,
+      counts: after,
+      wizard: wizardAfter,
+    };
     expectNoPrototypePollution();
     return status;
   }
 
-  /** A fresh target after a successful rotation (the old one now answers 409). */
+  /** Starts a property: its own status tally, its own target refreshes, no consumed target. */
+  beginProperty(): void {
+    this.seen.clear();
+    this.refreshes = 0;
+    if (this.consumed) this.target = null;
+    this.consumed = false;
+  }
+
+  /** A fresh target after a success that consumed the old one (a rotated key now answers 409). */
   async refreshTargetIfConsumed(): Promise<void> {
     if (this.endpoint.target && this.target === null) {
-      const fresh = await this.budget.newKey("property target");
-      this.target = { tenantId: fresh.tenant.id, id: fresh.id };
+      this.target = await makeTarget(this.endpoint.target, this.budget);
     }
+  }
+
+  /**
+   * Ends a property: a target wizard's GET /api/v1/wizard/{id} still shows exactly the state the
+   * per-request snapshots compared (they read the Durable Object directly, to spare the budget).
+   */
+  async endProperty(): Promise<void> {
+    const target = this.target;
+    if (!target?.wizardId) return;
+    await this.budget.take(1);
+    const viaHttp = await send("GET", `/api/v1/wizard/${target.wizardId}`, {
+      bearer: target.tenant.adminKey,
+    });
+    expectNotRateLimited(viaHttp.status, "GET /api/v1/wizard/{id}");
+    expect(viaHttp.status).toBe(200);
+    const stored = JSON.parse(await wizardSnapshot(target.tenant.id, target.wizardId)) as {
+      storage: { state: unknown };
+    };
+    expect(JSON.parse(viaHttp.text)).toEqual(stored.storage.state);
   }
 }
 
-async function drive(endpoint: Endpoint, arb: fc.Arbitrary<GeneratedBody>, numRuns: number) {
-  const driver = new EndpointDriver(endpoint);
+async function drive(driver: EndpointDriver, arb: fc.Arbitrary<GeneratedBody>, numRuns: number) {
+  driver.beginProperty();
   await fc.assert(
-    fc.asyncProperty(arb, async ({ body }) => {
+    fc.asyncProperty(arb, fc.nat(), async ({ body }, variant) => {
       await driver.refreshTargetIfConsumed();
-      await driver.run(body);
+      await driver.run(body, "application/json", variant);
     }),
     { numRuns },
   );
+  await driver.endProperty();
   return driver.seen;
+}
+
+/** Coherent valid bodies of an endpoint. */
+export function validBodyArb(endpoint: Endpoint): fc.Arbitrary<string> {
+  return endpoint.valid ?? validTextArb(endpoint.fields, endpoint.required);
 }
 
 // 650 mixed + 275 schema-shaped + 25 oversize + 50 wrong-content-type = 1,000 generated bodies
@@ -280,13 +427,23 @@ if (MIXED_RUNS + SHAPED_RUNS + OVERSIZE_RUNS + CONTENT_TYPE_RUNS < 1_000) {
   throw new Error("SECURITY.md case 16 needs at least 1,000 generated bodies per endpoint");
 }
 
+/** The endpoints of the given labels, in order; throws on an unknown label. */
+export function endpointsByLabel(labels: string[]): Endpoint[] {
+  const endpoints = labels.map((label) => ENDPOINTS.find((endpoint) => endpoint.label === label));
+  const missing = labels.filter((_, index) => endpoints[index] === undefined);
+  if (missing.length) throw new Error(`unknown endpoint ${missing.join(", ")}`);
+  return endpoints as Endpoint[];
+}
+
 /**
  * Registers the property suite for the named endpoints. Each test file takes a share of the
  * endpoints so vitest can run them on separate workers (each file also gets its own storage).
  */
 export function describeRequestBodyProperties(labels: string[]): void {
-  const endpoints = ENDPOINTS.filter((endpoint) => labels.includes(endpoint.label));
-  if (endpoints.length !== labels.length) throw new Error(`unknown endpoint in ${labels.join(", ")}`);
+  const endpoints = endpointsByLabel(labels);
+  // Every file mocks the network: live checks, channel tests and the wizard's testing step call out,
+  // and for every other endpoint the recorder proves no request (rejected or not) ever does.
+  useMockNetwork();
 
   // The first unseal of a fresh database writes the keyring row; do it before any counting.
   beforeAll(async () => {
@@ -294,8 +451,20 @@ export function describeRequestBodyProperties(labels: string[]): void {
   });
 
   describe.each(endpoints)("$label", (endpoint) => {
+    // One driver for all of this endpoint's properties: its tenant and target carry over (a new
+    // tenant only when the budget is spent), which saves a tenant and a target walk per property.
+    let shared: EndpointDriver | undefined;
+    const driverOf = () => {
+      shared ??= new EndpointDriver(endpoint);
+      return shared;
+    };
+
     it(`${MIXED_RUNS} mixed hostile bodies: only legal 2xx or problem+json 4xx, and a rejection changes nothing`, async () => {
-      const seen = await drive(endpoint, hostileBodyArb(endpoint.fields, endpoint.required), MIXED_RUNS);
+      const seen = await drive(
+        driverOf(),
+        hostileBodyArb(endpoint.fields, endpoint.required, validBodyArb(endpoint)),
+        MIXED_RUNS,
+      );
       // The generator must actually reach validation failures, parse failures and the size cap.
       expect(seen.get(422) ?? 0).toBeGreaterThan(0);
       expect(seen.get(400) ?? 0).toBeGreaterThan(0);
@@ -308,15 +477,9 @@ export function describeRequestBodyProperties(labels: string[]): void {
           weight: 3,
           arbitrary: schemaShapedTextArb(endpoint.fields).map((body) => ({ kind: "shaped", body })),
         },
-        {
-          weight: 1,
-          arbitrary: validTextArb(endpoint.fields, endpoint.required).map((body) => ({
-            kind: "valid",
-            body,
-          })),
-        },
+        { weight: 1, arbitrary: validBodyArb(endpoint).map((body) => ({ kind: "valid", body })) },
       );
-      const seen = await drive(endpoint, arb, SHAPED_RUNS);
+      const seen = await drive(driverOf(), arb, SHAPED_RUNS);
       const successes = [...seen].filter(([status]) => status < 300).reduce((n, [, count]) => n + count, 0);
       // Valid bodies do happen, and are then handled as real requests (except the session endpoint,
       // where no generated key is real).
@@ -324,7 +487,7 @@ export function describeRequestBodyProperties(labels: string[]): void {
     });
 
     it("bodies over 64 KiB are 413 whether sent with a Content-Length or streamed without one", async () => {
-      const driver = new EndpointDriver(endpoint);
+      const driver = driverOf();
       await fc.assert(
         fc.asyncProperty(oversizeTextArb, fc.boolean(), async (text, streamed) => {
           const bytes = new TextEncoder().encode(text);
@@ -340,35 +503,34 @@ export function describeRequestBodyProperties(labels: string[]): void {
         }),
         { numRuns: OVERSIZE_RUNS },
       );
+      await driver.endProperty();
     });
 
     it("a body of exactly 64 KiB is not 413, one byte more is", async () => {
-      const driver = new EndpointDriver(endpoint);
+      const driver = driverOf();
       const exact = `{"x":"${"a".repeat(MAX_BODY_BYTES - 8)}"}`;
       expect(new TextEncoder().encode(exact).byteLength).toBe(MAX_BODY_BYTES);
       expect(await driver.run(exact)).not.toBe(413);
       expect(await driver.run(`${exact} `)).toBe(413);
+      await driver.endProperty();
     });
 
     // Was a 500 until toApiError mapped @hono/zod-openapi's HTTPException(415) (commit ab8c218).
     it("a wrong or missing Content-Type is 415 problem+json and changes nothing", async () => {
-      const driver = new EndpointDriver(endpoint);
+      const driver = driverOf();
       await fc.assert(
-        fc.asyncProperty(
-          validTextArb(endpoint.fields, endpoint.required),
-          contentTypeArb,
-          async (body, contentType) => {
-            const status = await driver.run(body, contentType);
-            expect(status).toBe(415);
-          },
-        ),
+        fc.asyncProperty(validBodyArb(endpoint), contentTypeArb, async (body, contentType) => {
+          const status = await driver.run(body, contentType);
+          expect(status).toBe(415);
+        }),
         { numRuns: CONTENT_TYPE_RUNS },
       );
+      await driver.endProperty();
     });
 
     // Regression: a recursive walk once overflowed the stack on deep bodies (500).
     it("JSON nested 8,000 to 30,000 levels deep (under 64 KiB) is a 4xx, never a 5xx", async () => {
-      const driver = new EndpointDriver(endpoint);
+      const driver = driverOf();
       await fc.assert(
         fc.asyncProperty(
           fc.integer({ min: 8_000, max: 30_000 }),
@@ -385,6 +547,7 @@ export function describeRequestBodyProperties(labels: string[]): void {
         ),
         { numRuns: 10 },
       );
+      await driver.endProperty();
     });
   });
 }

@@ -12,68 +12,18 @@ import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { callJson, createKey, createTenant, type TestTenant } from "../helpers/api";
+import { legalNameArb, sqlishArb } from "./sql-arbitraries";
 import {
   counts,
   delta,
   expectNotRateLimited,
   expectProblem,
+  expectUnchanged,
   NO_CHANGE,
   send,
   TenantBudget,
   tableNames,
 } from "./worker-support";
-
-const FRAGMENTS = [
-  "' OR 1=1 --",
-  "' OR '1'='1",
-  '" OR ""="',
-  '"; DROP TABLE api_keys; --',
-  "'; DELETE FROM tenants; --",
-  "1; UPDATE api_keys SET revoked_at = 1",
-  "') UNION SELECT hash, hash FROM api_keys --",
-  "%",
-  "_",
-  "%_%",
-  "\\",
-  "\\'",
-  "\\\\",
-  "\\%",
-  "’",
-  "‘",
-  "“",
-  "”",
-  "＇",
-  "ʼ",
-  "`",
-  "--",
-  "/*",
-  "*/",
-  ";",
-  "?",
-  "?1",
-  ":name",
-  "@p",
-  "$1",
-  "\u0000",
-  "NULL",
-  "null",
-  "0x00",
-  "char(39)",
-  "||",
-  "ATTACH DATABASE 'x' AS y",
-  "PRAGMA writable_schema=1",
-];
-
-/** A string stitched from SQL fragments and filler. */
-const sqlishArb = fc
-  .array(fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...FRAGMENTS) }, fc.string({ maxLength: 6 })), {
-    minLength: 1,
-    maxLength: 5,
-  })
-  .map((parts) => parts.join(""));
-
-/** Non-blank after trim and ≤ 100 characters: a name the schema accepts. */
-const legalNameArb = sqlishArb.map((s) => s.slice(0, 100)).filter((s) => s.trim().length > 0);
 
 let bystander: TestTenant;
 let bystanderSnapshot: unknown;
@@ -173,11 +123,11 @@ describe("SQL metacharacters in stored data", () => {
         expect(created.status).toBe(201);
         expect(created.body.tenant.name).toBe(name.trim());
         expect(delta(before, await counts())).toEqual({
+          ...NO_CHANGE,
           tenants: 1,
           dataKeys: 1,
           apiKeys: 1,
           auditLog: 2,
-          keyring: 0,
         });
         const stored = await env.DB.prepare("SELECT name FROM tenants WHERE id = ?")
           .bind(created.body.tenant.id)
@@ -211,10 +161,7 @@ describe("SQL metacharacters in ids, cursors and query parameters", () => {
     expectNotRateLimited(response.status, `${method} ${path}`);
     expect(response.status, `${method} ${path} → ${response.text.slice(0, 200)}`).toBeLessThan(500);
     if (response.status >= 400) expectProblem(response);
-    const after = await counts(victimId);
-    expect(delta(before, after)).toEqual(NO_CHANGE);
-    expect(after.apiKeysFingerprint).toBe(before.apiKeysFingerprint);
-    expect(after.target).toBe(before.target);
+    expectUnchanged(before, await counts(victimId), `${method} ${path}`);
     return response;
   }
 
@@ -257,6 +204,8 @@ describe("SQL metacharacters in ids, cursors and query parameters", () => {
   it("base64 cursors carrying SQL are refused with 400 unless they decode to the strict cursor grammar", async () => {
     await fc.assert(
       fc.asyncProperty(sqlishArb, fc.integer({ min: 0, max: 2 ** 40 }), async (sqlish, createdAt) => {
+        // A "." after the id is the pinned decodeCursor leniency (sql-metacharacters-vault): left out here.
+        fc.pre(!sqlish.includes("."));
         const decoded = `${createdAt}.key_${sqlish}`;
         const bytes = new TextEncoder().encode(decoded);
         let binary = "";

@@ -1,7 +1,9 @@
 /** Shared plumbing for the property tests that drive the real worker. */
+import { runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { expect } from "vitest";
 import { ERROR_STATUS } from "../../src/errors";
+import type { WizardSession } from "../../src/wizard/wizard-session";
 import { BASE, createKey, createTenant, type TestTenant } from "../helpers/api";
 
 export type Body = string | Uint8Array | ReadableStream<Uint8Array> | undefined;
@@ -76,27 +78,67 @@ export interface Counts {
   apiKeys: number;
   auditLog: number;
   keyring: number;
+  credentials: number;
+  credentialVersions: number;
+  alertChannels: number;
+  alertRules: number;
+  securityPolicies: number;
+  wizardCommits: number;
   /** Changes whenever any api_keys row is updated, revoked or rotated (every write sets updated_at). */
   apiKeysFingerprint: string;
-  /** JSON of every mutable column of the target key (null without a target). */
+  /** Changes whenever any credential is renamed, re-versioned, deleted, restored or tested. */
+  credentialsFingerprint: string;
+  /** Changes whenever anything is encrypted (the per-DEK encryption counter) or a DEK is retired. */
+  dataKeysFingerprint: string;
+  /** Changes whenever a channel, rule or policy row is rewritten. */
+  monitoringFingerprint: string;
+  /**
+   * JSON of every mutable column of the target row (null without a target): an api key, or a
+   * credential together with every stored version of it (sealed and display fields included).
+   */
   target: string | null;
 }
 
-/** Row counts, the api_keys fingerprint and (if given) one key's full state, in a single query. */
+/**
+ * Row counts of every table a request can write (key_usage_daily aside: authenticating touches it
+ * off the response path), fingerprints that move on any update, and (if given) one key's or one
+ * credential's full state, in a single query.
+ */
 export async function counts(targetId: string | null = null): Promise<Counts> {
   const row = await env.DB.prepare(
     `SELECT
-       (SELECT json_array(name, scopes, enabled, revoked_at, expires_at, ip_allowlist, country_allowlist,
-                          ratelimit_limit, ratelimit_window_ms, usage_limit, refill_amount, refill_interval_ms,
-                          limits_version, metadata, rotated_to_id, rotated_from_id, updated_at, hash, start, last4)
-          FROM api_keys WHERE id = ?1) AS target,
+       COALESCE(
+         (SELECT json_array(name, scopes, enabled, revoked_at, expires_at, ip_allowlist, country_allowlist,
+                            ratelimit_limit, ratelimit_window_ms, usage_limit, refill_amount, refill_interval_ms,
+                            limits_version, metadata, rotated_to_id, rotated_from_id, updated_at, hash, start, last4)
+            FROM api_keys WHERE id = ?1),
+         (SELECT json_array(name, service_id, environment, security_level, current_version, status, deleted_at,
+                            last_test_status, last_test_reason, last_tested_at, provider_expires_at,
+                            provider_account, updated_at,
+                            (SELECT json_group_array(json_array(version, sealed_fields, display_fields, created_by))
+                               FROM credential_versions WHERE credential_id = ?1))
+            FROM credentials WHERE id = ?1)
+       ) AS target,
        (SELECT count(*) FROM tenants) AS tenants,
        (SELECT count(*) FROM data_keys) AS dataKeys,
        (SELECT count(*) FROM api_keys) AS apiKeys,
        (SELECT count(*) FROM audit_log) AS auditLog,
        (SELECT count(*) FROM keyring) AS keyring,
+       (SELECT count(*) FROM credentials) AS credentials,
+       (SELECT count(*) FROM credential_versions) AS credentialVersions,
+       (SELECT count(*) FROM alert_channels) AS alertChannels,
+       (SELECT count(*) FROM alert_rules) AS alertRules,
+       (SELECT count(*) FROM security_policies) AS securityPolicies,
+       (SELECT count(*) FROM wizard_commits) AS wizardCommits,
        (SELECT total(updated_at) || ':' || count(revoked_at) || ':' || count(rotated_to_id) || ':' ||
-               total(enabled) || ':' || total(length(name)) FROM api_keys) AS apiKeysFingerprint`,
+               total(enabled) || ':' || total(length(name)) FROM api_keys) AS apiKeysFingerprint,
+       (SELECT total(updated_at) || ':' || total(current_version) || ':' || count(deleted_at) || ':' ||
+               total(length(name)) || ':' || count(last_tested_at) || ':' || total(status = 'active')
+          FROM credentials) AS credentialsFingerprint,
+       (SELECT total(encryption_count) || ':' || total(status = 'active') FROM data_keys) AS dataKeysFingerprint,
+       (SELECT (SELECT total(length(name)) + total(length(config)) + total(length(sealed_secrets)) FROM alert_channels)
+               || ':' || (SELECT total(length(settings)) + total(length(channel_ids)) FROM alert_rules)
+               || ':' || (SELECT total(updated_at) FROM security_policies)) AS monitoringFingerprint`,
   )
     .bind(targetId)
     .first<Counts>();
@@ -111,10 +153,62 @@ export function delta(before: Counts, after: Counts) {
     apiKeys: after.apiKeys - before.apiKeys,
     auditLog: after.auditLog - before.auditLog,
     keyring: after.keyring - before.keyring,
+    credentials: after.credentials - before.credentials,
+    credentialVersions: after.credentialVersions - before.credentialVersions,
+    alertChannels: after.alertChannels - before.alertChannels,
+    alertRules: after.alertRules - before.alertRules,
+    securityPolicies: after.securityPolicies - before.securityPolicies,
+    wizardCommits: after.wizardCommits - before.wizardCommits,
   };
 }
 
-export const NO_CHANGE = { tenants: 0, dataKeys: 0, apiKeys: 0, auditLog: 0, keyring: 0 };
+export type Delta = ReturnType<typeof delta>;
+
+export const NO_CHANGE: Delta = {
+  tenants: 0,
+  dataKeys: 0,
+  apiKeys: 0,
+  auditLog: 0,
+  keyring: 0,
+  credentials: 0,
+  credentialVersions: 0,
+  alertChannels: 0,
+  alertRules: 0,
+  securityPolicies: 0,
+  wizardCommits: 0,
+};
+
+/** The fingerprints (and target row) a rejected request must leave exactly as they were. */
+export function expectUnchanged(before: Counts, after: Counts, context = "a rejected request"): void {
+  expect(delta(before, after), `${context} changed row counts`).toEqual(NO_CHANGE);
+  expect(after.apiKeysFingerprint, `${context} modified an api_keys row`).toBe(before.apiKeysFingerprint);
+  expect(after.credentialsFingerprint, `${context} modified a credentials row`).toBe(
+    before.credentialsFingerprint,
+  );
+  expect(after.dataKeysFingerprint, `${context} encrypted something or touched a data key`).toBe(
+    before.dataKeysFingerprint,
+  );
+  expect(after.monitoringFingerprint, `${context} modified a channel, rule or policy`).toBe(
+    before.monitoringFingerprint,
+  );
+  expect(after.target, `${context} modified the target row`).toBe(before.target);
+}
+
+/**
+ * Everything a wizard holds, read straight from its Durable Object in one call (no HTTP request,
+ * so no tenant budget): every storage entry (the state GET /api/v1/wizard/{id} answers with, the
+ * sealed blobs, the issued-key rows, any commit lease) and the expiry alarm. `tenantId` is checked
+ * against the stored state, so a snapshot can never be taken of another tenant's wizard by mistake.
+ */
+export async function wizardSnapshot(tenantId: string, wizardId: string): Promise<string> {
+  const stub = env.WIZARD_SESSION.get(env.WIZARD_SESSION.idFromString(wizardId));
+  const snapshot = await runInDurableObject(stub, async (_instance: WizardSession, state) => ({
+    storage: Object.fromEntries(state.storage.kv.list()),
+    alarm: await state.storage.getAlarm(),
+  }));
+  expect((snapshot.storage.state as { tenant_id?: string } | undefined)?.tenant_id).toBe(tenantId);
+  return JSON.stringify(snapshot);
+}
 
 export async function keyRow(id: string): Promise<Record<string, unknown> | null> {
   const row = await env.DB.prepare("SELECT * FROM api_keys WHERE id = ?")
@@ -175,4 +269,14 @@ export function expectNoPrototypePollution(): void {
   expect(Object.getOwnPropertyNames(Object.prototype).sort()).toEqual(PROTOTYPE_KEYS);
   expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   expect(Object.getOwnPropertyNames(Array.prototype)).not.toContain("polluted");
+}
+
+/**
+ * Which success paths the generated bodies actually reached (e.g. "monitoring/test webhook unreachable"),
+ * so a file can check its properties exercised them rather than passing on rejections alone.
+ */
+export const OUTCOMES = new Map<string, number>();
+
+export function recordOutcome(outcome: string): void {
+  OUTCOMES.set(outcome, (OUTCOMES.get(outcome) ?? 0) + 1);
 }
