@@ -11,13 +11,13 @@ export function encodeCursor(cursor: Cursor): string {
 }
 
 export function decodeCursor(text: string): Cursor {
+  let decoded = "";
   try {
-    const [createdAt, id] = atob(text).split(".");
-    if (createdAt && id && /^\d{1,15}$/.test(createdAt) && /^[a-z]+_[0-9A-Za-z]{1,40}$/.test(id)) {
-      return { createdAt: Number(createdAt), id };
-    }
+    decoded = atob(text);
   } catch {
     // fall through to the uniform error
   }
-  throw new ApiError("BAD_REQUEST", "The cursor is not valid.");
+  const match = /^(\d{1,15})\.([a-z]+_[0-9A-Za-z]{1,40})$/.exec(decoded);
+  if (!match) throw new ApiError("BAD_REQUEST", "The cursor is not valid.");
+  return { createdAt: Number(match[1]), id: match[2] as string };
 }

@@ -47,6 +47,8 @@ import {
   MonitoringStepSchema,
   SecurityStepSchema,
   ServicesStepSchema,
+  STEPS,
+  type Step,
   StepSchema,
 } from "../wizard/steps";
 import type { WizardResult } from "../wizard/wizard-session";
@@ -82,6 +84,18 @@ async function apply(c: Context<AppEnv>, id: string, mutation: WizardMutation): 
 
 async function readState(c: Context<AppEnv>, id: string): Promise<WizardState> {
   return unwrap(await wizardStub(c, id).read(c.get("principal").tenantId));
+}
+
+function assertOpen(state: WizardState) {
+  if (state.status !== "open") throw new ApiError("CONFLICT", "This wizard has been committed.");
+}
+
+/** The Durable Object enforces step order too; checking first means nothing is sealed for a refused call. */
+function assertReached(state: WizardState, step: Step) {
+  assertOpen(state);
+  if (STEPS.indexOf(state.furthest_step) < STEPS.indexOf(step)) {
+    throw new ApiError("CONFLICT", `Finish the "${state.furthest_step}" step first.`);
+  }
 }
 
 function securityOf(state: WizardState) {
@@ -408,6 +422,8 @@ export const wizardRoutes = createRouter()
         state = await apply(c, id, {
           type: "serviceFields",
           serviceId,
+          // Generating adds values; whatever the admin entered before stays.
+          keep: Object.keys(previous?.fields ?? {}),
           sealed: await sealForWizard(
             c,
             id,
@@ -445,6 +461,11 @@ export const wizardRoutes = createRouter()
     const state = await readState(c, id);
     const security = securityOf(state);
     const service = requireService(service_id, "service_id");
+    // Refuse before sealing anything: a rejected request must not spend the DEK's encryption budget.
+    assertOpen(state);
+    if (!state.steps.services?.service_ids.includes(service.id)) {
+      throw new ApiError("CONFLICT", "That service is not selected in this wizard.");
+    }
     const previous = state.steps.keys.services[service.id];
     const generated = (previous?.generated ?? []).filter((name) => fields[name] === undefined);
     const validation = validateCredential(service, fields, {
@@ -465,11 +486,15 @@ export const wizardRoutes = createRouter()
       id,
       Object.fromEntries(Object.entries(fields).map(([name, value]) => [`${service.id}.${name}`, value])),
     );
-    const merged = { ...(previous?.fields ?? {}), ...displayValues(service.fields, fields) };
+    const kept = Object.fromEntries(
+      Object.entries(previous?.fields ?? {}).filter(([field]) => generated.includes(field)),
+    );
+    const merged = { ...kept, ...displayValues(service.fields, fields) };
     const next = await apply(c, id, {
       type: "serviceFields",
       serviceId: service.id,
       sealed,
+      keep: generated,
       entry: {
         fields: merged,
         generated,
@@ -524,6 +549,7 @@ export const wizardRoutes = createRouter()
     const { id } = c.req.valid("param");
     const data = c.req.valid("json");
     const state = await readState(c, id);
+    assertReached(state, "monitoring");
     const names = data.channels.map((ch) => ch.name);
     const errors: { path: string; message: string }[] = [];
     if (new Set(names).size !== names.length)
@@ -554,8 +580,7 @@ export const wizardRoutes = createRouter()
   .openapi(testChannelRoute, async (c) => {
     const { id } = c.req.valid("param");
     const { channel } = c.req.valid("json");
-    const state = await readState(c, id);
-    if (state.status !== "open") throw new ApiError("CONFLICT", "This wizard has been committed.");
+    assertReached(await readState(c, id), "monitoring");
     const { secrets, created } = await channelSecrets(c, id, channel, "channel");
     if (created) {
       const slot = `channel:${channel.name}.signing_secret`;

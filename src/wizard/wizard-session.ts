@@ -150,7 +150,11 @@ export class WizardSession extends DurableObject<Env> {
       }
       case "serviceFields":
         this.assertSelected(state, mutation.serviceId);
-        this.deletePrefix(`${SEALED_PREFIX}${mutation.serviceId}.`);
+        // Entering a service's values replaces what was entered before; generated values listed in `keep` stay.
+        for (const [key] of [...this.kv.list({ prefix: `${SEALED_PREFIX}${mutation.serviceId}.` })]) {
+          if (!mutation.keep.includes(key.slice(`${SEALED_PREFIX}${mutation.serviceId}.`.length)))
+            this.kv.delete(key);
+        }
         for (const [slot, blob] of Object.entries(mutation.sealed))
           this.kv.put(`${SEALED_PREFIX}${slot}`, blob);
         state.steps.keys.services[mutation.serviceId] = mutation.entry;

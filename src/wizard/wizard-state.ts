@@ -56,6 +56,8 @@ export type WizardMutation =
       serviceId: string;
       entry: ServiceKeysEntry;
       sealed: Record<string, string>;
+      /** Fields of this service whose earlier values stay (generated ones); every other earlier value goes. */
+      keep: string[];
     }
   | { type: "issuedKeys"; issued: Record<string, IssuedKeySummary>; rows: unknown[] }
   | { type: "channelSecret"; slot: string; blob: string }

@@ -87,16 +87,8 @@ describe("a channel test or monitoring step on a wizard that has not reached the
     expect(new Set(observed.map((o) => o.label)).size).toBe(2);
   });
 
-  // BUG (src/routes/wizard.ts, monitoringRoute and testChannelRoute): the channel secrets (Slack URL,
-  // Twilio token, a new webhook signing secret) are sealed with the tenant's DEK (sealForWizard runs
-  // countEncryptions, an UPDATE of data_keys.encryption_count) before the Durable Object refuses the
-  // step with 409, so a rejected request writes to D1 and spends the DEK's IV budget.
-  // Fix: refuse before sealing. In both handlers, right after `const state = await readState(c, id);`:
-  //   if (state.status !== "open") throw new ApiError("CONFLICT", "This wizard has been committed.");
-  //   if (STEPS.indexOf(state.furthest_step) < STEPS.indexOf("monitoring"))
-  //     throw new ApiError("CONFLICT", `Finish the "${state.furthest_step}" step first.`);
-  // (import STEPS from "../wizard/steps"; the Durable Object keeps its own check as the authority.)
-  it.fails("... and encrypts nothing: the DEK's encryption counter is unchanged", () => {
+  // Regression test for a bug found by this suite (fixed).
+  it("... and encrypts nothing: the DEK's encryption counter is unchanged", () => {
     expect(observed.length).toBeGreaterThan(0);
     for (const { before, after, label } of observed)
       expect(after.dataKeysFingerprint, label).toBe(before.dataKeysFingerprint);

@@ -68,15 +68,8 @@ describe("entering values for a catalogue service the wizard has not selected", 
     );
   });
 
-  // BUG (src/routes/wizard.ts, serviceKeysRoute): the values are validated and then sealed with the
-  // tenant's DEK (sealForWizard executes countEncryptions, an UPDATE of data_keys.encryption_count)
-  // before the Durable Object refuses the unselected service with 409. A rejected request thus
-  // writes to D1 and spends the DEK's IV budget; repeated, it forces early DEK rotations.
-  // Fix: refuse before sealing, right after `const service = requireService(service_id, "service_id");`:
-  //   if (state.status !== "open") throw new ApiError("CONFLICT", "This wizard has been committed.");
-  //   if (!state.steps.services?.service_ids.includes(service.id))
-  //     throw new ApiError("CONFLICT", "That service is not selected in this wizard.");
-  it.fails("... and encrypts nothing: the DEK's encryption counter is unchanged", () => {
+  // Regression test for a bug found by this suite (fixed).
+  it("... and encrypts nothing: the DEK's encryption counter is unchanged", () => {
     expect(observed.length).toBeGreaterThan(0);
     for (const { before, after } of observed)
       expect(after.dataKeysFingerprint).toBe(before.dataKeysFingerprint);
@@ -128,20 +121,8 @@ describe("a secret Keywarden generated for a service, then the service's other v
     expect(Object.keys(committedFields)).toContain("token");
   });
 
-  // BUG (src/routes/wizard.ts serviceKeysRoute + src/wizard/wizard-session.ts "serviceFields"): entering
-  // a service's values replaces *all* its sealed values (deletePrefix(`sealed:<service>.`)) with only the
-  // submitted ones, while the state keeps listing the earlier ones (`merged` and `generated`). A secret
-  // Keywarden generated and showed once (GitHub's webhook secret, already configured at the provider) is
-  // silently dropped from the committed credential; the same happens to any earlier value not re-sent
-  // (e.g. a Stripe publishable key). Fix: carry the kept values over, and list only what is stored:
-  //   wizard-session.ts, case "serviceFields": delete only the slots being replaced, i.e.
-  //     for (const [key] of [...this.kv.list({ prefix: `${SEALED_PREFIX}${mutation.serviceId}.` })])
-  //       if (!mutation.keep.includes(key.slice(`${SEALED_PREFIX}${mutation.serviceId}.`.length))) this.kv.delete(key);
-  //   wizard-state.ts: add `keep: string[]` to the "serviceFields" mutation;
-  //   wizard.ts serviceKeysRoute: pass `keep: generated`, and build the display from what is kept:
-  //     const kept = Object.fromEntries(Object.entries(previous?.fields ?? {}).filter(([f]) => generated.includes(f)));
-  //     const merged = { ...kept, ...displayValues(service.fields, fields) };
-  it.fails("... and the committed credential holds the generated secret the wizard showed", () => {
+  // Regression test for a bug found by this suite (fixed).
+  it("... and the committed credential holds the generated secret the wizard showed", () => {
     expect(generatedSecret).not.toBe("");
     expect(committedFields.webhook_secret).toBe(generatedSecret);
   });

@@ -343,7 +343,7 @@ describe("monitoring channels", () => {
 
   it("refuses webhook URLs to private, loopback or plain-http hosts", async () => {
     const tenant = await createTenant("ssrf");
-    const { id } = await walkToTesting(tenant);
+    const { id } = await walkToMonitoring(tenant);
     for (const url of [
       "http://hooks.example.com/x",
       "https://127.0.0.1/x",
