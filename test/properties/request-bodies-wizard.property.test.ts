@@ -1,7 +1,7 @@
 /**
- * SECURITY.md case 16 for the wizard's first three steps; see request-bodies-shared.ts. Also two
- * defects of POST /api/v1/wizard/{id}/keys/{service_id} that the properties brought up, pinned
- * with `it.fails` (each next to a passing test of everything around it that does hold).
+ * SECURITY.md case 16 for the wizard's first three steps; see request-bodies-shared.ts. Also
+ * regression tests for two defects of POST /api/v1/wizard/{id}/keys/{service_id} that the
+ * properties brought up (both fixed).
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
