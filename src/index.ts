@@ -11,5 +11,6 @@ export default {
   },
 } satisfies ExportedHandler<Bindings>;
 
+export { AuditChain } from "./audit/audit-chain";
 export { KeyLimiter } from "./limits/key-limiter";
 export { WizardSession } from "./wizard/wizard-session";

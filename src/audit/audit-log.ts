@@ -1,5 +1,4 @@
-import { and, asc, desc, eq, gt } from "drizzle-orm";
-import type { BatchItem } from "drizzle-orm/batch";
+import { and, asc, eq, gt } from "drizzle-orm";
 import { toHex, utf8 } from "../crypto/encoding";
 import type { Database } from "../db/client";
 import { auditLog } from "../db/schema";
@@ -45,69 +44,21 @@ export async function chainHash(row: Omit<AuditRow, "hash">): Promise<string> {
   return toHex(await crypto.subtle.digest("SHA-256", utf8(canonical)));
 }
 
-const MAX_ATTEMPTS = 12;
-
 /**
- * Runs `statements` and their audit rows in one D1 batch: both land or neither does. The chain's
- * next seq is claimed optimistically; a concurrent writer makes the (tenant, seq) primary key
- * collide, the whole batch rolls back, and we rebuild on the new head.
+ * Runs `statements` and their audit rows in one D1 batch, so both land or neither does. The batch is
+ * executed by the tenant's AuditChain Durable Object, the chain's single writer.
  */
 export async function commitWithAudit(
-  db: Database,
+  env: Pick<Env, "AUDIT_CHAIN">,
   actor: AuditActor,
-  statements: BatchItem<"sqlite">[],
+  statements: { toSQL(): { sql: string; params: unknown[] } }[],
   events: AuditEvent[],
 ): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    const head = await db
-      .select({ seq: auditLog.seq, hash: auditLog.hash })
-      .from(auditLog)
-      .where(eq(auditLog.tenantId, actor.tenantId))
-      .orderBy(desc(auditLog.seq))
-      .limit(1)
-      .get();
-    let prevHash = head?.hash ?? GENESIS_HASH;
-    let seq = head?.seq ?? 0;
-    const rows: AuditRow[] = [];
-    for (const event of events) {
-      seq += 1;
-      const row = {
-        tenantId: actor.tenantId,
-        seq,
-        at: Date.now(),
-        actorType: actor.actorType,
-        actorId: actor.actorId,
-        action: event.action,
-        targetType: event.targetType,
-        targetId: event.targetId,
-        requestId: actor.requestId,
-        detail: event.detail ?? {},
-        prevHash,
-      };
-      prevHash = await chainHash(row);
-      rows.push({ ...row, hash: prevHash });
-    }
-    // One statement per row: D1 caps bound parameters per statement at 100.
-    const all = [...statements, ...rows.map((row) => db.insert(auditLog).values(row))];
-    const [first, ...rest] = all;
-    if (!first) return;
-    try {
-      await db.batch([first, ...rest]);
-      return;
-    } catch (error) {
-      if (attempt < MAX_ATTEMPTS && isAuditSeqConflict(error)) {
-        // Jittered backoff so colliding writers spread out instead of colliding again.
-        await new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
-        continue;
-      }
-      throw error;
-    }
-  }
-}
-
-function isAuditSeqConflict(error: unknown): boolean {
-  const message = String((error as { cause?: unknown })?.cause ?? error);
-  return message.includes("UNIQUE constraint failed: audit_log.tenant_id, audit_log.seq");
+  const bound = statements.map((statement) => {
+    const { sql, params } = statement.toSQL();
+    return { sql, params };
+  });
+  await env.AUDIT_CHAIN.get(env.AUDIT_CHAIN.idFromName(actor.tenantId)).commit(actor, bound, events);
 }
 
 export type ChainVerdict =

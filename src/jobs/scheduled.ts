@@ -32,7 +32,7 @@ export async function purgeDeletedCredentials(env: Bindings, now: number): Promi
     for (const tenantId of new Set(expired.map((row) => row.tenantId))) {
       const ids = expired.filter((row) => row.tenantId === tenantId).map((row) => row.id);
       await commitWithAudit(
-        db,
+        env,
         { tenantId, actorType: "system", actorId: "cron", requestId: `cron:${now}` },
         [
           db

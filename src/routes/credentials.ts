@@ -319,7 +319,7 @@ export const credentialRoutes = createRouter()
     const db = database(c.env.DB);
     const [insertVersion, countEncryptions] = await newVersionStatements(c, db, row, 1, body.fields);
     await commitWithAudit(
-      db,
+      c.env,
       auditActor(c),
       [db.insert(credentials).values(row), insertVersion, countEncryptions],
       [
@@ -392,7 +392,7 @@ export const credentialRoutes = createRouter()
       ? await newVersionStatements(c, db, row, next.currentVersion, body.fields)
       : [];
     await commitWithAudit(
-      db,
+      c.env,
       auditActor(c),
       [
         db
@@ -426,7 +426,7 @@ export const credentialRoutes = createRouter()
     );
     const next: CredentialRow = { ...row, currentVersion: row.currentVersion + 1, updatedAt: Date.now() };
     await commitWithAudit(
-      db,
+      c.env,
       auditActor(c),
       [
         db
@@ -459,7 +459,7 @@ export const credentialRoutes = createRouter()
     );
     // Audited before anything is returned: if the audit write fails, nothing is revealed (Vault's rule).
     await commitWithAudit(
-      db,
+      c.env,
       auditActor(c),
       [],
       [
@@ -490,7 +490,7 @@ export const credentialRoutes = createRouter()
     });
     const now = Date.now();
     await commitWithAudit(
-      db,
+      c.env,
       auditActor(c),
       [
         db
@@ -525,7 +525,7 @@ export const credentialRoutes = createRouter()
     const row = await findOwnCredential(db, c.get("principal").tenantId, c.req.valid("param").id);
     const now = Date.now();
     await commitWithAudit(
-      db,
+      c.env,
       auditActor(c),
       [
         db
@@ -546,7 +546,7 @@ export const credentialRoutes = createRouter()
     }
     const restored: CredentialRow = { ...row, status: "active", deletedAt: null, updatedAt: Date.now() };
     await commitWithAudit(
-      db,
+      c.env,
       auditActor(c),
       [
         db

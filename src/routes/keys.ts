@@ -165,7 +165,7 @@ export const keyRoutes = createRouter()
     });
     const { primary, backup, rows } = await mintKeyWithBackup(principal.tenantId, settings);
     await commitWithAudit(
-      db,
+      c.env,
       auditActor(c),
       rows.map((row) => db.insert(apiKeys).values(row)),
       rows.map((row) => ({
@@ -259,7 +259,7 @@ export const keyRoutes = createRouter()
     };
     const updated: KeyRow = { ...row, ...changes };
     await commitWithAudit(
-      db,
+      c.env,
       auditActor(c),
       [
         db
@@ -286,7 +286,7 @@ export const keyRoutes = createRouter()
     if (row.revokedAt !== null) return c.json(keyView(row), 200);
     const now = Date.now();
     await commitWithAudit(
-      db,
+      c.env,
       auditActor(c),
       [
         db
@@ -316,7 +316,7 @@ export const keyRoutes = createRouter()
       now,
     );
     await commitWithAudit(
-      db,
+      c.env,
       auditActor(c),
       [
         db.insert(apiKeys).values(successor.row),
@@ -355,7 +355,7 @@ export const keyRoutes = createRouter()
     const db = database(c.env.DB);
     const row = await findOwnKey(db, principal.tenantId, c.req.valid("param").id);
     await commitWithAudit(
-      db,
+      c.env,
       auditActor(c),
       [db.delete(apiKeys).where(and(eq(apiKeys.tenantId, principal.tenantId), eq(apiKeys.id, row.id)))],
       [{ action: "key.delete", targetType: "key", targetId: row.id }],

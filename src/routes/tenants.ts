@@ -76,7 +76,7 @@ export const tenantRoutes = createRouter().openapi(createTenant, async (c) => {
   });
   const tenant = { id: tenantId, name: body.name, keyPrefix: body.key_prefix, createdAt: now };
   await commitWithAudit(
-    db,
+    c.env,
     { tenantId, actorType: "operator", actorId: "bootstrap", requestId: c.get("requestId") },
     [db.insert(tenants).values(tenant), db.insert(dataKeys).values(dek), db.insert(apiKeys).values(row)],
     [

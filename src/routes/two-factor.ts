@@ -60,7 +60,7 @@ export const twoFactorRoutes = createRouter()
       createdAt: Date.now(),
     };
     await commitWithAudit(
-      db,
+      c.env,
       auditActor(c),
       [
         db.insert(adminTotp).values(row).onConflictDoUpdate({ target: adminTotp.keyId, set: row }),
@@ -95,7 +95,7 @@ export const twoFactorRoutes = createRouter()
       });
     }
     await commitWithAudit(
-      db,
+      c.env,
       auditActor(c),
       [
         db

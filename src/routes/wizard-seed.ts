@@ -248,7 +248,7 @@ export const wizardSeedRoutes = createRouter()
       issued.push({ service, minted, secrets });
     }
     await commitWithAudit(
-      db,
+      c.env,
       auditActor(c),
       // One statement per row: D1 caps bound parameters per statement at 100.
       issued.flatMap((entry) => entry.minted.rows).map((row) => db.insert(apiKeys).values(row)),

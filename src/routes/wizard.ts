@@ -815,7 +815,7 @@ export const wizardRoutes = createRouter()
     });
 
     try {
-      await commitWithAudit(db, auditActor(c), statements, events);
+      await commitWithAudit(c.env, auditActor(c), statements, events);
     } catch (error) {
       const existing = await db.select().from(wizardCommits).where(eq(wizardCommits.wizardId, id)).get();
       if (!existing) throw error;
