@@ -71,10 +71,14 @@ async function ensureDemoTenant(bootstrapToken) {
 
 ensureDevVars();
 applyMigrations();
-const child = spawn("wrangler", ["dev", "--ip", HOST, "--port", String(PORT), "--show-interactive-dev-session=false"], {
-  stdio: "inherit",
-  env: process.env,
-});
+const child = spawn(
+  "wrangler",
+  ["dev", "--ip", HOST, "--port", String(PORT), "--show-interactive-dev-session=false"],
+  {
+    stdio: "inherit",
+    env: process.env,
+  },
+);
 for (const signal of ["SIGINT", "SIGTERM"]) process.on(signal, () => child.kill(signal));
 child.on("exit", (code) => process.exit(code ?? 0));
 

@@ -33,12 +33,23 @@ for (const [path, operations] of Object.entries(spec.paths)) {
     const body = operation.requestBody?.content?.["application/json"]?.schema;
     if (body) section.append(schemaBlock("Request body", body));
     for (const parameter of operation.parameters ?? []) {
-      section.append(el("p", {}, el("code", {}, `${parameter.in}: ${parameter.name}`), parameter.required ? " (required)" : ""));
+      section.append(
+        el(
+          "p",
+          {},
+          el("code", {}, `${parameter.in}: ${parameter.name}`),
+          parameter.required ? " (required)" : "",
+        ),
+      );
     }
     for (const [status, response] of Object.entries(operation.responses ?? {})) {
       const content = response.content ?? {};
       const schema = Object.values(content)[0]?.schema;
-      section.append(schema ? schemaBlock(`${status}: ${response.description}`, schema) : el("p", {}, `${status}: ${response.description}`));
+      section.append(
+        schema
+          ? schemaBlock(`${status}: ${response.description}`, schema)
+          : el("p", {}, `${status}: ${response.description}`),
+      );
     }
     main.append(section);
   }
