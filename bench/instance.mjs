@@ -64,6 +64,11 @@ export async function startInstance({
   instance.adminKey = adminKey;
   instance.prefix = tenant.key_prefix;
   instance.warm = await api("/api/v1/keys", adminKey, { name: "warm" });
+  instance.credential = await api("/api/v1/credentials", adminKey, {
+    service: "stripe",
+    environment: "development",
+    fields: { secret_key: stripeTestKey() },
+  });
 
   const count = async () =>
     (await host.call({ cmd: "query", args: { sql: "SELECT count(*) AS n FROM api_keys" } }))[0].n;
@@ -105,10 +110,16 @@ export async function startInstance({
 }
 
 const verifyBody = (key) => JSON.stringify({ key });
+const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/** A random, real-shaped Stripe test key (the store scenario needs a distinct valid one per request). */
+const stripeTestKey = () =>
+  `sk_test_${Array.from(crypto.getRandomValues(new Uint8Array(32)), (b) => BASE62[b % 62]).join("")}`;
+const storeBody = () =>
+  JSON.stringify({ service: "stripe", environment: "development", fields: { secret_key: stripeTestKey() } });
 const validPrefix = (id) => `{"valid":true,"code":"VALID","key_id":"${id}"`;
 
 /** Load specs (see load.mjs) for this instance: every response's status and body is checked. */
-function scenarios({ url, adminKey, warm }) {
+function scenarios({ url, adminKey, warm, credential }) {
   const verify = {
     url,
     method: "POST",
@@ -133,6 +144,24 @@ function scenarios({ url, adminKey, warm }) {
       bodies: keys.map(verifyBody),
       distinct: keys.length > 1,
       expect: { status: 200, body: '{"valid":false,"code":"NOT_FOUND"}' },
+    }),
+    /** Credential reveal: tenant lookup, version read, DEK unwrap (cached) and AES-GCM decrypt, audited. */
+    reveal: () => ({
+      ...verify,
+      path: `/api/v1/credentials/${credential.id}/reveal`,
+      bodies: ["{}"],
+      expect: {
+        status: 200,
+        prefix: `{"id":"${credential.id}","service":"stripe","version":1,"fields":{"secret_key":"sk_test_`,
+      },
+    }),
+    /** Credential store: catalogue validation, AES-GCM encrypt, one D1 batch with its audit row. */
+    store: (count) => ({
+      ...verify,
+      path: "/api/v1/credentials",
+      bodies: Array.from({ length: count }, storeBody),
+      distinct: true,
+      expect: { status: 201, prefix: '{"id":"cred_' },
     }),
     /** Stored keys, each sent once; every answer must be VALID with that key's own id. */
     cold: (stored) => ({

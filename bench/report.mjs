@@ -154,7 +154,11 @@ const signed = (n) => `${n >= 0 ? "+" : ""}${(n * 100).toFixed(1)}%`;
 const round3 = (n) => Math.round(n * 1000) / 1000;
 
 /** The whole printout: readable tables, then the summary as one JSON object on the last line. */
-export function printReport({ main, scaling, stock, smallCount, largeCount, passSize }, settings, root) {
+export function printReport(
+  { main, vault, scaling, stock, smallCount, largeCount, passSize },
+  settings,
+  root,
+) {
   const miniflare = JSON.parse(
     readFileSync(join(root, "node_modules/miniflare/package.json"), "utf8"),
   ).version;
@@ -192,6 +196,16 @@ export function printReport({ main, scaling, stock, smallCount, largeCount, pass
       base,
     ),
     "",
+    `Credential vault (issue 3), ${settings.vaultConnections} connections; baseline = /healthz measured alongside them`,
+    scenarioTable(
+      [
+        ["/healthz (baseline for this table)", vault.healthz],
+        ["credential reveal (read + decrypt, audited)", vault.reveal],
+        ["credential store (validate + encrypt + write)", vault.store],
+      ],
+      vault.healthz,
+    ),
+    "",
     `Verify with ${count(smallCount)} vs ${count(largeCount)} keys stored, alternating between two instances: ${settings.rounds} warm runs and`,
     `${settings.coldRounds} cold passes each (ratios to the baseline above; last two columns: 1k -> 100k)`,
     scalingTable(
@@ -224,6 +238,7 @@ export function printReport({ main, scaling, stock, smallCount, largeCount, pass
   ];
   const all = [
     ...Object.entries(main).map(([k, f]) => [`stage 1 ${k}`, f]),
+    ...Object.entries(vault).map(([k, f]) => [`vault ${k}`, f]),
     ...Object.entries(scaling).map(([k, f]) => [`stage 2 ${k}`, f]),
     ...Object.entries(stock).map(([k, f]) => [`stock ${k}`, f]),
   ];
@@ -249,6 +264,10 @@ export function printReport({ main, scaling, stock, smallCount, largeCount, pass
     verify_cold_ratio_100k: rps(scaling.cold100k),
     verify_cold_steady_ratio_100k: rps(scaling.coldSteady100k),
     verify_unknown_cached_ratio: rps(main.unknownCached),
+    credential_reveal_ratio: rps(vault.reveal, vault.healthz),
+    credential_store_ratio: rps(vault.store, vault.healthz),
+    credential_reveal_rps: Math.round(vault.reveal.rps),
+    credential_store_rps: Math.round(vault.store.rps),
     warm_rps_change_1k_to_100k: round3(scaling.warm100k.rps / scaling.warm1k.rps - 1),
     cold_rps_change_1k_to_100k: round3(scaling.cold100k.rps / scaling.cold1k.rps - 1),
     warm_cpu_change_1k_to_100k: round3(scaling.warm100k.cpuUs / scaling.warm1k.cpuUs - 1),
@@ -265,6 +284,8 @@ export function printReport({ main, scaling, stock, smallCount, largeCount, pass
       warm_100k: us(scaling.warm100k),
       cold_100k: us(scaling.cold100k),
       cold_steady_100k: us(scaling.coldSteady100k),
+      credential_reveal: us(vault.reveal),
+      credential_store: us(vault.store),
       stock_ratelimit_healthz: us(stock.healthz),
       stock_ratelimit_warm: us(stock.warm),
     },

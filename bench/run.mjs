@@ -33,6 +33,8 @@ const SETTINGS = {
   keyCacheTtlMs: 10_000,
   /** The worker buffers usage counters this long (USAGE_FLUSH_MS default) before one batched D1 write. */
   usageFlushMs: 1_000,
+  /** Connections for the audited vault paths (reveal, store): one tenant's audit chain is written one row at a time. */
+  vaultConnections: Number(process.env.BENCH_VAULT_CONNECTIONS ?? 8),
   storedSmall: 1_000,
   storedLarge: 100_000,
 };
@@ -195,6 +197,28 @@ async function main(cleanup) {
     stage1.cold.push(await coldPass(small, `verify cold (round ${round})`, passKeys(small)));
   }
   const main = Object.fromEntries(Object.entries(stage1).map(([k, runs]) => [k, summarize(runs)]));
+  // The vault paths (issue 3): reveal (read + decrypt) and store (validate + encrypt + write). Both
+  // write an audit row per request; one tenant's audit chain takes writes one at a time, so these run
+  // with fewer connections than verify.
+  const vault = { healthz: [], reveal: [], store: [] };
+  for (let round = 1; round <= SETTINGS.rounds; round++) {
+    vault.healthz.push(await measure(small, `/healthz (vault round ${round})`, s.healthz()));
+    vault.reveal.push(
+      await measure(small, `credential reveal (round ${round})`, {
+        ...s.reveal(),
+        connections: SETTINGS.vaultConnections,
+      }),
+    );
+    vault.store.push(
+      await measure(
+        small,
+        `credential store (round ${round})`,
+        { ...s.store(20_000), connections: SETTINGS.vaultConnections },
+        { warmup: null },
+      ),
+    );
+  }
+  const vaultSummary = Object.fromEntries(Object.entries(vault).map(([k, runs]) => [k, summarize(runs)]));
   main.unknown = summarize([
     await measure(
       small,
@@ -252,6 +276,7 @@ async function main(cleanup) {
 
   return {
     main,
+    vault: vaultSummary,
     scaling,
     stock,
     smallCount: small.storedCount,
