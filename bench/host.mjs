@@ -41,6 +41,7 @@ function miniflareOptions({
     durableObjects: {
       KEY_LIMITER: { className: "KeyLimiter", useSQLite: true },
       WIZARD_SESSION: { className: "WizardSession", useSQLite: true },
+      AUDIT_CHAIN: { className: "AuditChain", useSQLite: true },
     },
     // Both limiters get a limit no benchmark can reach; see bench-entry.mjs for the in-isolate variant.
     ratelimits: { TENANT_RATE_LIMITER: ratelimit("1001"), AUTH_FAILURE_LIMITER: ratelimit("1002") },
