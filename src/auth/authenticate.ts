@@ -92,7 +92,13 @@ async function principalFromSession(c: Context<AppEnv>, token: string): Promise<
   if (!record?.enabled || record.revoked || (record.expiresAt !== null && record.expiresAt <= Date.now())) {
     throw new ApiError("UNAUTHENTICATED", "The session's key is no longer valid.");
   }
-  return { tenantId: record.tenantId, keyId: record.id, scopes: new Set(record.scopes), via: "session" };
+  return {
+    tenantId: record.tenantId,
+    keyId: record.id,
+    scopes: new Set(record.scopes),
+    via: "session",
+    authenticatedAt: claims.issuedAt,
+  };
 }
 
 /**

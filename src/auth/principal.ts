@@ -4,4 +4,6 @@ export interface Principal {
   keyId: string;
   scopes: ReadonlySet<string>;
   via: "key" | "session";
+  /** Sessions only: when the admin signed in, for step-up checks on sensitive calls. */
+  authenticatedAt?: number;
 }

@@ -13,6 +13,11 @@ export interface SessionClaims {
   keyId: string;
 }
 
+export interface VerifiedSession extends SessionClaims {
+  /** When the admin signed in (the token's iat), for step-up checks. */
+  issuedAt: number;
+}
+
 export function issueSessionToken(key: CryptoKey, claims: SessionClaims, now = Date.now()): Promise<string> {
   const iat = Math.floor(now / 1000);
   return new SignJWT({ tid: claims.tenantId })
@@ -36,7 +41,7 @@ export async function verifySessionToken(
   key: CryptoKey,
   token: string,
   now = Date.now(),
-): Promise<SessionClaims> {
+): Promise<VerifiedSession> {
   if (token.length > MAX_TOKEN_LENGTH) throw unauthenticated();
   let header: ReturnType<typeof decodeProtectedHeader>;
   try {
@@ -59,7 +64,7 @@ export async function verifySessionToken(
       currentDate: new Date(now),
     });
     if (typeof payload.tid !== "string" || typeof payload.sub !== "string") throw unauthenticated();
-    return { tenantId: payload.tid, keyId: payload.sub };
+    return { tenantId: payload.tid, keyId: payload.sub, issuedAt: (payload.iat as number) * 1000 };
   } catch {
     throw unauthenticated();
   }

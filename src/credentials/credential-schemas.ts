@@ -29,7 +29,14 @@ export const RollbackCredentialSchema = z
   .strictObject({ version: z.number().int().min(1) })
   .openapi("RollbackCredential");
 export const RevealCredentialSchema = z
-  .strictObject({ version: z.number().int().min(1).optional() })
+  .strictObject({
+    version: z.number().int().min(1).optional(),
+    totp: z
+      .string()
+      .max(10)
+      .optional()
+      .describe("Wizard sessions whose key enrolled 2FA: a current code (step-up)."),
+  })
   .openapi("RevealCredential");
 
 export const ProbeResultSchema = z

@@ -1,16 +1,10 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { and, eq, lt } from "drizzle-orm";
-import type { Context } from "hono";
 import { deleteCookie, setCookie } from "hono/cookie";
 import { clientCountry, clientIp, requireScope, SESSION_COOKIE } from "../auth/authenticate";
+import { assertSecondFactor } from "../auth/second-factor";
 import { issueSessionToken, SESSION_TTL_SECONDS } from "../auth/session-token";
-import { matchTotp } from "../auth/totp";
-import { totpSecretOf } from "../auth/totp-store";
-import { type Database, database } from "../db/client";
-import { adminTotp, securityPolicies } from "../db/schema";
-import type { AppEnv } from "../env";
+import { database } from "../db/client";
 import { ApiError } from "../errors";
-import type { KeyRecord } from "../keys/key-record";
 import { verifyKey } from "../keys/verify-key";
 import {
   bearerSecurity,
@@ -73,59 +67,6 @@ const endSession = createRoute({
   responses: { 204: { description: "Signed out." } },
 });
 
-/**
- * Once a key has enrolled TOTP, sign-in needs a fresh code (never one already used); a tenant whose
- * policy requires 2FA refuses keys that have not enrolled yet (NIST SP 800-63B §4.2.1, AAL2).
- */
-async function assertSecondFactor(
-  c: Context<AppEnv>,
-  db: Database,
-  record: KeyRecord,
-  code: string | undefined,
-) {
-  const enrolled = await db
-    .select()
-    .from(adminTotp)
-    .where(and(eq(adminTotp.keyId, record.id), eq(adminTotp.tenantId, record.tenantId)))
-    .get();
-  if (!enrolled?.confirmedAt) {
-    const policy = await db
-      .select()
-      .from(securityPolicies)
-      .where(eq(securityPolicies.tenantId, record.tenantId))
-      .get();
-    if (policy?.require2fa) {
-      throw new ApiError(
-        "FORBIDDEN",
-        "This tenant requires 2FA: enroll it with POST /api/v1/auth/totp/enroll first.",
-      );
-    }
-    return;
-  }
-  const step = code
-    ? await matchTotp(await totpSecretOf(c.env, db, enrolled), code, Date.now(), enrolled.lastStep)
-    : null;
-  // Compare-and-set on last_step: of two sign-ins racing with one code, only one wins.
-  const claimed =
-    step !== null &&
-    (
-      await db
-        .update(adminTotp)
-        .set({ lastStep: step })
-        .where(and(eq(adminTotp.keyId, record.id), lt(adminTotp.lastStep, step)))
-        .run()
-    ).meta.changes === 1;
-  if (!claimed) {
-    const { success } = await c.env.AUTH_FAILURE_LIMITER.limit({ key: clientIp(c) ?? "unknown" });
-    if (!success) throw new ApiError("RATE_LIMITED", "Too many failed attempts.", { retryAfterSeconds: 60 });
-    throw new ApiError("UNAUTHENTICATED", "A valid two-factor code is required.", {
-      errors: [
-        { path: "totp", message: code ? "did not match or was already used" : "required for this key" },
-      ],
-    });
-  }
-}
-
 export const authSessionRoutes = createRouter()
   .openapi(createSession, async (c) => {
     const db = database(c.env.DB);
@@ -142,7 +83,12 @@ export const authSessionRoutes = createRouter()
     const { record } = outcome;
     if (!record.scopes.includes("wizard"))
       throw new ApiError("FORBIDDEN", "Only keys with the `wizard` scope can sign in.");
-    await assertSecondFactor(c, db, record, c.req.valid("json").totp);
+    await assertSecondFactor(
+      c,
+      db,
+      { keyId: record.id, tenantId: record.tenantId },
+      c.req.valid("json").totp,
+    );
     const signingKey = await purposeKey(await unseal(c.env, db), "session-jwt");
     const now = Date.now();
     const token = await issueSessionToken(signingKey, { tenantId: record.tenantId, keyId: record.id }, now);

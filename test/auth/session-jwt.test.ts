@@ -93,6 +93,7 @@ describe("the forging harness itself", () => {
     await expect(verifySessionToken(verifyKey, token, nowMs)).resolves.toEqual({
       tenantId: tenant.id,
       keyId: tenant.adminKeyId,
+      issuedAt: Math.floor(nowMs / 1000) * 1000,
     });
     const { status, body } = await whoAmI(token);
     expect(status).toBe(200);
