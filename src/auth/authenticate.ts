@@ -35,11 +35,17 @@ function bearerToken(c: Context<AppEnv>): string | null {
   return match[1];
 }
 
-async function rejectFailedAuth(c: Context<AppEnv>): Promise<never> {
-  // Per-IP failure budget: guessing keys costs the guesser, not the key owners (ASVS 5.0 V6.3.1).
+/**
+ * Every failed authentication (bad key, forged cookie, wrong 2FA code) spends the caller's per-IP failure
+ * budget: guessing costs the guesser, not the key owners (ASVS 5.0 V6.3.1).
+ */
+export async function rejectFailedAuth(
+  c: Context<AppEnv>,
+  failure = new ApiError("UNAUTHENTICATED", "The key is missing, invalid, expired or revoked."),
+): Promise<never> {
   const { success } = await c.env.AUTH_FAILURE_LIMITER.limit({ key: clientIp(c) ?? "unknown" });
   if (!success) throw new ApiError("RATE_LIMITED", "Too many failed attempts.", { retryAfterSeconds: 60 });
-  throw new ApiError("UNAUTHENTICATED", "The key is missing, invalid, expired or revoked.");
+  throw failure;
 }
 
 async function principalFromKey(c: Context<AppEnv>, key: string): Promise<Principal> {

@@ -4,7 +4,7 @@ import type { Database } from "../db/client";
 import { adminTotp, securityPolicies } from "../db/schema";
 import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
-import { clientIp } from "./authenticate";
+import { rejectFailedAuth } from "./authenticate";
 import { matchTotp } from "./totp";
 import { totpSecretOf } from "./totp-store";
 
@@ -51,12 +51,13 @@ export async function assertSecondFactor(
         .run()
     ).meta.changes === 1;
   if (!claimed) {
-    const { success } = await c.env.AUTH_FAILURE_LIMITER.limit({ key: clientIp(c) ?? "unknown" });
-    if (!success) throw new ApiError("RATE_LIMITED", "Too many failed attempts.", { retryAfterSeconds: 60 });
-    throw new ApiError("UNAUTHENTICATED", "A valid two-factor code is required.", {
-      errors: [
-        { path: "totp", message: code ? "did not match or was already used" : "required for this key" },
-      ],
-    });
+    await rejectFailedAuth(
+      c,
+      new ApiError("UNAUTHENTICATED", "A valid two-factor code is required.", {
+        errors: [
+          { path: "totp", message: code ? "did not match or was already used" : "required for this key" },
+        ],
+      }),
+    );
   }
 }

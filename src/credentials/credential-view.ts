@@ -1,4 +1,5 @@
 import type { z } from "@hono/zod-openapi";
+import type { ProbeResult } from "../catalog/run-probe";
 import type { credentials, credentialVersions } from "../db/schema";
 import { isoTime } from "../openapi/shared";
 import type { CredentialSchema } from "./credential-schemas";
@@ -42,4 +43,10 @@ export function credentialView(
 
 export function etagOf(row: Pick<CredentialRow, "id" | "currentVersion">): string {
   return `"${row.id}.v${row.currentVersion}"`;
+}
+
+/** A probe result as the API shows it: the provider's expiry as an ISO time. */
+export function probeView(result: ProbeResult) {
+  const { expires_at, ...rest } = result;
+  return { ...rest, ...(expires_at !== undefined ? { expires_at: isoTime(expires_at) } : {}) };
 }

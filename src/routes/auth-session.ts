@@ -1,6 +1,12 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { deleteCookie, setCookie } from "hono/cookie";
-import { clientCountry, clientIp, requireScope, SESSION_COOKIE } from "../auth/authenticate";
+import {
+  clientCountry,
+  clientIp,
+  rejectFailedAuth,
+  requireScope,
+  SESSION_COOKIE,
+} from "../auth/authenticate";
 import { assertSecondFactor } from "../auth/second-factor";
 import { issueSessionToken, SESSION_TTL_SECONDS } from "../auth/session-token";
 import { database } from "../db/client";
@@ -74,12 +80,7 @@ export const authSessionRoutes = createRouter()
       { db, limiter: c.env.KEY_LIMITER },
       { key: c.req.valid("json").key, ip: clientIp(c), country: clientCountry(c) },
     );
-    if (outcome.code !== "VALID" || !outcome.record) {
-      const { success } = await c.env.AUTH_FAILURE_LIMITER.limit({ key: clientIp(c) ?? "unknown" });
-      if (!success)
-        throw new ApiError("RATE_LIMITED", "Too many failed attempts.", { retryAfterSeconds: 60 });
-      throw new ApiError("UNAUTHENTICATED", "The key is missing, invalid, expired or revoked.");
-    }
+    if (outcome.code !== "VALID" || !outcome.record) return rejectFailedAuth(c);
     const { record } = outcome;
     if (!record.scopes.includes("wizard"))
       throw new ApiError("FORBIDDEN", "Only keys with the `wizard` scope can sign in.");

@@ -18,7 +18,7 @@ import {
   RollbackCredentialSchema,
   UpdateCredentialSchema,
 } from "../credentials/credential-schemas";
-import { credentialView, etagOf, RESTORE_WINDOW_MS } from "../credentials/credential-view";
+import { credentialView, etagOf, probeView, RESTORE_WINDOW_MS } from "../credentials/credential-view";
 import { credentialsWithCurrentVersion } from "../credentials/current-versions";
 import { providerFetch } from "../credentials/provider-fetch";
 import { requireService } from "../credentials/require-service";
@@ -533,11 +533,7 @@ export const credentialRoutes = createRouter()
         },
       ],
     );
-    const { expires_at, ...verdict } = result;
-    return c.json(
-      { ...verdict, ...(expires_at !== undefined ? { expires_at: isoTime(expires_at) } : {}) },
-      200,
-    );
+    return c.json(probeView(result), 200);
   })
   .openapi(deleteCredential, async (c) => {
     const db = database(c.env.DB);

@@ -4,7 +4,7 @@ import { auditActor } from "../audit/actor";
 import { commitWithAudit } from "../audit/audit-log";
 import { requireScope } from "../auth/authenticate";
 import { type Database, database } from "../db/client";
-import { apiKeys, keyUsageDaily, tenants } from "../db/schema";
+import { apiKeys, keyUsageDaily } from "../db/schema";
 import { ApiError } from "../errors";
 import {
   mintKey,
@@ -26,6 +26,7 @@ import {
   UpdateKeySchema,
 } from "../keys/key-schemas";
 import { keyView } from "../keys/key-view";
+import { tenantKeyPrefix } from "../keys/service-key";
 import { decodeCursor, encodeCursor } from "../openapi/cursor";
 import {
   bearerSecurity,
@@ -158,9 +159,9 @@ export const keyRoutes = createRouter()
   .openapi(createKey, async (c) => {
     const principal = c.get("principal");
     const db = database(c.env.DB);
-    const tenant = await db.select().from(tenants).where(eq(tenants.id, principal.tenantId)).get();
+
     const settings = settingsFromRequest(c.req.valid("json"), principal.scopes, {
-      prefix: tenant?.keyPrefix ?? "kw",
+      prefix: await tenantKeyPrefix(db, principal.tenantId),
       createdBy: principal.keyId,
     });
     const { primary, backup, rows } = await mintKeyWithBackup(principal.tenantId, settings);

@@ -6,16 +6,17 @@ import { requireScope } from "../auth/authenticate";
 import { runProbe } from "../catalog/run-probe";
 import { generateFieldValue, validateCredential } from "../catalog/validate";
 import { CredentialSchema, ProbeResultSchema } from "../credentials/credential-schemas";
-import { credentialView } from "../credentials/credential-view";
+import { credentialView, probeView } from "../credentials/credential-view";
 import { credentialsWithCurrentVersion } from "../credentials/current-versions";
 import { providerFetch } from "../credentials/provider-fetch";
 import { requireService } from "../credentials/require-service";
 import { database } from "../db/client";
-import { apiKeys, credentials, tenants } from "../db/schema";
+import { apiKeys, credentials } from "../db/schema";
 import { ApiError } from "../errors";
 import { mintKeyWithBackup } from "../keys/issue-key";
 import { KeySchema } from "../keys/key-schemas";
 import { keyView } from "../keys/key-view";
+import { serviceKeySettings, tenantKeyPrefix } from "../keys/service-key";
 import {
   bearerSecurity,
   createRouter,
@@ -198,7 +199,6 @@ export const wizardSeedRoutes = createRouter()
       body.live_check && result.ok
         ? await runProbe(service, body.fields, { fetch: providerFetch(c.env), environment: body.environment })
         : null;
-    const { expires_at, ...probe } = liveCheck ?? { expires_at: undefined };
     return c.json(
       {
         service_id: service.id,
@@ -207,12 +207,7 @@ export const wizardSeedRoutes = createRouter()
         environment: result.environment,
         errors: result.errors,
         warnings: result.warnings,
-        live_check: liveCheck
-          ? {
-              ...(probe as Omit<typeof liveCheck, "expires_at">),
-              ...(expires_at !== undefined ? { expires_at: isoTime(expires_at) } : {}),
-            }
-          : null,
+        live_check: liveCheck ? probeView(liveCheck) : null,
       },
       200,
     );
@@ -222,26 +217,22 @@ export const wizardSeedRoutes = createRouter()
     const { service_ids, security_configuration: config } = c.req.valid("json");
     const services = [...new Set(service_ids)].map((id, index) => requireService(id, `service_ids.${index}`));
     const db = database(c.env.DB);
-    const tenant = await db.select().from(tenants).where(eq(tenants.id, principal.tenantId)).get();
+    const prefix = await tenantKeyPrefix(db, principal.tenantId);
     const days = rotationDays(config.security_level, config.key_rotation_policy, config.custom_rotation_days);
     const expiresAt = days === null ? null : Date.now() + days * 86_400_000;
     const issued = [];
     for (const service of services) {
-      const minted = await mintKeyWithBackup(principal.tenantId, {
-        name: `${service.name} access key`,
-        scopes: [`service:${service.id}`],
-        environment: config.environment === "production" ? "live" : "test",
-        securityLevel: config.security_level,
-        prefix: tenant?.keyPrefix ?? "kw",
-        expiresAt,
-        ipAllowlist: null,
-        countryAllowlist: null,
-        ratelimit: null,
-        usageLimit: null,
-        metadata: { environment: config.environment, rotation_policy: config.key_rotation_policy },
-        serviceId: service.id,
-        createdBy: principal.keyId,
-      });
+      const minted = await mintKeyWithBackup(
+        principal.tenantId,
+        serviceKeySettings(service, {
+          environment: config.environment,
+          securityLevel: config.security_level,
+          prefix,
+          expiresAt,
+          metadata: { environment: config.environment, rotation_policy: config.key_rotation_policy },
+          createdBy: principal.keyId,
+        }),
+      );
       const secrets = Object.fromEntries(
         service.generatable.map((spec) => [spec.field, generateFieldValue(spec)]),
       );

@@ -7,6 +7,7 @@ import { requireScope } from "../auth/authenticate";
 import { type ProbeResult, runProbe } from "../catalog/run-probe";
 import { generateFieldValue, maskValue, validateCredential } from "../catalog/validate";
 import { ProbeResultSchema } from "../credentials/credential-schemas";
+import { probeView } from "../credentials/credential-view";
 import { providerFetch } from "../credentials/provider-fetch";
 import { requireService } from "../credentials/require-service";
 import { credentialRecordId, displayValues, openValues, sealValues } from "../credentials/sealed-fields";
@@ -25,18 +26,11 @@ import {
 import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { mintKeyWithBackup } from "../keys/issue-key";
+import { serviceKeySettings, tenantKeyPrefix } from "../keys/service-key";
 import { assertDeliverableUrl } from "../monitoring/outbound-url";
 import { sendTestAlert } from "../monitoring/send-test-alert";
 import { newSigningSecret } from "../monitoring/standard-webhooks";
-import {
-  bearerSecurity,
-  createRouter,
-  isoTime,
-  jsonBody,
-  jsonContent,
-  NO_STORE,
-  problems,
-} from "../openapi/shared";
+import { bearerSecurity, createRouter, jsonBody, jsonContent, NO_STORE, problems } from "../openapi/shared";
 import { type Unsealed, unseal } from "../vault/keyring";
 import { rotationDays } from "../wizard/security-levels";
 import {
@@ -336,30 +330,23 @@ const abandonRoute = route({
 async function mintServiceKeys(c: Context<AppEnv>, state: WizardState, serviceIds: string[]) {
   const security = securityOf(state);
   const principal = c.get("principal");
-  const tenant = await database(c.env.DB)
-    .select()
-    .from(tenants)
-    .where(eq(tenants.id, principal.tenantId))
-    .get();
+  const prefix = await tenantKeyPrefix(database(c.env.DB), principal.tenantId);
   const days = rotationDays(security.security_level, security.rotation_policy, security.custom_rotation_days);
   const minted: Record<string, Awaited<ReturnType<typeof mintKeyWithBackup>>> = {};
   for (const serviceId of serviceIds) {
-    const service = requireService(serviceId, "service_ids");
-    minted[serviceId] = await mintKeyWithBackup(principal.tenantId, {
-      name: `${service.name} access key`,
-      scopes: [`service:${service.id}`],
-      environment: security.environment === "production" ? "live" : "test",
-      securityLevel: security.security_level,
-      prefix: tenant?.keyPrefix ?? "kw",
-      expiresAt: days === null ? null : Date.now() + days * 86_400_000,
-      ipAllowlist: security.ip_allowlist.length ? security.ip_allowlist : null,
-      countryAllowlist: security.country_allowlist.length ? security.country_allowlist : null,
-      ratelimit: null,
-      usageLimit: null,
-      metadata: { wizard_id: state.id, environment: security.environment },
-      serviceId: service.id,
-      createdBy: principal.keyId,
-    });
+    minted[serviceId] = await mintKeyWithBackup(
+      principal.tenantId,
+      serviceKeySettings(requireService(serviceId, "service_ids"), {
+        environment: security.environment,
+        securityLevel: security.security_level,
+        prefix,
+        expiresAt: days === null ? null : Date.now() + days * 86_400_000,
+        ipAllowlist: security.ip_allowlist,
+        countryAllowlist: security.country_allowlist,
+        metadata: { wizard_id: state.id, environment: security.environment },
+        createdBy: principal.keyId,
+      }),
+    );
   }
   return minted;
 }
@@ -532,10 +519,7 @@ export const wizardRoutes = createRouter()
     );
     const next = await apply(c, id, { type: "testResults", results });
     const view = Object.fromEntries(
-      Object.entries(results).map(([serviceId, { expires_at, ...rest }]) => [
-        serviceId,
-        { ...rest, ...(expires_at !== undefined ? { expires_at: isoTime(expires_at) } : {}) },
-      ]),
+      Object.entries(results).map(([serviceId, result]) => [serviceId, probeView(result)]),
     );
     return c.json({ state: next, results: view }, 200);
   })

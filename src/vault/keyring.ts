@@ -15,9 +15,6 @@ import type { Database } from "../db/client";
 import { dataKeys, keyring } from "../db/schema";
 import { ApiError } from "../errors";
 
-/** Rotate a DEK long before 2^32 random-IV encryptions (NIST SP 800-38D §8.3). */
-export const DEK_ROTATION_THRESHOLD = 2 ** 30;
-
 export interface Unsealed {
   master: CryptoKey;
   kek: CryptoKey;
