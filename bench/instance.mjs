@@ -128,6 +128,14 @@ function scenarios({ url, adminKey, warm, credential }) {
   };
   return {
     healthz: () => ({ url, path: "/healthz", expect: { status: 200, body: '{"status":"ok"}' } }),
+    /** workerd alone (bench/worker-entry.mjs answers, the app never runs): a GET, and a POST with verify's body. */
+    rawGet: () => ({ url, path: "/__bench/raw", expect: { status: 200, body: '{"status":"ok"}' } }),
+    rawPost: () => ({
+      ...verify,
+      path: "/__bench/raw",
+      bodies: [verifyBody(breakChecksum(warm.key))],
+      expect: { status: 200, body: '{"valid":false,"code":"INVALID_FORMAT"}' },
+    }),
     warm: () => ({
       ...verify,
       bodies: [verifyBody(warm.key)],

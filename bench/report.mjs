@@ -149,6 +149,20 @@ function problems(named) {
     );
 }
 
+/**
+ * The best ratio any body-carrying POST could reach against the baseline: a request that does all that
+ * /healthz does plus the extra that workerd itself spends on receiving and reading a JSON body
+ * (measured with the app out of the way). Per-request time is 1/throughput at saturation.
+ */
+function postFloor(base, rawGet, rawPost) {
+  const extraSeconds = 1 / rawPost.rps - 1 / rawGet.rps;
+  const extraCpu = rawPost.cpuUs - rawGet.cpuUs;
+  return {
+    rps: 1 / base.rps / (1 / base.rps + extraSeconds),
+    cpu: base.cpuUs / (base.cpuUs + extraCpu),
+  };
+}
+
 const count = (n) => n.toLocaleString("en-US");
 const signed = (n) => `${n >= 0 ? "+" : ""}${(n * 100).toFixed(1)}%`;
 const round3 = (n) => Math.round(n * 1000) / 1000;
@@ -163,6 +177,7 @@ export function printReport(
     readFileSync(join(root, "node_modules/miniflare/package.json"), "utf8"),
   ).version;
   const base = main.healthz;
+  const floor = postFloor(base, main.rawGet, main.rawPost);
   const out = [
     "Keywarden benchmark",
     `  harness     built worker (wrangler deploy --dry-run) on workerd via Miniflare ${miniflare}; load goes to`,
@@ -192,9 +207,13 @@ export function printReport(
         ["verify, unknown key (new each request)", main.unknown],
         ["verify, unknown key (same key, cached)", main.unknownCached],
         ["verify, cold cache", main.cold],
+        ["workerd alone: GET, no app", main.rawGet],
+        ["workerd alone: POST reading a JSON body, no app", main.rawPost],
       ],
       base,
     ),
+    `Ceiling for any verify that takes its key in a POST body: /healthz plus what the POST alone adds in workerd`,
+    `(raw POST - raw GET per request) = ${ratio(floor.rps)} of the baseline's throughput, ${ratio(floor.cpu)} by CPU per request`,
     "",
     `Credential vault (issue 3), ${settings.vaultConnections} connections; baseline = /healthz measured alongside them`,
     scenarioTable(
@@ -264,6 +283,10 @@ export function printReport(
     verify_cold_ratio_100k: rps(scaling.cold100k),
     verify_cold_steady_ratio_100k: rps(scaling.coldSteady100k),
     verify_unknown_cached_ratio: rps(main.unknownCached),
+    post_body_ceiling_ratio: round3(floor.rps),
+    post_body_ceiling_cpu_ratio: round3(floor.cpu),
+    raw_workerd_get_rps: Math.round(main.rawGet.rps),
+    raw_workerd_post_rps: Math.round(main.rawPost.rps),
     credential_reveal_ratio: rps(vault.reveal, vault.healthz),
     credential_store_ratio: rps(vault.store, vault.healthz),
     credential_reveal_rps: Math.round(vault.reveal.rps),
@@ -279,6 +302,8 @@ export function printReport(
       unknown: us(main.unknown),
       unknown_cached: us(main.unknownCached),
       cold: us(main.cold),
+      raw_workerd_get: us(main.rawGet),
+      raw_workerd_post: us(main.rawPost),
       warm_1k: us(scaling.warm1k),
       cold_1k: us(scaling.cold1k),
       warm_100k: us(scaling.warm100k),

@@ -186,9 +186,21 @@ async function main(cleanup) {
   // they fill the isolate's cache with misses.
   let took = clock();
   const s = small.specs;
-  const stage1 = { healthz: [], warm: [], badChecksum: [], unknownCached: [], cold: [] };
+  const stage1 = {
+    healthz: [],
+    warm: [],
+    badChecksum: [],
+    unknownCached: [],
+    cold: [],
+    rawGet: [],
+    rawPost: [],
+  };
   for (let round = 1; round <= SETTINGS.rounds; round++) {
     stage1.healthz.push(await measure(small, `/healthz (round ${round})`, s.healthz()));
+    stage1.rawGet.push(await measure(small, `workerd alone, GET (round ${round})`, s.rawGet()));
+    stage1.rawPost.push(
+      await measure(small, `workerd alone, POST with a JSON body (round ${round})`, s.rawPost()),
+    );
     stage1.warm.push(await measure(small, `verify warm (round ${round})`, s.warm()));
     stage1.badChecksum.push(await measure(small, `verify bad checksum (round ${round})`, s.badChecksum()));
     stage1.unknownCached.push(

@@ -8,6 +8,11 @@
 // counters in memory on the same machine. This stand-in does the same: a fixed-window counter in the
 // isolate, with the (huge) limit the harness was configured with. The app's code path is unchanged:
 // it still awaits `limit()` and checks `success` on every authenticated request.
+//
+// It also answers two paths itself, without the app, to measure what workerd alone costs per
+// request: `GET /__bench/raw` (a fixed JSON answer, like /healthz) and `POST /__bench/raw` (reads a
+// JSON body first, like verify). Their difference is the least a body-carrying verify can cost more
+// than /healthz, whatever the app does. These exist only in this file, which is never deployed.
 import worker from "./index.js";
 
 export * from "./index.js";
@@ -48,8 +53,18 @@ function leanEnv(env) {
   return lean;
 }
 
+const RAW_PATH = "/__bench/raw";
+const JSON_HEADERS = { "content-type": "application/json" };
+
+async function rawAnswer(request) {
+  if (request.method === "GET") return new Response('{"status":"ok"}', { headers: JSON_HEADERS });
+  await request.json();
+  return new Response('{"valid":false,"code":"INVALID_FORMAT"}', { headers: JSON_HEADERS });
+}
+
 export default {
   fetch(request, env, ctx) {
+    if (request.url.endsWith(RAW_PATH)) return rawAnswer(request);
     return worker.fetch(request, env.BENCH_LEAN_RATELIMIT === "1" ? leanEnv(env) : env, ctx);
   },
   scheduled(controller, env, ctx) {

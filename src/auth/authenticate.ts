@@ -7,7 +7,7 @@ import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { toKeyRecord } from "../keys/key-record";
 import { recordVerification } from "../keys/usage-recorder";
-import { verifyKey } from "../keys/verify-key";
+import { type RequestOrigin, verifyKey } from "../keys/verify-key";
 import { purposeKey, unseal } from "../vault/keyring";
 import type { Principal } from "./principal";
 import type { Scope } from "./scopes";
@@ -22,9 +22,13 @@ export function clientIp(c: Context<AppEnv>): string | undefined {
   return c.req.header("cf-connecting-ip") ?? undefined;
 }
 
-export function clientCountry(c: Context<AppEnv>): string | undefined {
+function clientCountry(c: Context<AppEnv>): string | undefined {
   const country = c.req.raw.cf?.country;
   return typeof country === "string" ? country : undefined;
+}
+
+export function requestOrigin(c: Context<AppEnv>): RequestOrigin {
+  return { ip: () => clientIp(c), country: () => clientCountry(c) };
 }
 
 function bearerToken(c: Context<AppEnv>): string | null {
@@ -50,10 +54,7 @@ export async function rejectFailedAuth(
 
 async function principalFromKey(c: Context<AppEnv>, key: string): Promise<Principal> {
   const db = database(c.env.DB);
-  const outcome = await verifyKey(
-    { db, limiter: c.env.KEY_LIMITER },
-    { key, ip: clientIp(c), country: clientCountry(c) },
-  );
+  const outcome = await verifyKey({ db, limiter: c.env.KEY_LIMITER }, { key, origin: requestOrigin(c) });
   if (outcome.record) {
     recordVerification(
       c.executionCtx,

@@ -17,13 +17,21 @@ export const VERIFY_CODES = [
 ] as const;
 export type VerifyCode = (typeof VERIFY_CODES)[number];
 
+/**
+ * Where the request came from, read on demand: only keys with an IP or country allowlist ask, and
+ * workerd parses `request.cf` on its first access, which costs more than a whole warm verify's lookup.
+ */
+export interface RequestOrigin {
+  ip(): string | undefined;
+  country(): string | undefined;
+}
+
 export interface VerifyRequest {
   key: string;
   /** Only this tenant's keys can verify; any other tenant's key is NOT_FOUND. */
   tenantId?: string;
   requiredScopes?: readonly string[];
-  ip?: string;
-  country?: string;
+  origin?: RequestOrigin;
   now?: number;
 }
 
@@ -52,9 +60,12 @@ export async function verifyKey(deps: VerifyDeps, request: VerifyRequest): Promi
   const now = request.now ?? Date.now();
   if (!record.enabled || record.revoked) return { code: "DISABLED", record };
   if (record.expiresAt !== null && now >= record.expiresAt) return { code: "EXPIRED", record };
-  if (record.ipAllowlist && !ipAllowed(record.ipAllowlist, request.ip)) return { code: "FORBIDDEN", record };
-  if (record.countryAllowlist && !(request.country && record.countryAllowlist.includes(request.country))) {
+  if (record.ipAllowlist && !ipAllowed(record.ipAllowlist, request.origin?.ip())) {
     return { code: "FORBIDDEN", record };
+  }
+  if (record.countryAllowlist) {
+    const country = request.origin?.country();
+    if (!(country && record.countryAllowlist.includes(country))) return { code: "FORBIDDEN", record };
   }
   if (request.requiredScopes?.some((scope) => !record.scopes.includes(scope))) {
     return { code: "INSUFFICIENT_SCOPES", record };

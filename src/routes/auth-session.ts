@@ -1,12 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { deleteCookie, setCookie } from "hono/cookie";
-import {
-  clientCountry,
-  clientIp,
-  rejectFailedAuth,
-  requireScope,
-  SESSION_COOKIE,
-} from "../auth/authenticate";
+import { rejectFailedAuth, requestOrigin, requireScope, SESSION_COOKIE } from "../auth/authenticate";
 import { assertSecondFactor } from "../auth/second-factor";
 import { issueSessionToken, SESSION_TTL_SECONDS } from "../auth/session-token";
 import { database } from "../db/client";
@@ -78,7 +72,7 @@ export const authSessionRoutes = createRouter()
     const db = database(c.env.DB);
     const outcome = await verifyKey(
       { db, limiter: c.env.KEY_LIMITER },
-      { key: c.req.valid("json").key, ip: clientIp(c), country: clientCountry(c) },
+      { key: c.req.valid("json").key, origin: requestOrigin(c) },
     );
     if (outcome.code !== "VALID" || !outcome.record) return rejectFailedAuth(c);
     const { record } = outcome;

@@ -1,5 +1,5 @@
 import { createRoute } from "@hono/zod-openapi";
-import { clientCountry, clientIp, requireScope } from "../auth/authenticate";
+import { requestOrigin, requireScope } from "../auth/authenticate";
 import { database } from "../db/client";
 import { VerifyKeyRequestSchema, VerifyKeyResponseSchema } from "../keys/key-schemas";
 import { recordVerification } from "../keys/usage-recorder";
@@ -27,7 +27,7 @@ export const verifyRoutes = createRouter().openapi(verifyRoute, async (c) => {
   const now = Date.now();
   const outcome = await verifyKey(
     { db, limiter: c.env.KEY_LIMITER },
-    { key: body.key, tenantId, requiredScopes: body.scopes, ip: clientIp(c), country: clientCountry(c), now },
+    { key: body.key, tenantId, requiredScopes: body.scopes, origin: requestOrigin(c), now },
   );
   const { record, limits, code } = outcome;
   if (!record) return c.json({ valid: false, code }, 200);

@@ -146,9 +146,32 @@ describe("verify codes", () => {
   it("answers FORBIDDEN from a country outside the allowlist", async () => {
     const created = await createKey(tenant, { country_allowlist: ["DE", "FR"] });
     const deps = { db: database(env.DB), limiter: env.KEY_LIMITER };
-    expect((await verifyKey(deps, { key: created.key, country: "DE" })).code).toBe("VALID");
-    expect((await verifyKey(deps, { key: created.key, country: "US" })).code).toBe("FORBIDDEN");
+    const from = (country: string | undefined) => ({ ip: () => undefined, country: () => country });
+    expect((await verifyKey(deps, { key: created.key, origin: from("DE") })).code).toBe("VALID");
+    expect((await verifyKey(deps, { key: created.key, origin: from("US") })).code).toBe("FORBIDDEN");
+    expect((await verifyKey(deps, { key: created.key, origin: from(undefined) })).code).toBe("FORBIDDEN");
     expect((await verifyKey(deps, { key: created.key })).code).toBe("FORBIDDEN");
+  });
+
+  it("reads the caller's IP and country only for keys that restrict by them", async () => {
+    const deps = { db: database(env.DB), limiter: env.KEY_LIMITER };
+    const reads: string[] = [];
+    const origin = {
+      ip: () => {
+        reads.push("ip");
+        return "203.0.113.7";
+      },
+      country: () => {
+        reads.push("country");
+        return "DE";
+      },
+    };
+    const open = await createKey(tenant);
+    expect((await verifyKey(deps, { key: open.key, origin })).code).toBe("VALID");
+    expect(reads).toEqual([]);
+    const fenced = await createKey(tenant, { ip_allowlist: ["203.0.113.0/24"], country_allowlist: ["DE"] });
+    expect((await verifyKey(deps, { key: fenced.key, origin })).code).toBe("VALID");
+    expect(reads).toEqual(["ip", "country"]);
   });
 
   it("answers INSUFFICIENT_SCOPES when a required scope is missing", async () => {
