@@ -8,19 +8,26 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
 /**
- * One figure from one or more runs of a scenario: throughput is correct responses over the summed
- * measured time; percentiles are over every latency of every run; CPU figures are workerd's (and
- * everyone else's) CPU seconds over the same runs.
+ * One figure from one or more runs of a scenario. Throughput and CPU per request are the median run's:
+ * this machine has slow spells of a few seconds, and a median keeps one of them from moving a figure.
+ * Percentiles are over every latency of every run; the CPU shares are over all runs together.
  */
 export function summarize(runs) {
   const sum = (key) => runs.reduce((total, run) => total + run[key], 0);
   const seconds = sum("seconds");
   const wall = sum("wall");
   const latencies = Float64Array.from(runs.flatMap((run) => Array.from(run.latencies))).sort();
+  const perResponseUs = (key) => median(runs.map((run) => (run[key] / run.latencies.length) * 1e6));
   return {
     runs: runs.map((run) => run.ok / run.seconds),
-    rps: sum("ok") / seconds,
+    rps: median(runs.map((run) => run.ok / run.seconds)),
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     requests: latencies.length,
@@ -28,8 +35,8 @@ export function summarize(runs) {
     samples: runs.flatMap((run) => run.samples).slice(0, 3),
     wrapped: runs.some((run) => run.wrapped),
     /** workerd CPU time per response, in microseconds: what one request costs, whatever else runs. */
-    cpuUs: (sum("workerdCpuSeconds") / latencies.length) * 1e6,
-    trailingCpuUs: (sum("trailingCpuSeconds") / latencies.length) * 1e6,
+    cpuUs: perResponseUs("workerdCpuSeconds"),
+    trailingCpuUs: perResponseUs("trailingCpuSeconds"),
     serverCpu: sum("workerdCpuSeconds") / wall,
     otherCpu: sum("otherCpuSeconds") / wall,
     loadCpu: runs.reduce((total, run) => total + run.loadCpu * run.seconds, 0) / seconds,
@@ -182,7 +189,7 @@ export function printReport(
     "Keywarden benchmark",
     `  harness     built worker (wrangler deploy --dry-run) on workerd via Miniflare ${miniflare}; load goes to`,
     "              the worker's direct socket: no wrangler dev proxy, no Miniflare entry worker, no Node in the path",
-    `  load        autocannon in its own process, ${settings.connections} connections; each figure is ${settings.rounds} runs of ${settings.seconds} s (after a`,
+    `  load        autocannon in its own process, ${settings.connections} connections; each figure is the median of ${settings.rounds} runs of ${settings.seconds} s (after a`,
     `              ${settings.warmupSeconds} s warm-up each), taken round-robin with the figures it is compared with;`,
     `              ${availableParallelism()} CPUs shared by workerd, the load generator and anything else running ("others")`,
     `  limits      TENANT_RATE_LIMITER and AUTH_FAILURE_LIMITER raised to ${count(settings.ratelimitLimit)} per 60 s (wrangler.toml:`,
