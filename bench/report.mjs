@@ -103,10 +103,11 @@ const cpuWithWrite = (f) =>
   f.trailingCpuUs > 0 ? `${int(f.cpuUs)} (${int(f.trailingCpuUs)})` : int(f.cpuUs);
 
 /**
- * Rows of [label, figure with 1,000 keys, figure with 100,000 keys]. "(write)" is the part of the CPU
- * per request spent after the last response: the batched usage write (cold passes only).
+ * Rows of [label, figure with 1,000 keys, figure with 100,000 keys], each instance's ratios against its
+ * own /healthz. "(write)" is the part of the CPU per request spent after the last response: the batched
+ * usage write (cold passes only).
  */
-function scalingTable(rows, baseline) {
+function scalingTable(rows, baselines) {
   return table(
     [
       "verify",
@@ -129,13 +130,13 @@ function scalingTable(rows, baseline) {
       label,
       int(small.rps),
       spread(small),
-      ratio(small.rps / baseline.rps),
+      ratio(small.rps / baselines.small.rps),
       ms(small.p50),
       ms(small.p99),
       cpuWithWrite(small),
       int(large.rps),
       spread(large),
-      ratio(large.rps / baseline.rps),
+      ratio(large.rps / baselines.large.rps),
       ms(large.p50),
       ms(large.p99),
       cpuWithWrite(large),
@@ -191,7 +192,8 @@ export function printReport(
     "              the worker's direct socket: no wrangler dev proxy, no Miniflare entry worker, no Node in the path",
     `  load        autocannon in its own process, ${settings.connections} connections; each figure is the median of ${settings.rounds} runs of ${settings.seconds} s (after a`,
     `              ${settings.warmupSeconds} s warm-up each), taken round-robin with the figures it is compared with;`,
-    `              ${availableParallelism()} CPUs shared by workerd, the load generator and anything else running ("others")`,
+    `              ${availableParallelism()} CPUs: the load generator pinned to CPU 0, every workerd to CPU 1 (taskset); anything
+              else running ("others") may use either`,
     `  limits      TENANT_RATE_LIMITER and AUTH_FAILURE_LIMITER raised to ${count(settings.ratelimitLimit)} per 60 s (wrangler.toml:`,
     "              600 and 30), answered by an in-isolate counter (bench/worker-entry.mjs) instead of Miniflare's",
     "              simulator, except in the last table",
@@ -233,22 +235,25 @@ export function printReport(
     ),
     "",
     `Verify with ${count(smallCount)} vs ${count(largeCount)} keys stored, alternating between two instances: ${settings.rounds} warm runs and`,
-    `${settings.coldRounds} cold passes each (ratios to the baseline above; last two columns: 1k -> 100k)`,
+    `${settings.coldRounds} cold passes each; ratios to each instance's own /healthz, measured in the same rounds; last two`,
+    "columns: 1k -> 100k",
     scalingTable(
       [
+        ["/healthz", scaling.healthz1k, scaling.healthz100k],
         ["warm cache", scaling.warm1k, scaling.warm100k],
         ["cold cache", scaling.cold1k, scaling.cold100k],
       ],
-      base,
+      { small: scaling.healthz1k, large: scaling.healthz100k },
     ),
     "",
     scenarioTable(
       [
+        ["100k: /healthz (baseline for this table)", scaling.healthz100k],
         ["100k: warm cache", scaling.warm100k],
         ["100k: cold cache (passes)", scaling.cold100k],
         ["100k: cold cache, steady state*", scaling.coldSteady100k],
       ],
-      base,
+      scaling.healthz100k,
     ),
     "  * one continuous run over keys never used before, so the batched usage writes happen during the run",
     "",
@@ -284,11 +289,11 @@ export function printReport(
     verify_bad_checksum_ratio: rps(main.badChecksum),
     verify_unknown_ratio: rps(main.unknown),
     verify_cold_ratio: rps(main.cold),
-    verify_warm_ratio_1k: rps(scaling.warm1k),
-    verify_cold_ratio_1k: rps(scaling.cold1k),
-    verify_warm_ratio_100k: rps(scaling.warm100k),
-    verify_cold_ratio_100k: rps(scaling.cold100k),
-    verify_cold_steady_ratio_100k: rps(scaling.coldSteady100k),
+    verify_warm_ratio_1k: rps(scaling.warm1k, scaling.healthz1k),
+    verify_cold_ratio_1k: rps(scaling.cold1k, scaling.healthz1k),
+    verify_warm_ratio_100k: rps(scaling.warm100k, scaling.healthz100k),
+    verify_cold_ratio_100k: rps(scaling.cold100k, scaling.healthz100k),
+    verify_cold_steady_ratio_100k: rps(scaling.coldSteady100k, scaling.healthz100k),
     verify_unknown_cached_ratio: rps(main.unknownCached),
     post_body_ceiling_ratio: round3(floor.rps),
     post_body_ceiling_cpu_ratio: round3(floor.cpu),

@@ -3,7 +3,7 @@
 // /healthz. The last line printed is one JSON object with the figures. See bench/README.md.
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startInstance } from "./instance.mjs";
@@ -11,7 +11,15 @@ import { forkWorker } from "./ipc.mjs";
 import { generateKey } from "./keys.mjs";
 import { saveProfile, startProfile, summarizeProfile } from "./profile.mjs";
 import { printReport, summarize } from "./report.mjs";
-import { cpuSeconds, log, machineBusySeconds, readWranglerToml, sleep, stopChild } from "./system.mjs";
+import {
+  cpuSeconds,
+  log,
+  machineBusySeconds,
+  pinToCpu,
+  readWranglerToml,
+  sleep,
+  stopChild,
+} from "./system.mjs";
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(BENCH);
@@ -100,6 +108,17 @@ async function main(cleanup) {
   // between them and drift on this shared machine hits both alike.
   const small = await start("1k", SETTINGS.storedSmall, PROFILE ? { inspectorPort: INSPECTOR_PORT } : {});
   const large = await start("100k", SETTINGS.storedLarge);
+  /**
+   * The load generator on CPU 0 and every workerd on CPU 1: otherwise the scheduler decides which
+   * instance shares a core with the load generator, and the 1k/100k comparison measures that instead
+   * of the table size. Re-applied after each restart (new workerd process).
+   */
+  const pinCpus = () => {
+    if (availableParallelism() < 2) return;
+    pinToCpu(load.child.pid, 0);
+    for (const instance of instances) pinToCpu(instance.workerdPid, 1);
+  };
+  pinCpus();
 
   let lastLoadEnd = Number.NEGATIVE_INFINITY;
   const ourCpu = () =>
@@ -250,10 +269,14 @@ async function main(cleanup) {
   log("restarting both instances' workerd (D1 persists) so stage 2 starts from equal isolates");
   await small.restart({ inspectorPort: undefined });
   await large.restart({});
-  const runs = { warm1k: [], warm100k: [], cold1k: [], cold100k: [] };
+  pinCpus();
+  const runs = { healthz1k: [], healthz100k: [], warm1k: [], warm100k: [], cold1k: [], cold100k: [] };
   for (let round = 1; round <= SETTINGS.coldRounds; round++) {
     if (round <= SETTINGS.rounds) {
+      // Each instance's own /healthz next to its warm runs: the ratios in this stage compare like with like.
+      runs.healthz1k.push(await measure(small, `/healthz (round ${round})`, small.specs.healthz()));
       runs.warm1k.push(await measure(small, `verify warm (round ${round})`, small.specs.warm()));
+      runs.healthz100k.push(await measure(large, `/healthz (round ${round})`, large.specs.healthz()));
       runs.warm100k.push(await measure(large, `verify warm (round ${round})`, large.specs.warm()));
     }
     runs.cold1k.push(await coldPass(small, `verify cold (round ${round})`, passKeys(small)));
@@ -280,6 +303,7 @@ async function main(cleanup) {
   instances.splice(instances.indexOf(large), 1);
   log("1k: restarting workerd with Miniflare's simulated ratelimit bindings");
   await small.restart({ leanRatelimit: false, inspectorPort: undefined });
+  pinCpus();
   const stockRuns = { healthz: [], warm: [], badChecksum: [] };
   for (let round = 1; round <= SETTINGS.stockRounds; round++) {
     for (const name of Object.keys(stockRuns)) {

@@ -1,4 +1,5 @@
 // Small process and /proc helpers shared by the bench modules.
+import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -54,4 +55,11 @@ export async function stopChild(child) {
   const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
   await exited;
   clearTimeout(timer);
+}
+
+/** Pins every thread of a process to one CPU (Linux `taskset`). */
+export function pinToCpu(pid, cpu) {
+  execFileSync("taskset", ["--all-tasks", "--cpu-list", "--pid", String(cpu), String(pid)], {
+    stdio: "ignore",
+  });
 }
