@@ -19,7 +19,8 @@ export default defineConfig(async () => {
       }),
     ],
     test: {
-      include: ["test/**/*.test.ts"],
+      // `npm run bench:isolate` runs the in-isolate benchmark instead of the tests (bench/README.md).
+      include: process.env.BENCH_ISOLATE === "1" ? ["bench/isolate/*.test.ts"] : ["test/**/*.test.ts"],
       exclude: ["test/e2e/**"],
       setupFiles: ["./test/setup/apply-migrations.ts"],
       testTimeout: 30_000,
