@@ -66,4 +66,10 @@ export const isoTime = (ms: number | null | undefined) => (ms == null ? null : n
 
 export const NO_STORE = { "cache-control": "no-store" } as const;
 
+/**
+ * What any route behind `requireScope` can answer before its handler runs: no or a bad credential, a
+ * missing scope, or a spent request or failed-auth budget.
+ */
+export const AUTH_PROBLEMS = ["UNAUTHENTICATED", "FORBIDDEN", "RATE_LIMITED"] as const;
+
 export const bearerSecurity: Record<string, string[]>[] = [{ bearerKey: [] }, { sessionCookie: [] }];

@@ -4,7 +4,14 @@ import { verifyAuditChain } from "../audit/audit-log";
 import { requireScope } from "../auth/authenticate";
 import { database } from "../db/client";
 import { auditLog } from "../db/schema";
-import { bearerSecurity, createRouter, isoTime, jsonContent, problems } from "../openapi/shared";
+import {
+  AUTH_PROBLEMS,
+  bearerSecurity,
+  createRouter,
+  isoTime,
+  jsonContent,
+  problems,
+} from "../openapi/shared";
 
 const AuditEntrySchema = z
   .object({
@@ -39,7 +46,7 @@ const listAudit = createRoute({
       z.object({ items: z.array(AuditEntrySchema), next_before_seq: z.number().nullable() }),
       "Entries.",
     ),
-    ...problems("UNAUTHENTICATED", "FORBIDDEN"),
+    ...problems(...AUTH_PROBLEMS),
   },
 });
 
@@ -60,7 +67,7 @@ const verifyAudit = createRoute({
       }),
       "The verdict.",
     ),
-    ...problems("UNAUTHENTICATED", "FORBIDDEN"),
+    ...problems(...AUTH_PROBLEMS),
   },
 });
 

@@ -7,6 +7,7 @@ import { database } from "../db/client";
 import { ApiError } from "../errors";
 import { verifyKey } from "../keys/verify-key";
 import {
+  AUTH_PROBLEMS,
   bearerSecurity,
   createRouter,
   isoTime,
@@ -55,7 +56,7 @@ const currentSession = createRoute({
   middleware: [requireScope("wizard")] as const,
   responses: {
     200: jsonContent(SessionSchema.omit({ expires_at: true }), "The caller."),
-    ...problems("UNAUTHENTICATED"),
+    ...problems(...AUTH_PROBLEMS),
   },
 });
 

@@ -30,6 +30,7 @@ import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { decodeCursor, encodeCursor } from "../openapi/cursor";
 import {
+  AUTH_PROBLEMS,
   bearerSecurity,
   createRouter,
   IdParam,
@@ -44,7 +45,6 @@ import { unseal } from "../vault/keyring";
 
 type CredentialRow = typeof credentials.$inferSelect;
 const tags = ["Credentials"];
-const authProblems = ["UNAUTHENTICATED", "FORBIDDEN", "RATE_LIMITED"] as const;
 /** Versions kept per credential; older ones are deleted in the batch that creates a new one. */
 export const KEPT_VERSIONS = 10;
 
@@ -199,7 +199,7 @@ const createCredential = route({
   request: { body: jsonBody(CreateCredentialSchema) },
   responses: {
     201: jsonContent(CredentialDetailSchema, "Stored; values masked."),
-    ...problems(...authProblems, "VALIDATION_FAILED", "SEALED"),
+    ...problems(...AUTH_PROBLEMS, "VALIDATION_FAILED", "SEALED"),
   },
 });
 const listCredentials = route({
@@ -215,7 +215,7 @@ const listCredentials = route({
   },
   responses: {
     200: jsonContent(CredentialListSchema, "A page."),
-    ...problems(...authProblems, "BAD_REQUEST"),
+    ...problems(...AUTH_PROBLEMS, "BAD_REQUEST"),
   },
 });
 const getCredential = route({
@@ -226,7 +226,7 @@ const getCredential = route({
   request: { params: IdParam },
   responses: {
     200: jsonContent(CredentialDetailSchema, "The credential."),
-    ...problems(...authProblems, "NOT_FOUND"),
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND"),
   },
 });
 const updateCredential = route({
@@ -238,7 +238,7 @@ const updateCredential = route({
   responses: {
     200: jsonContent(CredentialDetailSchema, "The new state."),
     ...problems(
-      ...authProblems,
+      ...AUTH_PROBLEMS,
       "NOT_FOUND",
       "VALIDATION_FAILED",
       "PRECONDITION_FAILED",
@@ -256,7 +256,7 @@ const rollbackCredential = route({
   responses: {
     200: jsonContent(CredentialDetailSchema, "The new state."),
     ...problems(
-      ...authProblems,
+      ...AUTH_PROBLEMS,
       "NOT_FOUND",
       "PRECONDITION_FAILED",
       "PRECONDITION_REQUIRED",
@@ -273,7 +273,7 @@ const revealCredential = route({
   request: { params: IdParam, body: jsonBody(RevealCredentialSchema) },
   responses: {
     200: jsonContent(RevealedCredentialSchema, "Plaintext values."),
-    ...problems(...authProblems, "NOT_FOUND", "INTEGRITY_ERROR", "SEALED"),
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "INTEGRITY_ERROR", "SEALED"),
   },
 });
 const testCredential = route({
@@ -284,7 +284,7 @@ const testCredential = route({
   request: { params: IdParam },
   responses: {
     200: jsonContent(ProbeResultSchema, "The probe's verdict."),
-    ...problems(...authProblems, "NOT_FOUND", "INTEGRITY_ERROR", "SEALED"),
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "INTEGRITY_ERROR", "SEALED"),
   },
 });
 const deleteCredential = route({
@@ -293,7 +293,7 @@ const deleteCredential = route({
   summary: "Soft-delete (restorable for 30 days)",
   middleware: [requireScope("credentials:write")] as const,
   request: { params: IdParam },
-  responses: { 204: { description: "Deleted." }, ...problems(...authProblems, "NOT_FOUND") },
+  responses: { 204: { description: "Deleted." }, ...problems(...AUTH_PROBLEMS, "NOT_FOUND") },
 });
 const restoreCredential = route({
   method: "post",
@@ -303,7 +303,7 @@ const restoreCredential = route({
   request: { params: IdParam },
   responses: {
     200: jsonContent(CredentialDetailSchema, "Restored."),
-    ...problems(...authProblems, "NOT_FOUND", "CONFLICT"),
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "CONFLICT"),
   },
 });
 

@@ -29,6 +29,7 @@ import { keyView } from "../keys/key-view";
 import { tenantKeyPrefix } from "../keys/service-key";
 import { decodeCursor, encodeCursor } from "../openapi/cursor";
 import {
+  AUTH_PROBLEMS,
   bearerSecurity,
   createRouter,
   IdParam,
@@ -42,7 +43,6 @@ import {
 
 type KeyRow = typeof apiKeys.$inferSelect;
 const tags = ["Keys"];
-const authProblems = ["UNAUTHENTICATED", "FORBIDDEN", "RATE_LIMITED"] as const;
 
 /** Tenant-scoped lookup: another tenant's key is indistinguishable from one that never existed. */
 async function findOwnKey(db: Database, tenantId: string, id: string): Promise<KeyRow> {
@@ -65,7 +65,7 @@ const createKey = createRoute({
   request: { body: jsonBody(CreateKeySchema) },
   responses: {
     201: jsonContent(CreatedKeySchema, "The key, with its plaintext (shown once)."),
-    ...problems(...authProblems, "VALIDATION_FAILED"),
+    ...problems(...AUTH_PROBLEMS, "VALIDATION_FAILED"),
   },
 });
 
@@ -79,7 +79,7 @@ const listKeys = createRoute({
   request: { query: PageQuery.extend({ environment: z.enum(["live", "test"]).optional() }) },
   responses: {
     200: jsonContent(KeyListSchema, "A page of keys."),
-    ...problems(...authProblems, "BAD_REQUEST"),
+    ...problems(...AUTH_PROBLEMS, "BAD_REQUEST"),
   },
 });
 
@@ -91,7 +91,7 @@ const getKey = createRoute({
   security: bearerSecurity,
   middleware: [requireScope("keys:read")] as const,
   request: { params: IdParam },
-  responses: { 200: jsonContent(KeySchema, "The key."), ...problems(...authProblems, "NOT_FOUND") },
+  responses: { 200: jsonContent(KeySchema, "The key."), ...problems(...AUTH_PROBLEMS, "NOT_FOUND") },
 });
 
 const updateKey = createRoute({
@@ -104,7 +104,7 @@ const updateKey = createRoute({
   request: { params: IdParam, body: jsonBody(UpdateKeySchema) },
   responses: {
     200: jsonContent(KeySchema, "The updated key."),
-    ...problems(...authProblems, "NOT_FOUND", "VALIDATION_FAILED", "CONFLICT"),
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "VALIDATION_FAILED", "CONFLICT"),
   },
 });
 
@@ -116,7 +116,7 @@ const revokeKey = createRoute({
   security: bearerSecurity,
   middleware: [requireScope("keys:write")] as const,
   request: { params: IdParam },
-  responses: { 200: jsonContent(KeySchema, "The revoked key."), ...problems(...authProblems, "NOT_FOUND") },
+  responses: { 200: jsonContent(KeySchema, "The revoked key."), ...problems(...AUTH_PROBLEMS, "NOT_FOUND") },
 });
 
 const rotateKey = createRoute({
@@ -129,7 +129,7 @@ const rotateKey = createRoute({
   request: { params: IdParam, body: jsonBody(RotateKeySchema) },
   responses: {
     201: jsonContent(RotatedKeySchema, "The new key with its plaintext (shown once), and the old key's end."),
-    ...problems(...authProblems, "NOT_FOUND", "CONFLICT", "VALIDATION_FAILED"),
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "CONFLICT", "VALIDATION_FAILED"),
   },
 });
 
@@ -141,7 +141,7 @@ const deleteKey = createRoute({
   security: bearerSecurity,
   middleware: [requireScope("keys:write")] as const,
   request: { params: IdParam },
-  responses: { 204: { description: "Deleted." }, ...problems(...authProblems, "NOT_FOUND") },
+  responses: { 204: { description: "Deleted." }, ...problems(...AUTH_PROBLEMS, "NOT_FOUND") },
 });
 
 const keyUsage = createRoute({
@@ -152,7 +152,7 @@ const keyUsage = createRoute({
   security: bearerSecurity,
   middleware: [requireScope("keys:read")] as const,
   request: { params: IdParam, query: z.object({ days: z.coerce.number().int().min(1).max(90).default(30) }) },
-  responses: { 200: jsonContent(KeyUsageSchema, "Usage."), ...problems(...authProblems, "NOT_FOUND") },
+  responses: { 200: jsonContent(KeyUsageSchema, "Usage."), ...problems(...AUTH_PROBLEMS, "NOT_FOUND") },
 });
 
 export const keyRoutes = createRouter()

@@ -4,10 +4,16 @@ import { requireScope } from "../auth/authenticate";
 import { database } from "../db/client";
 import { alertChannels, alertRules, securityPolicies } from "../db/schema";
 import { ApiError } from "../errors";
-import { bearerSecurity, createRouter, isoTime, jsonContent, problems } from "../openapi/shared";
+import {
+  AUTH_PROBLEMS,
+  bearerSecurity,
+  createRouter,
+  isoTime,
+  jsonContent,
+  problems,
+} from "../openapi/shared";
 
 const tags = ["Monitoring"];
-const authProblems = ["UNAUTHENTICATED", "FORBIDDEN", "RATE_LIMITED"] as const;
 
 const ChannelViewSchema = z
   .object({
@@ -60,7 +66,7 @@ const channelsRoute = read({
   summary: "The tenant's alert channels (secrets never shown)",
   responses: {
     200: jsonContent(z.object({ items: z.array(ChannelViewSchema) }), "Channels."),
-    ...problems(...authProblems),
+    ...problems(...AUTH_PROBLEMS),
   },
 });
 const rulesRoute = read({
@@ -69,14 +75,14 @@ const rulesRoute = read({
   summary: "The tenant's alert rules",
   responses: {
     200: jsonContent(z.object({ items: z.array(RuleViewSchema) }), "Rules."),
-    ...problems(...authProblems),
+    ...problems(...AUTH_PROBLEMS),
   },
 });
 const policyRoute = read({
   method: "get",
   path: "/security-policy",
   summary: "The tenant's security policy, as last committed by the wizard",
-  responses: { 200: jsonContent(PolicySchema, "The policy."), ...problems(...authProblems, "NOT_FOUND") },
+  responses: { 200: jsonContent(PolicySchema, "The policy."), ...problems(...AUTH_PROBLEMS, "NOT_FOUND") },
 });
 
 export const monitoringRoutes = createRouter()

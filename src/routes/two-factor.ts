@@ -9,7 +9,15 @@ import { sealValues } from "../credentials/sealed-fields";
 import { database } from "../db/client";
 import { adminTotp } from "../db/schema";
 import { ApiError } from "../errors";
-import { bearerSecurity, createRouter, jsonBody, jsonContent, NO_STORE, problems } from "../openapi/shared";
+import {
+  AUTH_PROBLEMS,
+  bearerSecurity,
+  createRouter,
+  jsonBody,
+  jsonContent,
+  NO_STORE,
+  problems,
+} from "../openapi/shared";
 import { unseal } from "../vault/keyring";
 
 const tags = ["Auth"];
@@ -25,7 +33,7 @@ const enrollRoute = route({
       z.object({ secret: z.string(), otpauth_uri: z.string() }),
       "Add it to an authenticator app, then confirm.",
     ),
-    ...problems("UNAUTHENTICATED", "FORBIDDEN", "CONFLICT", "SEALED"),
+    ...problems(...AUTH_PROBLEMS, "CONFLICT", "SEALED"),
   },
 });
 
@@ -36,7 +44,7 @@ const confirmRoute = route({
   request: { body: jsonBody(z.strictObject({ code: z.string().max(10) }).openapi("ConfirmTotp")) },
   responses: {
     200: jsonContent(z.object({ enrolled: z.literal(true) }), "Enrolled."),
-    ...problems("UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "VALIDATION_FAILED", "SEALED"),
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "VALIDATION_FAILED", "SEALED"),
   },
 });
 

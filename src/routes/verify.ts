@@ -4,7 +4,15 @@ import { database } from "../db/client";
 import { VerifyKeyRequestSchema, VerifyKeyResponseSchema } from "../keys/key-schemas";
 import { recordVerification } from "../keys/usage-recorder";
 import { verifyKey } from "../keys/verify-key";
-import { bearerSecurity, createRouter, isoTime, jsonBody, jsonContent, problems } from "../openapi/shared";
+import {
+  AUTH_PROBLEMS,
+  bearerSecurity,
+  createRouter,
+  isoTime,
+  jsonBody,
+  jsonContent,
+  problems,
+} from "../openapi/shared";
 
 const verifyRoute = createRoute({
   method: "post",
@@ -16,7 +24,7 @@ const verifyRoute = createRoute({
   request: { body: jsonBody(VerifyKeyRequestSchema) },
   responses: {
     200: jsonContent(VerifyKeyResponseSchema, "The verdict."),
-    ...problems("UNAUTHENTICATED", "FORBIDDEN", "RATE_LIMITED", "VALIDATION_FAILED"),
+    ...problems(...AUTH_PROBLEMS, "VALIDATION_FAILED"),
   },
 });
 

@@ -18,6 +18,7 @@ import { KeySchema } from "../keys/key-schemas";
 import { keyView } from "../keys/key-view";
 import { serviceKeySettings, tenantKeyPrefix } from "../keys/service-key";
 import {
+  AUTH_PROBLEMS,
   bearerSecurity,
   createRouter,
   isoTime,
@@ -105,7 +106,7 @@ const validateRoute = createRoute({
       }),
       "The checks' results; nothing is stored.",
     ),
-    ...problems("UNAUTHENTICATED", "FORBIDDEN", "VALIDATION_FAILED"),
+    ...problems(...AUTH_PROBLEMS, "VALIDATION_FAILED"),
   },
 });
 
@@ -148,7 +149,7 @@ const generateRoute = createRoute({
   },
   responses: {
     201: jsonContent(z.object({ generated_keys: z.array(GeneratedKeySchema) }), "Plaintext shown once."),
-    ...problems("UNAUTHENTICATED", "FORBIDDEN", "VALIDATION_FAILED"),
+    ...problems(...AUTH_PROBLEMS, "VALIDATION_FAILED"),
   },
 });
 
@@ -165,7 +166,7 @@ const tenantOverviewRoute = createRoute({
       z.object({ tenant_id: z.string(), keys: z.array(KeySchema), credentials: z.array(CredentialSchema) }),
       "Masked overview.",
     ),
-    ...problems("UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND"),
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND"),
   },
 });
 

@@ -30,7 +30,15 @@ import { serviceKeySettings, tenantKeyPrefix } from "../keys/service-key";
 import { assertDeliverableUrl } from "../monitoring/outbound-url";
 import { sendTestAlert } from "../monitoring/send-test-alert";
 import { newSigningSecret } from "../monitoring/standard-webhooks";
-import { bearerSecurity, createRouter, jsonBody, jsonContent, NO_STORE, problems } from "../openapi/shared";
+import {
+  AUTH_PROBLEMS,
+  bearerSecurity,
+  createRouter,
+  jsonBody,
+  jsonContent,
+  NO_STORE,
+  problems,
+} from "../openapi/shared";
 import { type Unsealed, unseal } from "../vault/keyring";
 import { rotationDays } from "../wizard/security-levels";
 import {
@@ -54,7 +62,8 @@ const WizardStateSchema = z
   .passthrough()
   .openapi("WizardState");
 const IdParam = z.object({ id: z.string().max(100) });
-const authProblems = ["UNAUTHENTICATED", "FORBIDDEN", "RATE_LIMITED", "NOT_FOUND"] as const;
+/** Another tenant's wizard, or a wiped one, is NOT_FOUND on every route. */
+const authProblems = [...AUTH_PROBLEMS, "NOT_FOUND"] as const;
 
 type ApiKeyRow = typeof apiKeys.$inferSelect;
 

@@ -126,4 +126,22 @@ describe("edge basics", () => {
       ]),
     );
   });
+
+  it("documents 401, 403 and 429 on every operation that takes a key or a session", async () => {
+    type Operation = { security?: Record<string, string[]>[]; responses: Record<string, unknown> };
+    const { body } = await callJson<{ paths: Record<string, Record<string, Operation>> }>(
+      "GET",
+      "/api/openapi.json",
+    );
+    const authenticated = Object.entries(body.paths).flatMap(([path, operations]) =>
+      Object.entries(operations)
+        .filter(([, operation]) => operation.security?.some((scheme) => "bearerKey" in scheme))
+        .map(([method, operation]) => ({ route: `${method.toUpperCase()} ${path}`, operation })),
+    );
+    expect(authenticated.length).toBeGreaterThan(30);
+    const undocumented = authenticated
+      .filter(({ operation }) => !["401", "403", "429"].every((status) => status in operation.responses))
+      .map(({ route }) => route);
+    expect(undocumented).toEqual([]);
+  });
 });
