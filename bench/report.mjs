@@ -25,9 +25,10 @@ export function summarize(runs) {
   const wall = sum("wall");
   const latencies = Float64Array.from(runs.flatMap((run) => Array.from(run.latencies))).sort();
   const perResponseUs = (key) => median(runs.map((run) => (run[key] / run.latencies.length) * 1e6));
+  const perRunRps = runs.map((run) => run.ok / run.seconds);
   return {
-    runs: runs.map((run) => run.ok / run.seconds),
-    rps: median(runs.map((run) => run.ok / run.seconds)),
+    runs: perRunRps,
+    rps: median(perRunRps),
     p50: percentile(latencies, 50),
     p99: percentile(latencies, 99),
     requests: latencies.length,
