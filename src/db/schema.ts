@@ -123,6 +123,8 @@ export const credentials = sqliteTable(
     securityLevel: text("security_level", { enum: ["basic", "enhanced", "enterprise"] }).notNull(),
     name: text("name").notNull(),
     currentVersion: integer("current_version").notNull(),
+    /** Bumped by every change a client can see (fields, name, delete, restore); the ETag is built from it. */
+    revision: integer("revision").notNull().default(1),
     status: text("status", { enum: ["active", "deleted"] }).notNull(),
     deletedAt: integer("deleted_at"),
     lastTestStatus: text("last_test_status", { enum: ["valid", "invalid", "unknown"] }),
@@ -223,5 +225,8 @@ export const adminTotp = sqliteTable("admin_totp", {
   confirmedAt: integer("confirmed_at"),
   /** The last accepted time step: a code is never accepted twice (RFC 6238 §5.2). */
   lastStep: integer("last_step").notNull().default(0),
+  /** Wrong codes since the last accepted one; at the threshold the key is locked until `locked_until`. */
+  failedAttempts: integer("failed_attempts").notNull().default(0),
+  lockedUntil: integer("locked_until"),
   createdAt: integer("created_at").notNull(),
 });

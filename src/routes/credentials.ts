@@ -4,7 +4,7 @@ import type { Context } from "hono";
 import { auditActor } from "../audit/actor";
 import { commitWithAudit } from "../audit/audit-log";
 import { requireScope } from "../auth/authenticate";
-import { assertSecondFactor } from "../auth/second-factor";
+import { assertStepUp } from "../auth/step-up";
 import { runProbe } from "../catalog/run-probe";
 import type { ServiceDefinition } from "../catalog/types";
 import { validateCredential } from "../catalog/validate";
@@ -171,23 +171,6 @@ function assertIfMatch(c: Context<AppEnv>, row: CredentialRow): void {
     throw new ApiError("PRECONDITION_FAILED", "The credential changed meanwhile; reload it and retry.");
 }
 
-/** A wizard session must be fresh to reveal, for at most this long after sign-in. */
-export const STEP_UP_WINDOW_MS = 5 * 60_000;
-
-/**
- * Step-up for reveal (OWASP ASVS 5.0 V6.8: re-authenticate before highly sensitive operations). A browser
- * session must have signed in recently and, once its key has enrolled 2FA, present a fresh code. Machine
- * callers authenticate with a key that holds `credentials:reveal` on every request, which is the step-up.
- */
-async function assertStepUp(c: Context<AppEnv>, db: Database, code: string | undefined) {
-  const principal = c.get("principal");
-  if (principal.via !== "session") return;
-  if (Date.now() - (principal.authenticatedAt ?? 0) > STEP_UP_WINDOW_MS) {
-    throw new ApiError("UNAUTHENTICATED", "Sign in again to reveal credentials (step-up).");
-  }
-  await assertSecondFactor(c, db, principal, code);
-}
-
 const route = <T extends Parameters<typeof createRoute>[0]>(config: T) =>
   createRoute({ tags, security: bearerSecurity, ...config });
 
@@ -320,6 +303,7 @@ export const credentialRoutes = createRouter()
       environment: body.environment,
       securityLevel: body.security_level,
       name: body.name ?? `${service.name} (${body.environment})`,
+      revision: 1,
       currentVersion: 1,
       status: "active",
       deletedAt: null,

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { issueSessionToken } from "../../src/auth/session-token";
 import { fromBase32, stepAt, totpAt } from "../../src/auth/totp";
 import { database } from "../../src/db/client";
-import { STEP_UP_WINDOW_MS } from "../../src/routes/credentials";
+import { STEP_UP_WINDOW_MS } from "../../src/auth/step-up";
 import { purposeKey, unseal } from "../../src/vault/keyring";
 import { BASE, call, callJson, createTenant, type TestTenant } from "../helpers/api";
 import { stripeKey } from "./samples";

@@ -1,0 +1,45 @@
+import { eq } from "drizzle-orm";
+import type { SecurityLevel } from "../crypto/keys";
+import type { Database } from "../db/client";
+import { securityPolicies } from "../db/schema";
+import type { KeySettings } from "../keys/issue-key";
+
+export type SecurityPolicy = typeof securityPolicies.$inferSelect;
+
+const LEVEL_ORDER: readonly SecurityLevel[] = ["basic", "enhanced", "enterprise"];
+
+/** The tenant's committed security policy, or null when no wizard has set one yet. */
+export async function tenantSecurityPolicy(db: Database, tenantId: string): Promise<SecurityPolicy | null> {
+  return (
+    (await db.select().from(securityPolicies).where(eq(securityPolicies.tenantId, tenantId)).get()) ?? null
+  );
+}
+
+/**
+ * The tenant's level is a floor, not a default: whatever is created later through the API or the seed
+ * routes gets at least the entropy, backup key and environment-mismatch refusal the tenant chose.
+ */
+export function levelAtLeastPolicy(
+  requested: SecurityLevel,
+  policy: Pick<SecurityPolicy, "securityLevel"> | null,
+) {
+  if (!policy) return requested;
+  return LEVEL_ORDER.indexOf(requested) >= LEVEL_ORDER.indexOf(policy.securityLevel)
+    ? requested
+    : policy.securityLevel;
+}
+
+/**
+ * A key minted under a policy: its level raised to the policy's floor, and the policy's IP and country
+ * allowlists inherited when the key brings none of its own (a key's own list is the narrower choice).
+ */
+export function keySettingsUnderPolicy(settings: KeySettings, policy: SecurityPolicy | null): KeySettings {
+  if (!policy) return settings;
+  return {
+    ...settings,
+    securityLevel: levelAtLeastPolicy(settings.securityLevel, policy),
+    ipAllowlist: settings.ipAllowlist ?? (policy.ipAllowlist.length ? policy.ipAllowlist : null),
+    countryAllowlist:
+      settings.countryAllowlist ?? (policy.countryAllowlist.length ? policy.countryAllowlist : null),
+  };
+}
