@@ -1,35 +1,64 @@
 import { ApiError } from "../errors";
-import { parseIp } from "../keys/ip-allowlist";
+import { cidrContains, parseCidr, parseIp } from "../keys/ip-allowlist";
 
-/** Ranges an alert may never be sent to (RFC 6890 special-purpose, as v4-mapped or v6 128-bit values). */
-const PRIVATE_PREFIXES: [string, number][] = [
+/**
+ * Address ranges an outbound call may never reach, as 128-bit values (IPv4 mapped into ::ffff:0:0/96):
+ * the RFC 6890 special-purpose registries, plus every IPv6 form that embeds an IPv4 address (IPv4-compatible,
+ * NAT64 RFC 6052, 6to4 RFC 3056, Teredo RFC 4380), because those can smuggle 127.0.0.1 or 169.254.169.254
+ * past a check that only looks at IPv4. Cloud metadata endpoints sit inside these ranges (169.254.169.254,
+ * fd00:ec2::254, 100.100.100.200).
+ */
+const REFUSED_RANGES: [string, number][] = [
   ["0.0.0.0", 8],
   ["10.0.0.0", 8],
   ["100.64.0.0", 10],
   ["127.0.0.0", 8],
   ["169.254.0.0", 16],
   ["172.16.0.0", 12],
+  ["192.0.0.0", 24],
+  ["192.0.2.0", 24],
   ["192.168.0.0", 16],
   ["198.18.0.0", 15],
-  ["::1", 128],
+  ["198.51.100.0", 24],
+  ["203.0.113.0", 24],
+  ["224.0.0.0", 4],
+  ["240.0.0.0", 4],
+  ["::", 96],
+  ["64:ff9b::", 96],
+  ["64:ff9b:1::", 48],
+  ["100::", 64],
+  ["2001::", 32],
+  ["2001:db8::", 32],
+  ["2002::", 16],
   ["fc00::", 7],
   ["fe80::", 10],
+  ["fec0::", 10],
+  ["ff00::", 8],
 ];
 
-function isPrivateAddress(host: string): boolean {
-  const ip = parseIp(host.replace(/^\[|\]$/g, ""));
-  if (ip === null) return false;
-  return PRIVATE_PREFIXES.some(([network, prefix]) => {
-    const base = parseIp(network) as bigint;
-    const bits = BigInt(network.includes(":") ? prefix : prefix + 96);
-    return ip >> (128n - bits) === base >> (128n - bits);
-  });
+const REFUSED_CIDRS = REFUSED_RANGES.map(([network, prefix]) => {
+  const cidr = parseCidr(`${network}/${prefix}`);
+  if (!cidr) throw new Error(`bad range ${network}/${prefix}`);
+  return cidr;
+});
+
+function isRefusedAddress(ip: bigint): boolean {
+  return REFUSED_CIDRS.some((cidr) => cidrContains(cidr, ip));
 }
 
+/** https on 443 (the default) or 8443 only: other ports reach admin consoles and internal services. */
+const ALLOWED_PORTS = new Set(["", "8443"]);
+
 /**
- * SSRF guard for user-given URLs (OWASP SSRF CS): https only, no credentials, no private or loopback
- * addresses, no internal names. Only the explicit local setting ALLOW_LOOPBACK_WEBHOOKS=true (never in
- * wrangler.toml) admits http://127.0.0.1, for local development and the browser tests.
+ * SSRF guard for user-given URLs (OWASP SSRF CS; threat model case 31): https on 443 or 8443 only, no
+ * credentials, no special-purpose address in any literal spelling, no internal names. The WHATWG URL parser
+ * has already turned decimal, octal and hex IPv4 spellings (`2130706433`, `0177.0.0.1`, `0x7f.1`) into
+ * dotted form and IPv6 into its canonical form, so one numeric range check covers every spelling. A DNS name
+ * that resolves to a private address is outside what a Worker can see (fetch resolves it at Cloudflare's
+ * edge, which does not route to private networks); a self-hosted deployment must add an egress proxy that
+ * refuses private destinations (README "Outbound calls"). Only the explicit local setting
+ * ALLOW_LOOPBACK_WEBHOOKS=true (never in wrangler.toml) admits http://127.0.0.1, for local development and
+ * the browser tests.
  */
 export function assertDeliverableUrl(raw: string, allowLoopback: boolean, path = "url"): URL {
   let url: URL;
@@ -40,18 +69,25 @@ export function assertDeliverableUrl(raw: string, allowLoopback: boolean, path =
   }
   if (allowLoopback && url.protocol === "http:" && url.hostname === "127.0.0.1") return url;
   if (url.protocol !== "https:") throw refused(path, "must use https");
+  if (!ALLOWED_PORTS.has(url.port)) throw refused(path, "must use port 443 or 8443");
   if (url.username || url.password) throw refused(path, "must not contain credentials");
-  const host = url.hostname.toLowerCase();
+  const host = url.hostname.toLowerCase().replace(/\.$/, "");
+  const ip = parseIp(host.replace(/^\[|\]$/g, ""));
+  if (ip !== null) {
+    if (isRefusedAddress(ip)) throw refused(path, "must point to a public address");
+    return url;
+  }
   if (
+    !host.includes(".") ||
     host === "localhost" ||
     host.endsWith(".localhost") ||
     host.endsWith(".internal") ||
-    host.endsWith(".local")
+    host.endsWith(".local") ||
+    host.endsWith(".home.arpa") ||
+    host.endsWith(".arpa")
   ) {
     throw refused(path, "must point to a public host");
   }
-  if (isPrivateAddress(host)) throw refused(path, "must point to a public address");
-  if (!host.includes(".") && parseIp(host) === null) throw refused(path, "must point to a public host");
   return url;
 }
 
