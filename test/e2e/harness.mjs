@@ -9,6 +9,7 @@ import { createServer as createNetServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { wranglerDevArgs } from "../../scripts/dev-args.mjs";
 
 export const ROOT = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 export const SHOTS = join(ROOT, "test-results", "e2e");
@@ -115,26 +116,22 @@ export async function startKeywarden({ standInOrigin }) {
   const child = spawn(
     "wrangler",
     [
-      "dev",
-      "--ip",
-      HOST,
-      "--port",
-      String(port),
+      // npm start's own argument builder, so the local switches reach the worker the way they do there.
+      ...wranglerDevArgs({
+        host: HOST,
+        port,
+        devVars: { PROVIDER_STANDIN_ORIGIN: standInOrigin, ALLOW_LOOPBACK_WEBHOOKS: "true" },
+      }),
       "--inspector-port",
       String(inspector),
       "--persist-to",
       dir,
-      "--show-interactive-dev-session=false",
       "--log-level",
       "warn",
       "--var",
       `MASTER_KEY:${secrets.master}`,
       "--var",
       `BOOTSTRAP_TOKEN:${secrets.bootstrap}`,
-      "--var",
-      `PROVIDER_STANDIN_ORIGIN:${standInOrigin}`,
-      "--var",
-      "ALLOW_LOOPBACK_WEBHOOKS:true",
     ],
     { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"], detached: true },
   );
