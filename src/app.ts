@@ -13,6 +13,7 @@ import { credentialRoutes } from "./routes/credentials";
 import { healthRoutes } from "./routes/health";
 import { keyRoutes } from "./routes/keys";
 import { monitoringRoutes } from "./routes/monitoring";
+import { seedPageRoutes } from "./routes/seed-pages";
 import { serviceRoutes } from "./routes/services";
 import { tenantRoutes } from "./routes/tenants";
 import { twoFactorRoutes } from "./routes/two-factor";
@@ -80,6 +81,7 @@ export function buildApp() {
   app.use("/api/*", wellFormedJsonText);
 
   app.route("/", healthRoutes);
+  app.route("/", seedPageRoutes);
   app.route("/api/v1/tenants", tenantRoutes);
   app.route("/api/v1/auth/session", authSessionRoutes);
   app.route("/api/v1/auth/totp", twoFactorRoutes);

@@ -423,4 +423,23 @@ describe("the setup wizard in a browser", { timeout: 300_000 }, () => {
       assert.equal(after, 401);
     });
   });
+
+  test("the seed's address /admin/wizards/api-key-management serves the same page with the same CSP", {
+    timeout: 60_000,
+  }, async () => {
+    const [seed, root] = await Promise.all(
+      ["/admin/wizards/api-key-management", "/"].map((path) =>
+        fetch(`${kw.origin}${path}`, { redirect: "manual", signal: AbortSignal.timeout(10_000) }),
+      ),
+    );
+    assert.equal(seed.status, 200);
+    assert.equal(await seed.text(), await root.text());
+    assert.match(seed.headers.get("content-security-policy"), /frame-ancestors 'none'/);
+    assert.equal(seed.headers.get("content-security-policy"), root.headers.get("content-security-policy"));
+    // In the browser its scripts load from the nested path under that CSP (a violation fails the scenario).
+    await scenario("seed-path", DESKTOP, async ({ page }) => {
+      await page.goto("/admin/wizards/api-key-management");
+      await page.getByRole("heading", { name: "Sign in to the setup wizard" }).waitFor();
+    });
+  });
 });
