@@ -1,9 +1,18 @@
 import { and, asc, eq, gt } from "drizzle-orm";
 import { toHex, utf8 } from "../crypto/encoding";
-import type { Database } from "../db/client";
+import { type Database, database } from "../db/client";
 import { auditLog } from "../db/schema";
+import { purposeKey, unseal } from "../vault/keyring";
 
 export const GENESIS_HASH = "0".repeat(64);
+
+/** The last row of a tenant's chain: seq 0 and the genesis hash before the first row. */
+export interface ChainHead {
+  seq: number;
+  hash: string;
+}
+
+export const GENESIS_HEAD: ChainHead = { seq: 0, hash: GENESIS_HASH };
 
 /**
  * Only primitives, chosen by the caller from an allowlist: secrets, ciphertexts and hashes of
@@ -27,7 +36,21 @@ export interface AuditActor {
 
 type AuditRow = typeof auditLog.$inferSelect;
 
-export async function chainHash(row: Omit<AuditRow, "hash">): Promise<string> {
+type ChainKeyEnv = Pick<Env, "MASTER_KEY" | "KEK_VERSION" | "DB">;
+
+/** The HMAC key of every tenant's audit chain, derived from MASTER_KEY for this purpose only. */
+export async function auditChainKey(env: ChainKeyEnv, db: Database = database(env.DB)): Promise<CryptoKey> {
+  return purposeKey(await unseal(env, db), "audit-chain");
+}
+
+/**
+ * HMAC-SHA-256 over the row and its predecessor's hash. A plain hash chain only proves the rows agree with
+ * each other: whoever can write the table can edit a row and recompute every later hash. Keying it with a
+ * key that never leaves the Worker makes a rewrite need MASTER_KEY as well as database access (a MAC, not a
+ * digest: NIST SP 800-107 §5.3). The encoding is a JSON array with one fixed position per column, so no two
+ * different rows share an input: strings are quoted and escaped, and `detail` is a nested JSON value.
+ */
+export async function chainHash(key: CryptoKey, row: Omit<AuditRow, "hash">): Promise<string> {
   const canonical = JSON.stringify([
     row.prevHash,
     row.tenantId,
@@ -41,19 +64,24 @@ export async function chainHash(row: Omit<AuditRow, "hash">): Promise<string> {
     row.requestId,
     row.detail,
   ]);
-  return toHex(await crypto.subtle.digest("SHA-256", utf8(canonical)));
+  return toHex(await crypto.subtle.sign("HMAC", key, utf8(canonical)));
 }
+
+type CommitEnv = Pick<Env, "AUDIT_CHAIN"> & ChainKeyEnv;
 
 /**
  * Runs `statements` and their audit rows in one D1 batch, so both land or neither does. The batch is
  * executed by the tenant's AuditChain Durable Object, the chain's single writer.
  */
 export async function commitWithAudit(
-  env: Pick<Env, "AUDIT_CHAIN">,
+  env: CommitEnv,
   actor: AuditActor,
   statements: { toSQL(): { sql: string; params: unknown[] } }[],
   events: AuditEvent[],
 ): Promise<void> {
+  // The Durable Object derives the chain key itself. Unsealing here first (cached per isolate) lets a sealed
+  // service answer 503 SEALED: an ApiError thrown inside the object would lose its class crossing RPC.
+  await unseal(env, database(env.DB));
   const bound = statements.map((statement) => {
     const { sql, params } = statement.toSQL();
     return { sql, params };
@@ -61,12 +89,40 @@ export async function commitWithAudit(
   await env.AUDIT_CHAIN.get(env.AUDIT_CHAIN.idFromName(actor.tenantId)).commit(actor, bound, events);
 }
 
+/** Why the verifier stopped, named for the first bad seq. */
+export const CHAIN_BREAKS = [
+  "row missing",
+  "link to previous row broken",
+  "row content altered",
+  "row differs from the recorded chain head",
+  "tail truncated",
+] as const;
+
+export type ChainBreak = (typeof CHAIN_BREAKS)[number];
+
 export type ChainVerdict =
   | { ok: true; rows: number }
-  | { ok: false; rows: number; broken_at_seq: number; reason: string };
+  | { ok: false; rows: number; broken_at_seq: number; reason: ChainBreak };
 
-/** Walks a tenant's chain and names the first row whose content, link or position is wrong. */
-export async function verifyAuditChain(db: Database, tenantId: string): Promise<ChainVerdict> {
+/**
+ * Walks a tenant's chain from the first row and names the first row whose content, link or position is
+ * wrong, then holds the end of the chain against the head its AuditChain object recorded.
+ */
+export async function verifyAuditChain(env: CommitEnv, tenantId: string): Promise<ChainVerdict> {
+  const db = database(env.DB);
+  const key = await auditChainKey(env, db);
+  // The head first, the rows second: a write landing in between only makes D1 longer than this head, which
+  // is accepted below. Read the other way round it would look like a truncation.
+  const head = await env.AUDIT_CHAIN.get(env.AUDIT_CHAIN.idFromName(tenantId)).head();
+  return walkChain(db, key, tenantId, head);
+}
+
+async function walkChain(
+  db: Database,
+  key: CryptoKey,
+  tenantId: string,
+  head: ChainHead,
+): Promise<ChainVerdict> {
   let prevHash = GENESIS_HASH;
   let expectedSeq = 1;
   let checked = 0;
@@ -78,7 +134,7 @@ export async function verifyAuditChain(db: Database, tenantId: string): Promise<
       .orderBy(asc(auditLog.seq))
       .limit(500)
       .all();
-    if (page.length === 0) return { ok: true, rows: checked };
+    if (page.length === 0) break;
     for (const row of page) {
       if (row.seq !== expectedSeq) {
         return { ok: false, rows: checked, broken_at_seq: expectedSeq, reason: "row missing" };
@@ -87,12 +143,27 @@ export async function verifyAuditChain(db: Database, tenantId: string): Promise<
         return { ok: false, rows: checked, broken_at_seq: row.seq, reason: "link to previous row broken" };
       }
       const { hash, ...content } = row;
-      if ((await chainHash(content)) !== hash) {
+      if ((await chainHash(key, content)) !== hash) {
         return { ok: false, rows: checked, broken_at_seq: row.seq, reason: "row content altered" };
+      }
+      if (row.seq === head.seq && hash !== head.hash) {
+        return {
+          ok: false,
+          rows: checked,
+          broken_at_seq: row.seq,
+          reason: "row differs from the recorded chain head",
+        };
       }
       prevHash = hash;
       expectedSeq += 1;
       checked += 1;
     }
   }
+  // Every row present was checked. Rows past the recorded head are a batch whose head write was lost in a
+  // crash (see AuditChain): they chain from the head, so they are accepted. A chain that ends before the head
+  // lost its newest rows, which no per-row check can see.
+  if (checked < head.seq) {
+    return { ok: false, rows: checked, broken_at_seq: checked + 1, reason: "tail truncated" };
+  }
+  return { ok: true, rows: checked };
 }

@@ -1,6 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { and, desc, eq, lt } from "drizzle-orm";
-import { verifyAuditChain } from "../audit/audit-log";
+import { CHAIN_BREAKS, verifyAuditChain } from "../audit/audit-log";
 import { requireScope } from "../auth/authenticate";
 import { database } from "../db/client";
 import { auditLog } from "../db/schema";
@@ -24,7 +24,11 @@ const AuditEntrySchema = z
     target_id: z.string(),
     request_id: z.string(),
     detail: z.record(z.string(), z.unknown()),
-    chain_hash: z.string().describe("SHA-256 over this entry and the previous entry's chain_hash."),
+    chain_hash: z
+      .string()
+      .describe(
+        "HMAC-SHA-256, under a key derived from the server's master key, over this entry and the previous entry's chain_hash.",
+      ),
   })
   .openapi("AuditEntry");
 
@@ -54,7 +58,9 @@ const verifyAudit = createRoute({
   method: "get",
   path: "/verify",
   tags: ["Audit"],
-  summary: "Re-check the tenant's hash chain and name the first broken row",
+  summary: "Re-check the tenant's keyed hash chain and name the first broken row",
+  description:
+    "Recomputes every entry's HMAC and link, and compares the end of the chain with the head recorded outside the database, so an edited, reordered, rewritten or truncated log is reported at its first bad seq.",
   security: bearerSecurity,
   middleware: [requireScope("audit:read")] as const,
   responses: {
@@ -62,12 +68,16 @@ const verifyAudit = createRoute({
       z.object({
         ok: z.boolean(),
         rows: z.number().int(),
-        broken_at_seq: z.number().int().optional(),
-        reason: z.string().optional(),
+        broken_at_seq: z
+          .number()
+          .int()
+          .optional()
+          .describe("The first bad seq; for a truncated tail, the first missing one."),
+        reason: z.enum(CHAIN_BREAKS).optional(),
       }),
       "The verdict.",
     ),
-    ...problems(...AUTH_PROBLEMS),
+    ...problems(...AUTH_PROBLEMS, "SEALED"),
   },
 });
 
@@ -102,5 +112,5 @@ export const auditRoutes = createRouter()
     );
   })
   .openapi(verifyAudit, async (c) => {
-    return c.json(await verifyAuditChain(database(c.env.DB), c.get("principal").tenantId), 200);
+    return c.json(await verifyAuditChain(c.env, c.get("principal").tenantId), 200);
   });
