@@ -25,6 +25,19 @@ export const UpdateCredentialSchema = z
   })
   .openapi("UpdateCredential");
 
+/** Documents the precondition; its rules (428 when absent, 412 otherwise unless it matches) are in preconditions.ts. */
+export const IfMatchHeader = z.object({
+  "if-match": z
+    .string()
+    .optional()
+    .openapi({
+      description:
+        "The credential's current strong ETag, as read from GET or the last write (RFC 9110 §13.1.1). " +
+        "Absent: 428. Blank, malformed, weak, `*` or stale: 412.",
+      example: '"cred_0000000000000000000000.r1"',
+    }),
+});
+
 export const RollbackCredentialSchema = z
   .strictObject({ version: z.number().int().min(1) })
   .openapi("RollbackCredential");

@@ -41,8 +41,13 @@ export function credentialView(
   };
 }
 
-export function etagOf(row: Pick<CredentialRow, "id" | "currentVersion">): string {
-  return `"${row.id}.v${row.currentVersion}"`;
+/**
+ * The strong ETag that If-Match compares (RFC 9110 §8.8.3). It is built from `revision`, which every
+ * change a client can see bumps (fields, name, rollback, delete, restore), so a rename is a new ETag as
+ * much as a new version is; a live test result is not such a change and leaves it alone.
+ */
+export function etagOf(row: Pick<CredentialRow, "id" | "revision">): string {
+  return `"${row.id}.r${row.revision}"`;
 }
 
 /** A probe result as the API shows it: the provider's expiry as an ISO time. */

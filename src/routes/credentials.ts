@@ -12,6 +12,7 @@ import {
   CreateCredentialSchema,
   CredentialDetailSchema,
   CredentialListSchema,
+  IfMatchHeader,
   ProbeResultSchema,
   RevealCredentialSchema,
   RevealedCredentialSchema,
@@ -20,6 +21,7 @@ import {
 } from "../credentials/credential-schemas";
 import { credentialView, etagOf, probeView, RESTORE_WINDOW_MS } from "../credentials/credential-view";
 import { credentialsWithCurrentVersion } from "../credentials/current-versions";
+import { assertIfMatch, concurrentChangeFailed } from "../credentials/preconditions";
 import { providerFetch } from "../credentials/provider-fetch";
 import { requireService } from "../credentials/require-service";
 import { credentialRecordId, displayValues, openValues, sealValues } from "../credentials/sealed-fields";
@@ -41,6 +43,7 @@ import {
   PageQuery,
   problems,
 } from "../openapi/shared";
+import { levelAtLeastPolicy, tenantSecurityPolicy } from "../policy/security-policy";
 import { unseal } from "../vault/keyring";
 
 type CredentialRow = typeof credentials.$inferSelect;
@@ -157,18 +160,26 @@ async function newVersionStatements(
   ] as const;
 }
 
-function versionConflict(error: unknown): never {
-  if (String((error as { cause?: unknown })?.cause ?? error).includes("credential_versions.credential_id")) {
-    throw new ApiError("PRECONDITION_FAILED", "The credential changed meanwhile; reload it and retry.");
-  }
-  throw error;
+type VisibleChange = Partial<Pick<CredentialRow, "name" | "currentVersion" | "status" | "deletedAt">>;
+
+/**
+ * A change a client can see: the next row, and the statement that writes it with `revision` set to the
+ * revision read plus one. Migration 0006's trigger aborts that statement's batch unless the stored
+ * revision is still the one read, so of two writers that read the same revision (and passed the same
+ * If-Match) exactly one commits. Writes a client does not see (live test results, the cron purge) leave
+ * `revision` out of their SET, and the trigger does not fire for them.
+ */
+function visibleChange(db: Database, row: CredentialRow, changes: VisibleChange) {
+  const next: CredentialRow = { ...row, ...changes, revision: row.revision + 1, updatedAt: Date.now() };
+  const statement = db
+    .update(credentials)
+    .set({ ...changes, revision: next.revision, updatedAt: next.updatedAt })
+    .where(and(eq(credentials.tenantId, row.tenantId), eq(credentials.id, row.id)));
+  return { next, statement };
 }
 
-function assertIfMatch(c: Context<AppEnv>, row: CredentialRow): void {
-  const ifMatch = c.req.header("if-match");
-  if (!ifMatch) throw new ApiError("PRECONDITION_REQUIRED", "Send If-Match with the credential's ETag.");
-  if (ifMatch !== etagOf(row))
-    throw new ApiError("PRECONDITION_FAILED", "The credential changed meanwhile; reload it and retry.");
+function assertFresh(c: Context<AppEnv>, row: CredentialRow): void {
+  assertIfMatch(c.req.header("if-match"), etagOf(row));
 }
 
 const route = <T extends Parameters<typeof createRoute>[0]>(config: T) =>
@@ -217,7 +228,7 @@ const updateCredential = route({
   path: "/{id}",
   summary: "Update: new field values make a new version. Requires If-Match.",
   middleware: [requireScope("credentials:write")] as const,
-  request: { params: IdParam, body: jsonBody(UpdateCredentialSchema) },
+  request: { params: IdParam, headers: IfMatchHeader, body: jsonBody(UpdateCredentialSchema) },
   responses: {
     200: jsonContent(CredentialDetailSchema, "The new state."),
     ...problems(
@@ -235,7 +246,7 @@ const rollbackCredential = route({
   path: "/{id}/rollback",
   summary: "Make an older version current again (as a new version). Requires If-Match.",
   middleware: [requireScope("credentials:write")] as const,
-  request: { params: IdParam, body: jsonBody(RollbackCredentialSchema) },
+  request: { params: IdParam, headers: IfMatchHeader, body: jsonBody(RollbackCredentialSchema) },
   responses: {
     200: jsonContent(CredentialDetailSchema, "The new state."),
     ...problems(
@@ -273,10 +284,13 @@ const testCredential = route({
 const deleteCredential = route({
   method: "delete",
   path: "/{id}",
-  summary: "Soft-delete (restorable for 30 days)",
+  summary: "Soft-delete (restorable for 30 days). Requires If-Match.",
   middleware: [requireScope("credentials:write")] as const,
-  request: { params: IdParam },
-  responses: { 204: { description: "Deleted." }, ...problems(...AUTH_PROBLEMS, "NOT_FOUND") },
+  request: { params: IdParam, headers: IfMatchHeader },
+  responses: {
+    204: { description: "Deleted." },
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "PRECONDITION_FAILED", "PRECONDITION_REQUIRED"),
+  },
 });
 const restoreCredential = route({
   method: "post",
@@ -286,7 +300,7 @@ const restoreCredential = route({
   request: { params: IdParam },
   responses: {
     200: jsonContent(CredentialDetailSchema, "Restored."),
-    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "CONFLICT"),
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "CONFLICT", "PRECONDITION_FAILED"),
   },
 });
 
@@ -295,13 +309,20 @@ export const credentialRoutes = createRouter()
     const principal = c.get("principal");
     const body = c.req.valid("json");
     const service = requireService(body.service);
+    const db = database(c.env.DB);
+    // The tenant's level is a floor: at enhanced or above, a key of the wrong mode for the environment is
+    // refused even if the body asks for basic (SECURITY.md, the wizard's security step).
+    const securityLevel = levelAtLeastPolicy(
+      body.security_level,
+      await tenantSecurityPolicy(db, principal.tenantId),
+    );
     const now = Date.now();
     const row: CredentialRow = {
       id: newId("cred"),
       tenantId: principal.tenantId,
       serviceId: service.id,
       environment: body.environment,
-      securityLevel: body.security_level,
+      securityLevel,
       name: body.name ?? `${service.name} (${body.environment})`,
       revision: 1,
       currentVersion: 1,
@@ -318,7 +339,6 @@ export const credentialRoutes = createRouter()
       updatedAt: now,
     };
     const warnings = assertValid(service, row, body.fields);
-    const db = database(c.env.DB);
     const [insertVersion, countEncryptions] = await newVersionStatements(c, db, row, 1, body.fields);
     await commitWithAudit(
       c.env,
@@ -380,15 +400,12 @@ export const credentialRoutes = createRouter()
   .openapi(updateCredential, async (c) => {
     const db = database(c.env.DB);
     const row = await findOwnCredential(db, c.get("principal").tenantId, c.req.valid("param").id);
-    assertIfMatch(c, row);
+    assertFresh(c, row);
     const body = c.req.valid("json");
-    const now = Date.now();
-    const next: CredentialRow = {
-      ...row,
+    const { next, statement } = visibleChange(db, row, {
       name: body.name ?? row.name,
       currentVersion: body.fields ? row.currentVersion + 1 : row.currentVersion,
-      updatedAt: now,
-    };
+    });
     const warnings = body.fields ? assertValid(requireService(row.serviceId), row, body.fields) : [];
     const versionStatements = body.fields
       ? await newVersionStatements(c, db, row, next.currentVersion, body.fields)
@@ -396,13 +413,7 @@ export const credentialRoutes = createRouter()
     await commitWithAudit(
       c.env,
       auditActor(c),
-      [
-        db
-          .update(credentials)
-          .set({ name: next.name, currentVersion: next.currentVersion, updatedAt: now })
-          .where(and(eq(credentials.tenantId, row.tenantId), eq(credentials.id, row.id))),
-        ...versionStatements,
-      ],
+      [statement, ...versionStatements],
       [
         {
           action: "credential.update",
@@ -411,13 +422,13 @@ export const credentialRoutes = createRouter()
           detail: { version: next.currentVersion, fields: Object.keys(body.fields ?? {}).sort() },
         },
       ],
-    ).catch(versionConflict);
+    ).catch(concurrentChangeFailed);
     return c.json(await detailOf(db, next, warnings), 200, { etag: etagOf(next) });
   })
   .openapi(rollbackCredential, async (c) => {
     const db = database(c.env.DB);
     const row = await findOwnCredential(db, c.get("principal").tenantId, c.req.valid("param").id);
-    assertIfMatch(c, row);
+    assertFresh(c, row);
     const target = await findVersion(db, row, c.req.valid("json").version);
     const keys = await unseal(c.env, db);
     const fields = await openValues(
@@ -426,17 +437,11 @@ export const credentialRoutes = createRouter()
       { tenantId: row.tenantId, recordId: credentialRecordId(row.id, target.version) },
       target.sealedFields,
     );
-    const next: CredentialRow = { ...row, currentVersion: row.currentVersion + 1, updatedAt: Date.now() };
+    const { next, statement } = visibleChange(db, row, { currentVersion: row.currentVersion + 1 });
     await commitWithAudit(
       c.env,
       auditActor(c),
-      [
-        db
-          .update(credentials)
-          .set({ currentVersion: next.currentVersion, updatedAt: next.updatedAt })
-          .where(and(eq(credentials.tenantId, row.tenantId), eq(credentials.id, row.id))),
-        ...(await newVersionStatements(c, db, row, next.currentVersion, fields)),
-      ],
+      [statement, ...(await newVersionStatements(c, db, row, next.currentVersion, fields))],
       [
         {
           action: "credential.rollback",
@@ -445,7 +450,7 @@ export const credentialRoutes = createRouter()
           detail: { from_version: target.version, version: next.currentVersion },
         },
       ],
-    ).catch(versionConflict);
+    ).catch(concurrentChangeFailed);
     return c.json(await detailOf(db, next), 200, { etag: etagOf(next) });
   })
   .openapi(revealCredential, async (c) => {
@@ -522,18 +527,14 @@ export const credentialRoutes = createRouter()
   .openapi(deleteCredential, async (c) => {
     const db = database(c.env.DB);
     const row = await findOwnCredential(db, c.get("principal").tenantId, c.req.valid("param").id);
-    const now = Date.now();
+    assertFresh(c, row);
+    const { statement } = visibleChange(db, row, { status: "deleted", deletedAt: Date.now() });
     await commitWithAudit(
       c.env,
       auditActor(c),
-      [
-        db
-          .update(credentials)
-          .set({ status: "deleted", deletedAt: now, updatedAt: now })
-          .where(and(eq(credentials.tenantId, row.tenantId), eq(credentials.id, row.id))),
-      ],
+      [statement],
       [{ action: "credential.delete", targetType: "credential", targetId: row.id }],
-    );
+    ).catch(concurrentChangeFailed);
     return c.body(null, 204);
   })
   .openapi(restoreCredential, async (c) => {
@@ -543,17 +544,12 @@ export const credentialRoutes = createRouter()
     if (row.deletedAt !== null && Date.now() - row.deletedAt > RESTORE_WINDOW_MS) {
       throw new ApiError("NOT_FOUND", "No such credential.");
     }
-    const restored: CredentialRow = { ...row, status: "active", deletedAt: null, updatedAt: Date.now() };
+    const { next: restored, statement } = visibleChange(db, row, { status: "active", deletedAt: null });
     await commitWithAudit(
       c.env,
       auditActor(c),
-      [
-        db
-          .update(credentials)
-          .set({ status: "active", deletedAt: null, updatedAt: restored.updatedAt })
-          .where(and(eq(credentials.tenantId, row.tenantId), eq(credentials.id, row.id))),
-      ],
+      [statement],
       [{ action: "credential.restore", targetType: "credential", targetId: row.id }],
-    );
+    ).catch(concurrentChangeFailed);
     return c.json(await detailOf(db, restored), 200, { etag: etagOf(restored) });
   });

@@ -76,7 +76,7 @@ export const VAULT_ENDPOINTS: Endpoint[] = [
       if (request.name !== undefined) expect(body.name).toBe(request.name.trim());
       // Validation refuses unknown fields, so what was stored is exactly what was sent, masked.
       expect(Object.keys(body.fields as object).sort()).toEqual(Object.keys(request.fields).sort());
-      expect(effect.headers.get("etag")).toBe(`"${body.id}.v1"`);
+      expect(effect.headers.get("etag")).toBe(`"${body.id}.r1"`);
       expect(change).toEqual({ ...NO_CHANGE, credentials: 1, credentialVersions: 1, auditLog: 1 });
       expectOnlyVaultWritten(effect, true);
       expectNoSecretEcho(effect.text, request.fields);
@@ -100,7 +100,8 @@ export const VAULT_ENDPOINTS: Endpoint[] = [
       const version = target.version + (request.fields ? 1 : 0);
       expect(body).toMatchObject({ id: target.rowId, version, status: "active" });
       if (request.name !== undefined) expect(body.name).toBe(request.name.trim());
-      expect(effect.headers.get("etag")).toBe(`"${target.rowId}.v${version}"`);
+      // Any accepted PATCH, a rename as much as new values, is a new revision and so a new ETag.
+      expect(effect.headers.get("etag")).toBe(`"${target.rowId}.r${target.revision + 1}"`);
       expect(change).toEqual({
         ...NO_CHANGE,
         auditLog: 1,
@@ -114,6 +115,7 @@ export const VAULT_ENDPOINTS: Endpoint[] = [
         target.display.set(version, body.fields as Record<string, string>);
       }
       target.version = version;
+      target.revision += 1;
       return false;
     },
   },
@@ -164,12 +166,13 @@ export const VAULT_ENDPOINTS: Endpoint[] = [
       // The old version's values come back as a new version (masked here exactly as they were).
       expect(target.display.has(from), `rolled back to unknown version ${from}`).toBe(true);
       expect(body).toMatchObject({ id: target.rowId, version, fields: target.display.get(from) });
-      expect(effect.headers.get("etag")).toBe(`"${target.rowId}.v${version}"`);
+      expect(effect.headers.get("etag")).toBe(`"${target.rowId}.r${target.revision + 1}"`);
       expect(change).toEqual({ ...NO_CHANGE, auditLog: 1, credentialVersions: versionsAdded(version) });
       expectOnlyVaultWritten(effect, true);
       target.plaintext.set(version, target.plaintext.get(from) as Record<string, string>);
       target.display.set(version, target.display.get(from) as Record<string, string>);
       target.version = version;
+      target.revision += 1;
       return false;
     },
   },

@@ -137,7 +137,7 @@ describe("SQL metacharacters in credentials", () => {
         const renamed = await send("PATCH", `/api/v1/credentials/${id}`, {
           bearer: owner.adminKey,
           body: JSON.stringify({ name: renamedTo }),
-          headers: { "if-match": `"${id}.v1"` },
+          headers: { "if-match": `"${id}.r1"` },
         });
         expect(renamed.status).toBe(200);
         expect(JSON.parse(renamed.text).name).toBe(renamedTo.trim());

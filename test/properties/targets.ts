@@ -25,8 +25,10 @@ export interface Target {
   /** The api key or credential whose every column is compared before and after (null for a wizard). */
   rowId: string | null;
   wizardId: string | null;
-  /** A credential's current version: its ETag is `"<id>.v<version>"`. */
+  /** A credential's current version (the one reads, reveals and rollbacks start from). */
   version: number;
+  /** A credential's revision, bumped by every change a client can see: its ETag is `"<id>.r<revision>"`. */
+  revision: number;
   /** A credential's plaintext and masked display fields, by version. */
   plaintext: Map<number, Record<string, string>>;
   display: Map<number, Record<string, string>>;
@@ -41,7 +43,8 @@ export const WIZARD_SECURITY = {
   rotation_policy: "none",
 };
 
-export const etag = (target: Target) => `"${target.rowId}.v${target.version}"`;
+/** The strong ETag the API gives a credential target (see `etagOf` in src/credentials/credential-view.ts). */
+export const etag = (target: Target) => `"${target.rowId}.r${target.revision}"`;
 
 /** Every outbound request the worker made since the last `takeOutbound()`, as "METHOD url". */
 const outbound: string[] = [];
@@ -114,6 +117,7 @@ async function credentialTarget(budget: TenantBudget, versions: number): Promise
     rowId: null,
     wizardId: null,
     version: 1,
+    revision: 1,
     plaintext: new Map(),
     display: new Map(),
   };
@@ -140,6 +144,7 @@ async function credentialTarget(budget: TenantBudget, versions: number): Promise
       },
     );
     target.version = updated.version as number;
+    target.revision += 1;
     target.plaintext.set(target.version, fields);
     target.display.set(target.version, updated.fields as Record<string, string>);
   }
@@ -188,6 +193,7 @@ async function wizardTarget(budget: TenantBudget, kind: TargetKind): Promise<Tar
     rowId: null,
     wizardId: id,
     version: 0,
+    revision: 0,
     plaintext: new Map(),
     display: new Map(),
   };
@@ -204,6 +210,7 @@ export async function makeTarget(kind: TargetKind, budget: TenantBudget): Promis
       rowId: fresh.id,
       wizardId: null,
       version: 0,
+      revision: 0,
       plaintext: new Map(),
       display: new Map(),
     };
