@@ -19,7 +19,10 @@ describe("scheduled jobs", () => {
       key: tenant.adminKey,
       body: { service: "stripe", environment: "development", fields: { secret_key: stripeKey() } },
     });
-    await callJson("DELETE", `/api/v1/credentials/${created.body.id}`, { key: tenant.adminKey });
+    await callJson("DELETE", `/api/v1/credentials/${created.body.id}`, {
+      key: tenant.adminKey,
+      headers: { "if-match": created.headers.get("etag") as string },
+    });
     const versionsBefore = await countRows("credential_versions");
 
     await runCron(Date.now() + 29 * 86_400_000);
