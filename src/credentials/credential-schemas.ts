@@ -33,7 +33,7 @@ export const IfMatchHeader = z.object({
     .openapi({
       description:
         "The credential's current strong ETag, as read from GET or the last write (RFC 9110 §13.1.1). " +
-        "Absent: 428. Blank, malformed, weak, `*` or stale: 412.",
+        "Absent: 428 (a blank value reaches the Worker as no header). Malformed, weak, `*` or stale: 412.",
       example: '"cred_0000000000000000000000.r1"',
     }),
 });
