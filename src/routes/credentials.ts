@@ -310,8 +310,8 @@ export const credentialRoutes = createRouter()
     const body = c.req.valid("json");
     const service = requireService(body.service);
     const db = database(c.env.DB);
-    // The tenant's level is a floor: at enhanced or above, a key of the wrong mode for the environment is
-    // refused even if the body asks for basic (SECURITY.md, the wizard's security step).
+    // The level the tenant's security policy chose is a floor: at enhanced or above, a key of the wrong
+    // mode for the environment is refused even when the body asks for basic.
     const securityLevel = levelAtLeastPolicy(
       body.security_level,
       await tenantSecurityPolicy(db, principal.tenantId),
