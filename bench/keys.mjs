@@ -4,8 +4,8 @@
 import { createHash, randomBytes } from "node:crypto";
 
 const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-/** randomLengthFor(128) in src/crypto/keys.ts: the `basic` security level. */
-const RANDOM_LENGTH = Math.ceil(128 / Math.log2(62));
+/** randomLengthForLevel("basic") in src/crypto/keys.ts: 128 bits plus what `last4` may reveal. */
+const RANDOM_LENGTH = Math.ceil((128 + 4 * Math.log2(62)) / Math.log2(62));
 const CHECKSUM_LENGTH = 6;
 
 const CRC_TABLE = (() => {
@@ -47,7 +47,7 @@ export function randomBase62(length) {
   return out;
 }
 
-/** A well-formed `basic` key: `<prefix>_live_<22 base62><6-char base62 CRC32>`. */
+/** A well-formed `basic` key: `<prefix>_live_<26 base62><6-char base62 CRC32>`. */
 export function generateKey(prefix) {
   const randomPart = randomBase62(RANDOM_LENGTH);
   return `${prefix}_live_${randomPart}${checksumOf(randomPart)}`;
@@ -74,7 +74,7 @@ export function mintStoredKey(tenantId, prefix, name, now) {
       tenant_id: tenantId,
       name,
       hash: hashKey(key),
-      start: head + key.slice(head.length, head.length + 4),
+      start: head,
       last4: key.slice(-4),
       environment: "live",
       security_level: "basic",

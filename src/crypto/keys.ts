@@ -9,8 +9,16 @@ export type KeyEnvironment = "live" | "test";
 export const ENTROPY_BITS: Record<SecurityLevel, number> = { basic: 128, enhanced: 192, enterprise: 256 };
 
 const CHECKSUM_LENGTH = 6;
-const MIN_RANDOM_LENGTH = randomLengthFor(128);
-const MAX_RANDOM_LENGTH = randomLengthFor(256);
+/** `last4`: the key's last characters, all inside the checksum. */
+export const LAST4_LENGTH = 4;
+/**
+ * What `last4` can tell about the random part. The checksum is a function of the random part, so its last
+ * characters may carry up to log2(62) bits each about it. Every level carries that many extra random bits, so
+ * what stays unknown after display (a database dump holds `start` and `last4`) is still >= ENTROPY_BITS.
+ */
+export const DISPLAY_LEAK_BITS = LAST4_LENGTH * Math.log2(62);
+/** Keys minted before DISPLAY_LEAK_BITS was added carry exactly ENTROPY_BITS.basic; they keep verifying. */
+const MIN_RANDOM_LENGTH = randomLengthFor(ENTROPY_BITS.basic);
 export const PREFIX_PATTERN = /^[a-z][a-z0-9]{0,7}$/;
 const KEY_PATTERN = /^([a-z][a-z0-9]{0,7})_(live|test)_([0-9A-Za-z]+)$/;
 
@@ -18,6 +26,13 @@ const KEY_PATTERN = /^([a-z][a-z0-9]{0,7})_(live|test)_([0-9A-Za-z]+)$/;
 export function randomLengthFor(bits: number): number {
   return Math.ceil(bits / Math.log2(62));
 }
+
+/** Length of a new key's random part: the level's bits, plus what display may reveal. */
+export function randomLengthForLevel(level: SecurityLevel): number {
+  return randomLengthFor(ENTROPY_BITS[level] + DISPLAY_LEAK_BITS);
+}
+
+const MAX_RANDOM_LENGTH = randomLengthForLevel("enterprise");
 
 function checksumOf(randomPart: string): string {
   let value = crc32(randomPart);
@@ -37,7 +52,7 @@ export interface ParsedKey {
 
 export function generateKey(prefix: string, environment: KeyEnvironment, level: SecurityLevel): string {
   if (!PREFIX_PATTERN.test(prefix)) throw new TypeError("invalid key prefix");
-  const randomPart = randomBase62(randomLengthFor(ENTROPY_BITS[level]));
+  const randomPart = randomBase62(randomLengthForLevel(level));
   return `${prefix}_${environment}_${randomPart}${checksumOf(randomPart)}`;
 }
 
@@ -65,9 +80,15 @@ export async function hashKey(key: string): Promise<string> {
   return toHex(await crypto.subtle.digest("SHA-256", utf8(key)));
 }
 
-/** What may be shown again after creation: never enough to reconstruct the key. */
+/**
+ * What may be shown again after creation. `start` is the prefix and environment only: no random character,
+ * since each one shown would take log2(62) bits off the key's strength. `last4` lies inside the checksum and
+ * is paid for by DISPLAY_LEAK_BITS.
+ */
 export function displayParts(key: string): { start: string; last4: string } {
   const parsed = parseKey(key);
-  const head = parsed ? `${parsed.prefix}_${parsed.environment}_` : "";
-  return { start: `${head}${key.slice(head.length, head.length + 4)}`, last4: key.slice(-4) };
+  return {
+    start: parsed ? `${parsed.prefix}_${parsed.environment}_` : "",
+    last4: key.slice(-LAST4_LENGTH),
+  };
 }

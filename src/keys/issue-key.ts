@@ -1,5 +1,5 @@
 import type { z } from "@hono/zod-openapi";
-import { ROLES, type Role, scopesBeyondGrant } from "../auth/scopes";
+import { assertMayManageKey, ROLES, type Role } from "../auth/scopes";
 import { displayParts, generateKey, hashKey, type KeyEnvironment, type SecurityLevel } from "../crypto/keys";
 import { newId } from "../crypto/random";
 import type { apiKeys } from "../db/schema";
@@ -107,9 +107,7 @@ export function resolveScopes(
   held: ReadonlySet<string>,
 ) {
   const resolved = [...new Set([...(role ? ROLES[role] : []), ...(scopes ?? [])])];
-  const beyond = scopesBeyondGrant(resolved, held);
-  if (beyond.length)
-    throw new ApiError("FORBIDDEN", `You cannot grant scopes you do not hold: ${beyond.join(", ")}.`);
+  assertMayManageKey({ scopes: held }, resolved);
   return resolved;
 }
 

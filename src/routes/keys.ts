@@ -3,17 +3,20 @@ import { and, desc, eq, gte, lt, or } from "drizzle-orm";
 import { auditActor } from "../audit/actor";
 import { commitWithAudit } from "../audit/audit-log";
 import { requireScope } from "../auth/authenticate";
+import { assertMayManageKey, isAdminCapable } from "../auth/scopes";
+import { assertStepUp } from "../auth/step-up";
 import { type Database, database } from "../db/client";
 import { apiKeys, keyUsageDaily } from "../db/schema";
 import { ApiError } from "../errors";
+import { mintKeyWithBackup, parseFutureTime, resolveScopes, settingsFromRequest } from "../keys/issue-key";
 import {
-  mintKey,
-  mintKeyWithBackup,
-  parseFutureTime,
-  resolveScopes,
-  settingsFromRequest,
-  settingsOf,
-} from "../keys/issue-key";
+  assertRotatable,
+  commitKeyChange,
+  isWorkingAdminKey,
+  keepLastWorkingAdminKey,
+  planRotation,
+  revocationOf,
+} from "../keys/key-lifecycle";
 import { forgetCachedKey, toKeyRecord } from "../keys/key-record";
 import {
   CreatedKeySchema,
@@ -40,6 +43,7 @@ import {
   PageQuery,
   problems,
 } from "../openapi/shared";
+import { keySettingsUnderPolicy, tenantSecurityPolicy } from "../policy/security-policy";
 
 type KeyRow = typeof apiKeys.$inferSelect;
 const tags = ["Keys"];
@@ -60,6 +64,10 @@ const createKey = createRoute({
   path: "/",
   tags,
   summary: "Create a key",
+  description:
+    "The caller must hold every Keywarden scope it grants (403). An admin-capable key needs step-up: a fresh " +
+    "two-factor code in `x-keywarden-totp` when the caller enrolled TOTP or the tenant requires 2FA (401/403). " +
+    "The tenant's security policy is a floor: the level is raised to it and its allowlists are inherited.",
   security: bearerSecurity,
   middleware: [requireScope("keys:write")] as const,
   request: { body: jsonBody(CreateKeySchema) },
@@ -99,6 +107,9 @@ const updateKey = createRoute({
   path: "/{id}",
   tags,
   summary: "Update a key's name, state, scopes, expiry or limits",
+  description:
+    "Only a caller holding every Keywarden scope of the key may change it (403). Disabling or down-scoping " +
+    "the tenant's last working admin key is refused (409).",
   security: bearerSecurity,
   middleware: [requireScope("keys:write")] as const,
   request: { params: IdParam, body: jsonBody(UpdateKeySchema) },
@@ -113,10 +124,16 @@ const revokeKey = createRoute({
   path: "/{id}/revoke",
   tags,
   summary: "Revoke a key (permanent; rejected on the next verify)",
+  description:
+    "Only a caller holding every Keywarden scope of the key may revoke it (403). Revoking the tenant's last " +
+    "working admin key is refused (409).",
   security: bearerSecurity,
   middleware: [requireScope("keys:write")] as const,
   request: { params: IdParam },
-  responses: { 200: jsonContent(KeySchema, "The revoked key."), ...problems(...AUTH_PROBLEMS, "NOT_FOUND") },
+  responses: {
+    200: jsonContent(KeySchema, "The revoked key."),
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "CONFLICT"),
+  },
 });
 
 const rotateKey = createRoute({
@@ -124,6 +141,10 @@ const rotateKey = createRoute({
   path: "/{id}/rotate",
   tags,
   summary: "Rotate a key: a new key now, the old one valid until the grace period ends",
+  description:
+    "Only a caller holding every Keywarden scope of the key may rotate it (403); an admin-capable key also " +
+    "needs step-up (401/403, see Create a key). A disabled, revoked, expired or already rotated key cannot be " +
+    "rotated (409), nor one revoked or disabled while the rotation commits (409).",
   security: bearerSecurity,
   middleware: [requireScope("keys:write")] as const,
   request: { params: IdParam, body: jsonBody(RotateKeySchema) },
@@ -138,10 +159,13 @@ const deleteKey = createRoute({
   path: "/{id}",
   tags,
   summary: "Delete a key",
+  description:
+    "Only a caller holding every Keywarden scope of the key may delete it (403). Deleting the tenant's last " +
+    "working admin key is refused (409).",
   security: bearerSecurity,
   middleware: [requireScope("keys:write")] as const,
   request: { params: IdParam },
-  responses: { 204: { description: "Deleted." }, ...problems(...AUTH_PROBLEMS, "NOT_FOUND") },
+  responses: { 204: { description: "Deleted." }, ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "CONFLICT") },
 });
 
 const keyUsage = createRoute({
@@ -160,10 +184,12 @@ export const keyRoutes = createRouter()
     const principal = c.get("principal");
     const db = database(c.env.DB);
 
-    const settings = settingsFromRequest(c.req.valid("json"), principal.scopes, {
+    const requested = settingsFromRequest(c.req.valid("json"), principal.scopes, {
       prefix: await tenantKeyPrefix(db, principal.tenantId),
       createdBy: principal.keyId,
     });
+    if (isAdminCapable(requested.scopes)) await assertStepUp(c, db);
+    const settings = keySettingsUnderPolicy(requested, await tenantSecurityPolicy(db, principal.tenantId));
     const { primary, backup, rows } = await mintKeyWithBackup(principal.tenantId, settings);
     await commitWithAudit(
       c.env,
@@ -227,8 +253,10 @@ export const keyRoutes = createRouter()
     const principal = c.get("principal");
     const db = database(c.env.DB);
     const row = await findOwnKey(db, principal.tenantId, c.req.valid("param").id);
+    assertMayManageKey(principal, row.scopes);
     if (row.revokedAt !== null) throw new ApiError("CONFLICT", "A revoked key cannot be changed.");
     const body = c.req.valid("json");
+    const now = Date.now();
     const limitsChanged = body.ratelimit !== undefined || body.usage_limit !== undefined;
     const changes: Partial<KeyRow> = {
       ...(body.name !== undefined ? { name: body.name } : {}),
@@ -256,13 +284,16 @@ export const keyRoutes = createRouter()
         : {}),
       ...(body.metadata !== undefined ? { metadata: body.metadata } : {}),
       ...(limitsChanged ? { limitsVersion: row.limitsVersion + 1 } : {}),
-      updatedAt: Date.now(),
+      updatedAt: now,
     };
     const updated: KeyRow = { ...row, ...changes };
-    await commitWithAudit(
+    await commitKeyChange(
       c.env,
       auditActor(c),
       [
+        ...(isWorkingAdminKey(updated, now)
+          ? []
+          : [keepLastWorkingAdminKey(db, principal.tenantId, row.id, now)]),
         db
           .update(apiKeys)
           .set(changes)
@@ -284,19 +315,11 @@ export const keyRoutes = createRouter()
     const principal = c.get("principal");
     const db = database(c.env.DB);
     const row = await findOwnKey(db, principal.tenantId, c.req.valid("param").id);
+    assertMayManageKey(principal, row.scopes);
     if (row.revokedAt !== null) return c.json(keyView(row), 200);
     const now = Date.now();
-    await commitWithAudit(
-      c.env,
-      auditActor(c),
-      [
-        db
-          .update(apiKeys)
-          .set({ revokedAt: now, updatedAt: now })
-          .where(and(eq(apiKeys.tenantId, principal.tenantId), eq(apiKeys.id, row.id))),
-      ],
-      [{ action: "key.revoke", targetType: "key", targetId: row.id }],
-    );
+    const { statements, events } = revocationOf(db, row, now);
+    await commitKeyChange(c.env, auditActor(c), statements, events);
     forgetCachedKey(row.hash);
     return c.json(keyView({ ...row, revokedAt: now, updatedAt: now }), 200);
   })
@@ -304,42 +327,16 @@ export const keyRoutes = createRouter()
     const principal = c.get("principal");
     const db = database(c.env.DB);
     const row = await findOwnKey(db, principal.tenantId, c.req.valid("param").id);
-    if (row.revokedAt !== null || row.rotatedToId !== null) {
-      throw new ApiError("CONFLICT", "Only a live, not yet rotated key can be rotated.");
-    }
+    assertMayManageKey(principal, row.scopes);
     const now = Date.now();
-    const graceEnd = now + c.req.valid("json").grace_seconds * 1000;
-    const oldExpiresAt = row.expiresAt === null ? graceEnd : Math.min(row.expiresAt, graceEnd);
-    const successor = await mintKey(
-      principal.tenantId,
-      { ...settingsOf(row), createdBy: principal.keyId },
-      { rotatedFromId: row.id },
+    assertRotatable(row, now);
+    if (isAdminCapable(row.scopes)) await assertStepUp(c, db);
+    const { successor, oldExpiresAt, statements, events } = await planRotation(db, row, {
+      graceSeconds: c.req.valid("json").grace_seconds,
+      createdBy: principal.keyId,
       now,
-    );
-    await commitWithAudit(
-      c.env,
-      auditActor(c),
-      [
-        db.insert(apiKeys).values(successor.row),
-        db
-          .update(apiKeys)
-          .set({ rotatedToId: successor.row.id, expiresAt: oldExpiresAt, updatedAt: now })
-          .where(and(eq(apiKeys.tenantId, principal.tenantId), eq(apiKeys.id, row.id))),
-      ],
-      [
-        {
-          action: "key.rotate",
-          targetType: "key",
-          targetId: row.id,
-          detail: { successor_id: successor.row.id, grace_ends_at: isoTime(oldExpiresAt) },
-        },
-      ],
-    ).catch((error: unknown) => {
-      if (String((error as { cause?: unknown })?.cause ?? error).includes("api_keys.rotated_from_id")) {
-        throw new ApiError("CONFLICT", "This key is already being rotated.");
-      }
-      throw error;
     });
+    await commitKeyChange(c.env, auditActor(c), statements, events);
     forgetCachedKey(row.hash);
     return c.json(
       {
@@ -355,10 +352,14 @@ export const keyRoutes = createRouter()
     const principal = c.get("principal");
     const db = database(c.env.DB);
     const row = await findOwnKey(db, principal.tenantId, c.req.valid("param").id);
-    await commitWithAudit(
+    assertMayManageKey(principal, row.scopes);
+    await commitKeyChange(
       c.env,
       auditActor(c),
-      [db.delete(apiKeys).where(and(eq(apiKeys.tenantId, principal.tenantId), eq(apiKeys.id, row.id)))],
+      [
+        keepLastWorkingAdminKey(db, principal.tenantId, row.id, Date.now()),
+        db.delete(apiKeys).where(and(eq(apiKeys.tenantId, principal.tenantId), eq(apiKeys.id, row.id))),
+      ],
       [{ action: "key.delete", targetType: "key", targetId: row.id }],
     );
     forgetCachedKey(row.hash);

@@ -1,5 +1,7 @@
+import { env } from "cloudflare:workers";
 import { HttpResponse, http } from "msw";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { parseKey } from "../../src/crypto/keys";
 import { stripeKey } from "../credentials/samples";
 import { call, callJson, createTenant, type TestTenant, verify } from "../helpers/api";
 import { snapshotTenantRows } from "../helpers/db";
@@ -139,7 +141,10 @@ describe("seed wizard API", () => {
     const [stripe, razorpay] = response.body.generated_keys;
     expect(stripe?.service_id).toBe("stripe");
     expect(razorpay?.service_id).toBe("razorpay");
-    expect(stripe?.key).toMatch(/^kw_live_[0-9A-Za-z]{49}$/);
+    expect(stripe?.key).toMatch(/^kw_live_[0-9A-Za-z]+$/);
+    expect((parseKey(stripe?.key as string)?.randomPart.length ?? 0) * Math.log2(62)).toBeGreaterThanOrEqual(
+      256,
+    );
     expect(stripe?.backup_key?.key).toMatch(/^kw_live_/);
     // Stripe issues its own webhook secrets; Razorpay lets the merchant choose one, so Keywarden generates it.
     expect(stripe?.generated_secrets).toEqual({});
@@ -177,6 +182,66 @@ describe("seed wizard API", () => {
     expect(Math.round(days)).toBe(90);
   });
 
+  it("answers the seed's own client example, with the rotation policy spelled 90-days, with 201 and the generated keys", async () => {
+    const response = await callJson<{
+      generated_keys: { service_id: string; key: string; expires_at: string }[];
+    }>("POST", "/api/wizard/api-keys/generate", {
+      key: tenant.adminKey,
+      body: {
+        service_ids: ["stripe"],
+        security_configuration: {
+          environment: "production",
+          security_level: "enhanced",
+          key_rotation_policy: "90-days",
+        },
+      },
+    });
+    expect(response.status).toBe(201);
+    expect(response.body.generated_keys.map((g) => g.service_id)).toEqual(["stripe"]);
+    expect(await verify(tenant, response.body.generated_keys[0]?.key as string)).toMatchObject({
+      valid: true,
+    });
+    const days =
+      (Date.parse(response.body.generated_keys[0]?.expires_at as string) - Date.now()) / 86_400_000;
+    expect(Math.round(days)).toBe(90);
+  });
+
+  it("reads 30-days and 60-days as the canonical 30_days and 60_days, and still refuses unknown spellings", async () => {
+    const generate = (policy: string) =>
+      callJson<{ generated_keys: { key_id: string; expires_at: string }[] }>(
+        "POST",
+        "/api/wizard/api-keys/generate",
+        {
+          key: tenant.adminKey,
+          body: {
+            service_ids: ["openai"],
+            security_configuration: {
+              environment: "development",
+              security_level: "basic",
+              key_rotation_policy: policy,
+            },
+          },
+        },
+      );
+    for (const [policy, days] of [
+      ["30-days", 30],
+      ["60-days", 60],
+      ["60_days", 60],
+    ] as const) {
+      const response = await generate(policy);
+      expect(response.status, policy).toBe(201);
+      const generated = response.body.generated_keys[0];
+      expect(Math.round((Date.parse(generated?.expires_at as string) - Date.now()) / 86_400_000)).toBe(days);
+      const stored = await env.DB.prepare("SELECT metadata FROM api_keys WHERE id = ?")
+        .bind(generated?.key_id)
+        .first<{ metadata: string }>();
+      expect(JSON.parse(stored?.metadata ?? "{}").rotation_policy, policy).toBe(policy.replace("-", "_"));
+    }
+    for (const policy of ["90-day", "90--days", "custom-", "none-", "-90_days"]) {
+      expect((await generate(policy)).status, policy).toBe(422);
+    }
+  });
+
   it("shows the caller's own tenant masked, and any other tenant as 404", async () => {
     const other = await createTenant("seed other");
     const own = await call("GET", `/api/wizard/api-keys/tenant/${tenant.id}`, { key: tenant.adminKey });
@@ -192,6 +257,95 @@ describe("seed wizard API", () => {
     });
     expect(foreign.status).toBe(404);
     expect({ ...foreign.body, request_id: 0 }).toEqual({ ...never.body, request_id: 0 });
+  });
+});
+
+describe("seed key generation under the tenant's committed security policy", () => {
+  /** A policy row as a wizard commit writes it. */
+  async function tenantWithPolicy(name: string, policy: string) {
+    const tenant = await createTenant(name);
+    await env.DB.prepare(
+      `INSERT INTO security_policies (tenant_id, security_level, environment, rotation_policy, rotation_days,
+         ip_allowlist, country_allowlist, require_2fa, compliance, wizard_id, updated_at)
+       VALUES (?, ${policy}, '[]', 0, '[]', 'fixture', ?)`,
+    )
+      .bind(tenant.id, Date.now())
+      .run();
+    return tenant;
+  }
+  // Calls come from inside the policy's allowlist.
+  const fromAllowlist = { "cf-connecting-ip": "198.51.100.7" };
+
+  it("raises a lower requested level to the policy's, with its backup key and rotation ceiling, and inherits the policy's IP allowlist", async () => {
+    const tenant = await tenantWithPolicy(
+      "seed under policy",
+      `'enterprise', 'production', '90_days', 90, '["198.51.100.0/24"]'`,
+    );
+    const response = await callJson<{
+      generated_keys: {
+        key_id: string;
+        key: string;
+        backup_key: { id: string; key: string } | null;
+        security_level: string;
+        expires_at: string | null;
+      }[];
+    }>("POST", "/api/wizard/api-keys/generate", {
+      key: tenant.adminKey,
+      headers: fromAllowlist,
+      body: {
+        service_ids: ["stripe"],
+        security_configuration: {
+          environment: "production",
+          security_level: "basic",
+          key_rotation_policy: "none",
+        },
+      },
+    });
+    expect(response.status).toBe(201);
+    const [generated] = response.body.generated_keys;
+    expect(generated?.security_level).toBe("enterprise");
+    expect(generated?.backup_key).not.toBeNull();
+    expect(
+      (parseKey(generated?.key as string)?.randomPart.length ?? 0) * Math.log2(62),
+    ).toBeGreaterThanOrEqual(256);
+    // "none" is not allowed at enterprise: the level's 90-day ceiling applies.
+    expect(Math.round((Date.parse(generated?.expires_at as string) - Date.now()) / 86_400_000)).toBe(90);
+    const { results } = await env.DB.prepare(
+      "SELECT security_level, ip_allowlist FROM api_keys WHERE id IN (?, ?)",
+    )
+      .bind(generated?.key_id, generated?.backup_key?.id)
+      .all<{ security_level: string; ip_allowlist: string }>();
+    expect(results).toHaveLength(2);
+    for (const row of results) {
+      expect(row.security_level).toBe("enterprise");
+      expect(JSON.parse(row.ip_allowlist)).toEqual(["198.51.100.0/24"]);
+    }
+    expect(await verify(tenant, generated?.key as string, {}, fromAllowlist)).toMatchObject({ valid: true });
+  });
+
+  it("keeps a requested level above the policy's floor, and adds no allowlist the policy does not have", async () => {
+    const tenant = await tenantWithPolicy("seed above floor", `'basic', 'development', 'none', NULL, '[]'`);
+    const response = await callJson<{ generated_keys: { key_id: string; security_level: string }[] }>(
+      "POST",
+      "/api/wizard/api-keys/generate",
+      {
+        key: tenant.adminKey,
+        body: {
+          service_ids: ["openai"],
+          security_configuration: {
+            environment: "development",
+            security_level: "enhanced",
+            key_rotation_policy: "30_days",
+          },
+        },
+      },
+    );
+    expect(response.status).toBe(201);
+    expect(response.body.generated_keys[0]?.security_level).toBe("enhanced");
+    const row = await env.DB.prepare("SELECT security_level, ip_allowlist FROM api_keys WHERE id = ?")
+      .bind(response.body.generated_keys[0]?.key_id)
+      .first<{ security_level: string; ip_allowlist: string | null }>();
+    expect(row).toEqual({ security_level: "enhanced", ip_allowlist: null });
   });
 });
 
