@@ -1,14 +1,14 @@
-import { and, eq } from "drizzle-orm";
 import type { Context, MiddlewareHandler } from "hono";
 import { getCookie } from "hono/cookie";
 import { database } from "../db/client";
-import { apiKeys } from "../db/schema";
 import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
-import { toKeyRecord } from "../keys/key-record";
+import { findKeyByHash, findKeyForManagement, findSessionKey } from "../keys/key-record";
 import { recordVerification } from "../keys/usage-recorder";
-import { type RequestOrigin, verifyKey } from "../keys/verify-key";
+import { judgeKey, type RequestOrigin, verifyKey } from "../keys/verify-key";
 import { purposeKey, unseal } from "../vault/keyring";
+import { rejectFailedAuth } from "./budgets";
+import { clientIp } from "./client-address";
 import type { Principal } from "./principal";
 import type { Scope } from "./scopes";
 import { verifySessionToken } from "./session-token";
@@ -17,10 +17,6 @@ import { verifySessionToken } from "./session-token";
 export const SESSION_COOKIE = "__Host-kw_session";
 
 const UNSAFE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
-
-export function clientIp(c: Context<AppEnv>): string | undefined {
-  return c.req.header("cf-connecting-ip") ?? undefined;
-}
 
 function clientCountry(c: Context<AppEnv>): string | undefined {
   const country = c.req.raw.cf?.country;
@@ -31,6 +27,18 @@ export function requestOrigin(c: Context<AppEnv>): RequestOrigin {
   return { ip: () => clientIp(c), country: () => clientCountry(c) };
 }
 
+export interface AuthOptions {
+  /**
+   * Read the caller's key through the in-isolate cache (up to KEY_CACHE_TTL_MS stale) instead of fresh
+   * from D1, and skip the tenant policy's admin allowlists. Only POST /keys/verify opts in: it is the hot
+   * path, and it grants nothing beyond a verdict (SECURITY.md case 29).
+   */
+  cachedAuth?: boolean;
+}
+
+const outsideFence = () =>
+  new ApiError("FORBIDDEN", "This key may not be used from this address or country.");
+
 function bearerToken(c: Context<AppEnv>): string | null {
   const header = c.req.header("authorization");
   if (!header) return null;
@@ -40,21 +48,23 @@ function bearerToken(c: Context<AppEnv>): string | null {
 }
 
 /**
- * Every failed authentication (bad key, forged cookie, wrong 2FA code) spends the caller's per-IP failure
- * budget: guessing costs the guesser, not the key owners (ASVS 5.0 V6.3.1).
+ * The principal of a presented key. Outside the key's or the tenant's allowlists is 403 (only a valid key
+ * gets that far); every other failure is one uniform 401 that spends the client's failure budget.
  */
-export async function rejectFailedAuth(
+export async function principalFromKey(
   c: Context<AppEnv>,
-  failure = new ApiError("UNAUTHENTICATED", "The key is missing, invalid, expired or revoked."),
-): Promise<never> {
-  const { success } = await c.env.AUTH_FAILURE_LIMITER.limit({ key: clientIp(c) ?? "unknown" });
-  if (!success) throw new ApiError("RATE_LIMITED", "Too many failed attempts.", { retryAfterSeconds: 60 });
-  throw failure;
-}
-
-async function principalFromKey(c: Context<AppEnv>, key: string): Promise<Principal> {
+  key: string,
+  options: AuthOptions = {},
+): Promise<Principal> {
   const db = database(c.env.DB);
-  const outcome = await verifyKey({ db, limiter: c.env.KEY_LIMITER }, { key, origin: requestOrigin(c) });
+  const outcome = await verifyKey(
+    {
+      db,
+      limiter: c.env.KEY_LIMITER,
+      lookup: options.cachedAuth ? findKeyByHash : findKeyForManagement,
+    },
+    { key, origin: requestOrigin(c) },
+  );
   if (outcome.record) {
     recordVerification(
       c.executionCtx,
@@ -74,6 +84,7 @@ async function principalFromKey(c: Context<AppEnv>, key: string): Promise<Princi
       retryAfterSeconds: (reset - Date.now()) / 1000,
     });
   }
+  if (outcome.code === "FORBIDDEN") throw outsideFence();
   if (outcome.code !== "VALID" || !outcome.record) return rejectFailedAuth(c);
   return {
     tenantId: outcome.record.tenantId,
@@ -87,16 +98,14 @@ async function principalFromSession(c: Context<AppEnv>, token: string): Promise<
   if (UNSAFE_METHODS.has(c.req.method)) assertSameOrigin(c);
   const db = database(c.env.DB);
   const key = await purposeKey(await unseal(c.env, db), "session-jwt");
-  // A forged or stale cookie spends the same per-IP failure budget as a bad key.
+  // A forged or stale cookie spends the same per-client failure budget as a bad key.
   const claims = await verifySessionToken(key, token).catch(() => rejectFailedAuth(c));
-  // Fresh read, not the cache: a revoked admin key ends its sessions on the next request.
-  const row = await db
-    .select()
-    .from(apiKeys)
-    .where(and(eq(apiKeys.id, claims.keyId), eq(apiKeys.tenantId, claims.tenantId)))
-    .get();
-  const record = row && toKeyRecord(row);
-  if (!record?.enabled || record.revoked || (record.expiresAt !== null && record.expiresAt <= Date.now())) {
+  // Fresh read, never the cache, and the same checks as a bearer key: a revoked or expired key ends its
+  // sessions on the next request, and the key's and the tenant's allowlists hold on every request.
+  const record = await findSessionKey(db, claims.tenantId, claims.keyId);
+  const verdict = record ? judgeKey(record, { origin: requestOrigin(c) }, Date.now()) : "NOT_FOUND";
+  if (verdict === "FORBIDDEN") throw outsideFence();
+  if (!record || verdict !== "VALID") {
     throw new ApiError("UNAUTHENTICATED", "The session's key is no longer valid.");
   }
   return {
@@ -118,9 +127,9 @@ function assertSameOrigin(c: Context<AppEnv>): void {
   if (origin !== allowed) throw new ApiError("FORBIDDEN", "Cross-origin request refused.");
 }
 
-export async function authenticate(c: Context<AppEnv>): Promise<Principal> {
+export async function authenticate(c: Context<AppEnv>, options: AuthOptions = {}): Promise<Principal> {
   const bearer = bearerToken(c);
-  if (bearer !== null) return principalFromKey(c, bearer);
+  if (bearer !== null) return principalFromKey(c, bearer, options);
   const session = getCookie(c, SESSION_COOKIE);
   if (session) return principalFromSession(c, session);
   throw new ApiError("UNAUTHENTICATED", "The key is missing, invalid, expired or revoked.");
@@ -128,11 +137,12 @@ export async function authenticate(c: Context<AppEnv>): Promise<Principal> {
 
 /**
  * Authenticates, applies the tenant's request budget, then checks one scope. Deny by default:
- * every tenant route names the scope it needs.
+ * every tenant route names the scope it needs. Fresh from D1 and inside the tenant's admin allowlists
+ * unless the route opts in to `cachedAuth`.
  */
-export function requireScope(scope: Scope): MiddlewareHandler<AppEnv> {
+export function requireScope(scope: Scope, options: AuthOptions = {}): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
-    const principal = await authenticate(c);
+    const principal = await authenticate(c, options);
     const { success } = await c.env.TENANT_RATE_LIMITER.limit({ key: principal.tenantId });
     if (!success)
       throw new ApiError("RATE_LIMITED", "The tenant's request budget is exhausted.", {

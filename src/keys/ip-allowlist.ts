@@ -42,6 +42,11 @@ export function parseIp(text: string): bigint | null {
   return parseIPv6(text);
 }
 
+/** True for an IPv4 address as `parseIp` returns it (in ::ffff:0:0/96, however it was written). */
+export function isV4Mapped(ip: bigint): boolean {
+  return ip >> 32n === 0xffffn;
+}
+
 export interface Cidr {
   network: bigint;
   prefix: number;

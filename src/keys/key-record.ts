@@ -1,11 +1,17 @@
-import { eq } from "drizzle-orm";
+import { and, eq, type SQL } from "drizzle-orm";
 import { BoundedCache } from "../cache/bounded-cache";
 import type { Database } from "../db/client";
-import { apiKeys } from "../db/schema";
+import { apiKeys, securityPolicies } from "../db/schema";
 import type { LimitPolicy } from "../limits/key-limiter";
 
+/** Where a key may be used from; null means anywhere. */
+export interface OriginFence {
+  ipAllowlist: readonly string[] | null;
+  countryAllowlist: readonly string[] | null;
+}
+
 /** What verify needs of a key: no hash, nothing secret. */
-export interface KeyRecord {
+export interface KeyRecord extends OriginFence {
   id: string;
   tenantId: string;
   name: string;
@@ -14,12 +20,19 @@ export interface KeyRecord {
   revoked: boolean;
   expiresAt: number | null;
   scopes: readonly string[];
-  ipAllowlist: readonly string[] | null;
-  countryAllowlist: readonly string[] | null;
   limits: LimitPolicy | null;
   rotatedToId: string | null;
   metadata: Record<string, unknown> | null;
+  /**
+   * The tenant's security-policy allowlists, which fence admin access on top of the key's own. Only the
+   * fresh management lookups fill it; the verify cache never holds it, because POST /keys/verify is the
+   * one route the tenant fence does not apply to.
+   */
+  tenantFence?: OriginFence;
 }
+
+/** How verify finds a key by its hash. */
+export type KeyLookup = (db: Database, hash: string) => Promise<KeyRecord | null>;
 
 /**
  * Bound on how long another isolate may keep serving a changed key (documented in docs/keys.md).
@@ -39,8 +52,7 @@ export function toKeyRecord(row: typeof apiKeys.$inferSelect): KeyRecord {
     revoked: row.revokedAt !== null,
     expiresAt: row.expiresAt,
     scopes: row.scopes,
-    ipAllowlist: row.ipAllowlist?.length ? row.ipAllowlist : null,
-    countryAllowlist: row.countryAllowlist?.length ? row.countryAllowlist : null,
+    ...originFence(row),
     limits: hasLimits
       ? {
           limitsVersion: row.limitsVersion,
@@ -63,7 +75,21 @@ export function toKeyRecord(row: typeof apiKeys.$inferSelect): KeyRecord {
   };
 }
 
-/** Lookup by SHA-256 only: the key string itself is never compared or stored. Misses are cached too. */
+/** An empty allowlist, as stored, restricts nothing. */
+function originFence(lists: {
+  ipAllowlist: string[] | null;
+  countryAllowlist: string[] | null;
+}): OriginFence {
+  return {
+    ipAllowlist: lists.ipAllowlist?.length ? lists.ipAllowlist : null,
+    countryAllowlist: lists.countryAllowlist?.length ? lists.countryAllowlist : null,
+  };
+}
+
+/**
+ * Lookup by SHA-256 only: the key string itself is never compared or stored. Misses are cached too.
+ * Cached for KEY_CACHE_TTL_MS: only POST /keys/verify may use this (SECURITY.md case 29).
+ */
 export async function findKeyByHash(db: Database, hash: string): Promise<KeyRecord | null> {
   const cached = cache.get(hash);
   if (cached !== undefined) return cached;
@@ -71,6 +97,33 @@ export async function findKeyByHash(db: Database, hash: string): Promise<KeyReco
   const record = row ? toKeyRecord(row) : null;
   cache.set(hash, record);
   return record;
+}
+
+/**
+ * A key read fresh from D1 together with its tenant's policy allowlists, in one query. Every management
+ * call authenticates through this, never through the cache, so a revoked or down-scoped admin key is
+ * refused on the very next call in every isolate (SECURITY.md case 29).
+ */
+async function findFenced(db: Database, where: SQL | undefined): Promise<KeyRecord | null> {
+  const row = await db
+    .select({
+      key: apiKeys,
+      ipAllowlist: securityPolicies.ipAllowlist,
+      countryAllowlist: securityPolicies.countryAllowlist,
+    })
+    .from(apiKeys)
+    .leftJoin(securityPolicies, eq(securityPolicies.tenantId, apiKeys.tenantId))
+    .where(where)
+    .get();
+  return row ? { ...toKeyRecord(row.key), tenantFence: originFence(row) } : null;
+}
+
+/** The fresh lookup for a bearer key on a management route or at sign-in. */
+export const findKeyForManagement: KeyLookup = (db, hash) => findFenced(db, eq(apiKeys.hash, hash));
+
+/** The fresh lookup for the key behind a browser session. */
+export function findSessionKey(db: Database, tenantId: string, keyId: string): Promise<KeyRecord | null> {
+  return findFenced(db, and(eq(apiKeys.id, keyId), eq(apiKeys.tenantId, tenantId)));
 }
 
 export function forgetCachedKey(hash: string): void {

@@ -2,7 +2,7 @@ import { hashKey, parseKey } from "../crypto/keys";
 import type { Database } from "../db/client";
 import type { LimitDecision } from "../limits/key-limiter";
 import { ipAllowed } from "./ip-allowlist";
-import { findKeyByHash, type KeyRecord } from "./key-record";
+import { findKeyByHash, type KeyLookup, type KeyRecord, type OriginFence } from "./key-record";
 
 export const VERIFY_CODES = [
   "VALID",
@@ -44,6 +44,36 @@ export interface VerifyOutcome {
 export interface VerifyDeps {
   db: Database;
   limiter: DurableObjectNamespace<import("../limits/key-limiter").KeyLimiter>;
+  /** How the key is found: the isolate cache (`findKeyByHash`) unless the caller needs fresh state. */
+  lookup?: KeyLookup;
+}
+
+/** Whether a request from `origin` passes `fence`. Reads the IP or country only when the fence names them. */
+export function originAllowed(fence: OriginFence, origin: RequestOrigin | undefined): boolean {
+  if (fence.ipAllowlist && !ipAllowed(fence.ipAllowlist, origin?.ip())) return false;
+  if (fence.countryAllowlist) {
+    const country = origin?.country();
+    if (!(country && fence.countryAllowlist.includes(country))) return false;
+  }
+  return true;
+}
+
+/**
+ * The stateless checks of a found key, in order: status, expiry, where the request comes from (the key's
+ * own allowlists, and the tenant's when the lookup brought them), scopes. Bearer keys and browser sessions
+ * both go through this one rule.
+ */
+export function judgeKey(
+  record: KeyRecord,
+  request: Pick<VerifyRequest, "origin" | "requiredScopes">,
+  now: number,
+): VerifyCode {
+  if (!record.enabled || record.revoked) return "DISABLED";
+  if (record.expiresAt !== null && now >= record.expiresAt) return "EXPIRED";
+  if (!originAllowed(record, request.origin)) return "FORBIDDEN";
+  if (record.tenantFence && !originAllowed(record.tenantFence, request.origin)) return "FORBIDDEN";
+  if (request.requiredScopes?.some((scope) => !record.scopes.includes(scope))) return "INSUFFICIENT_SCOPES";
+  return "VALID";
 }
 
 /**
@@ -53,23 +83,13 @@ export interface VerifyDeps {
  */
 export async function verifyKey(deps: VerifyDeps, request: VerifyRequest): Promise<VerifyOutcome> {
   if (!parseKey(request.key)) return { code: "INVALID_FORMAT" };
-  const record = await findKeyByHash(deps.db, await hashKey(request.key));
+  const record = await (deps.lookup ?? findKeyByHash)(deps.db, await hashKey(request.key));
   if (!record || (request.tenantId !== undefined && record.tenantId !== request.tenantId)) {
     return { code: "NOT_FOUND" };
   }
   const now = request.now ?? Date.now();
-  if (!record.enabled || record.revoked) return { code: "DISABLED", record };
-  if (record.expiresAt !== null && now >= record.expiresAt) return { code: "EXPIRED", record };
-  if (record.ipAllowlist && !ipAllowed(record.ipAllowlist, request.origin?.ip())) {
-    return { code: "FORBIDDEN", record };
-  }
-  if (record.countryAllowlist) {
-    const country = request.origin?.country();
-    if (!(country && record.countryAllowlist.includes(country))) return { code: "FORBIDDEN", record };
-  }
-  if (request.requiredScopes?.some((scope) => !record.scopes.includes(scope))) {
-    return { code: "INSUFFICIENT_SCOPES", record };
-  }
+  const code = judgeKey(record, request, now);
+  if (code !== "VALID") return { code, record };
   if (!record.limits) return { code: "VALID", record };
   const limits = await deps.limiter.get(deps.limiter.idFromName(record.id)).consume(record.limits, now);
   if (limits.ratelimited) return { code: "RATE_LIMITED", record, limits };

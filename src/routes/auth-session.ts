@@ -1,11 +1,11 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { deleteCookie, setCookie } from "hono/cookie";
-import { rejectFailedAuth, requestOrigin, requireScope, SESSION_COOKIE } from "../auth/authenticate";
+import { principalFromKey, requireScope, SESSION_COOKIE } from "../auth/authenticate";
+import { spendAuthAttempt } from "../auth/budgets";
 import { assertSecondFactor } from "../auth/second-factor";
 import { issueSessionToken, SESSION_TTL_SECONDS } from "../auth/session-token";
 import { database } from "../db/client";
 import { ApiError } from "../errors";
-import { verifyKey } from "../keys/verify-key";
 import {
   AUTH_PROBLEMS,
   bearerSecurity,
@@ -27,6 +27,12 @@ const createSession = createRoute({
   path: "/",
   tags: ["Auth"],
   summary: "Exchange an admin key for a short-lived wizard session cookie",
+  description:
+    "Every call spends the client's sign-in attempt budget before anything is checked. The key is read " +
+    "fresh and must be used from inside its own and the tenant policy's allowlists. Once the key has " +
+    "enrolled TOTP a fresh code is required; wrong codes count towards the key's lockout.",
+  // Spent before the key or the code is looked at: over budget is refused even with the right secrets.
+  middleware: [spendAuthAttempt] as const,
   request: {
     body: jsonBody(
       z
@@ -71,23 +77,18 @@ const endSession = createRoute({
 export const authSessionRoutes = createRouter()
   .openapi(createSession, async (c) => {
     const db = database(c.env.DB);
-    const outcome = await verifyKey(
-      { db, limiter: c.env.KEY_LIMITER },
-      { key: c.req.valid("json").key, origin: requestOrigin(c) },
-    );
-    if (outcome.code !== "VALID" || !outcome.record) return rejectFailedAuth(c);
-    const { record } = outcome;
-    if (!record.scopes.includes("wizard"))
+    const body = c.req.valid("json");
+    const principal = await principalFromKey(c, body.key);
+    if (!principal.scopes.has("wizard"))
       throw new ApiError("FORBIDDEN", "Only keys with the `wizard` scope can sign in.");
-    await assertSecondFactor(
-      c,
-      db,
-      { keyId: record.id, tenantId: record.tenantId },
-      c.req.valid("json").totp,
-    );
+    await assertSecondFactor(c, db, principal, body.totp);
     const signingKey = await purposeKey(await unseal(c.env, db), "session-jwt");
     const now = Date.now();
-    const token = await issueSessionToken(signingKey, { tenantId: record.tenantId, keyId: record.id }, now);
+    const token = await issueSessionToken(
+      signingKey,
+      { tenantId: principal.tenantId, keyId: principal.keyId },
+      now,
+    );
     setCookie(c, SESSION_COOKIE, token, {
       httpOnly: true,
       secure: true,
@@ -97,9 +98,9 @@ export const authSessionRoutes = createRouter()
     });
     return c.json(
       {
-        tenant_id: record.tenantId,
-        key_id: record.id,
-        scopes: [...record.scopes],
+        tenant_id: principal.tenantId,
+        key_id: principal.keyId,
+        scopes: [...principal.scopes],
         expires_at: isoTime(now + SESSION_TTL_SECONDS * 1000) as string,
       },
       201,

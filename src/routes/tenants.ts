@@ -1,5 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { commitWithAudit } from "../audit/audit-log";
+import { rejectFailedAuth, spendAuthAttempt } from "../auth/budgets";
 import { ROLES } from "../auth/scopes";
 import { secretsEqual } from "../crypto/constant-time";
 import { PREFIX_PATTERN } from "../crypto/keys";
@@ -32,6 +33,11 @@ const createTenant = createRoute({
   tags: ["Tenants"],
   summary: "Create a tenant and its first admin key (operator bootstrap token)",
   security: [{ bootstrapToken: [] }],
+  description:
+    "Every call spends the client's sign-in attempt budget before the token is compared, and a wrong " +
+    "token also spends its failed-authentication budget.",
+  // Spent before the token is compared: a client over budget is refused even with the right token.
+  middleware: [spendAuthAttempt] as const,
   request: { body: jsonBody(CreateTenantSchema) },
   responses: {
     201: jsonContent(
@@ -42,7 +48,7 @@ const createTenant = createRoute({
       }),
       "The tenant, and its admin key in plaintext (shown once).",
     ),
-    ...problems("UNAUTHENTICATED", "VALIDATION_FAILED", "SEALED"),
+    ...problems("UNAUTHENTICATED", "VALIDATION_FAILED", "SEALED", "RATE_LIMITED"),
   },
 });
 
@@ -51,7 +57,7 @@ export const tenantRoutes = createRouter().openapi(createTenant, async (c) => {
   const presented = /^Bearer (.{1,512})$/.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
   // A short or unset bootstrap token disables bootstrap rather than weakening it.
   if (expected.length < MIN_BOOTSTRAP_TOKEN_LENGTH || !(await secretsEqual(presented, expected))) {
-    throw new ApiError("UNAUTHENTICATED", "A valid bootstrap token is required.");
+    return rejectFailedAuth(c, new ApiError("UNAUTHENTICATED", "A valid bootstrap token is required."));
   }
   const body = c.req.valid("json");
   const db = database(c.env.DB);

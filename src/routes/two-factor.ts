@@ -3,8 +3,10 @@ import { and, eq } from "drizzle-orm";
 import { auditActor } from "../audit/actor";
 import { commitWithAudit } from "../audit/audit-log";
 import { requireScope } from "../auth/authenticate";
-import { matchTotp, newTotpSecret, otpauthUri, toBase32 } from "../auth/totp";
-import { totpRecord, totpSecretOf } from "../auth/totp-store";
+import { spendAuthAttempt } from "../auth/budgets";
+import { claimTotpCode } from "../auth/second-factor";
+import { newTotpSecret, otpauthUri, toBase32 } from "../auth/totp";
+import { totpRecord } from "../auth/totp-store";
 import { sealValues } from "../credentials/sealed-fields";
 import { database } from "../db/client";
 import { adminTotp } from "../db/schema";
@@ -37,10 +39,17 @@ const enrollRoute = route({
   },
 });
 
-const confirmRoute = route({
+const confirmRoute = createRoute({
+  tags,
+  security: bearerSecurity,
+  // The attempt budget comes first: a client over it is refused before its key or its code is looked at.
+  middleware: [spendAuthAttempt, requireScope("wizard")] as const,
   method: "post",
   path: "/confirm",
-  summary: "Confirm enrollment with a current code; from then on sign-in needs a code",
+  summary: "Confirm enrollment with a current code; from then on sign-in and step-up need a code",
+  description:
+    "Every call spends the client's sign-in attempt budget. A wrong code counts against the key's lockout " +
+    "(see the README's second-factor section); while the key is locked even the right code answers 429.",
   request: { body: jsonBody(z.strictObject({ code: z.string().max(10) }).openapi("ConfirmTotp")) },
   responses: {
     200: jsonContent(z.object({ enrolled: z.literal(true) }), "Enrolled."),
@@ -91,26 +100,20 @@ export const twoFactorRoutes = createRouter()
       .where(and(eq(adminTotp.keyId, principal.keyId), eq(adminTotp.tenantId, principal.tenantId)))
       .get();
     if (!row) throw new ApiError("NOT_FOUND", "Start enrollment first.");
-    const step = await matchTotp(
-      await totpSecretOf(c.env, db, row),
+    await claimTotpCode(
+      c,
+      db,
+      row,
       c.req.valid("json").code,
-      Date.now(),
-      row.lastStep,
+      (reason) =>
+        new ApiError("VALIDATION_FAILED", "The code did not match.", {
+          errors: [{ path: "code", message: reason }],
+        }),
     );
-    if (step === null) {
-      throw new ApiError("VALIDATION_FAILED", "The code did not match.", {
-        errors: [{ path: "code", message: "did not match" }],
-      });
-    }
     await commitWithAudit(
       c.env,
       auditActor(c),
-      [
-        db
-          .update(adminTotp)
-          .set({ confirmedAt: Date.now(), lastStep: step })
-          .where(eq(adminTotp.keyId, row.keyId)),
-      ],
+      [db.update(adminTotp).set({ confirmedAt: Date.now() }).where(eq(adminTotp.keyId, row.keyId))],
       [{ action: "totp.confirm", targetType: "key", targetId: row.keyId }],
     );
     return c.json({ enrolled: true as const }, 200);

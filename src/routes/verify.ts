@@ -20,7 +20,7 @@ const verifyRoute = createRoute({
   tags: ["Keys"],
   summary: "Verify a key (the hot path). Always 200 with `valid` and `code` for an authorised caller.",
   security: bearerSecurity,
-  middleware: [requireScope("keys:verify")] as const,
+  middleware: [requireScope("keys:verify", { cachedAuth: true })] as const,
   request: { body: jsonBody(VerifyKeyRequestSchema) },
   responses: {
     200: jsonContent(VerifyKeyResponseSchema, "The verdict."),

@@ -1,9 +1,9 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { issueSessionToken } from "../../src/auth/session-token";
+import { STEP_UP_WINDOW_MS } from "../../src/auth/step-up";
 import { fromBase32, stepAt, totpAt } from "../../src/auth/totp";
 import { database } from "../../src/db/client";
-import { STEP_UP_WINDOW_MS } from "../../src/auth/step-up";
 import { purposeKey, unseal } from "../../src/vault/keyring";
 import { BASE, call, callJson, createTenant, type TestTenant } from "../helpers/api";
 import { stripeKey } from "./samples";
@@ -22,7 +22,7 @@ async function storedCredential(tenant: TestTenant) {
   return body.id;
 }
 
-describe("step-up before a browser session reveals a credential", () => {
+describe("step-up before a credential is revealed", () => {
   it("reveals within the step-up window after sign-in, and refuses an older session", async () => {
     const tenant = await createTenant("step-up");
     const id = await storedCredential(tenant);
@@ -58,9 +58,12 @@ describe("step-up before a browser session reveals a credential", () => {
       headers,
     });
     expect(withCode.status).toBe(200);
-    // A key (not a browser session) with credentials:reveal needs no extra factor.
-    expect(
-      (await call("POST", `/api/v1/credentials/${id}/reveal`, { key: tenant.adminKey, body: {} })).status,
-    ).toBe(200);
+    // The same key as `Authorization: Bearer` cannot walk around its second factor (threat model case 26).
+    const bearer = await callJson<{ code: string }>("POST", `/api/v1/credentials/${id}/reveal`, {
+      key: tenant.adminKey,
+      body: {},
+    });
+    expect(bearer.status).toBe(401);
+    expect(bearer.body.code).toBe("UNAUTHENTICATED");
   });
 });

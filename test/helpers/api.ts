@@ -8,8 +8,21 @@ export interface CallOptions {
   headers?: Record<string, string>;
 }
 
+/** A random start in 100.64.0.0/10, so test files (which may share the limiters) do not walk the same addresses. */
+let clientCounter = Math.floor(Math.random() * 2 ** 22);
+
+/**
+ * Each request is its own client unless the test names an address: the per-client budgets
+ * (wrangler.toml AUTH_FAILURE_LIMITER and AUTH_ATTEMPT_LIMITER) must never leak between tests.
+ */
+function freshClientIp(): string {
+  clientCounter = (clientCounter + 1) % 2 ** 22;
+  return `100.${64 + (clientCounter >> 16)}.${(clientCounter >> 8) & 255}.${clientCounter & 255}`;
+}
+
 export async function call(method: string, path: string, options: CallOptions = {}): Promise<Response> {
   const headers = new Headers(options.headers);
+  if (!headers.has("cf-connecting-ip")) headers.set("cf-connecting-ip", freshClientIp());
   if (options.key) headers.set("authorization", `Bearer ${options.key}`);
   if (options.body !== undefined && !headers.has("content-type"))
     headers.set("content-type", "application/json");
