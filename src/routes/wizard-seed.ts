@@ -27,19 +27,29 @@ import {
   NO_STORE,
   problems,
 } from "../openapi/shared";
+import { keySettingsUnderPolicy, levelAtLeastPolicy, tenantSecurityPolicy } from "../policy/security-policy";
 import {
   COMPLIANCE_STANDARDS,
+  canonicalRotationPolicy,
   ENVIRONMENTS,
   ROTATION_POLICIES,
   type RotationPolicy,
   rotationDays,
   SECURITY_LEVELS,
+  SEED_ROTATION_SPELLINGS,
 } from "../wizard/security-levels";
 
 const tags = ["Wizard (seed API)"];
 const EnvironmentSchema = z.enum(ENVIRONMENTS);
 const LevelSchema = z.enum(["basic", "enhanced", "enterprise"]);
 const PolicySchema = z.enum(Object.keys(ROTATION_POLICIES) as [RotationPolicy, ...RotationPolicy[]]);
+/** The seed's clients spell the policies with a hyphen ("90-days"); both spellings mean the same policy. */
+const SeedPolicySchema = z.preprocess(canonicalRotationPolicy, PolicySchema).openapi({
+  enum: [...Object.keys(ROTATION_POLICIES), ...Object.keys(SEED_ROTATION_SPELLINGS)],
+  description: `A rotation policy. The seed's spellings (${Object.entries(SEED_ROTATION_SPELLINGS)
+    .map(([seed, id]) => `\`${seed}\` for \`${id}\``)
+    .join(", ")}) are accepted and mean the same policies.`,
+});
 
 const securityConfigurationsRoute = createRoute({
   method: "get",
@@ -130,6 +140,10 @@ const generateRoute = createRoute({
   tags,
   summary:
     "Issue one scoped Keywarden key per service, plus the secrets the catalogue says Keywarden can generate",
+  description:
+    "The tenant's committed security policy is a floor: a lower `security_level` is raised to the " +
+    "policy's level (entropy, backup key, rotation ceiling), and keys inherit the policy's IP and country " +
+    "allowlists. Each generated key reports the level it was actually issued at.",
   security: bearerSecurity,
   middleware: [requireScope("keys:write")] as const,
   request: {
@@ -140,7 +154,7 @@ const generateRoute = createRoute({
           security_configuration: z.strictObject({
             environment: EnvironmentSchema,
             security_level: LevelSchema,
-            key_rotation_policy: PolicySchema,
+            key_rotation_policy: SeedPolicySchema,
             custom_rotation_days: z.number().int().min(1).max(365).optional(),
           }),
         })
@@ -219,12 +233,14 @@ export const wizardSeedRoutes = createRouter()
     const services = [...new Set(service_ids)].map((id, index) => requireService(id, `service_ids.${index}`));
     const db = database(c.env.DB);
     const prefix = await tenantKeyPrefix(db, principal.tenantId);
-    const days = rotationDays(config.security_level, config.key_rotation_policy, config.custom_rotation_days);
+    const policy = await tenantSecurityPolicy(db, principal.tenantId);
+    // The rotation ceiling is the effective level's, so a level raised by the policy also caps the expiry.
+    const level = levelAtLeastPolicy(config.security_level, policy);
+    const days = rotationDays(level, config.key_rotation_policy, config.custom_rotation_days);
     const expiresAt = days === null ? null : Date.now() + days * 86_400_000;
     const issued = [];
     for (const service of services) {
-      const minted = await mintKeyWithBackup(
-        principal.tenantId,
+      const settings = keySettingsUnderPolicy(
         serviceKeySettings(service, {
           environment: config.environment,
           securityLevel: config.security_level,
@@ -233,7 +249,9 @@ export const wizardSeedRoutes = createRouter()
           metadata: { environment: config.environment, rotation_policy: config.key_rotation_policy },
           createdBy: principal.keyId,
         }),
+        policy,
       );
+      const minted = await mintKeyWithBackup(principal.tenantId, settings);
       const secrets = Object.fromEntries(
         service.generatable.map((spec) => [spec.field, generateFieldValue(spec)]),
       );
@@ -268,7 +286,7 @@ export const wizardSeedRoutes = createRouter()
           backup_key: minted.backup ? { id: minted.backup.row.id, key: minted.backup.key } : null,
           generated_secrets: secrets,
           environment: config.environment,
-          security_level: config.security_level,
+          security_level: minted.primary.row.securityLevel,
           expires_at: isoTime(expiresAt),
         })),
       },

@@ -4,6 +4,7 @@ import type { Context } from "hono";
 import { auditActor } from "../audit/actor";
 import { type AuditEvent, commitWithAudit } from "../audit/audit-log";
 import { requireScope } from "../auth/authenticate";
+import { assertStepUp, TOTP_HEADER } from "../auth/step-up";
 import { type ProbeResult, runProbe } from "../catalog/run-probe";
 import { generateFieldValue, maskValue, validateCredential } from "../catalog/validate";
 import { ProbeResultSchema } from "../credentials/credential-schemas";
@@ -42,9 +43,19 @@ import {
 import { type Unsealed, unseal } from "../vault/keyring";
 import { rotationDays } from "../wizard/security-levels";
 import {
+  channelSlot,
+  channelSlots,
+  channelSlotsOf,
+  fieldsUnder,
+  serviceSlots,
+  serviceSlotsOf,
+  slotsUnder,
+} from "../wizard/slots";
+import {
   CHANNEL_SECRET_FIELDS,
   type Channel,
   ChannelSchema,
+  CommitStepSchema,
   ConfirmStepSchema,
   MonitoringStepSchema,
   SecurityStepSchema,
@@ -132,16 +143,6 @@ async function openForWizard(
   return openValues(keys, db, wizardRecord(tenantId, wizardId), blobs);
 }
 
-function slotsWithPrefix(blobs: Record<string, string>, prefix: string): Record<string, string> {
-  return Object.fromEntries(Object.entries(blobs).filter(([slot]) => slot.startsWith(prefix)));
-}
-
-function stripPrefix(values: Record<string, string>, prefix: string): Record<string, string> {
-  return Object.fromEntries(
-    Object.entries(values).map(([slot, value]) => [slot.slice(prefix.length), value]),
-  );
-}
-
 function maskChannel(channel: Channel, secrets: Record<string, string>): MaskedChannel {
   const masked: Record<string, string> = { ...channel };
   for (const field of CHANNEL_SECRET_FIELDS[channel.kind]) {
@@ -159,20 +160,13 @@ async function channelSecrets(c: Context<AppEnv>, wizardId: string, channel: Cha
   if (channel.kind === "sms") secrets.twilio_auth_token = channel.twilio_auth_token;
   if (channel.kind === "webhook") {
     assertDeliverableUrl(channel.url, c.env.ALLOW_LOOPBACK_WEBHOOKS === "true", `${path}.url`);
-    const slot = `channel:${channel.name}.signing_secret`;
-    const stored = slotsWithPrefix(
-      unwrap(await wizardStub(c, wizardId).sealed(c.get("principal").tenantId)),
-      slot,
-    );
-    if (stored[slot]) {
+    const slot = channelSlot(channel.name, "signing_secret");
+    const blob = unwrap(await wizardStub(c, wizardId).sealed(c.get("principal").tenantId))[slot];
+    if (blob) {
       const db = database(c.env.DB);
-      const opened = await openForWizard(
-        await unseal(c.env, db),
-        db,
-        c.get("principal").tenantId,
-        wizardId,
-        stored,
-      );
+      const opened = await openForWizard(await unseal(c.env, db), db, c.get("principal").tenantId, wizardId, {
+        [slot]: blob,
+      });
       secrets.signing_secret = opened[slot] as string;
     } else {
       created = newSigningSecret();
@@ -318,7 +312,12 @@ const commitRoute = route({
   method: "post",
   path: "/{id}/commit",
   summary: "Step 6: write everything to D1 in one batch (idempotent)",
-  request: { params: IdParam, body: jsonBody(ConfirmStepSchema) },
+  description:
+    "The commit replaces the tenant's security policy, so it is a step-up: a browser session must have " +
+    "signed in within the last 5 minutes, and a key that enrolled 2FA (or any key, once the tenant's " +
+    `policy requires 2FA) sends a current code as \`totp\` or in the \`${TOTP_HEADER}\` header. A retry of a ` +
+    "finished commit needs neither and returns the same summary.",
+  request: { params: IdParam, body: jsonBody(CommitStepSchema) },
   responses: {
     200: jsonContent(
       z.object({ state: WizardStateSchema, generated: z.record(z.string(), z.object({}).passthrough()) }),
@@ -397,6 +396,7 @@ export const wizardRoutes = createRouter()
   .openapi(generateRoute, async (c) => {
     const { id } = c.req.valid("param");
     let state = await readState(c, id);
+    const security = securityOf(state);
     const selected = state.steps.services?.service_ids ?? [];
     const minted = await mintServiceKeys(c, state, selected);
     const generated: Record<string, { key: string; backup_key?: string; secrets: Record<string, string> }> =
@@ -420,11 +420,7 @@ export const wizardRoutes = createRouter()
           serviceId,
           // Generating adds values; whatever the admin entered before stays.
           keep: Object.keys(previous?.fields ?? {}),
-          sealed: await sealForWizard(
-            c,
-            id,
-            Object.fromEntries(Object.entries(secrets).map(([f, v]) => [`${serviceId}.${f}`, v])),
-          ),
+          sealed: await sealForWizard(c, id, serviceSlotsOf(serviceId, secrets)),
           entry: {
             fields: merged,
             generated: [...new Set([...(previous?.generated ?? []), ...Object.keys(secrets)])],
@@ -436,6 +432,7 @@ export const wizardRoutes = createRouter()
     }
     state = await apply(c, id, {
       type: "issuedKeys",
+      security,
       issued: Object.fromEntries(
         Object.entries(minted).map(([serviceId, keys]) => [
           serviceId,
@@ -447,7 +444,7 @@ export const wizardRoutes = createRouter()
         ]),
       ),
       // Rows carry only hashes and display parts; the plaintext exists in this response alone.
-      rows: Object.values(minted).flatMap((keys) => keys.rows),
+      rows: Object.fromEntries(Object.entries(minted).map(([serviceId, keys]) => [serviceId, keys.rows])),
     });
     return c.json({ state, generated }, 200, NO_STORE);
   })
@@ -477,11 +474,7 @@ export const wizardRoutes = createRouter()
       throw new ApiError("VALIDATION_FAILED", `The ${service.name} credentials did not pass validation.`, {
         errors,
       });
-    const sealed = await sealForWizard(
-      c,
-      id,
-      Object.fromEntries(Object.entries(fields).map(([name, value]) => [`${service.id}.${name}`, value])),
-    );
+    const sealed = await sealForWizard(c, id, serviceSlotsOf(service.id, fields));
     const kept = Object.fromEntries(
       Object.entries(previous?.fields ?? {}).filter(([field]) => generated.includes(field)),
     );
@@ -513,10 +506,10 @@ export const wizardRoutes = createRouter()
     const results = Object.fromEntries(
       await Promise.all(
         wanted.map(async (serviceId) => {
-          const prefix = `${serviceId}.`;
-          const values = stripPrefix(
-            await openForWizard(keys, db, tenantId, id, slotsWithPrefix(blobs, prefix)),
-            prefix,
+          const slots = serviceSlots(serviceId);
+          const values = fieldsUnder(
+            await openForWizard(keys, db, tenantId, id, slotsUnder(blobs, slots)),
+            slots,
           );
           const result = await runProbe(requireService(serviceId, "service_ids"), values, {
             fetch: providerFetch(c.env),
@@ -562,8 +555,7 @@ export const wizardRoutes = createRouter()
     for (const [index, channel] of data.channels.entries()) {
       const { secrets, created } = await channelSecrets(c, id, channel, `channels.${index}`);
       if (created) signingSecrets[channel.name] = created;
-      for (const [field, value] of Object.entries(secrets))
-        secretsToSeal[`channel:${channel.name}.${field}`] = value;
+      Object.assign(secretsToSeal, channelSlotsOf(channel.name, secrets));
       masked.push(maskChannel(channel, secrets));
     }
     const sealed = Object.keys(secretsToSeal).length ? await sealForWizard(c, id, secretsToSeal) : {};
@@ -576,7 +568,7 @@ export const wizardRoutes = createRouter()
     assertReached(await readState(c, id), "monitoring");
     const { secrets, created } = await channelSecrets(c, id, channel, "channel");
     if (created) {
-      const slot = `channel:${channel.name}.signing_secret`;
+      const slot = channelSlot(channel.name, "signing_secret");
       const sealed = await sealForWizard(c, id, { [slot]: created });
       await apply(c, id, { type: "channelSecret", slot, blob: sealed[slot] as string });
     }
@@ -602,8 +594,8 @@ export const wizardRoutes = createRouter()
     const principal = c.get("principal");
     const stub = wizardStub(c, id);
     const db = database(c.env.DB);
-    const begun = unwrap(await stub.beginCommit(principal.tenantId));
-    if (begun.kind === "done") return c.json({ state: await readState(c, id), generated: {} }, 200);
+    // A retry of a finished commit changes nothing, so it answers without a step-up.
+    if ((await readState(c, id)).commit) return c.json({ state: await readState(c, id), generated: {} }, 200);
 
     // A commit that landed in D1 but crashed before telling the wizard: finish it, create nothing twice.
     const landed = await db.select().from(wizardCommits).where(eq(wizardCommits.wizardId, id)).get();
@@ -614,6 +606,13 @@ export const wizardRoutes = createRouter()
       return c.json({ state, generated: {} }, 200);
     }
 
+    // The commit replaces the tenant's security policy (level floor, allowlists, 2FA requirement): a
+    // step-up, like revealing a credential (OWASP ASVS 5.0 V6.8). Checked before the commit lease is
+    // taken, so a refused attempt does not hold the wizard.
+    await assertStepUp(c, db, c.req.valid("json").totp);
+    const begun = unwrap(await stub.beginCommit(principal.tenantId));
+    if (begun.kind === "done") return c.json({ state: await readState(c, id), generated: {} }, 200);
+
     const state = await readState(c, id);
     const security = securityOf(state);
     const selected = state.steps.services?.service_ids ?? [];
@@ -622,17 +621,16 @@ export const wizardRoutes = createRouter()
     const plain = await openForWizard(keys, db, principal.tenantId, id, blobs);
     const now = Date.now();
 
-    // Keys not generated during the wizard are issued now and shown in this response only.
-    let issuedRows = unwrap(await stub.issuedRows(principal.tenantId)) as ApiKeyRow[];
+    // Only keys staged under the wizard's current settings, for services still selected, are committed
+    // (the wizard drops the others); every other service's key is issued now and shown in this response only.
+    const staged = unwrap(await stub.issuedRows(principal.tenantId)) as Record<string, ApiKeyRow[]>;
     const generated: Record<string, { key: string; backup_key?: string }> = {};
-    const missing = selected.filter((serviceId) => !state.steps.keys.issued_keys[serviceId]);
-    if (missing.length) {
-      const minted = await mintServiceKeys(c, state, missing);
-      for (const [serviceId, m] of Object.entries(minted)) {
-        generated[serviceId] = { key: m.primary.key, ...(m.backup ? { backup_key: m.backup.key } : {}) };
-        issuedRows = [...issuedRows, ...m.rows];
-      }
+    const missing = selected.filter((serviceId) => !staged[serviceId]);
+    const minted = missing.length ? await mintServiceKeys(c, state, missing) : {};
+    for (const [serviceId, m] of Object.entries(minted)) {
+      generated[serviceId] = { key: m.primary.key, ...(m.backup ? { backup_key: m.backup.key } : {}) };
     }
+    const issuedRows = selected.flatMap((serviceId) => staged[serviceId] ?? minted[serviceId]?.rows ?? []);
 
     const statements = [];
     const events: AuditEvent[] = [];
@@ -648,7 +646,7 @@ export const wizardRoutes = createRouter()
     const credentialIds: string[] = [];
     for (const serviceId of selected) {
       const service = requireService(serviceId, "service_ids");
-      const values = stripPrefix(slotsWithPrefix(plain, `${serviceId}.`), `${serviceId}.`);
+      const values = fieldsUnder(plain, serviceSlots(serviceId));
       const credentialId = newId("cred");
       const { sealed, countEncryptions } = await sealValues(
         keys,
@@ -731,10 +729,7 @@ export const wizardRoutes = createRouter()
     for (const channel of state.steps.monitoring?.channels ?? []) {
       const channelId = newId("chan");
       channelIds.set(channel.name, channelId);
-      const secretValues = stripPrefix(
-        slotsWithPrefix(plain, `channel:${channel.name}.`),
-        `channel:${channel.name}.`,
-      );
+      const secretValues = fieldsUnder(plain, channelSlots(channel.name));
       const { sealed, countEncryptions } = await sealValues(
         keys,
         db,

@@ -63,6 +63,23 @@ export const ROTATION_POLICIES = {
 } as const;
 export type RotationPolicy = keyof typeof ROTATION_POLICIES;
 
+/** The seed API's spellings of the policy ids ("90-days" for "90_days"), derived from the list above. */
+export const SEED_ROTATION_SPELLINGS: Readonly<Record<string, RotationPolicy>> = Object.fromEntries(
+  (Object.keys(ROTATION_POLICIES) as RotationPolicy[])
+    .filter((id) => id.includes("_"))
+    .map((id) => [id.replaceAll("_", "-"), id]),
+);
+
+/**
+ * A seed spelling of a policy id mapped to the canonical id; anything else passes through unchanged for
+ * the enum to judge. ROTATION_POLICIES stays the only source of policies.
+ */
+export function canonicalRotationPolicy(value: unknown): unknown {
+  return typeof value === "string" && Object.hasOwn(SEED_ROTATION_SPELLINGS, value)
+    ? SEED_ROTATION_SPELLINGS[value]
+    : value;
+}
+
 export const COMPLIANCE_STANDARDS = [
   {
     id: "soc2",

@@ -93,6 +93,16 @@ export const MonitoringStepSchema = z
 
 export const ConfirmStepSchema = z.strictObject({}).openapi("WizardConfirmStep");
 
+export const CommitStepSchema = z
+  .strictObject({
+    totp: z
+      .string()
+      .max(10)
+      .optional()
+      .describe("A current 2FA code, for a key that enrolled 2FA (step-up); or send it as x-keywarden-totp."),
+  })
+  .openapi("WizardCommit");
+
 export type ServicesStep = z.infer<typeof ServicesStepSchema>;
 export type SecurityStep = z.infer<typeof SecurityStepSchema>;
 export type MonitoringStep = z.infer<typeof MonitoringStepSchema>;

@@ -1,18 +1,31 @@
 import { DurableObject } from "cloudflare:workers";
 import { ApiError, type ErrorCode } from "../errors";
 import { complianceChecklist } from "./compliance";
-import { STEPS, type Step } from "./steps";
+import { CHANNEL_SLOTS, serviceSlot, serviceSlots } from "./slots";
+import { type SecurityStep, STEPS, type Step } from "./steps";
 import type { CommitSummary, WizardMutation, WizardState } from "./wizard-state";
 
 /** An abandoned wizard is wiped after this much inactivity. */
+/** How soon a failed expiry wipe tries again. */
+const ALARM_RETRY_MS = 60_000;
+
 export const WIZARD_IDLE_MS = 24 * 60 * 60 * 1000;
 /** How long one commit attempt holds the wizard before another may try (a crashed attempt's lease). */
 const COMMIT_LEASE_MS = 30_000;
 
 const STATE = "state";
 const SEALED_PREFIX = "sealed:";
-const ISSUED_ROWS = "issued-rows";
+/** Staged key rows by service, with the security settings they were minted under. */
+const ISSUED_ROWS = "issued-key-rows";
 const COMMIT_LEASE = "commit-lease";
+
+interface StagedKeys {
+  security: SecurityStep;
+  rows: Record<string, unknown[]>;
+}
+
+const sameSettings = (a: SecurityStep | null, b: SecurityStep | null) =>
+  JSON.stringify(a) === JSON.stringify(b);
 
 /** Errors do not keep their class across RPC, so refusals travel as values and become ApiErrors again in the Worker. */
 export type WizardResult<T> = { ok: true; value: T } | { ok: false; code: ErrorCode; detail: string };
@@ -98,9 +111,20 @@ export class WizardSession extends DurableObject<Env> {
     return out;
   }
 
-  private storedIssuedRows(tenantId: string): unknown[] {
-    this.stateFor(tenantId);
-    return this.kv.get<unknown[]>(ISSUED_ROWS) ?? [];
+  /**
+   * The staged key rows of the services still selected, and only while the security settings they were
+   * minted under still apply: a key is never committed with a level or allowlist the admin has since changed.
+   */
+  private storedIssuedRows(tenantId: string): Record<string, unknown[]> {
+    const state = this.stateFor(tenantId);
+    const staged = this.kv.get<StagedKeys>(ISSUED_ROWS);
+    if (!staged || !sameSettings(staged.security, state.steps.security)) return {};
+    const selected = state.steps.services?.service_ids ?? [];
+    return Object.fromEntries(
+      Object.entries(staged.rows).filter(
+        ([serviceId]) => selected.includes(serviceId) && state.steps.keys.issued_keys[serviceId],
+      ),
+    );
   }
 
   private async applyMutation(tenantId: string, mutation: WizardMutation, now: number): Promise<WizardState> {
@@ -132,28 +156,43 @@ export class WizardSession extends DurableObject<Env> {
         break;
       case "services": {
         const changed = JSON.stringify(state.steps.services) !== JSON.stringify(mutation.data);
+        const before = state.steps.services?.service_ids ?? [];
+        const added = mutation.data.service_ids.some((serviceId) => !before.includes(serviceId));
         state.steps.services = mutation.data;
-        // Work for services no longer selected is dropped, secrets included.
-        for (const serviceId of Object.keys(state.steps.keys.services)) {
+        // Work for services no longer selected is dropped: entered values, generated secrets, issued keys.
+        const known = new Set([...before, ...Object.keys(state.steps.keys.services)]);
+        for (const serviceId of known) {
           if (!mutation.data.service_ids.includes(serviceId)) this.dropService(state, serviceId);
         }
-        advance("services", changed && state.steps.security === null);
+        // A newly added service has no credentials yet: the admin walks the later steps again.
+        advance("services", changed && (state.steps.security === null || added));
         break;
       }
       case "security": {
-        const changed = JSON.stringify(state.steps.security) !== JSON.stringify(mutation.data);
+        const changed = !sameSettings(state.steps.security, mutation.data);
         state.steps.security = mutation.data;
         // A new level or environment changes what keys are acceptable: re-walk from the keys step.
         advance("security", changed);
-        if (changed) state.steps.testing = null;
+        if (changed) {
+          state.steps.testing = null;
+          // Keys issued under the old settings carry the old entropy, backup choice, expiry and
+          // allowlists: they are discarded, never committed, and issued again under the new settings.
+          // Secrets generated from the catalogue do not depend on these settings and stay.
+          state.steps.keys.issued_keys = {};
+          this.kv.delete(ISSUED_ROWS);
+        }
         break;
       }
       case "serviceFields":
         this.assertSelected(state, mutation.serviceId);
         // Entering a service's values replaces what was entered before; generated values listed in `keep` stay.
-        for (const [key] of [...this.kv.list({ prefix: `${SEALED_PREFIX}${mutation.serviceId}.` })]) {
-          if (!mutation.keep.includes(key.slice(`${SEALED_PREFIX}${mutation.serviceId}.`.length)))
-            this.kv.delete(key);
+        {
+          const kept = new Set(mutation.keep.map((field) => serviceSlot(mutation.serviceId, field)));
+          for (const [key] of [
+            ...this.kv.list({ prefix: `${SEALED_PREFIX}${serviceSlots(mutation.serviceId)}` }),
+          ]) {
+            if (!kept.has(key.slice(SEALED_PREFIX.length))) this.kv.delete(key);
+          }
         }
         for (const [slot, blob] of Object.entries(mutation.sealed))
           this.kv.put(`${SEALED_PREFIX}${slot}`, blob);
@@ -161,11 +200,21 @@ export class WizardSession extends DurableObject<Env> {
         state.steps.testing = null;
         state.current_step = "keys";
         break;
-      case "issuedKeys":
+      case "issuedKeys": {
+        // The Worker minted these from a state it read earlier; if the admin changed the settings or the
+        // services since, they are stale and must not be staged.
+        if (!sameSettings(state.steps.security, mutation.security)) {
+          throw new ApiError(
+            "CONFLICT",
+            "The security settings changed while the keys were being issued; generate them again.",
+          );
+        }
+        for (const serviceId of Object.keys(mutation.rows)) this.assertSelected(state, serviceId);
         state.steps.keys.issued_keys = mutation.issued;
-        this.kv.put(ISSUED_ROWS, mutation.rows);
+        this.kv.put(ISSUED_ROWS, { security: mutation.security, rows: mutation.rows } satisfies StagedKeys);
         state.current_step = "keys";
         break;
+      }
       case "confirm": {
         const selected = state.steps.services?.service_ids ?? [];
         if (mutation.step === "keys" && !selected.every((id) => state.steps.keys.services[id]?.complete)) {
@@ -201,7 +250,7 @@ export class WizardSession extends DurableObject<Env> {
         this.kv.put(`${SEALED_PREFIX}${mutation.slot}`, mutation.blob);
         break;
       case "monitoring":
-        this.deletePrefix(`${SEALED_PREFIX}channel:`);
+        this.deletePrefix(`${SEALED_PREFIX}${CHANNEL_SLOTS}`);
         for (const [slot, blob] of Object.entries(mutation.sealed))
           this.kv.put(`${SEALED_PREFIX}${slot}`, blob);
         state.steps.monitoring = { channels: mutation.masked, rules: mutation.data.rules };
@@ -220,7 +269,13 @@ export class WizardSession extends DurableObject<Env> {
   private dropService(state: WizardState, serviceId: string) {
     delete state.steps.keys.services[serviceId];
     delete state.steps.keys.issued_keys[serviceId];
-    this.deletePrefix(`${SEALED_PREFIX}${serviceId}.`);
+    if (state.steps.testing) delete state.steps.testing.results[serviceId];
+    this.deletePrefix(`${SEALED_PREFIX}${serviceSlots(serviceId)}`);
+    const staged = this.kv.get<StagedKeys>(ISSUED_ROWS);
+    if (staged?.rows[serviceId]) {
+      delete staged.rows[serviceId];
+      this.kv.put(ISSUED_ROWS, staged);
+    }
   }
 
   private deletePrefix(prefix: string) {
@@ -239,6 +294,10 @@ export class WizardSession extends DurableObject<Env> {
     if (state.commit) return { kind: "done", summary: state.commit };
     if (state.furthest_step !== "review")
       throw new ApiError("CONFLICT", "Finish every step before committing.");
+    const selected = state.steps.services?.service_ids ?? [];
+    if (!selected.every((id) => state.steps.keys.services[id]?.complete)) {
+      throw new ApiError("CONFLICT", "Enter or generate the credentials of every selected service first.");
+    }
     const lease = this.kv.get<number>(COMMIT_LEASE);
     if (lease !== undefined && lease > now)
       throw new ApiError("CONFLICT", "A commit of this wizard is already running.");
@@ -299,11 +358,20 @@ export class WizardSession extends DurableObject<Env> {
 
   override async alarm(): Promise<void> {
     const state = this.kv.get<WizardState>(STATE);
-    const idleUntil = state ? Date.parse(state.expires_at) : 0;
-    if (state && idleUntil > Date.now()) {
+    if (!state) {
+      await this.ctx.storage.deleteAlarm();
+      return;
+    }
+    const idleUntil = Date.parse(state.expires_at);
+    if (idleUntil > Date.now()) {
       await this.ctx.storage.setAlarm(idleUntil);
       return;
     }
+    // Re-arm before the wipe: if it throws, this object retries on its own, even after the runtime's
+    // bounded alarm retries have run out. Once the wipe has happened, the state is gone and a late alarm
+    // only disarms itself, so the wipe runs exactly once.
+    await this.ctx.storage.setAlarm(Date.now() + ALARM_RETRY_MS);
     await this.ctx.storage.deleteAll();
+    await this.ctx.storage.deleteAlarm();
   }
 }

@@ -59,6 +59,13 @@ export type WizardMutation =
       /** Fields of this service whose earlier values stay (generated ones); every other earlier value goes. */
       keep: string[];
     }
-  | { type: "issuedKeys"; issued: Record<string, IssuedKeySummary>; rows: unknown[] }
+  | {
+      type: "issuedKeys";
+      /** The security settings the keys were minted under: refused if the wizard's have changed since. */
+      security: SecurityStep;
+      issued: Record<string, IssuedKeySummary>;
+      /** The key rows (hashes and display parts only) by service. */
+      rows: Record<string, unknown[]>;
+    }
   | { type: "channelSecret"; slot: string; blob: string }
   | { type: "testResults"; results: Record<string, ProbeResult> };

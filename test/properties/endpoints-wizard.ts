@@ -5,6 +5,7 @@
  * was sealed; the wizard's Durable Object must hold exactly what the request implies.
  */
 import { expect } from "vitest";
+import { CHANNEL_SLOTS, channelSlot, serviceSlot, serviceSlots } from "../../src/wizard/slots";
 import type { WizardState } from "../../src/wizard/wizard-state";
 import { channelTestValidArb, monitoringValidArb, VAULT_FIELDS } from "./body-arbitraries";
 import { expectNoSecretEcho } from "./endpoints-vault";
@@ -14,7 +15,7 @@ import { NO_CHANGE, recordOutcome } from "./worker-support";
 
 interface Snapshot {
   state: WizardState;
-  /** The sealed blobs by slot ("stripe.secret_key", "channel:Ops.webhook_url"). */
+  /** The sealed blobs by slot (src/wizard/slots.ts: "service/stripe/secret_key", "channel/Ops/webhook_url"). */
   sealed: Record<string, string>;
   alarm: number | null;
 }
@@ -178,10 +179,10 @@ export const WIZARD_ENDPOINTS: Endpoint[] = [
       const request = ctx.request as { fields: Record<string, string> };
       expect(response.validation.ok).toBe(true);
       // Exactly the submitted values are sealed for this service; nothing else in the wizard moved.
-      const prefix = `${service}.`;
+      const prefix = serviceSlots(service);
       expect(slotNames(after.sealed, prefix)).toEqual(
         Object.keys(request.fields)
-          .map((field) => `${prefix}${field}`)
+          .map((field) => serviceSlot(service, field))
           .sort(),
       );
       expect(sealedExcept(after.sealed, prefix)).toEqual(sealedExcept(before.sealed, prefix));
@@ -225,13 +226,15 @@ export const WIZARD_ENDPOINTS: Endpoint[] = [
       // Each channel's secret setting sealed under its name; the services' values untouched.
       const expectedSlots = channels.flatMap((c, i) => {
         const field = SECRET_SLOT[c.kind];
-        return field ? [`channel:${names[i]}.${field}`] : [];
+        return field ? [channelSlot(names[i] as string, field)] : [];
       });
-      expect(slotNames(after.sealed, "channel:")).toEqual(expectedSlots.sort());
-      expect(sealedExcept(after.sealed, "channel:")).toEqual(sealedExcept(before.sealed, "channel:"));
+      expect(slotNames(after.sealed, CHANNEL_SLOTS)).toEqual(expectedSlots.sort());
+      expect(sealedExcept(after.sealed, CHANNEL_SLOTS)).toEqual(sealedExcept(before.sealed, CHANNEL_SLOTS));
       // A webhook's signing secret is generated once and shown once; a known one is kept.
       const fresh = channels
-        .filter((c, i) => c.kind === "webhook" && !before.sealed[`channel:${names[i]}.signing_secret`])
+        .filter(
+          (c, i) => c.kind === "webhook" && !before.sealed[channelSlot(names[i] as string, "signing_secret")],
+        )
         .map((c) => c.name.trim());
       expect(Object.keys(response.signing_secrets).sort()).toEqual(fresh.sort());
       for (const [name, secret] of Object.entries(response.signing_secrets)) {
@@ -279,7 +282,7 @@ export const WIZARD_ENDPOINTS: Endpoint[] = [
         expect(new URL(url as string).protocol).toBe("https:");
         expect(new URL(url as string).hostname).toBe(deliveryHost(channel));
       }
-      const slot = `channel:${channel.name.trim()}.signing_secret`;
+      const slot = channelSlot(channel.name.trim(), "signing_secret");
       if (signingSecret !== undefined) {
         // A webhook's first test generates its signing secret: sealed into the wizard, shown once.
         expect(channel.kind).toBe("webhook");

@@ -6,7 +6,9 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { randomBase62 } from "../../src/crypto/random";
+import { serviceSlot } from "../../src/wizard/slots";
 import type { WizardState } from "../../src/wizard/wizard-state";
+import { runs } from "../setup/fast-check";
 import { parseSnapshot } from "./endpoints-wizard";
 import { describeRequestBodyProperties } from "./request-bodies-shared";
 import { makeTarget, useMockNetwork, WIZARD_SECURITY } from "./targets";
@@ -64,7 +66,7 @@ describe("entering values for a catalogue service the wizard has not selected", 
         expect(delta(before, after)).toEqual(NO_CHANGE);
         observed.push({ before, after });
       }),
-      { numRuns: 10 },
+      { numRuns: runs(10) },
     );
   });
 
@@ -105,7 +107,7 @@ describe("a secret Keywarden generated for a service, then the service's other v
     expect(entry?.generated).toEqual(["webhook_secret"]);
     expect(Object.keys(entry?.fields ?? {}).sort()).toEqual(["token", "webhook_secret"]);
     const sealed = parseSnapshot(await wizardSnapshot(tenant.id, wizard.wizardId as string)).sealed;
-    expect(Object.keys(sealed)).toContain("github.token");
+    expect(Object.keys(sealed)).toContain(serviceSlot("github", "token"));
     await call("PUT", "/steps/keys", {});
     await call("POST", "/tests", {});
     await call("PUT", "/steps/testing", {});

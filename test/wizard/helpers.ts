@@ -19,9 +19,22 @@ export type State = {
 export const openaiKey = () => `sk-proj-${randomBase62(48)}T3BlbkFJ${randomBase62(48)}`;
 export const stripeLiveKey = () => `sk_live_${randomBase62(32)}`;
 
-export function wizardCall<T = State>(tenant: TestTenant, method: string, path: string, body?: unknown) {
-  return callJson<T>(method, `/api/v1/wizard${path === "/" ? "" : path}`, { key: tenant.adminKey, body });
+export function wizardCall<T = State>(
+  tenant: TestTenant,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers?: Record<string, string>,
+) {
+  return callJson<T>(method, `/api/v1/wizard${path === "/" ? "" : path}`, {
+    key: tenant.adminKey,
+    body,
+    ...(headers ? { headers } : {}),
+  });
 }
+
+/** An address inside ENTERPRISE_SECURITY's allowlist, for calls made once that policy is in force. */
+export const ALLOWLISTED = { "cf-connecting-ip": "203.0.113.9" };
 
 export const ENTERPRISE_SECURITY = {
   security_level: "enterprise",

@@ -242,6 +242,27 @@ describe("seed wizard API", () => {
     }
   });
 
+  it("documents the seed spellings of the rotation policies in the OpenAPI schema", async () => {
+    const doc = await callJson<{
+      components: {
+        schemas: Record<string, { properties: Record<string, { properties: Record<string, unknown> }> }>;
+      };
+    }>("GET", "/api/openapi.json");
+    const policy = doc.body.components.schemas.GenerateKeys?.properties.security_configuration?.properties
+      .key_rotation_policy as { enum: string[]; description: string };
+    expect(policy.enum).toEqual([
+      "30_days",
+      "60_days",
+      "90_days",
+      "custom",
+      "none",
+      "30-days",
+      "60-days",
+      "90-days",
+    ]);
+    expect(policy.description).toContain("`90-days` for `90_days`");
+  });
+
   it("shows the caller's own tenant masked, and any other tenant as 404", async () => {
     const other = await createTenant("seed other");
     const own = await call("GET", `/api/wizard/api-keys/tenant/${tenant.id}`, { key: tenant.adminKey });

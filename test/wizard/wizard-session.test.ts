@@ -1,6 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import type { SecurityStep } from "../../src/wizard/steps";
 import { WIZARD_IDLE_MS, type WizardSession } from "../../src/wizard/wizard-session";
 
 const newStub = () => env.WIZARD_SESSION.get(env.WIZARD_SESSION.newUniqueId());
@@ -73,5 +74,71 @@ describe("WizardSession Durable Object", () => {
     expect(await stub.beginCommit("ten_a", now)).toEqual({ ok: true, value: { kind: "proceed" } });
     expect(await stub.beginCommit("ten_a", now + 1000)).toMatchObject({ ok: false, code: "CONFLICT" });
     expect(await stub.beginCommit("ten_a", now + 31_000)).toEqual({ ok: true, value: { kind: "proceed" } });
+  });
+});
+
+describe("WizardSession staged keys", () => {
+  const basic: SecurityStep = {
+    security_level: "basic",
+    environment: "production",
+    rotation_policy: "none",
+    ip_allowlist: [],
+    country_allowlist: [],
+    require_2fa: false,
+    compliance: [],
+  };
+  const enterprise: SecurityStep = {
+    ...basic,
+    security_level: "enterprise",
+    rotation_policy: "90_days",
+    ip_allowlist: ["203.0.113.0/24"],
+    require_2fa: true,
+  };
+  const issued = (security: SecurityStep, serviceIds: string[]) => ({
+    type: "issuedKeys" as const,
+    security,
+    issued: Object.fromEntries(serviceIds.map((id) => [id, { key_id: `key_${id}`, start: "kw_live_" }])),
+    rows: Object.fromEntries(serviceIds.map((id) => [id, [{ id: `key_${id}`, serviceId: id }]])),
+  });
+
+  async function atKeys(security: SecurityStep) {
+    const stub = newStub();
+    await stub.create("ten_a", "key_a");
+    await stub.apply("ten_a", { type: "services", data: { service_ids: ["stripe", "openai"] } });
+    await stub.apply("ten_a", { type: "security", data: security });
+    return stub;
+  }
+
+  it("refuses keys minted under security settings the wizard no longer has (a change raced the minting)", async () => {
+    const stub = await atKeys(enterprise);
+    expect(await stub.apply("ten_a", issued(basic, ["stripe", "openai"]))).toMatchObject({
+      ok: false,
+      code: "CONFLICT",
+    });
+    expect(await stub.issuedRows("ten_a")).toEqual({ ok: true, value: {} });
+  });
+
+  it("refuses keys for a service that is no longer selected", async () => {
+    const stub = await atKeys(basic);
+    await stub.apply("ten_a", { type: "services", data: { service_ids: ["stripe"] } });
+    expect(await stub.apply("ten_a", issued(basic, ["stripe", "openai"]))).toMatchObject({
+      ok: false,
+      code: "CONFLICT",
+    });
+  });
+
+  it("drops every staged key when the security settings change, and a deselected service's when services change", async () => {
+    const stub = await atKeys(basic);
+    await stub.apply("ten_a", issued(basic, ["stripe", "openai"]));
+    const row = (serviceId: string) => [{ id: `key_${serviceId}`, serviceId }];
+    expect(await stub.issuedRows("ten_a")).toEqual({
+      ok: true,
+      value: { stripe: row("stripe"), openai: row("openai") },
+    });
+    await stub.apply("ten_a", { type: "services", data: { service_ids: ["stripe"] } });
+    expect(await stub.issuedRows("ten_a")).toEqual({ ok: true, value: { stripe: row("stripe") } });
+    const changed = await stub.apply("ten_a", { type: "security", data: enterprise });
+    expect(changed).toMatchObject({ ok: true, value: { steps: { keys: { issued_keys: {} } } } });
+    expect(await stub.issuedRows("ten_a")).toEqual({ ok: true, value: {} });
   });
 });
