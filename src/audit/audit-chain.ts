@@ -8,6 +8,8 @@ import {
   GENESIS_HEAD,
 } from "./audit-log";
 
+export type CommitOutcome = { ok: true } | { ok: false; error: string };
+
 export interface BoundStatement {
   sql: string;
   params: unknown[];
@@ -49,11 +51,25 @@ export class AuditChain extends DurableObject<Env> {
     return this.ctx.storage.kv.get<ChainHead>(CHAIN_HEAD_KEY) ?? GENESIS_HEAD;
   }
 
-  commit(actor: AuditActor, statements: BoundStatement[], events: AuditEvent[]): Promise<void> {
+  /**
+   * Runs one audited batch. A failure comes back as a value, not a throw: an exception leaving an RPC method
+   * is also reported as uncaught on this side, and an expected refusal (a constraint, a compare-and-set that
+   * lost) is not an incident to log.
+   */
+  async commit(
+    actor: AuditActor,
+    statements: BoundStatement[],
+    events: AuditEvent[],
+  ): Promise<CommitOutcome> {
     // D1 awaits let other calls in; this queue keeps appends strictly one after another.
     const run = this.tail.then(() => this.write(actor, statements, events));
     this.tail = run.catch(() => {});
-    return run;
+    try {
+      await run;
+      return { ok: true };
+    } catch (error) {
+      return { ok: false, error: error instanceof Error ? error.message : String(error) };
+    }
   }
 
   /** Where the next row goes: after the recorded head, or after D1's last row if a crash left the head behind. */

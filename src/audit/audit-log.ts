@@ -86,7 +86,13 @@ export async function commitWithAudit(
     const { sql, params } = statement.toSQL();
     return { sql, params };
   });
-  await env.AUDIT_CHAIN.get(env.AUDIT_CHAIN.idFromName(actor.tenantId)).commit(actor, bound, events);
+  const outcome = await env.AUDIT_CHAIN.get(env.AUDIT_CHAIN.idFromName(actor.tenantId)).commit(
+    actor,
+    bound,
+    events,
+  );
+  // The database's own message stays the cause, so callers can tell a known constraint from anything else.
+  if (!outcome.ok) throw new Error("The audited batch failed.", { cause: new Error(outcome.error) });
 }
 
 /** Why the verifier stopped, named for the first bad seq. */

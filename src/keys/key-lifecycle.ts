@@ -1,6 +1,5 @@
-import { and, eq, type SQL, sql } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import { type AuditActor, type AuditEvent, commitWithAudit } from "../audit/audit-log";
-import { ADMIN_SCOPE, isAdminCapable } from "../auth/scopes";
 import type { Database } from "../db/client";
 import { apiKeys } from "../db/schema";
 import { ApiError } from "../errors";
@@ -20,42 +19,6 @@ export function isWorkingKey(row: Pick<KeyRow, "enabled" | "revokedAt" | "expire
   return row.enabled && row.revokedAt === null && (row.expiresAt === null || row.expiresAt > now);
 }
 
-export function isWorkingAdminKey(row: KeyRow, now = Date.now()): boolean {
-  return isWorkingKey(row, now) && isAdminCapable(row.scopes);
-}
-
-/** `isWorkingAdminKey` in SQL, over the `api_keys` row named `alias`. */
-function workingAdminSql(alias: string, now: number): SQL {
-  const key = sql.raw(`"${alias}"`);
-  return sql`${key}."enabled" = 1 AND ${key}."revoked_at" IS NULL
-    AND (${key}."expires_at" IS NULL OR ${key}."expires_at" > ${now})
-    AND EXISTS (SELECT 1 FROM json_each(${key}."scopes") WHERE json_each.value = ${ADMIN_SCOPE})`;
-}
-
-/**
- * Put first in the batch of any change that leaves key `keyId` unable to act as an admin (revoke, disable,
- * down-scope, delete). When that key is the tenant's last working admin key, the statement sets its NOT NULL
- * `name` to NULL, which aborts the whole batch, audit row included; otherwise it matches no row and changes
- * nothing. The check runs inside the batch because a check read before it would race: two admins each
- * revoking a different one of the last two admin keys would both pass it. The tenant's AuditChain DO runs its
- * batches one after another, so inside the batch the answer is exact. SQLite allows RAISE() only inside
- * triggers, and this round adds no migration; a trigger would be the tidier home for the same rule.
- */
-export function keepLastWorkingAdminKey(db: Database, tenantId: string, keyId: string, now: number) {
-  return db
-    .update(apiKeys)
-    .set({ name: sql`NULL` })
-    .where(
-      and(
-        eq(apiKeys.tenantId, tenantId),
-        eq(apiKeys.id, keyId),
-        workingAdminSql("api_keys", now),
-        sql`NOT EXISTS (SELECT 1 FROM "api_keys" AS "other" WHERE "other"."tenant_id" = ${tenantId}
-          AND "other"."id" <> ${keyId} AND ${workingAdminSql("other", now)})`,
-      ),
-    );
-}
-
 /** Constraint failures of a key batch that mean "the state moved under you", each with what it means. */
 const CONFLICTS: readonly (readonly [marker: string, detail: string])[] = [
   // migrations/0006 trigger api_keys_successor_of_live_key: the source was revoked or disabled meanwhile.
@@ -65,8 +28,8 @@ const CONFLICTS: readonly (readonly [marker: string, detail: string])[] = [
   ],
   // Unique index on rotated_from_id: another rotation of the same key won.
   ["UNIQUE constraint failed: api_keys.rotated_from_id", "This key is already being rotated."],
-  // keepLastWorkingAdminKey fired.
-  ["NOT NULL constraint failed: api_keys.name", LAST_ADMIN_KEY_DETAIL],
+  // migrations/0006 triggers api_keys_keep_working_admin_on_*: the change would leave no working admin key.
+  ["api_keys: the last working admin key must remain", LAST_ADMIN_KEY_DETAIL],
 ];
 
 /** The 409 a failed key batch stands for, or null when the failure is not one of the known conflicts. */
@@ -142,10 +105,12 @@ export async function planRotation(
   return { successor, oldExpiresAt, statements, events };
 }
 
-/** Revocation of a live key, guarded so it cannot remove the tenant's last working admin key. */
+/**
+ * Revocation of a live key. The 0006 triggers refuse it inside the batch when it would remove the tenant's
+ * last working admin key.
+ */
 export function revocationOf(db: Database, row: KeyRow, now: number) {
   const statements: Statement[] = [
-    keepLastWorkingAdminKey(db, row.tenantId, row.id, now),
     db
       .update(apiKeys)
       .set({ revokedAt: now, updatedAt: now })

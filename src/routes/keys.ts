@@ -9,14 +9,7 @@ import { type Database, database } from "../db/client";
 import { apiKeys, keyUsageDaily } from "../db/schema";
 import { ApiError } from "../errors";
 import { mintKeyWithBackup, parseFutureTime, resolveScopes, settingsFromRequest } from "../keys/issue-key";
-import {
-  assertRotatable,
-  commitKeyChange,
-  isWorkingAdminKey,
-  keepLastWorkingAdminKey,
-  planRotation,
-  revocationOf,
-} from "../keys/key-lifecycle";
+import { assertRotatable, commitKeyChange, planRotation, revocationOf } from "../keys/key-lifecycle";
 import { forgetCachedKey, toKeyRecord } from "../keys/key-record";
 import {
   CreatedKeySchema,
@@ -291,9 +284,6 @@ export const keyRoutes = createRouter()
       c.env,
       auditActor(c),
       [
-        ...(isWorkingAdminKey(updated, now)
-          ? []
-          : [keepLastWorkingAdminKey(db, principal.tenantId, row.id, now)]),
         db
           .update(apiKeys)
           .set(changes)
@@ -356,10 +346,7 @@ export const keyRoutes = createRouter()
     await commitKeyChange(
       c.env,
       auditActor(c),
-      [
-        keepLastWorkingAdminKey(db, principal.tenantId, row.id, Date.now()),
-        db.delete(apiKeys).where(and(eq(apiKeys.tenantId, principal.tenantId), eq(apiKeys.id, row.id))),
-      ],
+      [db.delete(apiKeys).where(and(eq(apiKeys.tenantId, principal.tenantId), eq(apiKeys.id, row.id)))],
       [{ action: "key.delete", targetType: "key", targetId: row.id }],
     );
     forgetCachedKey(row.hash);
