@@ -595,7 +595,8 @@ export const wizardRoutes = createRouter()
     const stub = wizardStub(c, id);
     const db = database(c.env.DB);
     // A retry of a finished commit changes nothing, so it answers without a step-up.
-    if ((await readState(c, id)).commit) return c.json({ state: await readState(c, id), generated: {} }, 200);
+    const before = await readState(c, id);
+    if (before.commit) return c.json({ state: before, generated: {} }, 200);
 
     // A commit that landed in D1 but crashed before telling the wizard: finish it, create nothing twice.
     const landed = await db.select().from(wizardCommits).where(eq(wizardCommits.wizardId, id)).get();

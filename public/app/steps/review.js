@@ -1,5 +1,5 @@
 // Step 6: everything on one page, the commit, and afterwards what was created.
-import { add, btn, dl, h, ul } from "../dom.js";
+import { add, btn, clearErrors, dl, field as formField, h, input, placeErrors, ul } from "../dom.js";
 import { shownOnce } from "../secrets.js";
 import { checklist } from "./security.js";
 import { categoryName } from "./services.js";
@@ -34,12 +34,33 @@ export function render(body, ctx) {
     );
   const std = (id) => ctx.config.compliance_standards.find((c) => c.id === id)?.name || id;
   const field = (id, f) => ctx.service(id)?.fields.find((x) => x.name === f)?.label || f;
+  // The commit replaces the tenant's security policy: a step-up, which needs a current code once the
+  // signed-in key has enrolled 2FA.
+  const totp = input({ name: "totp", inputMode: "numeric", autocomplete: "one-time-code", maxLength: 6 });
+  const stepUp = formField("Two-factor code", totp, {
+    path: "totp",
+    hint: "Committing replaces your tenant's security policy. If 2FA is enrolled for your key, enter a current code.",
+  });
   const commit = btn(
     "Commit setup",
     () =>
       ctx.busy(commit, async () => {
-        const res = await ctx.send("POST", "/commit", {});
-        if (!res) return;
+        clearErrors(stepUp);
+        const code = totp.value.trim();
+        let res;
+        try {
+          res = await ctx.api("POST", ctx.path("/commit"), code ? { totp: code } : {});
+        } catch (err) {
+          // A missing or wrong code is a 401 too, but the session is fine: say so at the field.
+          if (err.status === 401 && err.errors.some((e) => e.path === "totp")) {
+            placeErrors(stepUp, err.errors);
+            ctx.announce(err.errors.find((e) => e.path === "totp").message);
+            totp.focus();
+            return;
+          }
+          return ctx.fail(err);
+        }
+        totp.value = "";
         once = Object.entries(res.generated || {}).flatMap(([id, g]) => [
           { label: `${ctx.name(id)} key`, value: g.key },
           ...(g.backup_key ? [{ label: `${ctx.name(id)} backup key`, value: g.backup_key }] : []),
@@ -129,7 +150,7 @@ export function render(body, ctx) {
                 h("code", { text: `${issued.start}…` }),
                 issued.backup_key_id ? " and a backup key" : "",
               ]
-            : "Keywarden key issued at commit",
+            : "Keywarden key issued at commit, under the settings above (shown once)",
         ];
       }),
     ),
@@ -159,12 +180,14 @@ export function render(body, ctx) {
         return `${words(r.kind)}${scope}: ${what[r.kind] || `${r.days_before} days before expiry`} → ${r.channel_names.join(", ")}`;
       }),
     ),
-    !done &&
+    !done && [
+      stepUp,
       h(
         "p",
         { class: "actions" },
         btn("Back", () => ctx.navigate("monitoring")),
         commit,
       ),
+    ],
   ]);
 }
