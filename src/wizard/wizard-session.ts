@@ -6,10 +6,9 @@ import { type SecurityStep, STEPS, type Step } from "./steps";
 import type { CommitSummary, WizardMutation, WizardState } from "./wizard-state";
 
 /** An abandoned wizard is wiped after this much inactivity. */
+export const WIZARD_IDLE_MS = 24 * 60 * 60 * 1000;
 /** How soon a failed expiry wipe tries again. */
 const ALARM_RETRY_MS = 60_000;
-
-export const WIZARD_IDLE_MS = 24 * 60 * 60 * 1000;
 /** How long one commit attempt holds the wizard before another may try (a crashed attempt's lease). */
 const COMMIT_LEASE_MS = 30_000;
 
