@@ -49,7 +49,9 @@ function bearerToken(c: Context<AppEnv>): string | null {
 
 /**
  * The principal of a presented key. Outside the key's or the tenant's allowlists is 403 (only a valid key
- * gets that far); every other failure is one uniform 401 that spends the client's failure budget.
+ * gets that far), a key past its own rate limit is 429, and every other failure is one uniform 401 that
+ * spends the client's failure budget. Fresh from D1 (one query, with the tenant's policy allowlists)
+ * unless `cachedAuth`.
  */
 export async function principalFromKey(
   c: Context<AppEnv>,
