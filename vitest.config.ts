@@ -1,29 +1,136 @@
+import { randomInt } from "node:crypto";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
-import { defineConfig } from "vitest/config";
+import { defineConfig, type TestProjectInlineConfiguration } from "vitest/config";
+import { unstable_readConfig } from "wrangler";
+
+/**
+ * fast-check runs from a fixed seed in `npm test`, so a run that passed once passes every time
+ * (test/setup/fast-check.ts applies it). `npm run test:deep` (FC_DEEP=1) draws a random seed and
+ * multiplies every property's numRuns; either way a failure's message carries the seed and the
+ * counterexample path, and `FC_SEED=<seed> FC_PATH=<path> npx vitest run <file> -t "<test>"` replays it.
+ */
+const FIXED_SEED = 20261126;
+const deep = process.env.FC_DEEP === "1";
+const fcSeed = process.env.FC_SEED ? Number(process.env.FC_SEED) : deep ? randomInt(2 ** 31) : FIXED_SEED;
+const fcRunsFactor = Number(process.env.FC_RUNS ?? (deep ? 10 : 1));
+if (!Number.isSafeInteger(fcSeed) || !Number.isSafeInteger(fcRunsFactor) || fcRunsFactor < 1) {
+  throw new Error("FC_SEED must be an integer and FC_RUNS a positive integer");
+}
+if (deep || process.env.FC_SEED || fcRunsFactor !== 1) {
+  process.stdout.write(
+    `fast-check: seed ${fcSeed}, numRuns x${fcRunsFactor} ` +
+      `(replay: FC_SEED=${fcSeed} FC_RUNS=${fcRunsFactor} FC_PATH=<path from the failure> npx vitest run <file> -t "<test>")\n`,
+  );
+}
+
+const WRANGLER_CONFIG = "./wrangler.toml";
+
+export interface RateLimitBinding {
+  name: string;
+  namespace_id: string;
+  simple: { limit: number; period: 10 | 60 };
+}
+/**
+ * The per-tenant budget of the `budgets` project only: test/security/rate-limits.test.ts proves a
+ * burst of 10x the limit is refused with this small limit (60 requests instead of 6,000), and
+ * asserts the production value in wrangler.toml separately. Every other project runs with the
+ * production limits.
+ */
+export const TEST_TENANT_LIMIT = 6;
+
+/**
+ * Files that change what every other file relies on get a fresh workerd and database each; every other
+ * file shares one per worker ("shared" project). A file belongs here if it alters the schema, touches
+ * every tenant's rows, or spends a per-client budget (wrangler.toml AUTH_*_LIMITER) to exhaustion: the
+ * limiters' windows are wall-clock minutes, so a budget one file exhausted would still be spent when the
+ * next file's requests arrive.
+ */
+const ISOLATED = [
+  // Drops and re-creates the audit_log triggers and adds a `fail_audit` trigger.
+  "test/security/audit-chain.test.ts",
+  // Runs the cron 31 days ahead: it would purge and expire every other file's rows in a shared database.
+  "test/jobs/scheduled.test.ts",
+  // Deletes every tenant's data keys (and writes them back in one statement).
+  "test/crypto/sealed.test.ts",
+  // Exhausts per-client sign-in, TOTP and bootstrap budgets.
+  "test/security/auth-hardening.test.ts",
+];
+const BUDGETS = ["test/security/rate-limits.test.ts"];
 
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("./migrations");
-  return {
-    plugins: [
-      cloudflareTest({
-        wrangler: { configPath: "./wrangler.toml" },
-        miniflare: {
-          bindings: {
-            TEST_MIGRATIONS: migrations,
-            // Fixed test secrets: 32 random bytes, base64.
-            MASTER_KEY: "Pi6D1bN9Swlets3J7d8X8XYF8JxaPauTdGs0vuTR+QM=",
-            BOOTSTRAP_TOKEN: "test-bootstrap-token-0123456789abcdef",
-            USAGE_FLUSH_MS: "0",
-          },
+  const limiters: RateLimitBinding[] = unstable_readConfig({ config: WRANGLER_CONFIG }).ratelimits ?? [];
+  const tenantLimiter = limiters.find((binding) => binding.name === "TENANT_RATE_LIMITER");
+  if (!tenantLimiter) throw new Error("wrangler.toml has no TENANT_RATE_LIMITER");
+
+  const worker = (tenantLimit?: number) =>
+    cloudflareTest({
+      wrangler: { configPath: WRANGLER_CONFIG },
+      miniflare: {
+        bindings: {
+          TEST_MIGRATIONS: migrations,
+          // Fixed test secrets: 32 random bytes, base64.
+          MASTER_KEY: "Pi6D1bN9Swlets3J7d8X8XYF8JxaPauTdGs0vuTR+QM=",
+          BOOTSTRAP_TOKEN: "test-bootstrap-token-0123456789abcdef",
+          USAGE_FLUSH_MS: "0",
         },
-      }),
-    ],
+        ...(tenantLimit === undefined
+          ? {}
+          : {
+              ratelimits: {
+                TENANT_RATE_LIMITER: {
+                  ...tenantLimiter,
+                  simple: { ...tenantLimiter.simple, limit: tenantLimit },
+                },
+              },
+            }),
+      },
+    });
+
+  const project = (
+    name: string,
+    include: string[],
+    options: { exclude?: string[]; isolate: boolean; tenantLimit?: number },
+  ): TestProjectInlineConfiguration => ({
+    extends: true,
+    plugins: [worker(options.tenantLimit)],
+    test: {
+      name,
+      include,
+      exclude: ["test/e2e/**", ...(options.exclude ?? [])],
+      isolate: options.isolate,
+    },
+  });
+
+  const bench = process.env.BENCH_ISOLATE === "1";
+  return {
     test: {
       // `npm run bench:isolate` runs the in-isolate benchmark instead of the tests (bench/README.md).
-      include: process.env.BENCH_ISOLATE === "1" ? ["bench/isolate/*.test.ts"] : ["test/**/*.test.ts"],
-      exclude: ["test/e2e/**"],
-      setupFiles: ["./test/setup/apply-migrations.ts"],
-      testTimeout: 30_000,
+      projects: bench
+        ? [project("bench", ["bench/isolate/*.test.ts"], { isolate: true })]
+        : [
+            // One workerd (and one D1 database) per worker for every file that leaves shared state as it
+            // found it: starting a workerd and evaluating the app per file was a third of the suite's time.
+            project("shared", ["test/**/*.test.ts"], { exclude: [...ISOLATED, ...BUDGETS], isolate: false }),
+            project("isolated", ISOLATED, { isolate: true }),
+            project("budgets", BUDGETS, { isolate: true, tenantLimit: TEST_TENANT_LIMIT }),
+          ],
+      setupFiles: [
+        "./test/setup/apply-migrations.ts",
+        "./test/setup/fast-check.ts",
+        "./test/setup/shared-state.ts",
+      ],
+      provide: {
+        fcSeed,
+        fcPath: process.env.FC_PATH ?? "",
+        fcRunsFactor,
+        // wrangler.toml's limiters as deployed, for the tests that hold the configuration to its values.
+        wranglerRatelimits: limiters,
+        testTenantLimit: TEST_TENANT_LIMIT,
+      },
+      // Both cores: under load from another process this still gives the suite the larger share.
+      maxWorkers: 2,
+      testTimeout: 30_000 * fcRunsFactor,
       reporters: ["default", "./test/summary-reporter.ts"],
     },
   };

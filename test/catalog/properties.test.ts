@@ -6,6 +6,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { SERVICE_CATALOG } from "../../src/catalog";
 import { maskValue, validateCredential } from "../../src/catalog/validate";
+import { runs } from "../setup/fast-check";
 
 const service = fc.constantFrom(...SERVICE_CATALOG);
 const options = fc.record({
@@ -32,7 +33,7 @@ describe("validateCredential on arbitrary input", () => {
           expect(typeof result.ok).toBe("boolean");
         },
       ),
-      { numRuns: 1000 },
+      { numRuns: runs(1000) },
     );
   });
 
@@ -44,7 +45,7 @@ describe("validateCredential on arbitrary input", () => {
         expect(messages(result)).not.toContain(value);
         expect(messages(result)).not.toContain(JSON.stringify(value).slice(1, -1));
       }),
-      { numRuns: 1000 },
+      { numRuns: runs(1000) },
     );
   });
 
@@ -55,7 +56,7 @@ describe("validateCredential on arbitrary input", () => {
         const result = validateCredential(definition, { [name]: "v" }, opts);
         expect(JSON.stringify(result)).not.toContain(JSON.stringify(name).slice(1, -1));
       }),
-      { numRuns: 500 },
+      { numRuns: runs(500) },
     );
   });
 
@@ -68,7 +69,7 @@ describe("validateCredential on arbitrary input", () => {
           for (const field of definition.fields) expect(new RegExp(field.pattern).test(value)).toBe(true);
         }
       }),
-      { numRuns: 500 },
+      { numRuns: runs(500) },
     );
   });
 });
@@ -84,7 +85,7 @@ describe("maskValue on arbitrary input", () => {
         if (chars.length >= 12) expect(masked).not.toBe(value);
         if (chars.length > 0) expect(masked.includes(value) && value.length > 4).toBe(false);
       }),
-      { numRuns: 2000 },
+      { numRuns: runs(2000) },
     );
   });
 });

@@ -8,6 +8,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { type Cidr, cidrContains, ipAllowed, parseCidr, parseIp } from "../../src/keys/ip-allowlist";
+import { runs } from "../setup/fast-check";
 
 // ---------- reference model ----------
 
@@ -245,7 +246,7 @@ describe("IP parsing against the reference model", () => {
         expect(rfcValid(text), `reference rejects its own render ${text}`).toBe(true);
         expect(parseIp(text)).toBe(bitsToBigInt(bits));
       }),
-      { numRuns: 2_000 },
+      { numRuns: runs(2_000) },
     );
   });
 
@@ -254,7 +255,7 @@ describe("IP parsing against the reference model", () => {
       fc.property(v4AddressArb, ({ text, bits }) => {
         expect(parseIp(text)).toBe(bitsToBigInt(bits));
       }),
-      { numRuns: 1_000 },
+      { numRuns: runs(1_000) },
     );
   });
 
@@ -268,7 +269,7 @@ describe("IP parsing against the reference model", () => {
           expect(parsed).toBeLessThan(1n << 128n);
         }
       }),
-      { numRuns: 3_000 },
+      { numRuns: runs(3_000) },
     );
   });
 
@@ -285,7 +286,7 @@ describe("IP parsing against the reference model", () => {
         }
         expect(typeof ipAllowed([text, a, b], b)).toBe("boolean");
       }),
-      { numRuns: 2_000 },
+      { numRuns: runs(2_000) },
     );
   });
 });
@@ -303,7 +304,7 @@ describe("CIDR containment against bit-string comparison", () => {
           ipAllowed([`${octetsFromBits(network).join(".")}/${prefix}`], octetsFromBits(address).join(".")),
         ).toBe(expected);
       }),
-      { numRuns: 2_000 },
+      { numRuns: runs(2_000) },
     );
   });
 
@@ -323,7 +324,7 @@ describe("CIDR containment against bit-string comparison", () => {
           expect(cidrContains(cidr, ip)).toBe(refContains(network, prefix, address));
         },
       ),
-      { numRuns: 2_000 },
+      { numRuns: runs(2_000) },
     );
   });
 
@@ -339,7 +340,7 @@ describe("CIDR containment against bit-string comparison", () => {
           expect(cidrContains(cidr, ipOf(other.text))).toBe(self.bits === other.bits);
         },
       ),
-      { numRuns: 1_000 },
+      { numRuns: runs(1_000) },
     );
   });
 
@@ -359,7 +360,7 @@ describe("CIDR containment against bit-string comparison", () => {
           expect(cidr === null).toBe(hostBitsSet);
         },
       ),
-      { numRuns: 2_000 },
+      { numRuns: runs(2_000) },
     );
   });
 
@@ -379,7 +380,7 @@ describe("CIDR containment against bit-string comparison", () => {
           expect(parseCidr(`${address.text}/${prefix}`)).toBeNull();
         },
       ),
-      { numRuns: 1_000 },
+      { numRuns: runs(1_000) },
     );
   });
 });
@@ -409,7 +410,7 @@ describe("IPv4-mapped IPv6", () => {
           expect(cidrContains(cidr, ipOf(form))).toBe(plain);
         }
       }),
-      { numRuns: 1_000 },
+      { numRuns: runs(1_000) },
     );
   });
 
@@ -423,7 +424,7 @@ describe("IPv4-mapped IPv6", () => {
         // The deprecated IPv4-compatible form ::a.b.c.d is plain IPv6, not IPv4.
         expect(cidrContains(cidr, ipOf(`::${network.text}`))).toBe(false);
       }),
-      { numRuns: 1_000 },
+      { numRuns: runs(1_000) },
     );
   });
 
@@ -436,7 +437,7 @@ describe("IPv4-mapped IPv6", () => {
         expect(cidrContains(everything, ipOf(v4.text))).toBe(true);
         expect(cidrContains(everything, ipOf(v6.text))).toBe(true);
       }),
-      { numRuns: 500 },
+      { numRuns: runs(500) },
     );
   });
 });

@@ -8,6 +8,7 @@ import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Bindings } from "../../src/env";
+import { runs } from "../setup/fast-check";
 import { deliverableChannelArb } from "./body-arbitraries";
 import { describeRequestBodyProperties } from "./request-bodies-shared";
 import { makeTarget, takeOutbound } from "./targets";
@@ -82,7 +83,7 @@ describe("a channel test or monitoring step on a wizard that has not reached the
         expect(takeOutbound()).toEqual([]);
         observed.push({ before, after, label });
       }),
-      { numRuns: 20 },
+      { numRuns: runs(20) },
     );
     expect(new Set(observed.map((o) => o.label)).size).toBe(2);
   });

@@ -22,6 +22,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { parseKey } from "../../src/crypto/keys";
 import { VERIFY_CODES } from "../../src/keys/verify-key";
 import { createTenant } from "../helpers/api";
+import { runs } from "../setup/fast-check";
 import {
   contentTypeArb,
   FIELDS,
@@ -405,7 +406,7 @@ async function drive(driver: EndpointDriver, arb: fc.Arbitrary<GeneratedBody>, n
       await driver.refreshTargetIfConsumed();
       await driver.run(body, "application/json", variant);
     }),
-    { numRuns },
+    { numRuns: runs(numRuns) },
   );
   await driver.endProperty();
   return driver.seen;
@@ -501,7 +502,7 @@ export function describeRequestBodyProperties(labels: string[]): void {
             : bytes;
           expect(await driver.run(body)).toBe(413);
         }),
-        { numRuns: OVERSIZE_RUNS },
+        { numRuns: runs(OVERSIZE_RUNS) },
       );
       await driver.endProperty();
     });
@@ -523,7 +524,7 @@ export function describeRequestBodyProperties(labels: string[]): void {
           const status = await driver.run(body, contentType);
           expect(status).toBe(415);
         }),
-        { numRuns: CONTENT_TYPE_RUNS },
+        { numRuns: runs(CONTENT_TYPE_RUNS) },
       );
       await driver.endProperty();
     });
@@ -545,7 +546,7 @@ export function describeRequestBodyProperties(labels: string[]): void {
             await driver.run(body);
           },
         ),
-        { numRuns: 10 },
+        { numRuns: runs(10) },
       );
       await driver.endProperty();
     });

@@ -12,6 +12,7 @@ import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { callJson, createKey, createTenant, type TestTenant } from "../helpers/api";
+import { runs } from "../setup/fast-check";
 import { legalNameArb, sqlishArb } from "./sql-arbitraries";
 import {
   counts,
@@ -107,7 +108,7 @@ describe("SQL metacharacters in stored data", () => {
         const othersAfter = await env.DB.prepare(othersQuery).bind(owner.id, created.body.id).all();
         expect(othersAfter.results).toEqual(others.results);
       }),
-      { numRuns: 40 },
+      { numRuns: runs(40) },
     );
     await expectWorldIntact();
   });
@@ -134,7 +135,7 @@ describe("SQL metacharacters in stored data", () => {
           .first<{ name: string }>();
         expect(stored?.name).toBe(name.trim());
       }),
-      { numRuns: 25 },
+      { numRuns: runs(25) },
     );
     await expectWorldIntact();
   });
@@ -196,7 +197,7 @@ describe("SQL metacharacters in ids, cursors and query parameters", () => {
           }
         },
       ),
-      { numRuns: 80 },
+      { numRuns: runs(80) },
     );
     await expectWorldIntact();
   });
@@ -226,7 +227,7 @@ describe("SQL metacharacters in ids, cursors and query parameters", () => {
           expect(JSON.parse(response.text)).toMatchObject({ code: "BAD_REQUEST" });
         }
       }),
-      { numRuns: 40 },
+      { numRuns: runs(40) },
     );
   });
 
@@ -250,7 +251,7 @@ describe("SQL metacharacters in ids, cursors and query parameters", () => {
           }
         },
       ),
-      { numRuns: 20 },
+      { numRuns: runs(20) },
     );
     await expectWorldIntact();
   });
@@ -265,7 +266,7 @@ describe("SQL metacharacters in ids, cursors and query parameters", () => {
         const response = await probe("GET", path);
         expect([200, 422]).toContain(response.status);
       }),
-      { numRuns: 60 },
+      { numRuns: runs(60) },
     );
     await expectWorldIntact();
   });
@@ -280,7 +281,7 @@ describe("SQL metacharacters in ids, cursors and query parameters", () => {
           expect(JSON.parse(response.text)).toEqual({ valid: false, code: "INVALID_FORMAT" });
         },
       ),
-      { numRuns: 40 },
+      { numRuns: runs(40) },
     );
   });
 
@@ -329,7 +330,7 @@ describe("stored text fidelity", () => {
         expect(read?.body.name).toBe(name.trim());
         expect(read?.body.metadata.label).toBe(name.slice(0, 1024));
       }),
-      { numRuns: 60 },
+      { numRuns: runs(60) },
     );
   });
 

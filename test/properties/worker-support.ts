@@ -271,12 +271,4 @@ export function expectNoPrototypePollution(): void {
   expect(Object.getOwnPropertyNames(Array.prototype)).not.toContain("polluted");
 }
 
-/**
- * Which success paths the generated bodies actually reached (e.g. "monitoring/test webhook unreachable"),
- * so a file can check its properties exercised them rather than passing on rejections alone.
- */
-export const OUTCOMES = new Map<string, number>();
-
-export function recordOutcome(outcome: string): void {
-  OUTCOMES.set(outcome, (OUTCOMES.get(outcome) ?? 0) + 1);
-}
+export { OUTCOMES, recordOutcome } from "../setup/outcomes";

@@ -1,0 +1,20 @@
+/**
+ * Files of the "shared" project (vitest.config.ts) run one after another in one workerd, with one
+ * database and one instance of every module. So that no file sees what an earlier one left behind,
+ * module state is put back around each file: the credential-sample generator restarts from its seed
+ * (every file draws the same samples whatever ran before it), the outcomes the property files record
+ * start empty, and the handlers a file added to the network mock go away with it.
+ */
+import { afterAll, beforeAll } from "vitest";
+import { resetSamples } from "../catalog/samples";
+import { network } from "./network";
+import { OUTCOMES } from "./outcomes";
+
+beforeAll(() => {
+  resetSamples();
+  OUTCOMES.clear();
+});
+
+afterAll(() => {
+  network.resetHandlers();
+});
