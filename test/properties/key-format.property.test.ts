@@ -15,6 +15,7 @@ import {
   randomLengthForLevel,
   type SecurityLevel,
 } from "../../src/crypto/keys";
+import { runs } from "../setup/fast-check";
 
 const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const LEVELS: SecurityLevel[] = ["basic", "enhanced", "enterprise"];
@@ -91,7 +92,7 @@ describe("key format", () => {
         // The checksum generateKey wrote is the independent reference checksum.
         expect(key.slice(-6)).toBe(referenceChecksum(parsed?.randomPart ?? ""));
       }),
-      { numRuns: 1_000 },
+      { numRuns: runs(1_000) },
     );
   });
 
@@ -100,7 +101,7 @@ describe("key format", () => {
       fc.property(keyArb, ({ key, prefix, environment, randomPart }) => {
         expect(parseKey(key)).toEqual({ prefix, environment, randomPart });
       }),
-      { numRuns: 1_000 },
+      { numRuns: runs(1_000) },
     );
   });
 
@@ -137,7 +138,7 @@ describe("key format", () => {
         expect(parsed.prefix).not.toBe(prefix);
         expect(parsed.randomPart).toBe(randomPart);
       }),
-      { numRuns: 3_000 },
+      { numRuns: runs(3_000) },
     );
   });
 
@@ -169,7 +170,7 @@ describe("key format", () => {
           expect(parseKey(key.slice(0, head) + changed)).toBeNull();
         },
       ),
-      { numRuns: 3_000 },
+      { numRuns: runs(3_000) },
     );
   });
 
@@ -183,7 +184,7 @@ describe("key format", () => {
         expect(typeof parts.start).toBe("string");
         expect(typeof parts.last4).toBe("string");
       }),
-      { numRuns: 2_000 },
+      { numRuns: runs(2_000) },
     );
     expect(parsedCount).toBe(0);
   });
@@ -199,7 +200,7 @@ describe("key format", () => {
           if (parseKey(`${prefix}_${environment}_${body}`) !== null) parsedCount += 1;
         },
       ),
-      { numRuns: 20_000 },
+      { numRuns: runs(20_000) },
     );
     expect(parsedCount).toBeLessThanOrEqual(1);
   });
@@ -215,7 +216,7 @@ describe("key format", () => {
         expect(referenceChecksum(randomPart).endsWith(last4)).toBe(true);
         expect(randomPart.length).toBeGreaterThanOrEqual(MIN_RANDOM);
       }),
-      { numRuns: 1_000 },
+      { numRuns: runs(1_000) },
     );
   });
 
@@ -236,7 +237,7 @@ describe("key format", () => {
           expect(last4.length).toBeLessThanOrEqual(4);
         },
       ),
-      { numRuns: 1_000 },
+      { numRuns: runs(1_000) },
     );
   });
 });

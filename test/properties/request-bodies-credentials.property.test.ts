@@ -5,6 +5,7 @@
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { runs } from "../setup/fast-check";
 import { stripeFieldsArb } from "./body-arbitraries";
 import { describeRequestBodyProperties } from "./request-bodies-shared";
 import { etag, makeTarget } from "./targets";
@@ -83,7 +84,7 @@ describe("If-Match on PATCH, rollback and DELETE", () => {
         );
         expectUnchanged(before, await counts(target.rowId));
       }),
-      { numRuns: 60 },
+      { numRuns: runs(60) },
     );
   });
 });

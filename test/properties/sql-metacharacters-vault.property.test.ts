@@ -10,6 +10,7 @@ import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { randomBase62 } from "../../src/crypto/random";
 import type { TestTenant } from "../helpers/api";
+import { runs } from "../setup/fast-check";
 import { openaiKey } from "../wizard/helpers";
 import { legalNameArb, sqlishArb } from "./sql-arbitraries";
 import { etag, makeTarget, type Target, useMockNetwork, WIZARD_SERVICES } from "./targets";
@@ -143,7 +144,7 @@ describe("SQL metacharacters in credentials", () => {
         expect(JSON.parse(renamed.text).name).toBe(renamedTo.trim());
         expect((await env.DB.prepare(othersQuery).bind(owner.id, id).all()).results).toEqual(others.results);
       }),
-      { numRuns: 30 },
+      { numRuns: runs(30) },
     );
     await expectWorldIntact();
   });
@@ -196,7 +197,7 @@ describe("SQL metacharacters in credentials", () => {
           else expect(items.length).toBe(expected);
         },
       ),
-      { numRuns: 100 },
+      { numRuns: runs(100) },
     );
     await expectWorldIntact();
   });
@@ -231,7 +232,7 @@ describe("SQL metacharacters in credentials", () => {
           expect(response.json()).toMatchObject({ code: "BAD_REQUEST" });
         }
       }),
-      { numRuns: 40 },
+      { numRuns: runs(40) },
     );
   });
 
@@ -281,7 +282,7 @@ describe("SQL metacharacters in credentials", () => {
           }
         },
       ),
-      { numRuns: 15 },
+      { numRuns: runs(15) },
     );
     await expectWorldIntact();
   });
@@ -406,7 +407,7 @@ describe("SQL metacharacters in wizard channel names and rule fields", () => {
           });
         },
       ),
-      { numRuns: 12 },
+      { numRuns: runs(12) },
     );
     await expectWorldIntact();
   });

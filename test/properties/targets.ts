@@ -74,7 +74,7 @@ const PROVIDER_HANDLERS = [
 let networkInstalled = false;
 
 export function useMockNetwork(): void {
-  // Once per test file (each file runs in its own module instance).
+  // Once per test file; files of the shared vitest project share this module, hence the reset below.
   if (networkInstalled) return;
   networkInstalled = true;
   beforeAll(() => {
@@ -87,7 +87,10 @@ export function useMockNetwork(): void {
       }),
     );
   });
-  afterAll(() => network.disable());
+  afterAll(() => {
+    network.disable();
+    networkInstalled = false;
+  });
 }
 
 async function ok(
