@@ -3,7 +3,7 @@ import { eq } from "drizzle-orm";
 import type { Context } from "hono";
 import { auditActor } from "../audit/actor";
 import { type AuditEvent, commitWithAudit } from "../audit/audit-log";
-import { requireScope } from "../auth/authenticate";
+import { requestOrigin, requireScope } from "../auth/authenticate";
 import { assertStepUp, TOTP_HEADER } from "../auth/step-up";
 import { type ProbeResult, runProbe } from "../catalog/run-probe";
 import { generateFieldValue, maskValue, validateCredential } from "../catalog/validate";
@@ -28,6 +28,7 @@ import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { mintKeyWithBackup } from "../keys/issue-key";
 import { serviceKeySettings, tenantKeyPrefix } from "../keys/service-key";
+import { originAllowed } from "../keys/verify-key";
 import { assertDeliverableUrl } from "../monitoring/outbound-url";
 import { sendTestAlert } from "../monitoring/send-test-alert";
 import { newSigningSecret } from "../monitoring/standard-webhooks";
@@ -115,6 +116,26 @@ function assertReached(state: WizardState, step: Step) {
 function securityOf(state: WizardState) {
   if (!state.steps.security) throw new ApiError("CONFLICT", 'Finish the "security" step first.');
   return state.steps.security;
+}
+
+/**
+ * The committed policy's allowlists fence every later management call, so a policy that leaves out the
+ * address or country it is committed from would lock its own admin out on the next request.
+ */
+function assertCommitterInsideFence(c: Context<AppEnv>, security: ReturnType<typeof securityOf>) {
+  const fence = {
+    ipAllowlist: security.ip_allowlist.length ? security.ip_allowlist : null,
+    countryAllowlist: security.country_allowlist.length ? security.country_allowlist : null,
+  };
+  if (!originAllowed(fence, requestOrigin(c))) {
+    throw new ApiError(
+      "CONFLICT",
+      "This policy's allowlists would lock you out: include where you are now.",
+      {
+        errors: [{ path: "steps.security", message: "excludes the address or country of this request" }],
+      },
+    );
+  }
 }
 
 /** Values entered in the wizard are sealed with the tenant DEK, AAD-bound to this wizard. */
@@ -611,6 +632,7 @@ export const wizardRoutes = createRouter()
     // step-up, like revealing a credential (OWASP ASVS 5.0 V6.8). Checked before the commit lease is
     // taken, so a refused attempt does not hold the wizard.
     await assertStepUp(c, db, c.req.valid("json").totp);
+    assertCommitterInsideFence(c, securityOf(before));
     const begun = unwrap(await stub.beginCommit(principal.tenantId));
     if (begun.kind === "done") return c.json({ state: await readState(c, id), generated: {} }, 200);
 

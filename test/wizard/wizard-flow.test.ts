@@ -254,7 +254,7 @@ describe("wizard commit", () => {
     });
     expect(policyView.body).toMatchObject({
       security_level: "enterprise",
-      ip_allowlist: ["203.0.113.0/24"],
+      ip_allowlist: ENTERPRISE_SECURITY.ip_allowlist,
       rotation_days: 90,
     });
     const stub = env.WIZARD_SESSION.get(env.WIZARD_SESSION.idFromString(id));
@@ -494,7 +494,7 @@ describe("keys generated in the wizard are committed only under the settings in 
     expect(rows).toHaveLength(2); // Stripe's key and its enterprise backup; nothing for OpenAI
     for (const row of rows) {
       expect(row).toMatchObject({ service_id: "stripe", security_level: "enterprise" });
-      expect(JSON.parse(row.ip_allowlist ?? "null")).toEqual(["203.0.113.0/24"]);
+      expect(JSON.parse(row.ip_allowlist ?? "null")).toEqual(ENTERPRISE_SECURITY.ip_allowlist);
     }
     expect(rows.filter((row) => row.backup_of_id)).toHaveLength(1);
     const { key, backup_key } = committed.body.generated.stripe ?? { key: "" };
@@ -668,6 +668,27 @@ describe("committing the wizard changes the security policy: a step-up", () => {
     );
     expect(withHeader.status).toBe(200);
     expect(await policyRow(tenant)).toEqual({ security_level: "enterprise" });
+  });
+
+  it("refuses a policy whose IP allowlist leaves out the address committing it, writing nothing", async () => {
+    const tenant = await createTenant("wizard lockout");
+    const { id } = await walkToReview(tenant);
+    const outside = await wizardCall<{ code: string }>(
+      tenant,
+      "POST",
+      `/${id}/commit`,
+      {},
+      {
+        "cf-connecting-ip": "198.51.100.20",
+      },
+    );
+    expect(outside.status).toBe(409);
+    expect(outside.body.code).toBe("CONFLICT");
+    expect(
+      await env.DB.prepare("SELECT 1 FROM security_policies WHERE tenant_id = ?").bind(tenant.id).first(),
+    ).toBeNull();
+    const inside = await wizardCall(tenant, "POST", `/${id}/commit`, {}, ALLOWLISTED);
+    expect(inside.status).toBe(200);
   });
 
   it("refuses a key without 2FA from replacing a policy that requires 2FA", async () => {
