@@ -90,11 +90,13 @@ export const auditRoutes = createRouter()
       .from(auditLog)
       .where(and(eq(auditLog.tenantId, tenantId), before_seq ? lt(auditLog.seq, before_seq) : undefined))
       .orderBy(desc(auditLog.seq))
-      .limit(limit)
+      .limit(limit + 1)
       .all();
+    // One row past the page says whether another page exists: no cursor to an empty page.
+    const page = rows.slice(0, limit);
     return c.json(
       {
-        items: rows.map((row) => ({
+        items: page.map((row) => ({
           seq: row.seq,
           at: isoTime(row.at) as string,
           actor_type: row.actorType,
@@ -106,7 +108,7 @@ export const auditRoutes = createRouter()
           detail: row.detail,
           chain_hash: row.hash,
         })),
-        next_before_seq: rows.length === limit ? (rows.at(-1)?.seq ?? null) : null,
+        next_before_seq: rows.length > limit ? (page.at(-1)?.seq ?? null) : null,
       },
       200,
     );
