@@ -179,6 +179,23 @@ export async function apiAs(kw, key, method, path, body) {
   return { status: res.status, body: await res.json().catch(() => null) };
 }
 
+/**
+ * An RFC 6238 code (HMAC-SHA1, 6 digits) for a base32 secret and a 30 s time step, written independently of
+ * the worker's own implementation, as an authenticator app would compute it.
+ */
+export function totpCode(base32Secret, step) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = "";
+  for (const char of base32Secret.replace(/=+$/, ""))
+    bits += alphabet.indexOf(char).toString(2).padStart(5, "0");
+  const secret = Buffer.from((bits.match(/.{8}/g) ?? []).map((byte) => Number.parseInt(byte, 2)));
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const mac = createHmac("sha1", secret).update(counter).digest();
+  const offset = mac[19] & 0x0f;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000).padStart(6, "0");
+}
+
 function listen(handler) {
   const server = createServer(handler);
   server.requestTimeout = 10_000;

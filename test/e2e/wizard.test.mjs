@@ -13,6 +13,7 @@ import {
   startProviderStandIn,
   startWebhookReceiver,
   stopAll,
+  totpCode,
   verifyStandardWebhook,
 } from "./harness.mjs";
 
@@ -159,7 +160,9 @@ describe("the setup wizard in a browser", { timeout: 300_000 }, () => {
       const ip = page.getByLabel("IP allowlist");
       await (await errorOf(page, ip)).filter({ hasText: "enterprise requires an IP allowlist" }).waitFor();
       assert.equal(await ip.getAttribute("aria-invalid"), "true");
-      await ip.fill("203.0.113.0/24\n198.51.100.7");
+      // 127.0.0.1 is where this browser and the API checks below come from: a commit refuses an allowlist
+      // that would lock out the admin committing it.
+      await ip.fill("203.0.113.0/24\n198.51.100.7\n127.0.0.1");
       await shot(page, "2-security");
       await page.getByRole("button", { name: "Save and continue to keys" }).click();
 
@@ -215,7 +218,10 @@ describe("the setup wizard in a browser", { timeout: 300_000 }, () => {
       await page.keyboard.press("Enter");
       await expectStep(page, 2, "Configure security");
       assert.ok(await page.getByLabel("Enterprise", { exact: true }).isChecked());
-      assert.equal(await page.getByLabel("IP allowlist").inputValue(), "203.0.113.0/24\n198.51.100.7");
+      assert.equal(
+        await page.getByLabel("IP allowlist").inputValue(),
+        "203.0.113.0/24\n198.51.100.7\n127.0.0.1",
+      );
       await page.getByRole("heading", { name: "Compliance checklist" }).waitFor();
       await shot(page, "2-security-checklist");
       await indicator.getByRole("button", { name: /Step 3: Keys/ }).focus();
@@ -315,7 +321,7 @@ describe("the setup wizard in a browser", { timeout: 300_000 }, () => {
       for (const text of [
         "Enterprise",
         "production",
-        "203.0.113.0/24, 198.51.100.7",
+        "203.0.113.0/24, 198.51.100.7, 127.0.0.1",
         "Compliance checklist",
         "not a certification",
         "Pager — webhook",
@@ -349,7 +355,7 @@ describe("the setup wizard in a browser", { timeout: 300_000 }, () => {
       for (const k of wizardKeys) {
         assert.equal(k.security_level, "enterprise");
         assert.equal(k.environment, "live");
-        assert.deepEqual(k.ip_allowlist, ["203.0.113.0/24", "198.51.100.7"]);
+        assert.deepEqual(k.ip_allowlist, ["203.0.113.0/24", "198.51.100.7", "127.0.0.1"]);
         assert.ok(k.expires_at, "a 90-day rotation gives the key an expiry");
         const days = (Date.parse(k.expires_at) - Date.now()) / 86_400_000;
         assert.ok(days > 89 && days <= 90, `expires in ${days} days`);
@@ -367,13 +373,21 @@ describe("the setup wizard in a browser", { timeout: 300_000 }, () => {
       assert.ok(
         !JSON.stringify(creds.body).includes(stripeKey) && !JSON.stringify(creds.body).includes(openaiKey),
       );
-      const revealed = await apiAs(
-        kw,
-        tenantA.adminKey,
-        "POST",
-        `/api/v1/credentials/${wizardCreds.find((c) => c.service === "stripe").id}/reveal`,
-        {},
-      );
+      // The committed enterprise policy requires 2FA: revealing now needs the admin key enrolled and a
+      // fresh code, over Bearer as in a browser.
+      const revealPath = `/api/v1/credentials/${wizardCreds.find((c) => c.service === "stripe").id}/reveal`;
+      const refused = await apiAs(kw, tenantA.adminKey, "POST", revealPath, {});
+      assert.equal(refused.status, 403, JSON.stringify(refused.body));
+      const enrolled = await apiAs(kw, tenantA.adminKey, "POST", "/api/v1/auth/totp/enroll");
+      assert.equal(enrolled.status, 201, JSON.stringify(enrolled.body));
+      const step = Math.floor(Date.now() / 30_000);
+      const confirmed = await apiAs(kw, tenantA.adminKey, "POST", "/api/v1/auth/totp/confirm", {
+        code: totpCode(enrolled.body.secret, step),
+      });
+      assert.equal(confirmed.status, 200, JSON.stringify(confirmed.body));
+      const revealed = await apiAs(kw, tenantA.adminKey, "POST", revealPath, {
+        totp: totpCode(enrolled.body.secret, step + 1),
+      });
       assert.equal(revealed.status, 200, JSON.stringify(revealed.body));
       assert.equal(revealed.body.fields.secret_key, stripeKey);
 
@@ -384,7 +398,11 @@ describe("the setup wizard in a browser", { timeout: 300_000 }, () => {
       assert.ok(events.some((e) => e.action === "policy.update" && e.detail?.level === "enterprise"));
       assert.ok(events.some((e) => e.action === "channel.create" && e.target_id === created.channels[0]));
       assert.equal(events.filter((e) => e.action === "rule.create").length, 2);
-      assert.deepEqual(state.body.steps.security.ip_allowlist, ["203.0.113.0/24", "198.51.100.7"]);
+      assert.deepEqual(state.body.steps.security.ip_allowlist, [
+        "203.0.113.0/24",
+        "198.51.100.7",
+        "127.0.0.1",
+      ]);
       assert.equal(state.body.steps.security.rotation_policy, "90_days");
       assert.equal(state.body.steps.monitoring.channels[0].url, hook.url);
 
