@@ -5,6 +5,7 @@ import { expect } from "vitest";
 import { ERROR_STATUS } from "../../src/errors";
 import type { WizardSession } from "../../src/wizard/wizard-session";
 import { BASE, createKey, createTenant, type TestTenant } from "../helpers/api";
+import { installWriteWatch, WATCH_TABLE, WATCHED_TABLES, type WatchedTable } from "../setup/write-watch";
 
 export type Body = string | Uint8Array | ReadableStream<Uint8Array> | undefined;
 
@@ -73,6 +74,7 @@ export function expectProblem(response: { status: number; headers: Headers; text
 }
 
 export interface Counts {
+  /** Net rows added (inserted minus deleted) to each table since the write watch was installed. */
   tenants: number;
   dataKeys: number;
   apiKeys: number;
@@ -84,14 +86,16 @@ export interface Counts {
   alertRules: number;
   securityPolicies: number;
   wizardCommits: number;
-  /** Changes whenever any api_keys row is updated, revoked or rotated (every write sets updated_at). */
+  /** Changes whenever any api_keys row is inserted, updated (last_used_at aside), revoked, rotated or deleted. */
   apiKeysFingerprint: string;
-  /** Changes whenever any credential is renamed, re-versioned, deleted, restored or tested. */
+  /** Changes whenever any credential or credential version is written (renamed, re-versioned, deleted, restored, tested). */
   credentialsFingerprint: string;
-  /** Changes whenever anything is encrypted (the per-DEK encryption counter) or a DEK is retired. */
+  /** Changes whenever anything is encrypted (the per-DEK encryption counter) or a DEK is added or retired. */
   dataKeysFingerprint: string;
-  /** Changes whenever a channel, rule or policy row is rewritten. */
+  /** Changes whenever a channel, rule or policy row is written. */
   monitoringFingerprint: string;
+  /** Every insert, update and delete counter of every watched table (test/setup/write-watch.ts). */
+  writes: string;
   /**
    * JSON of every mutable column of the target row (null without a target): an api key, or a
    * credential together with every stored version of it (sealed and display fields included).
@@ -99,12 +103,15 @@ export interface Counts {
   target: string | null;
 }
 
+type WriteCounters = Record<WatchedTable, [inserted: number, updated: number, deleted: number]>;
+
 /**
- * Row counts of every table a request can write (key_usage_daily aside: authenticating touches it
- * off the response path), fingerprints that move on any update, and (if given) one key's or one
- * credential's full state, in a single query.
+ * What a request may have written, in a single query: the write watch's counters for every table a
+ * request can write (key_usage_daily aside: authenticating touches it off the response path) and (if
+ * given) one key's or one credential's full state.
  */
 export async function counts(targetId: string | null = null): Promise<Counts> {
+  await installWriteWatch();
   const row = await env.DB.prepare(
     `SELECT
        COALESCE(
@@ -119,31 +126,33 @@ export async function counts(targetId: string | null = null): Promise<Counts> {
                                FROM credential_versions WHERE credential_id = ?1))
             FROM credentials WHERE id = ?1)
        ) AS target,
-       (SELECT count(*) FROM tenants) AS tenants,
-       (SELECT count(*) FROM data_keys) AS dataKeys,
-       (SELECT count(*) FROM api_keys) AS apiKeys,
-       (SELECT count(*) FROM audit_log) AS auditLog,
-       (SELECT count(*) FROM keyring) AS keyring,
-       (SELECT count(*) FROM credentials) AS credentials,
-       (SELECT count(*) FROM credential_versions) AS credentialVersions,
-       (SELECT count(*) FROM alert_channels) AS alertChannels,
-       (SELECT count(*) FROM alert_rules) AS alertRules,
-       (SELECT count(*) FROM security_policies) AS securityPolicies,
-       (SELECT count(*) FROM wizard_commits) AS wizardCommits,
-       (SELECT total(updated_at) || ':' || count(revoked_at) || ':' || count(rotated_to_id) || ':' ||
-               total(enabled) || ':' || total(length(name)) FROM api_keys) AS apiKeysFingerprint,
-       (SELECT total(updated_at) || ':' || total(current_version) || ':' || count(deleted_at) || ':' ||
-               total(length(name)) || ':' || count(last_tested_at) || ':' || total(status = 'active')
-          FROM credentials) AS credentialsFingerprint,
-       (SELECT total(encryption_count) || ':' || total(status = 'active') FROM data_keys) AS dataKeysFingerprint,
-       (SELECT (SELECT total(length(name)) + total(length(config)) + total(length(sealed_secrets)) FROM alert_channels)
-               || ':' || (SELECT total(length(settings)) + total(length(channel_ids)) FROM alert_rules)
-               || ':' || (SELECT total(updated_at) FROM security_policies)) AS monitoringFingerprint`,
+       (SELECT json_group_object(tbl, json_array(inserted, updated, deleted)) FROM ${WATCH_TABLE}) AS writes`,
   )
     .bind(targetId)
-    .first<Counts>();
+    .first<{ target: string | null; writes: string }>();
   if (!row) throw new Error("count query returned nothing");
-  return row;
+  const writes = JSON.parse(row.writes) as WriteCounters;
+  const net = (table: WatchedTable) => writes[table][0] - writes[table][2];
+  const fingerprint = (...tables: WatchedTable[]) => tables.map((table) => writes[table].join(".")).join(":");
+  return {
+    tenants: net("tenants"),
+    dataKeys: net("data_keys"),
+    apiKeys: net("api_keys"),
+    auditLog: net("audit_log"),
+    keyring: net("keyring"),
+    credentials: net("credentials"),
+    credentialVersions: net("credential_versions"),
+    alertChannels: net("alert_channels"),
+    alertRules: net("alert_rules"),
+    securityPolicies: net("security_policies"),
+    wizardCommits: net("wizard_commits"),
+    apiKeysFingerprint: fingerprint("api_keys"),
+    credentialsFingerprint: fingerprint("credentials", "credential_versions"),
+    dataKeysFingerprint: fingerprint("data_keys"),
+    monitoringFingerprint: fingerprint("alert_channels", "alert_rules", "security_policies"),
+    writes: JSON.stringify(WATCHED_TABLES.map((table) => [table, ...writes[table]])),
+    target: row.target,
+  };
 }
 
 export function delta(before: Counts, after: Counts) {
@@ -192,6 +201,7 @@ export function expectUnchanged(before: Counts, after: Counts, context = "a reje
     before.monitoringFingerprint,
   );
   expect(after.target, `${context} modified the target row`).toBe(before.target);
+  expect(after.writes, `${context} wrote to the database`).toBe(before.writes);
 }
 
 /**
@@ -222,8 +232,10 @@ export async function keyRow(id: string): Promise<Record<string, unknown> | null
 
 export async function tableNames(): Promise<string[]> {
   const { results } = await env.DB.prepare(
-    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' ORDER BY name",
-  ).all<{ name: string }>();
+    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' AND name != ? ORDER BY name",
+  )
+    .bind(WATCH_TABLE)
+    .all<{ name: string }>();
   return results.map((r) => r.name);
 }
 
