@@ -16,7 +16,10 @@ const fcRunsFactor = Number(process.env.FC_RUNS ?? (deep ? 10 : 1));
 if (!Number.isSafeInteger(fcSeed) || !Number.isSafeInteger(fcRunsFactor) || fcRunsFactor < 1) {
   throw new Error("FC_SEED must be an integer and FC_RUNS a positive integer");
 }
-if (deep || process.env.FC_SEED || fcRunsFactor !== 1) {
+// The config is evaluated once per project: say it once.
+const banner = globalThis as { fcBannerShown?: boolean };
+if ((deep || process.env.FC_SEED || fcRunsFactor !== 1) && !banner.fcBannerShown) {
+  banner.fcBannerShown = true;
   process.stdout.write(
     `fast-check: seed ${fcSeed}, numRuns x${fcRunsFactor} ` +
       `(replay: FC_SEED=${fcSeed} FC_RUNS=${fcRunsFactor} FC_PATH=<path from the failure> npx vitest run <file> -t "<test>")\n`,
