@@ -6,7 +6,7 @@ import type { Bindings } from "../../src/env";
 import { ApiError } from "../../src/errors";
 import worker from "../../src/index";
 import { forgetKeys, unseal } from "../../src/vault/keyring";
-import { BASE, createTenant } from "../helpers/api";
+import { BASE, createTenant, freshClientIp } from "../helpers/api";
 import { b64, db, hex, randomMasterKey, rowCounts, unb64 } from "./support";
 
 /**
@@ -62,7 +62,12 @@ async function createTenantWith(workerEnv: WorkerEnv, name: string) {
   const response = await worker.fetch(
     new Request(`${BASE}/api/v1/tenants`, {
       method: "POST",
-      headers: { authorization: `Bearer ${env.BOOTSTRAP_TOKEN}`, "content-type": "application/json" },
+      headers: {
+        authorization: `Bearer ${env.BOOTSTRAP_TOKEN}`,
+        "content-type": "application/json",
+        // Its own client: every bootstrap attempt spends the caller's attempt budget.
+        "cf-connecting-ip": freshClientIp(),
+      },
       body: JSON.stringify({ name }),
     }),
     workerEnv,

@@ -15,7 +15,7 @@ let clientCounter = Math.floor(Math.random() * 2 ** 22);
  * Each request is its own client unless the test names an address: the per-client budgets
  * (wrangler.toml AUTH_FAILURE_LIMITER and AUTH_ATTEMPT_LIMITER) must never leak between tests.
  */
-function freshClientIp(): string {
+export function freshClientIp(): string {
   clientCounter = (clientCounter + 1) % 2 ** 22;
   return `100.${64 + (clientCounter >> 16)}.${(clientCounter >> 8) & 255}.${clientCounter & 255}`;
 }
