@@ -75,7 +75,6 @@ export default defineConfig(async () => {
           // Fixed test secrets: 32 random bytes, base64.
           MASTER_KEY: "Pi6D1bN9Swlets3J7d8X8XYF8JxaPauTdGs0vuTR+QM=",
           BOOTSTRAP_TOKEN: "test-bootstrap-token-0123456789abcdef",
-          USAGE_FLUSH_MS: "0",
         },
         ...(tenantLimit === undefined
           ? {}

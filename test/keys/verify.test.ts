@@ -243,7 +243,7 @@ describe("verify codes", () => {
         );
         expect(usage.body.days[0]).toMatchObject({ valid: 2, invalid: 1 });
       },
-      { timeout: 20_000, interval: 10 },
+      { timeout: 20_000, interval: 100 },
     );
     const key = await callJson<{ last_used_at: string | null }>("GET", `/api/v1/keys/${created.id}`, {
       key: tenant.adminKey,
