@@ -31,7 +31,7 @@ export interface AuthOptions {
   /**
    * Read the caller's key through the in-isolate cache (up to KEY_CACHE_TTL_MS stale) instead of fresh
    * from D1, and skip the tenant policy's admin allowlists. Only POST /keys/verify opts in: it is the hot
-   * path, and it grants nothing beyond a verdict (SECURITY.md case 29).
+   * path, and it grants nothing beyond a verdict (threat model case 29).
    */
   cachedAuth?: boolean;
 }

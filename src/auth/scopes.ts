@@ -59,7 +59,7 @@ export function isAdminCapable(scopes: readonly string[]): boolean {
  * The one rule for acting on a key (creating, changing, disabling, rotating, revoking, deleting it): the
  * caller must hold every Keywarden scope the key holds. Otherwise a `keys:write` key could rotate the
  * admin key and receive an admin successor, or disable it and lock its tenant out (OWASP API Security 2023
- * API5, broken function level authorisation; SECURITY.md case 25). Tenant custom scopes do not count: they
+ * API5, broken function level authorisation; threat model case 25). Tenant custom scopes do not count: they
  * grant nothing inside Keywarden. The answer is 403, not 404: the key is no secret to this tenant's callers,
  * `keys:read` lists it anyway.
  */

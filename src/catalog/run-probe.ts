@@ -1,7 +1,7 @@
 /**
  * Sends a provider's probe request and classifies the answer. Everything every provider shares lives here:
  *
- * - SSRF guard (SECURITY.md "Outbound calls"): the request goes only to https on the default port of a
+ * - SSRF guard (docs/threat-model.md, "Outbound calls"): the request goes only to https on the default port of a
  *   host in the service's fixed `probe_hosts` (or matching its `probe_host_pattern`); anything else
  *   throws before a socket is opened.
  * - Redirects are never followed: a 3xx could point anywhere, so it is reported as `unknown`.

@@ -118,7 +118,7 @@ export interface ServiceDefinition {
   fields: readonly FieldSpec[];
   generatable: readonly GeneratableField[];
   recommended_rotation_days: number;
-  /** The only hosts a probe may contact (SSRF guard, SECURITY.md "Outbound calls"). */
+  /** The only hosts a probe may contact (SSRF guard, docs/threat-model.md "Outbound calls"). */
   probe_hosts: readonly string[];
   /** For providers whose host is per customer (Shopify): an anchored regex the host must match instead. */
   probe_host_pattern?: string;

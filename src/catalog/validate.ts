@@ -2,7 +2,7 @@
  * Format, strength and environment checks for a submitted credential set. Pure: no I/O, no clock.
  *
  * Every message names the field (by its label) and never contains a submitted value or a part of one,
- * so results can be logged, audited and returned in error bodies as they are (SECURITY.md case 18).
+ * so results can be logged, audited and returned in error bodies as they are (threat model case 18).
  */
 import { findPlaceholder } from "./placeholders";
 import { assessStrength, type StrengthReport } from "./strength";

@@ -6,7 +6,7 @@ import { activeDek, dekFor, type Unsealed } from "../vault/keyring";
 
 /**
  * Seals named values for one record. The record id and the value's name go into the AAD, so a blob copied
- * to another record, another name or another tenant fails authentication (SECURITY.md case 3).
+ * to another record, another name or another tenant fails authentication (threat model case 3).
  */
 export async function sealValues(
   keys: Unsealed,

@@ -88,7 +88,7 @@ function originFence(lists: {
 
 /**
  * Lookup by SHA-256 only: the key string itself is never compared or stored. Misses are cached too.
- * Cached for KEY_CACHE_TTL_MS: only POST /keys/verify may use this (SECURITY.md case 29).
+ * Cached for KEY_CACHE_TTL_MS: only POST /keys/verify may use this (threat model case 29).
  */
 export async function findKeyByHash(db: Database, hash: string): Promise<KeyRecord | null> {
   const cached = cache.get(hash);
@@ -102,7 +102,7 @@ export async function findKeyByHash(db: Database, hash: string): Promise<KeyReco
 /**
  * A key read fresh from D1 together with its tenant's policy allowlists, in one query. Every management
  * call authenticates through this, never through the cache, so a revoked or down-scoped admin key is
- * refused on the very next call in every isolate (SECURITY.md case 29).
+ * refused on the very next call in every isolate (threat model case 29).
  */
 async function findFenced(db: Database, where: SQL | undefined): Promise<KeyRecord | null> {
   const row = await db

@@ -1,5 +1,5 @@
 /**
- * Wizard-session CSRF (SECURITY.md threat model, "Wizard session"): a cookie-authenticated
+ * Wizard-session CSRF (docs/threat-model.md, "wizard session"): a cookie-authenticated
  * unsafe request must carry an Origin equal to the request's own origin. Anything else is 403
  * and changes nothing. Bearer-authenticated calls never depend on Origin.
  */

@@ -1,5 +1,5 @@
 /**
- * SECURITY.md case 14: the wizard session JWT. Every forged or malformed token is rejected with
+ * threat model case 14: the wizard session JWT. Every forged or malformed token is rejected with
  * 401 both by `verifySessionToken` directly and through the real worker (as the
  * `__Host-kw_session` cookie on GET /api/v1/auth/session, which needs the `wizard` scope).
  *

@@ -47,7 +47,7 @@ describe("TOTP (RFC 6238)", () => {
     expect(await matchTotp(secret, "12345", now, 0)).toBeNull();
   });
 
-  it("compares every candidate code in constant time (SECURITY.md case 24)", async () => {
+  it("compares every candidate code in constant time (threat model case 24)", async () => {
     const spy = vi.spyOn(crypto.subtle, "timingSafeEqual");
     await matchTotp(utf8("12345678901234567890"), "000000", Date.now(), 0);
     expect(spy).toHaveBeenCalledTimes(3);

@@ -62,7 +62,7 @@ function probe(entry: StandIn, options: RunProbeOptions = {}, fields = entry.fie
   });
 }
 
-/** No outcome may carry a secret field's value (SECURITY.md: never write plaintext secrets anywhere). */
+/** No outcome may carry a secret field's value (docs/threat-model.md: never write plaintext secrets anywhere). */
 function expectNoSecrets(result: ProbeResult, entry: StandIn, fields = entry.fields): void {
   const text = JSON.stringify(result);
   for (const field of service(entry.service).fields) {

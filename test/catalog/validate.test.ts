@@ -33,7 +33,7 @@ function allMessages(result: CredentialValidation): string[] {
 }
 
 /**
- * Every message is free of every submitted value (SECURITY.md case 18). A value that is itself part of
+ * Every message is free of every submitted value (threat model case 18). A value that is itself part of
  * the catalogue's own text (a bare `.myshopify.com`, say) cannot be told apart from it, so it is skipped.
  */
 function expectNoEcho(result: CredentialValidation, fields: Record<string, unknown>): void {

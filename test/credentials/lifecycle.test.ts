@@ -141,7 +141,7 @@ describe("credential lifecycle", () => {
   });
 });
 
-describe("credential security (SECURITY.md cases 1, 3, 13, 18)", () => {
+describe("credential security (threat model cases 1, 3, 13, 18)", () => {
   let a: TestTenant;
   let b: TestTenant;
   beforeAll(async () => {

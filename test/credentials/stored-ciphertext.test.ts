@@ -44,7 +44,7 @@ function expectGenericIntegrityError(
   expect(JSON.stringify(response.body)).not.toContain(secret);
 }
 
-describe("stored credential ciphertext (SECURITY.md cases 4, 6, 7)", () => {
+describe("stored credential ciphertext (threat model cases 4, 6, 7)", () => {
   let a: TestTenant;
   let b: TestTenant;
   beforeEach(async () => {

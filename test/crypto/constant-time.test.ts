@@ -1,13 +1,13 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { bytesEqual, secretsEqual } from "../../src/crypto/constant-time";
 
-/** SECURITY.md case 24: secret comparisons are constant-time (fixed-length digests + timingSafeEqual). */
+/** threat model case 24: secret comparisons are constant-time (fixed-length digests + timingSafeEqual). */
 
 afterEach(() => vi.restoreAllMocks());
 
 const TOKEN = "test-bootstrap-token-0123456789abcdef";
 
-describe("secretsEqual [SECURITY 24]", () => {
+describe("secretsEqual (threat model case 24)", () => {
   it("returns true for equal strings and false for unequal, different-length and empty ones", async () => {
     const cases: [string, string, boolean][] = [
       [TOKEN, TOKEN, true],

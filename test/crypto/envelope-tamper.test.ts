@@ -23,7 +23,7 @@ import {
 } from "./support";
 
 /**
- * SECURITY.md case 4 (tampered, truncated, extended blobs) and case 5 (IV uniqueness), at the pure
+ * threat model case 4 (tampered, truncated, extended blobs) and case 5 (IV uniqueness), at the pure
  * envelope layer. The resolver used here hands back the one real DEK for ANY version the header names:
  * the worst case, so a rewritten key-version field must be caught by the AAD, not by a lucky lookup.
  */
@@ -56,7 +56,7 @@ function decrypt(blob: string) {
   return decryptBytes(anyVersion, context, blob);
 }
 
-describe("tampered blobs fail closed with IntegrityError [SECURITY 4]", () => {
+describe("tampered blobs fail closed with IntegrityError (threat model case 4)", () => {
   it.each([0, 1, 32, 4096])(
     "rejects every single-bit flip of the blob of a %i-byte plaintext with IntegrityError",
     async (size) => {
@@ -295,7 +295,7 @@ describe("tampered blobs fail closed with IntegrityError [SECURITY 4]", () => {
   });
 });
 
-describe("random IVs never repeat under one DEK [SECURITY 5]", () => {
+describe("random IVs never repeat under one DEK (threat model case 5)", () => {
   it("gives 100,000 encryptions of the same plaintext under one DEK 100,000 distinct IVs and ciphertexts", async () => {
     const COUNT = 100_000;
     const BATCH = 2_000;

@@ -14,7 +14,7 @@ import { createTenant } from "../helpers/api";
 import { b64, db, expectIntegrityError, flipBit, hex, indexOfBytes, rowCounts, unb64 } from "./support";
 
 /**
- * SECURITY.md cases 3, 6 and 7 against the real D1-backed keyring: tenants are created through the
+ * threat model cases 3, 6 and 7 against the real D1-backed keyring: tenants are created through the
  * worker (POST /api/v1/tenants), their DEKs are resolved by `dekFor` exactly as the vault does.
  */
 
@@ -57,7 +57,7 @@ async function insertDataKey(k: Unsealed, tenantId: string, version: number, sta
 
 const SECRET = "sk_live_51HcanarySecretValue0123456789";
 
-describe("a ciphertext moved to another place fails to decrypt [SECURITY 3]", () => {
+describe("a ciphertext moved to another place fails to decrypt (threat model case 3)", () => {
   it("rejects a ciphertext copied to another record id, another field or another tenant with IntegrityError, never plaintext", async () => {
     const tenantA = await createTenant("binding A");
     const tenantB = await createTenant("binding B");
@@ -119,7 +119,7 @@ describe("a ciphertext moved to another place fails to decrypt [SECURITY 3]", ()
   });
 });
 
-describe("the header's key version selects exactly one DEK, with no fallback [SECURITY 6]", () => {
+describe("the header's key version selects exactly one DEK, with no fallback (threat model case 6)", () => {
   it("fails closed for a blob under a retired-and-deleted DEK version even though the tenant's v1 still exists", async () => {
     const tenant = await createTenant("retired version");
     const k = await keys();
@@ -198,7 +198,7 @@ describe("the header's key version selects exactly one DEK, with no fallback [SE
   });
 });
 
-describe("a corrupted wrapped DEK fails closed for its tenant only [SECURITY 7]", () => {
+describe("a corrupted wrapped DEK fails closed for its tenant only (threat model case 7)", () => {
   it("makes tenant A's decrypts fail with a clear IntegrityError, leaves B working, and creates no new DEK", async () => {
     const tenantA = await createTenant("corrupt A");
     const tenantB = await createTenant("corrupt B");

@@ -10,7 +10,7 @@ import { BASE, createTenant, freshClientIp } from "../helpers/api";
 import { b64, db, hex, randomMasterKey, rowCounts, unb64 } from "./support";
 
 /**
- * SECURITY.md case 8: a missing or wrong MASTER_KEY seals the service (503 SEALED), creates nothing,
+ * threat model case 8: a missing or wrong MASTER_KEY seals the service (503 SEALED), creates nothing,
  * and never adopts itself as the new key-check value.
  */
 
@@ -77,7 +77,7 @@ async function createTenantWith(workerEnv: WorkerEnv, name: string) {
   return response;
 }
 
-describe("a missing or wrong master key seals the service [SECURITY 8]", () => {
+describe("a missing or wrong master key seals the service (threat model case 8)", () => {
   it("makes unseal throw ApiError SEALED for a missing, empty, malformed or wrong MASTER_KEY", async () => {
     await createTenant("populated"); // a keyring row and wrapped DEKs exist
     const keyringBefore = await keyringRows();

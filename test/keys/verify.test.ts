@@ -33,7 +33,7 @@ describe("verify codes", () => {
     expect(await verify(tenant, flipLastChar(key))).toEqual({ valid: false, code: "INVALID_FORMAT" });
   });
 
-  it("rejects a bad checksum without any database read (SECURITY.md case 9)", async () => {
+  it("rejects a bad checksum without any database read (threat model case 9)", async () => {
     const { key } = await createKey(tenant);
     const outcome = await verifyKey(
       { db: untouchableDb, limiter: env.KEY_LIMITER },
@@ -42,7 +42,7 @@ describe("verify codes", () => {
     expect(outcome.code).toBe("INVALID_FORMAT");
   });
 
-  it("rejects 10,000 random well-formed keys with one identical answer (SECURITY.md case 9)", async () => {
+  it("rejects 10,000 random well-formed keys with one identical answer (threat model case 9)", async () => {
     const db = database(env.DB);
     const answers = new Set<string>();
     for (let batch = 0; batch < 100; batch++) {
@@ -59,7 +59,7 @@ describe("verify codes", () => {
     expect([...answers]).toEqual([JSON.stringify({ code: "NOT_FOUND" })]);
   });
 
-  it("answers a one-character variant of a real key exactly as the same variant of a never-issued key (SECURITY.md case 9)", async () => {
+  it("answers a one-character variant of a real key exactly as the same variant of a never-issued key (threat model case 9)", async () => {
     const real = (await createKey(tenant)).key;
     const never = generateKey("kw", "live", "basic");
     const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -78,7 +78,7 @@ describe("verify codes", () => {
     }
   });
 
-  it("rejects the stored hash or the display prefix presented as a key (SECURITY.md case 10)", async () => {
+  it("rejects the stored hash or the display prefix presented as a key (threat model case 10)", async () => {
     const created = await createKey(tenant);
     const row = await env.DB.prepare("SELECT hash, start, last4 FROM api_keys WHERE id = ?")
       .bind(created.id)
@@ -93,7 +93,7 @@ describe("verify codes", () => {
     }
   });
 
-  it("keeps no issued-key plaintext anywhere in a full database dump (SECURITY.md case 10)", async () => {
+  it("keeps no issued-key plaintext anywhere in a full database dump (threat model case 10)", async () => {
     const keys = [await createKey(tenant), await createKey(tenant, { security_level: "enterprise" })];
     const dump = await dumpDatabase();
     for (const created of keys) {
@@ -103,7 +103,7 @@ describe("verify codes", () => {
     expect(dump).not.toContain(tenant.adminKey);
   });
 
-  it("rejects a revoked key on the very next verify, even when it was cached (SECURITY.md case 11)", async () => {
+  it("rejects a revoked key on the very next verify, even when it was cached (threat model case 11)", async () => {
     const created = await createKey(tenant);
     expect(await verify(tenant, created.key)).toMatchObject({ valid: true });
     expect(await verify(tenant, created.key)).toMatchObject({ valid: true });
@@ -116,7 +116,7 @@ describe("verify codes", () => {
     });
   });
 
-  it("verifies a key expiring at t at t-1s and rejects it at t and t+1s (SECURITY.md case 12)", async () => {
+  it("verifies a key expiring at t at t-1s and rejects it at t and t+1s (threat model case 12)", async () => {
     const t = Date.now() + 3_600_000;
     const created = await createKey(tenant, { expires_at: new Date(t).toISOString() });
     const deps = { db: database(env.DB), limiter: env.KEY_LIMITER };

@@ -378,7 +378,7 @@ const securityConfigurationText = fc
   )
   .map((v) => JSON.stringify(v));
 
-/** Field maps of the vault and wizard endpoints (SECURITY.md case 16, second batch). */
+/** Field maps of the vault and wizard endpoints (threat model case 16, second batch). */
 export const VAULT_FIELDS = {
   createCredential: {
     service: serviceIdText,

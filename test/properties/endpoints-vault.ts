@@ -1,5 +1,5 @@
 /**
- * SECURITY.md case 16 for the credential vault and the seed wizard API: the endpoint table entries
+ * threat model case 16 for the credential vault and the seed wizard API: the endpoint table entries
  * the shared driver (request-bodies-shared.ts) runs. Each `onSuccess` states exactly what a 2xx may
  * have changed; anything a rejection changes is caught by the driver.
  */

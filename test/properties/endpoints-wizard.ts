@@ -1,5 +1,5 @@
 /**
- * SECURITY.md case 16 for the wizard's step endpoints: the endpoint table entries the shared driver
+ * threat model case 16 for the wizard's step endpoints: the endpoint table entries the shared driver
  * (request-bodies-shared.ts) runs. Nothing reaches D1 before the commit, so every 2xx here must
  * leave every D1 row count and fingerprint alone, except the DEK encryption counter when a secret
  * was sealed; the wizard's Durable Object must hold exactly what the request implies.

@@ -1,5 +1,5 @@
 /**
- * SECURITY.md case 16 for the credential vault; see request-bodies-shared.ts. Also: the If-Match
+ * threat model case 16 for the credential vault; see request-bodies-shared.ts. Also: the If-Match
  * precondition of PATCH, rollback and DELETE refuses (428 without it, 412 when it does not name the
  * current ETag) before anything is written, for valid requests.
  */

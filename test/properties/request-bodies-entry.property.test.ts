@@ -1,4 +1,4 @@
-/** SECURITY.md case 16 for the entry points (bootstrap, verify, sign-in); see request-bodies-shared.ts. */
+/** threat model case 16 for the entry points (bootstrap, verify, sign-in); see request-bodies-shared.ts. */
 import { describeRequestBodyProperties } from "./request-bodies-shared";
 
 describeRequestBodyProperties([

@@ -1,5 +1,5 @@
 /**
- * SECURITY.md case 16 for the wizard's monitoring step and its channel test; see
+ * threat model case 16 for the wizard's monitoring step and its channel test; see
  * request-bodies-shared.ts. The channel test sends for real, so every outbound request goes to
  * the network mock (targets.ts useMockNetwork), which records it and fails it like an unreachable
  * host: a generated URL can never reach the network.

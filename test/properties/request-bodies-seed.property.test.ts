@@ -1,4 +1,4 @@
-/** SECURITY.md case 16 for the seed wizard API (validate never stores; generate mints keys); see request-bodies-shared.ts. */
+/** threat model case 16 for the seed wizard API (validate never stores; generate mints keys); see request-bodies-shared.ts. */
 import { expect, it } from "vitest";
 import { describeRequestBodyProperties } from "./request-bodies-shared";
 import { OUTCOMES } from "./worker-support";

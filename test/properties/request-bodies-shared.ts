@@ -1,5 +1,5 @@
 /**
- * SECURITY.md case 16, shared by the request-bodies-*.property.test.ts files: every public JSON
+ * threat model case 16, shared by the request-bodies-*.property.test.ts files: every public JSON
  * endpoint gets ≥ 1,000 generated bodies through the real worker (650 mixed hostile + 275
  * schema-shaped + 25 oversize + 50 with a wrong content type): oversize, huge arrays, deep
  * nesting, NUL, lone surrogates, numbers as strings, `__proto__`/`constructor` keys, invalid
@@ -425,7 +425,7 @@ const OVERSIZE_RUNS = 25;
 const CONTENT_TYPE_RUNS = 50;
 const MAX_TARGET_REFRESHES = 15;
 if (MIXED_RUNS + SHAPED_RUNS + OVERSIZE_RUNS + CONTENT_TYPE_RUNS < 1_000) {
-  throw new Error("SECURITY.md case 16 needs at least 1,000 generated bodies per endpoint");
+  throw new Error("threat model case 16 needs at least 1,000 generated bodies per endpoint");
 }
 
 /** The endpoints of the given labels, in order; throws on an unknown label. */

@@ -1,5 +1,5 @@
 /**
- * SECURITY.md case 16 for the wizard's first three steps; see request-bodies-shared.ts. Also
+ * threat model case 16 for the wizard's first three steps; see request-bodies-shared.ts. Also
  * regression tests for two defects of POST /api/v1/wizard/{id}/keys/{service_id} that the
  * properties brought up (both fixed).
  */

@@ -1,4 +1,4 @@
-/** SECURITY.md case 17: strings stitched from SQL metacharacters, shared by the sql-metacharacters files. */
+/** threat model case 17: strings stitched from SQL metacharacters, shared by the sql-metacharacters files. */
 import fc from "fast-check";
 
 export const FRAGMENTS = [

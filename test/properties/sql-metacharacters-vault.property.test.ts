@@ -1,5 +1,5 @@
 /**
- * SECURITY.md case 17 for the credential vault and the wizard: SQL metacharacters in credential
+ * threat model case 17 for the credential vault and the wizard: SQL metacharacters in credential
  * names, in the `service`, `status`, `cursor` and `limit` parameters of GET /api/v1/credentials
  * (and unknown sort/order ones), in credential ids, and in wizard channel names and rule fields
  * cause no 5xx, are stored and returned byte-for-byte where they are legal data, change nothing

@@ -1,5 +1,5 @@
 /**
- * SECURITY.md case 17: SQL metacharacters in names, metadata, path ids, cursors and query
+ * threat model case 17: SQL metacharacters in names, metadata, path ids, cursors and query
  * parameters (limit, environment, cursor, days, before_seq, and unknown sort/order params)
  * cause no 5xx, are stored and returned byte-for-byte when they are legal data, change nothing
  * beyond the one intended row, and leave every table in place.

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { callJson, createKey, createTenant, type TestTenant } from "../helpers/api";
 import { snapshotTenantRows } from "../helpers/db";
 
-describe("role-based access (SECURITY.md case 13)", () => {
+describe("role-based access (threat model case 13)", () => {
   let tenant: TestTenant;
   let readOnly: string;
   let target: { id: string };

@@ -2,7 +2,7 @@ import { describe, expect, inject, it } from "vitest";
 import { call, createTenant } from "../helpers/api";
 import { inOneWindow } from "../setup/limiter-window";
 
-describe("per-tenant request budget (SECURITY.md case 23)", () => {
+describe("per-tenant request budget (threat model case 23)", () => {
   it("is 600 requests a minute per tenant in wrangler.toml", () => {
     const tenantLimiter = inject("wranglerRatelimits").find(
       (binding) => binding.name === "TENANT_RATE_LIMITER",

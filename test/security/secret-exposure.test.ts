@@ -36,7 +36,7 @@ function propertyNames(schema: Schema, schemas: Record<string, Schema>, seen = n
   return names;
 }
 
-describe("no response exposes secret material (SECURITY.md case 15)", () => {
+describe("no response exposes secret material (threat model case 15)", () => {
   it("has no ciphertext, IV, wrapped key or hash in any response schema, and a full key only where one is created", async () => {
     const { body } = await callJson<{
       paths: Record<
@@ -87,7 +87,7 @@ describe("no response exposes secret material (SECURITY.md case 15)", () => {
   });
 });
 
-describe("canary secret (SECURITY.md case 18)", () => {
+describe("canary secret (threat model case 18)", () => {
   const logged: string[] = [];
   const spies: ReturnType<typeof vi.spyOn>[] = [];
   let tenant: TestTenant;
@@ -149,7 +149,7 @@ describe("canary secret (SECURITY.md case 18)", () => {
   });
 });
 
-describe("bootstrap token (SECURITY.md case 24)", () => {
+describe("bootstrap token (threat model case 24)", () => {
   it("compares the bootstrap token in constant time and rejects near misses", async () => {
     const spy = vi.spyOn(crypto.subtle, "timingSafeEqual");
     const nearMiss = `${env.BOOTSTRAP_TOKEN.slice(0, -1)}x`;

@@ -4,7 +4,7 @@ import { snapshotTenantRows } from "../helpers/db";
 
 const withoutRequestId = (body: Record<string, unknown>) => ({ ...body, request_id: undefined });
 
-describe("tenant isolation (SECURITY.md case 1)", () => {
+describe("tenant isolation (threat model case 1)", () => {
   let a: TestTenant;
   let b: TestTenant;
   let bKey: { id: string; key: string };
@@ -50,7 +50,7 @@ describe("tenant isolation (SECURITY.md case 1)", () => {
   });
 });
 
-describe("tenant id smuggling (SECURITY.md case 2)", () => {
+describe("tenant id smuggling (threat model case 2)", () => {
   let a: TestTenant;
   let b: TestTenant;
 

@@ -25,7 +25,7 @@ fc.configureGlobal({
 /**
  * A property's number of runs in this suite: `n` in `npm test`, `n` times FC_RUNS (10 by default)
  * in `npm run test:deep`. Call sites keep the count `npm test` guarantees, e.g. the 1,000 bodies
- * per endpoint of SECURITY.md case 16.
+ * per endpoint of threat model case 16.
  */
 export function runs(n: number): number {
   return n * inject("fcRunsFactor");
