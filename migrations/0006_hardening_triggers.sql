@@ -22,37 +22,27 @@ END;
 -- every writer passes, because a check read before the batch would race (two admins each revoking one of the
 -- last two admin keys would both pass it). A rotation inserts its successor first, so rotating the last
 -- admin key is allowed.
+CREATE VIEW working_admin_keys AS
+SELECT id, tenant_id FROM api_keys
+WHERE enabled = 1 AND revoked_at IS NULL
+  AND (expires_at IS NULL OR expires_at > unixepoch('subsec') * 1000)
+  AND EXISTS (SELECT 1 FROM json_each(api_keys.scopes) WHERE value = 'admin');
+--> statement-breakpoint
 CREATE TRIGGER api_keys_keep_working_admin_on_update BEFORE UPDATE OF enabled, revoked_at, expires_at, scopes ON api_keys
-WHEN OLD.enabled = 1 AND OLD.revoked_at IS NULL
-  AND (OLD.expires_at IS NULL OR OLD.expires_at > unixepoch('subsec') * 1000)
-  AND EXISTS (SELECT 1 FROM json_each(OLD.scopes) WHERE value = 'admin')
+WHEN OLD.id IN (SELECT id FROM working_admin_keys)
   AND NOT (
     NEW.enabled = 1 AND NEW.revoked_at IS NULL
     AND (NEW.expires_at IS NULL OR NEW.expires_at > unixepoch('subsec') * 1000)
     AND EXISTS (SELECT 1 FROM json_each(NEW.scopes) WHERE value = 'admin')
   )
-  AND NOT EXISTS (
-    SELECT 1 FROM api_keys AS other
-    WHERE other.tenant_id = OLD.tenant_id AND other.id != OLD.id
-      AND other.enabled = 1 AND other.revoked_at IS NULL
-      AND (other.expires_at IS NULL OR other.expires_at > unixepoch('subsec') * 1000)
-      AND EXISTS (SELECT 1 FROM json_each(other.scopes) WHERE value = 'admin')
-  )
+  AND NOT EXISTS (SELECT 1 FROM working_admin_keys WHERE tenant_id = OLD.tenant_id AND id != OLD.id)
 BEGIN
   SELECT RAISE(ABORT, 'api_keys: the last working admin key must remain');
 END;
 --> statement-breakpoint
 CREATE TRIGGER api_keys_keep_working_admin_on_delete BEFORE DELETE ON api_keys
-WHEN OLD.enabled = 1 AND OLD.revoked_at IS NULL
-  AND (OLD.expires_at IS NULL OR OLD.expires_at > unixepoch('subsec') * 1000)
-  AND EXISTS (SELECT 1 FROM json_each(OLD.scopes) WHERE value = 'admin')
-  AND NOT EXISTS (
-    SELECT 1 FROM api_keys AS other
-    WHERE other.tenant_id = OLD.tenant_id AND other.id != OLD.id
-      AND other.enabled = 1 AND other.revoked_at IS NULL
-      AND (other.expires_at IS NULL OR other.expires_at > unixepoch('subsec') * 1000)
-      AND EXISTS (SELECT 1 FROM json_each(other.scopes) WHERE value = 'admin')
-  )
+WHEN OLD.id IN (SELECT id FROM working_admin_keys)
+  AND NOT EXISTS (SELECT 1 FROM working_admin_keys WHERE tenant_id = OLD.tenant_id AND id != OLD.id)
 BEGIN
   SELECT RAISE(ABORT, 'api_keys: the last working admin key must remain');
 END;

@@ -2,10 +2,11 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import { issueSessionToken } from "../../src/auth/session-token";
 import { STEP_UP_WINDOW_MS } from "../../src/auth/step-up";
-import { fromBase32, stepAt, totpAt } from "../../src/auth/totp";
+import { stepAt, totpAt } from "../../src/auth/totp";
 import { database } from "../../src/db/client";
 import { purposeKey, unseal } from "../../src/vault/keyring";
 import { BASE, call, callJson, createTenant, type TestTenant } from "../helpers/api";
+import { enrollTotp } from "../helpers/totp";
 import { stripeKey } from "./samples";
 
 async function sessionCookie(tenant: TestTenant, issuedAt = Date.now()) {
@@ -42,14 +43,7 @@ describe("step-up before a credential is revealed", () => {
   it("needs a fresh 2FA code once the session's key has enrolled", async () => {
     const tenant = await createTenant("step-up 2fa");
     const id = await storedCredential(tenant);
-    const enrolled = await callJson<{ secret: string }>("POST", "/api/v1/auth/totp/enroll", {
-      key: tenant.adminKey,
-    });
-    const secret = fromBase32(enrolled.body.secret);
-    await callJson("POST", "/api/v1/auth/totp/confirm", {
-      key: tenant.adminKey,
-      body: { code: await totpAt(secret, stepAt(Date.now())) },
-    });
+    const { secret } = await enrollTotp(tenant.adminKey);
     const headers = { ...(await sessionCookie(tenant)), "cf-connecting-ip": "198.51.100.77" };
     const without = await call("POST", `/api/v1/credentials/${id}/reveal`, { body: {}, headers });
     expect(without.status).toBe(401);

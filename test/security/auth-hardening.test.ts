@@ -8,6 +8,7 @@ import { KEY_CACHE_TTL_MS } from "../../src/keys/key-record";
 import { stripeKey } from "../credentials/samples";
 import { BASE, callJson, createKey, createTenant, type TestTenant } from "../helpers/api";
 import { countRows } from "../helpers/db";
+import { enrollTotp } from "../helpers/totp";
 
 const ATTEMPT_BUDGET = 10; // wrangler.toml AUTH_ATTEMPT_LIMITER
 const FAILURE_BUDGET = 30; // wrangler.toml AUTH_FAILURE_LIMITER
@@ -58,20 +59,6 @@ const signIn = (key: string, options: { totp?: string; ip?: string; country?: st
     ...(options.ip ? { ip: options.ip } : {}),
     ...(options.country ? { country: options.country } : {}),
   });
-
-/** Enrolls and confirms TOTP for `key` at the current step; returns the secret and the step it used. */
-async function enrollTotp(key: string) {
-  const started = await send<{ secret: string }>("POST", "/api/v1/auth/totp/enroll", { key });
-  expect(started.status).toBe(201);
-  const secret = fromBase32(started.body.secret);
-  const step = stepAt(Date.now());
-  const confirmed = await send("POST", "/api/v1/auth/totp/confirm", {
-    key,
-    body: { code: await totpAt(secret, step) },
-  });
-  expect(confirmed.status).toBe(200);
-  return { secret, step };
-}
 
 /** A 6-digit code that matches none of the steps the server accepts right now. */
 async function wrongCode(secret: Uint8Array<ArrayBuffer>): Promise<string> {

@@ -3,13 +3,14 @@ import { HttpResponse, http } from "msw";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { issueSessionToken } from "../../src/auth/session-token";
 import { STEP_UP_WINDOW_MS, TOTP_HEADER } from "../../src/auth/step-up";
-import { fromBase32, stepAt, totpAt } from "../../src/auth/totp";
+import { stepAt, totpAt } from "../../src/auth/totp";
 import { credentialRecordId, openValues } from "../../src/credentials/sealed-fields";
 import { parseKey } from "../../src/crypto/keys";
 import { database } from "../../src/db/client";
 import { purposeKey, unseal } from "../../src/vault/keyring";
 import { BASE, call, callJson, createTenant, type TestTenant, verify } from "../helpers/api";
 import { countRows, dumpDatabase } from "../helpers/db";
+import { enrollTotp } from "../helpers/totp";
 import { network } from "../setup/network";
 import {
   ALLOWLISTED,
@@ -642,14 +643,7 @@ describe("committing the wizard changes the security policy: a step-up", () => {
 
   it("needs a current 2FA code, in the body or the x-keywarden-totp header, once the committing key has enrolled", async () => {
     const tenant = await createTenant("2fa commit");
-    const enrolled = await callJson<{ secret: string }>("POST", "/api/v1/auth/totp/enroll", {
-      key: tenant.adminKey,
-    });
-    const secret = fromBase32(enrolled.body.secret);
-    await callJson("POST", "/api/v1/auth/totp/confirm", {
-      key: tenant.adminKey,
-      body: { code: await totpAt(secret, stepAt(Date.now())) },
-    });
+    const { secret } = await enrollTotp(tenant.adminKey);
     const { id } = await walkToReview(tenant);
     const without = await wizardCall<{ errors: { path: string }[] }>(tenant, "POST", `/${id}/commit`, {});
     expect(without.status).toBe(401);
