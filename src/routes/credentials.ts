@@ -289,7 +289,7 @@ const deleteCredential = route({
   request: { params: IdParam, headers: IfMatchHeader },
   responses: {
     204: { description: "Deleted." },
-    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "PRECONDITION_FAILED", "PRECONDITION_REQUIRED"),
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "PRECONDITION_FAILED", "PRECONDITION_REQUIRED", "SEALED"),
   },
 });
 const restoreCredential = route({
@@ -300,7 +300,7 @@ const restoreCredential = route({
   request: { params: IdParam },
   responses: {
     200: jsonContent(CredentialDetailSchema, "Restored."),
-    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "CONFLICT", "PRECONDITION_FAILED"),
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "CONFLICT", "PRECONDITION_FAILED", "SEALED"),
   },
 });
 

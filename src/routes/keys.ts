@@ -66,7 +66,7 @@ const createKey = createRoute({
   request: { body: jsonBody(CreateKeySchema) },
   responses: {
     201: jsonContent(CreatedKeySchema, "The key, with its plaintext (shown once)."),
-    ...problems(...AUTH_PROBLEMS, "VALIDATION_FAILED"),
+    ...problems(...AUTH_PROBLEMS, "VALIDATION_FAILED", "SEALED"),
   },
 });
 
@@ -108,7 +108,7 @@ const updateKey = createRoute({
   request: { params: IdParam, body: jsonBody(UpdateKeySchema) },
   responses: {
     200: jsonContent(KeySchema, "The updated key."),
-    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "VALIDATION_FAILED", "CONFLICT"),
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "VALIDATION_FAILED", "CONFLICT", "SEALED"),
   },
 });
 
@@ -125,7 +125,7 @@ const revokeKey = createRoute({
   request: { params: IdParam },
   responses: {
     200: jsonContent(KeySchema, "The revoked key."),
-    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "CONFLICT"),
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "CONFLICT", "SEALED"),
   },
 });
 
@@ -143,7 +143,7 @@ const rotateKey = createRoute({
   request: { params: IdParam, body: jsonBody(RotateKeySchema) },
   responses: {
     201: jsonContent(RotatedKeySchema, "The new key with its plaintext (shown once), and the old key's end."),
-    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "CONFLICT", "VALIDATION_FAILED"),
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "CONFLICT", "VALIDATION_FAILED", "SEALED"),
   },
 });
 
@@ -158,7 +158,10 @@ const deleteKey = createRoute({
   security: bearerSecurity,
   middleware: [requireScope("keys:write")] as const,
   request: { params: IdParam },
-  responses: { 204: { description: "Deleted." }, ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "CONFLICT") },
+  responses: {
+    204: { description: "Deleted." },
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "CONFLICT", "SEALED"),
+  },
 });
 
 const keyUsage = createRoute({

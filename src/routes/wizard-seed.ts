@@ -163,7 +163,7 @@ const generateRoute = createRoute({
   },
   responses: {
     201: jsonContent(z.object({ generated_keys: z.array(GeneratedKeySchema) }), "Plaintext shown once."),
-    ...problems(...AUTH_PROBLEMS, "VALIDATION_FAILED"),
+    ...problems(...AUTH_PROBLEMS, "VALIDATION_FAILED", "SEALED"),
   },
 });
 
