@@ -138,6 +138,48 @@ function assertCommitterInsideFence(c: Context<AppEnv>, security: ReturnType<typ
   }
 }
 
+/**
+ * Values are validated when entered, under the settings of that moment; a later change of level or
+ * environment (basic to enterprise, test to production) can make them unacceptable, e.g. a test-mode key
+ * that basic only warned about. The commit checks them again under the settings it is about to write, and
+ * before the commit lease, so a refusal leaves the wizard free for the admin to re-enter them.
+ */
+async function assertEnteredValuesStillValid(c: Context<AppEnv>, wizardId: string, state: WizardState) {
+  const security = securityOf(state);
+  const db = database(c.env.DB);
+  const blobs = unwrap(await wizardStub(c, wizardId).sealed(c.get("principal").tenantId));
+  const plain = await openForWizard(
+    await unseal(c.env, db),
+    db,
+    c.get("principal").tenantId,
+    wizardId,
+    blobs,
+  );
+  // Services still missing values are the commit lease's refusal (409), not this one.
+  const entered = (state.steps.services?.service_ids ?? []).filter(
+    (serviceId) => state.steps.keys.services[serviceId]?.complete,
+  );
+  const stale = entered.filter(
+    (serviceId) =>
+      !validateCredential(
+        requireService(serviceId, "service_ids"),
+        fieldsUnder(plain, serviceSlots(serviceId)),
+        {
+          environment: security.environment,
+          securityLevel: security.security_level,
+        },
+      ).ok,
+  );
+  if (stale.length) {
+    throw new ApiError("VALIDATION_FAILED", "Some credentials no longer pass under the security settings.", {
+      errors: stale.map((serviceId) => ({
+        path: `steps.keys.services.${serviceId}`,
+        message: "no longer valid for this security level or environment: enter it again",
+      })),
+    });
+  }
+}
+
 /** Values entered in the wizard are sealed with the tenant DEK, AAD-bound to this wizard. */
 const wizardRecord = (tenantId: string, wizardId: string) => ({ tenantId, recordId: `wizard:${wizardId}` });
 
@@ -344,7 +386,7 @@ const commitRoute = route({
       z.object({ state: WizardStateSchema, generated: z.record(z.string(), z.object({}).passthrough()) }),
       "Committed.",
     ),
-    ...problems(...authProblems, "CONFLICT", "SEALED", "INTEGRITY_ERROR"),
+    ...problems(...authProblems, "VALIDATION_FAILED", "CONFLICT", "SEALED", "INTEGRITY_ERROR"),
   },
 });
 const abandonRoute = route({
@@ -633,6 +675,7 @@ export const wizardRoutes = createRouter()
     // taken, so a refused attempt does not hold the wizard.
     await assertStepUp(c, db, c.req.valid("json").totp);
     assertCommitterInsideFence(c, securityOf(before));
+    await assertEnteredValuesStillValid(c, id, before);
     const begun = unwrap(await stub.beginCommit(principal.tenantId));
     if (begun.kind === "done") return c.json({ state: await readState(c, id), generated: {} }, 200);
 

@@ -6,6 +6,7 @@ import { STEP_UP_WINDOW_MS, TOTP_HEADER } from "../../src/auth/step-up";
 import { stepAt, totpAt } from "../../src/auth/totp";
 import { credentialRecordId, openValues } from "../../src/credentials/sealed-fields";
 import { parseKey } from "../../src/crypto/keys";
+import { randomBase62 } from "../../src/crypto/random";
 import { database } from "../../src/db/client";
 import { purposeKey, unseal } from "../../src/vault/keyring";
 import { BASE, call, callJson, createTenant, type TestTenant, verify } from "../helpers/api";
@@ -506,6 +507,38 @@ describe("keys generated in the wizard are committed only under the settings in 
       expect(await verify(tenant, stale as string, {}, ALLOWLISTED)).toMatchObject({ code: "NOT_FOUND" });
     }
     expect(await verify(tenant, key, {}, ALLOWLISTED)).toMatchObject({ valid: true });
+  });
+
+  it("refuses to commit credentials entered under settings that no longer accept them, until they are entered again", async () => {
+    const tenant = await createTenant("stale credentials");
+    const { body: started } = await wizardCall(tenant, "POST", "/");
+    const id = started.id;
+    await wizardCall(tenant, "PUT", `/${id}/steps/services`, { service_ids: ["stripe"] });
+    await wizardCall(tenant, "PUT", `/${id}/steps/security`, BASIC_SECURITY);
+    // Basic only warns about a test-mode key in production ...
+    const entered = await wizardCall(tenant, "POST", `/${id}/keys/stripe`, {
+      fields: { secret_key: `sk_test_${randomBase62(32)}` },
+    });
+    expect(entered.status).toBe(200);
+    // ... enterprise refuses one.
+    await wizardCall(tenant, "PUT", `/${id}/steps/security`, ENTERPRISE_SECURITY);
+    await walkBackToReview(tenant, id);
+    const refused = await wizardCall<{ code: string; errors: { path: string }[] }>(
+      tenant,
+      "POST",
+      `/${id}/commit`,
+      {},
+    );
+    expect(refused.status).toBe(422);
+    expect(refused.body.errors.map((error) => error.path)).toEqual(["steps.keys.services.stripe"]);
+    expect(await committedServiceKeys(tenant)).toEqual([]);
+    expect(
+      await env.DB.prepare("SELECT 1 FROM credentials WHERE tenant_id = ?").bind(tenant.id).first(),
+    ).toBeNull();
+
+    await wizardCall(tenant, "POST", `/${id}/keys/stripe`, { fields: { secret_key: stripeLiveKey() } });
+    await walkBackToReview(tenant, id);
+    expect((await wizardCall(tenant, "POST", `/${id}/commit`, {})).status).toBe(200);
   });
 
   it("commits the very keys it showed when the settings did not change, and still drops a deselected service's", async () => {
