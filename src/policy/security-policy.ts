@@ -1,7 +1,7 @@
 import { eq } from "drizzle-orm";
 import type { SecurityLevel } from "../crypto/keys";
 import type { Database } from "../db/client";
-import { securityPolicies } from "../db/schema";
+import { securityPolicies, tenants } from "../db/schema";
 import type { KeySettings } from "../keys/issue-key";
 
 export type SecurityPolicy = typeof securityPolicies.$inferSelect;
@@ -13,6 +13,20 @@ export async function tenantSecurityPolicy(db: Database, tenantId: string): Prom
   return (
     (await db.select().from(securityPolicies).where(eq(securityPolicies.tenantId, tenantId)).get()) ?? null
   );
+}
+
+/** What minting a key needs of its tenant, in one read: the key prefix (`kw` if none) and the policy. */
+export async function tenantKeyDefaults(
+  db: Database,
+  tenantId: string,
+): Promise<{ prefix: string; policy: SecurityPolicy | null }> {
+  const row = await db
+    .select({ prefix: tenants.keyPrefix, policy: securityPolicies })
+    .from(tenants)
+    .leftJoin(securityPolicies, eq(securityPolicies.tenantId, tenants.id))
+    .where(eq(tenants.id, tenantId))
+    .get();
+  return { prefix: row?.prefix ?? "kw", policy: row?.policy ?? null };
 }
 
 /**

@@ -22,7 +22,6 @@ import {
   UpdateKeySchema,
 } from "../keys/key-schemas";
 import { keyView } from "../keys/key-view";
-import { tenantKeyPrefix } from "../keys/service-key";
 import { decodeCursor, encodeCursor } from "../openapi/cursor";
 import {
   AUTH_PROBLEMS,
@@ -36,7 +35,7 @@ import {
   PageQuery,
   problems,
 } from "../openapi/shared";
-import { keySettingsUnderPolicy, tenantSecurityPolicy } from "../policy/security-policy";
+import { keySettingsUnderPolicy, tenantKeyDefaults } from "../policy/security-policy";
 
 type KeyRow = typeof apiKeys.$inferSelect;
 const tags = ["Keys"];
@@ -180,12 +179,13 @@ export const keyRoutes = createRouter()
     const principal = c.get("principal");
     const db = database(c.env.DB);
 
+    const { prefix, policy } = await tenantKeyDefaults(db, principal.tenantId);
     const requested = settingsFromRequest(c.req.valid("json"), principal.scopes, {
-      prefix: await tenantKeyPrefix(db, principal.tenantId),
+      prefix,
       createdBy: principal.keyId,
     });
     if (isAdminCapable(requested.scopes)) await assertStepUp(c, db);
-    const settings = keySettingsUnderPolicy(requested, await tenantSecurityPolicy(db, principal.tenantId));
+    const settings = keySettingsUnderPolicy(requested, policy);
     const { primary, backup, rows } = await mintKeyWithBackup(principal.tenantId, settings);
     await commitWithAudit(
       c.env,

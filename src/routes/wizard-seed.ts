@@ -16,7 +16,7 @@ import { ApiError } from "../errors";
 import { mintKeyWithBackup } from "../keys/issue-key";
 import { KeySchema } from "../keys/key-schemas";
 import { keyView } from "../keys/key-view";
-import { serviceKeySettings, tenantKeyPrefix } from "../keys/service-key";
+import { serviceKeySettings } from "../keys/service-key";
 import {
   AUTH_PROBLEMS,
   bearerSecurity,
@@ -27,7 +27,7 @@ import {
   NO_STORE,
   problems,
 } from "../openapi/shared";
-import { keySettingsUnderPolicy, levelAtLeastPolicy, tenantSecurityPolicy } from "../policy/security-policy";
+import { keySettingsUnderPolicy, levelAtLeastPolicy, tenantKeyDefaults } from "../policy/security-policy";
 import {
   COMPLIANCE_STANDARDS,
   canonicalRotationPolicy,
@@ -232,8 +232,7 @@ export const wizardSeedRoutes = createRouter()
     const { service_ids, security_configuration: config } = c.req.valid("json");
     const services = [...new Set(service_ids)].map((id, index) => requireService(id, `service_ids.${index}`));
     const db = database(c.env.DB);
-    const prefix = await tenantKeyPrefix(db, principal.tenantId);
-    const policy = await tenantSecurityPolicy(db, principal.tenantId);
+    const { prefix, policy } = await tenantKeyDefaults(db, principal.tenantId);
     // The rotation ceiling is the effective level's, so a level raised by the policy also caps the expiry.
     const level = levelAtLeastPolicy(config.security_level, policy);
     const days = rotationDays(level, config.key_rotation_policy, config.custom_rotation_days);

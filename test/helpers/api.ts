@@ -94,3 +94,8 @@ export async function verify(
     throw new Error(`verify failed: ${response.status} ${JSON.stringify(response.body)}`);
   return response.body;
 }
+
+/** The tenant's admin key as the actor of a commit a test drives directly (as a route would). */
+export function adminActor(tenant: TestTenant, requestId: string) {
+  return { tenantId: tenant.id, actorType: "key" as const, actorId: tenant.adminKeyId, requestId };
+}

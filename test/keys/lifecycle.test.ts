@@ -6,7 +6,16 @@ import { database } from "../../src/db/client";
 import { apiKeys, securityPolicies } from "../../src/db/schema";
 import { ApiError } from "../../src/errors";
 import { assertRotatable, commitKeyChange, planRotation } from "../../src/keys/key-lifecycle";
-import { BASE, call, callJson, createKey, createTenant, type TestTenant, verify } from "../helpers/api";
+import {
+  adminActor,
+  BASE,
+  call,
+  callJson,
+  createKey,
+  createTenant,
+  type TestTenant,
+  verify,
+} from "../helpers/api";
 import { snapshotTenantRows } from "../helpers/db";
 
 describe("issued key lifecycle", () => {
@@ -147,12 +156,7 @@ describe("a rotation racing a revocation leaves no live successor of a dead key"
     const before = await snapshotTenantRows(tenant.id);
 
     // ... and the rotation's commit, through the route's own commit path, is refused as a whole.
-    const actor = {
-      tenantId: tenant.id,
-      actorType: "key" as const,
-      actorId: tenant.adminKeyId,
-      requestId: "race",
-    };
+    const actor = adminActor(tenant, "race");
     const failure = await commitKeyChange(env, actor, plan.statements, plan.events).catch((e: unknown) => e);
     expect(failure).toBeInstanceOf(ApiError);
     expect(failure).toMatchObject({ code: "CONFLICT", status: 409 });

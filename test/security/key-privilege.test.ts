@@ -5,7 +5,7 @@ import { ROLES, scopesBeyondGrant } from "../../src/auth/scopes";
 import { database } from "../../src/db/client";
 import { apiKeys, securityPolicies } from "../../src/db/schema";
 import { commitKeyChange, LAST_ADMIN_KEY_DETAIL, revocationOf } from "../../src/keys/key-lifecycle";
-import { call, callJson, createKey, createTenant, type TestTenant, verify } from "../helpers/api";
+import { adminActor, call, callJson, createKey, createTenant, type TestTenant, verify } from "../helpers/api";
 import { snapshotTenantRows } from "../helpers/db";
 
 type Problem = { code: string; status: number; detail: string };
@@ -234,12 +234,7 @@ describe("the tenant's last working admin key cannot be removed, even by an admi
     await env.DB.prepare("UPDATE api_keys SET revoked_at = ? WHERE id = ?").bind(Date.now(), other.id).run();
     const before = await snapshotTenantRows(tenant.id);
 
-    const actor = {
-      tenantId: tenant.id,
-      actorType: "key" as const,
-      actorId: tenant.adminKeyId,
-      requestId: "race",
-    };
+    const actor = adminActor(tenant, "race");
     await expect(commitKeyChange(env, actor, statements, events)).rejects.toMatchObject({
       code: "CONFLICT",
       detail: LAST_ADMIN_KEY_DETAIL,
