@@ -57,6 +57,8 @@ const ISOLATED = [
   "test/crypto/sealed.test.ts",
   // Exhausts per-client sign-in, TOTP and bootstrap budgets.
   "test/security/auth-hardening.test.ts",
+  // Run the rotation cron, which claims every tenant's due keys.
+  "test/lifecycle/key-rotation.test.ts",
 ];
 const BUDGETS = ["test/security/rate-limits.test.ts"];
 

@@ -10,7 +10,9 @@ import { wellFormedJsonText } from "./openapi/well-formed-text";
 import { auditRoutes } from "./routes/audit";
 import { authSessionRoutes } from "./routes/auth-session";
 import { credentialRoutes } from "./routes/credentials";
+import { eventRoutes } from "./routes/events";
 import { healthRoutes } from "./routes/health";
+import { keyDeliveryRoutes } from "./routes/key-delivery";
 import { keyRoutes } from "./routes/keys";
 import { monitoringRoutes } from "./routes/monitoring";
 import { seedPageRoutes } from "./routes/seed-pages";
@@ -89,8 +91,10 @@ export function buildApp() {
   app.route("/api/v1/keys", keyRoutes);
   app.route("/api/v1/credentials", credentialRoutes);
   app.route("/api/v1/audit", auditRoutes);
+  app.route("/api/v1/events", eventRoutes);
   app.route("/api/v1/wizard", wizardRoutes);
   app.route("/api/v1", monitoringRoutes);
+  app.route("/api/v1", keyDeliveryRoutes);
   // The seed's wizard API, kept at its documented paths; the catalogue is also a v1 resource.
   app.route("/api/wizard", wizardSeedRoutes);
   app.route("/api/wizard/api-keys/services", serviceRoutes);

@@ -1,4 +1,12 @@
+import { sql } from "drizzle-orm";
 import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { EVENT_KINDS, EVENT_SEVERITIES } from "../lifecycle/event-kinds";
+import {
+  HANDOFF_METHODS,
+  ROTATION_METHODS,
+  ROTATION_RUN_STATES,
+  VERSION_STAGES,
+} from "../lifecycle/rotation-kinds";
 
 /** Times are Unix epoch milliseconds. See docs/storage.md for which columns are hash, ciphertext or plaintext. */
 
@@ -66,6 +74,13 @@ export const apiKeys = sqliteTable(
     /** Unique: of two concurrent rotations of one key, the second batch fails as a whole. */
     rotatedFromId: text("rotated_from_id"),
     serviceId: text("service_id"),
+    /** Rotation schedule: a successor is minted every `rotation_days`; null means rotated by hand only. */
+    rotationDays: integer("rotation_days"),
+    /** How long the old key keeps verifying after its successor is promoted. */
+    rotationOverlapSeconds: integer("rotation_overlap_seconds").notNull().default(86_400),
+    /** When the cron starts the next rotation; cleared while one runs (src/lifecycle/scheduler.ts). */
+    nextRotationAt: integer("next_rotation_at"),
+    lastRotatedAt: integer("last_rotated_at"),
     createdBy: text("created_by"),
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
@@ -73,6 +88,7 @@ export const apiKeys = sqliteTable(
   },
   (t) => [
     uniqueIndex("api_keys_hash_idx").on(t.hash),
+    index("api_keys_next_rotation_idx").on(t.nextRotationAt),
     uniqueIndex("api_keys_rotated_from_idx").on(t.rotatedFromId),
     index("api_keys_tenant_idx").on(t.tenantId, t.createdAt, t.id),
   ],
@@ -133,11 +149,16 @@ export const credentials = sqliteTable(
     lastTestedAt: integer("last_tested_at"),
     providerExpiresAt: integer("provider_expires_at"),
     providerAccount: text("provider_account"),
+    /** When the scheduled live re-test next probes this credential (src/lifecycle/retests.ts). */
+    nextTestAt: integer("next_test_at"),
     createdBy: text("created_by").notNull(),
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
   },
-  (t) => [index("credentials_tenant_idx").on(t.tenantId, t.createdAt, t.id)],
+  (t) => [
+    index("credentials_tenant_idx").on(t.tenantId, t.createdAt, t.id),
+    index("credentials_next_test_idx").on(t.nextTestAt),
+  ],
 );
 
 export const credentialVersions = sqliteTable(
@@ -150,10 +171,133 @@ export const credentialVersions = sqliteTable(
     sealedFields: text("sealed_fields", { mode: "json" }).$type<Record<string, string>>().notNull(),
     /** `{ field: display }`: secret fields masked (at most a third shown), identifier fields as entered. */
     displayFields: text("display_fields", { mode: "json" }).$type<Record<string, string>>().notNull(),
+    /** AWS Secrets Manager-style stage label; at most one version of a credential holds each (unique index). */
+    stage: text("stage", { enum: VERSION_STAGES }),
+    /** The provider's own id of this version's key (AWS AccessKeyId, Twilio key SID, SendGrid key id), to revoke it. */
+    providerKeyId: text("provider_key_id"),
     createdBy: text("created_by").notNull(),
     createdAt: integer("created_at").notNull(),
   },
-  (t) => [primaryKey({ columns: [t.credentialId, t.version] })],
+  (t) => [
+    primaryKey({ columns: [t.credentialId, t.version] }),
+    uniqueIndex("credential_versions_stage_idx").on(t.credentialId, t.stage).where(sql`stage IS NOT NULL`),
+  ],
+);
+
+/**
+ * How a credential rotates. `assisted`: reminders, then an admin enters the new value. `provider`: Keywarden
+ * mints and revokes at the provider with the separate rotation credential. `external`: Keywarden calls the
+ * tenant's own endpoint for each step.
+ */
+export const credentialRotations = sqliteTable(
+  "credential_rotations",
+  {
+    credentialId: text("credential_id").primaryKey(),
+    tenantId: text("tenant_id")
+      .notNull()
+      .references(() => tenants.id),
+    method: text("method", { enum: ROTATION_METHODS }).notNull(),
+    rotationDays: integer("rotation_days").notNull(),
+    overlapSeconds: integer("overlap_seconds").notNull(),
+    nextRotationAt: integer("next_rotation_at"),
+    lastRotatedAt: integer("last_rotated_at"),
+    /** `provider` only: the least-privileged credential that may mint and revoke this one's keys. */
+    rotatorCredentialId: text("rotator_credential_id"),
+    /** `provider` only, non-secret settings the provider's API needs (e.g. the AWS IAM user name). */
+    settings: text("settings", { mode: "json" }).$type<Record<string, string>>().notNull(),
+    /** `external` only: the tenant's rotation endpoint and its Standard Webhooks secret (ciphertext). */
+    endpointUrl: text("endpoint_url"),
+    sealedEndpointSecret: text("sealed_endpoint_secret"),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [index("credential_rotations_next_idx").on(t.nextRotationAt)],
+);
+
+/**
+ * One row per rotation run, keyed by its Workflow instance id (deterministic: subject and generation), so
+ * the API can show the run's step and outcome. At most one run per subject is in progress (unique index).
+ */
+export const rotationRuns = sqliteTable(
+  "rotation_runs",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id").notNull(),
+    subjectType: text("subject_type", { enum: ["key", "credential"] }).notNull(),
+    subjectId: text("subject_id").notNull(),
+    trigger: text("trigger", { enum: ["schedule", "manual"] }).notNull(),
+    state: text("state", { enum: ROTATION_RUN_STATES }).notNull(),
+    step: text("step").notNull(),
+    /** The new key's id, or the new credential version's number. */
+    successorId: text("successor_id"),
+    /** When the old key or version stops working; the cron ends the overlap early when fast-forwarded. */
+    overlapEndsAt: integer("overlap_ends_at"),
+    error: text("error"),
+    startedAt: integer("started_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+    finishedAt: integer("finished_at"),
+  },
+  (t) => [
+    uniqueIndex("rotation_runs_one_in_progress_idx").on(t.subjectId).where(sql`state = 'in_progress'`),
+    index("rotation_runs_subject_idx").on(t.subjectId, t.startedAt),
+    index("rotation_runs_overlap_idx").on(t.state, t.overlapEndsAt),
+    index("rotation_runs_step_idx").on(t.state, t.step, t.updatedAt),
+  ],
+);
+
+/**
+ * A rotated key's way to its tenant: a JWE to the tenant's public key waiting for delivery, or the plaintext
+ * sealed under the tenant DEK for one-time pickup. Deleted on delivery, pickup or the overlap's end.
+ */
+export const keyHandoffs = sqliteTable(
+  "key_handoffs",
+  {
+    keyId: text("key_id").primaryKey(),
+    tenantId: text("tenant_id").notNull(),
+    runId: text("run_id").notNull(),
+    method: text("method", { enum: HANDOFF_METHODS }).notNull(),
+    payload: text("payload").notNull(),
+    attempts: integer("attempts").notNull().default(0),
+    createdAt: integer("created_at").notNull(),
+    expiresAt: integer("expires_at").notNull(),
+  },
+  (t) => [index("key_handoffs_expiry_idx").on(t.method, t.expiresAt)],
+);
+
+/** Where a tenant's rotated keys are delivered: an https endpoint and the public JWK they are encrypted to. */
+export const keyDeliveryEndpoints = sqliteTable("key_delivery_endpoints", {
+  tenantId: text("tenant_id")
+    .primaryKey()
+    .references(() => tenants.id),
+  url: text("url").notNull(),
+  publicJwk: text("public_jwk", { mode: "json" }).$type<Record<string, string>>().notNull(),
+  /** Standard Webhooks signing secret, AES-256-GCM under the tenant DEK. */
+  sealedSigningSecret: text("sealed_signing_secret").notNull(),
+  createdAt: integer("created_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+/**
+ * What happened, for the alerting engine to act on (rotations, reminders, test results). `dedupe_key` makes
+ * a re-run of the same job record an event once.
+ */
+export const events = sqliteTable(
+  "events",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id").notNull(),
+    kind: text("kind", { enum: EVENT_KINDS }).notNull(),
+    severity: text("severity", { enum: EVENT_SEVERITIES }).notNull(),
+    subjectType: text("subject_type").notNull(),
+    subjectId: text("subject_id").notNull(),
+    dedupeKey: text("dedupe_key").notNull(),
+    detail: text("detail", { mode: "json" }).$type<Record<string, string | number | null>>().notNull(),
+    at: integer("at").notNull(),
+  },
+  (t) => [
+    uniqueIndex("events_dedupe_idx").on(t.dedupeKey),
+    index("events_tenant_idx").on(t.tenantId, t.at, t.id),
+  ],
 );
 
 /** The tenant's security policy, as last committed by a wizard. */

@@ -4,6 +4,8 @@ import { RESTORE_WINDOW_MS } from "../credentials/credential-view";
 import { database } from "../db/client";
 import { credentials, credentialVersions, keyUsageDaily } from "../db/schema";
 import type { Bindings } from "../env";
+import { enqueueDueRetests } from "../lifecycle/retests";
+import { runRotationTick } from "../lifecycle/scheduler";
 
 /** Per-day verification counts are kept for 400 days: a year of history plus a margin for audits. */
 export const USAGE_RETENTION_DAYS = 400;
@@ -49,7 +51,27 @@ export async function purgeDeletedCredentials(env: Bindings, now: number): Promi
   }
 }
 
-export async function runScheduledJobs(controller: ScheduledController, env: Bindings): Promise<void> {
-  await purgeOldUsage(env, controller.scheduledTime);
-  await purgeDeletedCredentials(env, controller.scheduledTime);
+/**
+ * Every cron tick, with "now" taken from the scheduled event (DESIGN.md fixed points): a tick fired locally
+ * with a future `time` fast-forwards rotations, overlaps, reminders, re-tests and purges alike. Each job is
+ * bounded per tick and leaves the rest due for the next one; one failing job does not stop the others.
+ */
+export async function runScheduledJobs(
+  controller: Pick<ScheduledController, "scheduledTime">,
+  env: Bindings,
+) {
+  const now = controller.scheduledTime;
+  const outcomes = await Promise.allSettled([
+    runRotationTick(env, now),
+    enqueueDueRetests(env, now),
+    purgeOldUsage(env, now),
+    purgeDeletedCredentials(env, now),
+  ]);
+  const failed = outcomes.filter((outcome) => outcome.status === "rejected");
+  if (failed.length > 0) {
+    throw new AggregateError(
+      failed.map((outcome) => outcome.reason),
+      `${failed.length} scheduled job(s) failed`,
+    );
+  }
 }

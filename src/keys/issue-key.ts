@@ -4,7 +4,12 @@ import { displayParts, generateKey, hashKey, type KeyEnvironment, type SecurityL
 import { newId } from "../crypto/random";
 import type { apiKeys } from "../db/schema";
 import { ApiError } from "../errors";
-import type { CreateKeySchema, RatelimitSchema, UsageLimitSchema } from "./key-schemas";
+import {
+  type CreateKeySchema,
+  DEFAULT_ROTATION_OVERLAP_SECONDS,
+  type RatelimitSchema,
+  type UsageLimitSchema,
+} from "./key-schemas";
 import { ratelimitOf, usageLimitOf } from "./key-view";
 
 type KeyRow = typeof apiKeys.$inferSelect;
@@ -16,6 +21,10 @@ export interface KeySettings {
   securityLevel: SecurityLevel;
   prefix: string;
   expiresAt: number | null;
+  /** Days between scheduled rotations; null rotates by hand only. Never an expiry. */
+  rotationDays: number | null;
+  /** How long the old key keeps verifying after a rotation promotes its successor. */
+  rotationOverlapSeconds: number;
   ipAllowlist: string[] | null;
   countryAllowlist: string[] | null;
   ratelimit: z.infer<typeof RatelimitSchema> | null;
@@ -23,6 +32,11 @@ export interface KeySettings {
   metadata: Record<string, unknown> | null;
   serviceId: string | null;
   createdBy: string | null;
+}
+
+/** The ms from a key's birth (or its last rotation) to its next scheduled rotation. */
+export function nextRotationAt(rotationDays: number | null, now: number): number | null {
+  return rotationDays === null ? null : now + rotationDays * 86_400_000;
 }
 
 /** Mints a key and the row that stores it; the plaintext goes back to the caller exactly once. */
@@ -60,6 +74,10 @@ export async function mintKey(
     rotatedToId: null,
     rotatedFromId: extra.rotatedFromId ?? null,
     serviceId: settings.serviceId,
+    rotationDays: settings.rotationDays,
+    rotationOverlapSeconds: settings.rotationOverlapSeconds,
+    nextRotationAt: nextRotationAt(settings.rotationDays, now),
+    lastRotatedAt: extra.rotatedFromId ? now : null,
     createdBy: settings.createdBy,
     createdAt: now,
     updatedAt: now,
@@ -82,15 +100,20 @@ export async function mintKeyWithBackup(tenantId: string, settings: KeySettings)
   return { primary, backup, rows: backup ? [primary.row, backup.row] : [primary.row] };
 }
 
-/** The settings a row carries forward, e.g. into its rotation successor. */
-export function settingsOf(row: KeyRow): KeySettings {
+/**
+ * The settings a row carries forward into its rotation successor. A key that was given a lifetime gets the
+ * same lifetime again from `now` (a fresh period), never its predecessor's end.
+ */
+export function settingsOf(row: KeyRow, now: number): KeySettings {
   return {
     name: row.name,
     scopes: row.scopes,
     environment: row.environment,
     securityLevel: row.securityLevel,
     prefix: row.start.split("_")[0] ?? "kw",
-    expiresAt: row.expiresAt,
+    expiresAt: row.expiresAt === null ? null : now + Math.max(0, row.expiresAt - row.createdAt),
+    rotationDays: row.rotationDays,
+    rotationOverlapSeconds: row.rotationOverlapSeconds,
     ipAllowlist: row.ipAllowlist,
     countryAllowlist: row.countryAllowlist,
     ratelimit: ratelimitOf(row),
@@ -120,7 +143,7 @@ export function parseFutureTime(iso: string, now = Date.now()): number {
 export function settingsFromRequest(
   body: z.infer<typeof CreateKeySchema>,
   held: ReadonlySet<string>,
-  defaults: { prefix: string; createdBy: string },
+  defaults: { prefix: string; createdBy: string; rotationDays: number | null },
 ): KeySettings {
   return {
     name: body.name,
@@ -129,6 +152,9 @@ export function settingsFromRequest(
     securityLevel: body.security_level,
     prefix: body.prefix ?? defaults.prefix,
     expiresAt: body.expires_at ? parseFutureTime(body.expires_at) : null,
+    rotationDays:
+      body.rotation?.policy_days === undefined ? defaults.rotationDays : body.rotation.policy_days,
+    rotationOverlapSeconds: body.rotation?.overlap_seconds ?? DEFAULT_ROTATION_OVERLAP_SECONDS,
     ipAllowlist: body.ip_allowlist ?? null,
     countryAllowlist: body.country_allowlist ?? null,
     ratelimit: body.ratelimit ?? null,

@@ -1,4 +1,4 @@
-import { and, eq } from "drizzle-orm";
+import { and, eq, isNull } from "drizzle-orm";
 import { type AuditActor, type AuditEvent, commitWithAudit } from "../audit/audit-log";
 import type { Database } from "../db/client";
 import { apiKeys } from "../db/schema";
@@ -68,41 +68,41 @@ export function assertRotatable(row: KeyRow, now = Date.now()): void {
     throw new ApiError("CONFLICT", "An expired key cannot be rotated: create a new key.");
 }
 
+/** The successor of `row`: same settings (so never more scopes than its source), a fresh period from `now`. */
+export function mintSuccessor(row: KeyRow, createdBy: string | null, now: number) {
+  return mintKey(row.tenantId, { ...settingsOf(row, now), createdBy }, { rotatedFromId: row.id }, now);
+}
+
 /**
- * One rotation as a single batch: the successor (same settings, so never more scopes than its source, which
- * the caller must hold) and the source's shortened expiry. The successor's INSERT goes first so the 0006
- * trigger judges the source as it is at commit time, not as it was when the caller read it.
+ * Promotion of a successor: the source points to it, stops being scheduled, and keeps verifying only until
+ * the overlap ends. Guarded on `rotated_to_id IS NULL` so a second promotion changes nothing. The
+ * successor's INSERT (when in the same batch) must come first, so the 0006 trigger judges the source as
+ * it is at commit time, not as it was when the caller read it.
  */
-export async function planRotation(
+export function promotionOf(
   db: Database,
   row: KeyRow,
-  options: { graceSeconds: number; createdBy: string; now: number },
+  successorId: string,
+  overlapSeconds: number,
+  now: number,
 ) {
-  const { now } = options;
-  const graceEnd = now + options.graceSeconds * 1000;
-  const oldExpiresAt = row.expiresAt === null ? graceEnd : Math.min(row.expiresAt, graceEnd);
-  const successor = await mintKey(
-    row.tenantId,
-    { ...settingsOf(row), createdBy: options.createdBy },
-    { rotatedFromId: row.id },
-    now,
-  );
+  const overlapEndsAt = now + overlapSeconds * 1000;
+  const expiresAt = row.expiresAt === null ? overlapEndsAt : Math.min(row.expiresAt, overlapEndsAt);
   const statements: Statement[] = [
-    db.insert(apiKeys).values(successor.row),
     db
       .update(apiKeys)
-      .set({ rotatedToId: successor.row.id, expiresAt: oldExpiresAt, updatedAt: now })
-      .where(and(eq(apiKeys.tenantId, row.tenantId), eq(apiKeys.id, row.id))),
+      .set({ rotatedToId: successorId, expiresAt, nextRotationAt: null, updatedAt: now })
+      .where(and(eq(apiKeys.tenantId, row.tenantId), eq(apiKeys.id, row.id), isNull(apiKeys.rotatedToId))),
   ];
   const events: AuditEvent[] = [
     {
       action: "key.rotate",
       targetType: "key",
       targetId: row.id,
-      detail: { successor_id: successor.row.id, grace_ends_at: isoTime(oldExpiresAt) },
+      detail: { successor_id: successorId, grace_ends_at: isoTime(expiresAt) },
     },
   ];
-  return { successor, oldExpiresAt, statements, events };
+  return { expiresAt, statements, events };
 }
 
 /**
@@ -113,7 +113,7 @@ export function revocationOf(db: Database, row: KeyRow, now: number) {
   const statements: Statement[] = [
     db
       .update(apiKeys)
-      .set({ revokedAt: now, updatedAt: now })
+      .set({ revokedAt: now, nextRotationAt: null, updatedAt: now })
       .where(and(eq(apiKeys.tenantId, row.tenantId), eq(apiKeys.id, row.id))),
   ];
   const events: AuditEvent[] = [{ action: "key.revoke", targetType: "key", targetId: row.id }];

@@ -1,6 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { CUSTOM_SCOPE_PATTERN, ROLES } from "../auth/scopes";
 import { PREFIX_PATTERN } from "../crypto/keys";
+import { RotationSchema } from "../lifecycle/rotation-schema";
 import { parseCidr } from "./ip-allowlist";
 import { VERIFY_CODES } from "./verify-key";
 
@@ -46,6 +47,32 @@ export const MetadataSchema = z
 
 const FutureTimeSchema = z.iso.datetime({ offset: true });
 
+export const DEFAULT_ROTATION_OVERLAP_SECONDS = 86_400;
+export const MAX_ROTATION_OVERLAP_SECONDS = 30 * 86_400;
+
+export const KeyRotationSettingsSchema = z
+  .strictObject({
+    policy_days: z
+      .number()
+      .int()
+      .min(1)
+      .max(365)
+      .nullable()
+      .optional()
+      .describe(
+        "Days between automatic rotations (null: by hand only). Defaults to the tenant's security policy. " +
+          "A schedule, not an expiry: the key keeps working until its successor's overlap ends.",
+      ),
+    overlap_seconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_ROTATION_OVERLAP_SECONDS)
+      .optional()
+      .describe("How long the old key keeps verifying after its successor is promoted. Default 86400."),
+  })
+  .openapi("KeyRotationSettings");
+
 const limitFields = {
   ip_allowlist: z.array(CidrSchema).max(100).optional(),
   country_allowlist: z.array(CountrySchema).max(250).optional(),
@@ -64,6 +91,7 @@ export const CreateKeySchema = z
     prefix: z.string().regex(PREFIX_PATTERN).optional(),
     expires_at: FutureTimeSchema.optional(),
     service_id: z.string().max(64).optional(),
+    rotation: KeyRotationSettingsSchema.optional(),
     ...limitFields,
   })
   .openapi("CreateKey");
@@ -75,6 +103,7 @@ export const UpdateKeySchema = z
     role: RoleSchema.optional(),
     scopes: ScopesSchema.optional(),
     expires_at: FutureTimeSchema.nullable().optional(),
+    rotation: KeyRotationSettingsSchema.optional(),
     ip_allowlist: z.array(CidrSchema).max(100).nullable().optional(),
     country_allowlist: z.array(CountrySchema).max(250).nullable().optional(),
     ratelimit: RatelimitSchema.nullable().optional(),
@@ -89,8 +118,9 @@ export const RotateKeySchema = z
       .number()
       .int()
       .min(0)
-      .max(30 * 86_400)
-      .default(86_400),
+      .max(MAX_ROTATION_OVERLAP_SECONDS)
+      .optional()
+      .describe("The overlap for this rotation; the key's own `rotation.overlap_seconds` when omitted."),
   })
   .openapi("RotateKey");
 
@@ -116,6 +146,7 @@ export const KeySchema = z
     service_id: z.string().nullable(),
     backup_of_id: z.string().nullable(),
     rotated_to_id: z.string().nullable(),
+    rotation: RotationSchema,
     created_at: z.string(),
     updated_at: z.string(),
     last_used_at: z.string().nullable(),

@@ -1,5 +1,7 @@
 import type { z } from "@hono/zod-openapi";
+import type { Database } from "../db/client";
 import type { apiKeys } from "../db/schema";
+import { latestRuns, type RotationRun, rotationView } from "../lifecycle/rotation-runs";
 import { isoTime } from "../openapi/shared";
 import type { KeySchema, RatelimitSchema, UsageLimitSchema } from "./key-schemas";
 
@@ -20,8 +22,11 @@ export function usageLimitOf(row: KeyRow): z.infer<typeof UsageLimitSchema> | nu
   };
 }
 
-/** The only way a key row leaves the service: no hash, no plaintext. */
-export function keyView(row: KeyRow): z.infer<typeof KeySchema> {
+/**
+ * The only way a key row leaves the service: no hash, no plaintext. `run` is the key's latest rotation run
+ * (`latestRuns`), for its `rotation.state`; a key without one is idle.
+ */
+export function keyView(row: KeyRow, run?: RotationRun): z.infer<typeof KeySchema> {
   return {
     id: row.id,
     name: row.name,
@@ -41,8 +46,22 @@ export function keyView(row: KeyRow): z.infer<typeof KeySchema> {
     service_id: row.serviceId,
     backup_of_id: row.backupOfId,
     rotated_to_id: row.rotatedToId,
+    rotation: rotationView(
+      { policyDays: row.rotationDays, nextRotationAt: row.nextRotationAt, lastRotatedAt: row.lastRotatedAt },
+      run,
+    ),
     created_at: isoTime(row.createdAt) as string,
     updated_at: isoTime(row.updatedAt) as string,
     last_used_at: isoTime(row.lastUsedAt),
   };
+}
+
+/** Views of a tenant's keys with their rotation state, in one extra query for the whole page. */
+export async function keyViews(db: Database, tenantId: string, rows: readonly KeyRow[]) {
+  const runs = await latestRuns(
+    db,
+    tenantId,
+    rows.map((row) => row.id),
+  );
+  return rows.map((row) => keyView(row, runs.get(row.id)));
 }

@@ -4,6 +4,7 @@ import type { SecurityLevel } from "../crypto/keys";
 import type { Database } from "../db/client";
 import { tenants } from "../db/schema";
 import type { KeySettings } from "./issue-key";
+import { DEFAULT_ROTATION_OVERLAP_SECONDS } from "./key-schemas";
 
 /** The prefix the tenant chose for its keys (`kw` if it has none). */
 export async function tenantKeyPrefix(db: Database, tenantId: string): Promise<string> {
@@ -19,7 +20,8 @@ export interface ServiceKeyOptions {
   environment: "development" | "staging" | "production";
   securityLevel: SecurityLevel;
   prefix: string;
-  expiresAt: number | null;
+  /** The rotation policy's period: a schedule for the key, never its expiry. */
+  rotationDays: number | null;
   ipAllowlist?: string[];
   countryAllowlist?: string[];
   metadata: Record<string, unknown>;
@@ -37,7 +39,9 @@ export function serviceKeySettings(service: ServiceDefinition, options: ServiceK
     environment: options.environment === "production" ? "live" : "test",
     securityLevel: options.securityLevel,
     prefix: options.prefix,
-    expiresAt: options.expiresAt,
+    expiresAt: null,
+    rotationDays: options.rotationDays,
+    rotationOverlapSeconds: DEFAULT_ROTATION_OVERLAP_SECONDS,
     ipAllowlist: options.ipAllowlist?.length ? options.ipAllowlist : null,
     countryAllowlist: options.countryAllowlist?.length ? options.countryAllowlist : null,
     ratelimit: null,

@@ -44,14 +44,19 @@ export function levelAtLeastPolicy(
 }
 
 /**
- * A key minted under a policy: its level raised to the policy's floor, and the policy's IP and country
- * allowlists inherited when the key brings none of its own (a key's own list is the narrower choice).
+ * A key minted under a policy: its level raised to the policy's floor, its rotation period at most the
+ * policy's (a key may rotate more often, never less), and the policy's IP and country allowlists inherited
+ * when the key brings none of its own (a key's own list is the narrower choice).
  */
 export function keySettingsUnderPolicy(settings: KeySettings, policy: SecurityPolicy | null): KeySettings {
   if (!policy) return settings;
   return {
     ...settings,
     securityLevel: levelAtLeastPolicy(settings.securityLevel, policy),
+    rotationDays:
+      policy.rotationDays === null || settings.rotationDays === null
+        ? (settings.rotationDays ?? policy.rotationDays)
+        : Math.min(settings.rotationDays, policy.rotationDays),
     ipAllowlist: settings.ipAllowlist ?? (policy.ipAllowlist.length ? policy.ipAllowlist : null),
     countryAllowlist:
       settings.countryAllowlist ?? (policy.countryAllowlist.length ? policy.countryAllowlist : null),

@@ -8,20 +8,29 @@ import { assertStepUp } from "../auth/step-up";
 import { type Database, database } from "../db/client";
 import { apiKeys, keyUsageDaily } from "../db/schema";
 import { ApiError } from "../errors";
-import { mintKeyWithBackup, parseFutureTime, resolveScopes, settingsFromRequest } from "../keys/issue-key";
-import { assertRotatable, commitKeyChange, planRotation, revocationOf } from "../keys/key-lifecycle";
+import {
+  mintKeyWithBackup,
+  nextRotationAt,
+  parseFutureTime,
+  resolveScopes,
+  settingsFromRequest,
+  settingsOf,
+} from "../keys/issue-key";
+import { assertRotatable, commitKeyChange, revocationOf } from "../keys/key-lifecycle";
 import { forgetCachedKey, toKeyRecord } from "../keys/key-record";
 import {
   CreatedKeySchema,
   CreateKeySchema,
   KeyListSchema,
+  type KeyRotationSettingsSchema,
   KeySchema,
   KeyUsageSchema,
   RotatedKeySchema,
   RotateKeySchema,
   UpdateKeySchema,
 } from "../keys/key-schemas";
-import { keyView } from "../keys/key-view";
+import { keyView, keyViews } from "../keys/key-view";
+import { rotateKeyNow } from "../lifecycle/key-rotation";
 import { decodeCursor, encodeCursor } from "../openapi/cursor";
 import {
   AUTH_PROBLEMS,
@@ -35,10 +44,35 @@ import {
   PageQuery,
   problems,
 } from "../openapi/shared";
-import { keySettingsUnderPolicy, tenantKeyDefaults } from "../policy/security-policy";
+import { keySettingsUnderPolicy, tenantKeyDefaults, tenantSecurityPolicy } from "../policy/security-policy";
 
 type KeyRow = typeof apiKeys.$inferSelect;
 const tags = ["Keys"];
+
+/**
+ * A new rotation schedule for a key: the next rotation counts from now. Under a tenant policy the period is
+ * at most the policy's (`keySettingsUnderPolicy`), so an update cannot opt a key out of the tenant's rule.
+ */
+async function rotationChanges(
+  db: Database,
+  row: KeyRow,
+  rotation: z.infer<typeof KeyRotationSettingsSchema>,
+  now: number,
+): Promise<Partial<KeyRow>> {
+  const policy = await tenantSecurityPolicy(db, row.tenantId);
+  const { rotationDays } = keySettingsUnderPolicy(
+    {
+      ...settingsOf(row, now),
+      rotationDays: rotation.policy_days === undefined ? row.rotationDays : rotation.policy_days,
+    },
+    policy,
+  );
+  return {
+    rotationDays,
+    nextRotationAt: row.rotatedToId === null ? nextRotationAt(rotationDays, now) : null,
+    ...(rotation.overlap_seconds !== undefined ? { rotationOverlapSeconds: rotation.overlap_seconds } : {}),
+  };
+}
 
 /** Tenant-scoped lookup: another tenant's key is indistinguishable from one that never existed. */
 async function findOwnKey(db: Database, tenantId: string, id: string): Promise<KeyRow> {
@@ -132,11 +166,15 @@ const rotateKey = createRoute({
   method: "post",
   path: "/{id}/rotate",
   tags,
-  summary: "Rotate a key: a new key now, the old one valid until the grace period ends",
+  summary: "Rotate a key now: a new key at once, the old one valid until the overlap ends",
   description:
-    "Only a caller holding every Keywarden scope of the key may rotate it (403); an admin-capable key also " +
-    "needs step-up (401/403, see Create a key). A disabled, revoked, expired or already rotated key cannot be " +
-    "rotated (409), nor one revoked or disabled while the rotation commits (409).",
+    "Starts a rotation through the same Workflow as a scheduled one: the new key (with a fresh rotation " +
+    "period) is returned here once, and the Workflow retires the old key when the overlap " +
+    "(`grace_seconds`, default the key's `rotation.overlap_seconds`) ends; until then verifying the old key " +
+    "reports `replaced_by`. Only a caller holding every Keywarden scope of the key may rotate it (403); an " +
+    "admin-capable key also needs step-up (401/403, see Create a key). A disabled, revoked, expired or already " +
+    "rotated key cannot be rotated (409), nor one that is being rotated or is revoked or disabled while the " +
+    "rotation commits (409).",
   security: bearerSecurity,
   middleware: [requireScope("keys:write")] as const,
   request: { params: IdParam, body: jsonBody(RotateKeySchema) },
@@ -183,6 +221,7 @@ export const keyRoutes = createRouter()
     const requested = settingsFromRequest(c.req.valid("json"), principal.scopes, {
       prefix,
       createdBy: principal.keyId,
+      rotationDays: policy?.rotationDays ?? null,
     });
     if (isAdminCapable(requested.scopes)) await assertStepUp(c, db);
     const settings = keySettingsUnderPolicy(requested, policy);
@@ -212,7 +251,8 @@ export const keyRoutes = createRouter()
     const { tenantId } = c.get("principal");
     const { limit, cursor, environment } = c.req.valid("query");
     const after = cursor ? decodeCursor(cursor) : null;
-    const rows = await database(c.env.DB)
+    const db = database(c.env.DB);
+    const rows = await db
       .select()
       .from(apiKeys)
       .where(
@@ -234,7 +274,7 @@ export const keyRoutes = createRouter()
     const last = page.at(-1);
     return c.json(
       {
-        items: page.map(keyView),
+        items: await keyViews(db, tenantId, page),
         next_cursor:
           rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt, id: last.id }) : null,
       },
@@ -242,8 +282,11 @@ export const keyRoutes = createRouter()
     );
   })
   .openapi(getKey, async (c) => {
-    const row = await findOwnKey(database(c.env.DB), c.get("principal").tenantId, c.req.valid("param").id);
-    return c.json(keyView(row), 200);
+    const { tenantId } = c.get("principal");
+    const db = database(c.env.DB);
+    const row = await findOwnKey(db, tenantId, c.req.valid("param").id);
+    const [view] = await keyViews(db, tenantId, [row]);
+    return c.json(view, 200);
   })
   .openapi(updateKey, async (c) => {
     const principal = c.get("principal");
@@ -263,6 +306,7 @@ export const keyRoutes = createRouter()
       ...(body.expires_at !== undefined
         ? { expiresAt: body.expires_at === null ? null : parseFutureTime(body.expires_at) }
         : {}),
+      ...(body.rotation !== undefined ? await rotationChanges(db, row, body.rotation, now) : {}),
       ...(body.ip_allowlist !== undefined ? { ipAllowlist: body.ip_allowlist } : {}),
       ...(body.country_allowlist !== undefined ? { countryAllowlist: body.country_allowlist } : {}),
       ...(body.ratelimit !== undefined
@@ -324,18 +368,16 @@ export const keyRoutes = createRouter()
     const now = Date.now();
     assertRotatable(row, now);
     if (isAdminCapable(row.scopes)) await assertStepUp(c, db);
-    const { successor, oldExpiresAt, statements, events } = await planRotation(db, row, {
-      graceSeconds: c.req.valid("json").grace_seconds,
+    const { successor, previousExpiresAt } = await rotateKeyNow(c.env, auditActor(c), row, {
+      overlapSeconds: c.req.valid("json").grace_seconds,
       createdBy: principal.keyId,
       now,
     });
-    await commitKeyChange(c.env, auditActor(c), statements, events);
-    forgetCachedKey(row.hash);
     return c.json(
       {
         ...keyView(successor.row),
         key: successor.key,
-        previous: { id: row.id, expires_at: isoTime(oldExpiresAt) },
+        previous: { id: row.id, expires_at: isoTime(previousExpiresAt) },
       },
       201,
       NO_STORE,

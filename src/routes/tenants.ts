@@ -9,7 +9,7 @@ import { database } from "../db/client";
 import { apiKeys, dataKeys, tenants } from "../db/schema";
 import { ApiError } from "../errors";
 import { mintKey } from "../keys/issue-key";
-import { CreatedKeySchema } from "../keys/key-schemas";
+import { CreatedKeySchema, DEFAULT_ROTATION_OVERLAP_SECONDS } from "../keys/key-schemas";
 import { keyView } from "../keys/key-view";
 import { createRouter, isoTime, jsonBody, jsonContent, NO_STORE, problems } from "../openapi/shared";
 import { newTenantDek, unseal } from "../vault/keyring";
@@ -72,6 +72,8 @@ export const tenantRoutes = createRouter().openapi(createTenant, async (c) => {
     securityLevel: "enhanced",
     prefix: body.key_prefix,
     expiresAt: null,
+    rotationDays: null,
+    rotationOverlapSeconds: DEFAULT_ROTATION_OVERLAP_SECONDS,
     ipAllowlist: null,
     countryAllowlist: null,
     ratelimit: null,

@@ -15,7 +15,7 @@ import { apiKeys, credentials } from "../db/schema";
 import { ApiError } from "../errors";
 import { mintKeyWithBackup } from "../keys/issue-key";
 import { KeySchema } from "../keys/key-schemas";
-import { keyView } from "../keys/key-view";
+import { keyViews } from "../keys/key-view";
 import { serviceKeySettings } from "../keys/service-key";
 import {
   AUTH_PROBLEMS,
@@ -131,6 +131,10 @@ const GeneratedKeySchema = z
     environment: EnvironmentSchema,
     security_level: LevelSchema,
     expires_at: z.string().nullable(),
+    next_rotation_at: z
+      .string()
+      .nullable()
+      .describe("When the key rotation policy rotates this key (a schedule: the key does not expire then)."),
   })
   .openapi("GeneratedKey");
 
@@ -233,10 +237,9 @@ export const wizardSeedRoutes = createRouter()
     const services = [...new Set(service_ids)].map((id, index) => requireService(id, `service_ids.${index}`));
     const db = database(c.env.DB);
     const { prefix, policy } = await tenantKeyDefaults(db, principal.tenantId);
-    // The rotation ceiling is the effective level's, so a level raised by the policy also caps the expiry.
+    // The rotation ceiling is the effective level's, so a level raised by the policy also caps the period.
     const level = levelAtLeastPolicy(config.security_level, policy);
     const days = rotationDays(level, config.key_rotation_policy, config.custom_rotation_days);
-    const expiresAt = days === null ? null : Date.now() + days * 86_400_000;
     const issued = [];
     for (const service of services) {
       const settings = keySettingsUnderPolicy(
@@ -244,7 +247,7 @@ export const wizardSeedRoutes = createRouter()
           environment: config.environment,
           securityLevel: config.security_level,
           prefix,
-          expiresAt,
+          rotationDays: days,
           metadata: { environment: config.environment, rotation_policy: config.key_rotation_policy },
           createdBy: principal.keyId,
         }),
@@ -286,7 +289,8 @@ export const wizardSeedRoutes = createRouter()
           generated_secrets: secrets,
           environment: config.environment,
           security_level: minted.primary.row.securityLevel,
-          expires_at: isoTime(expiresAt),
+          expires_at: isoTime(minted.primary.row.expiresAt),
+          next_rotation_at: isoTime(minted.primary.row.nextRotationAt),
         })),
       },
       201,
@@ -312,7 +316,7 @@ export const wizardSeedRoutes = createRouter()
     return c.json(
       {
         tenant_id: tenantId,
-        keys: keys.map(keyView),
+        keys: await keyViews(db, tenantId, keys),
         credentials: creds.map((r) => credentialView(r.credential, r.version)),
       },
       200,

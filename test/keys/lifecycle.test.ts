@@ -5,7 +5,8 @@ import { ENTROPY_BITS, parseKey, randomLengthForLevel, type SecurityLevel } from
 import { database } from "../../src/db/client";
 import { apiKeys, securityPolicies } from "../../src/db/schema";
 import { ApiError } from "../../src/errors";
-import { assertRotatable, commitKeyChange, planRotation } from "../../src/keys/key-lifecycle";
+import { assertRotatable, commitKeyChange, mintSuccessor } from "../../src/keys/key-lifecycle";
+import { planKeyRotationNow } from "../../src/lifecycle/key-rotation";
 import {
   adminActor,
   BASE,
@@ -118,14 +119,10 @@ describe("a rotation racing a revocation leaves no live successor of a dead key"
     for (const source of [revoked, disabled]) {
       const row = await db.select().from(apiKeys).where(eq(apiKeys.id, source.id)).get();
       if (!row) throw new Error("key row missing");
-      const { successor } = await planRotation(
-        db,
+      const successor = await mintSuccessor(
         { ...row, enabled: true, revokedAt: null },
-        {
-          graceSeconds: 0,
-          createdBy: tenant.adminKeyId,
-          now: Date.now(),
-        },
+        tenant.adminKeyId,
+        Date.now(),
       );
       const insert = db.insert(apiKeys).values(successor.row).toSQL();
       await expect(
@@ -145,8 +142,8 @@ describe("a rotation racing a revocation leaves no live successor of a dead key"
     const row = await db.select().from(apiKeys).where(eq(apiKeys.id, created.id)).get();
     if (!row) throw new Error("key row missing");
     assertRotatable(row);
-    const plan = await planRotation(db, row, {
-      graceSeconds: 60,
+    const plan = await planKeyRotationNow(db, row, {
+      overlapSeconds: 60,
       createdBy: tenant.adminKeyId,
       now: Date.now(),
     });
