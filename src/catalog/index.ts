@@ -17,6 +17,7 @@ import { shopify } from "./providers/shopify";
 import { slack } from "./providers/slack";
 import { stripe } from "./providers/stripe";
 import { twilio } from "./providers/twilio";
+import { twilioApiKey } from "./providers/twilio-api-key";
 import type { FieldSpec, GeneratableField, ServiceCategory, ServiceDefinition } from "./types";
 
 export type * from "./types";
@@ -37,6 +38,7 @@ export const SERVICE_CATALOG: readonly ServiceDefinition[] = Object.freeze([
   awsS3,
   github,
   twilio,
+  twilioApiKey,
   sendgrid,
   slack,
 ]);

@@ -73,7 +73,7 @@ export function assertProbeTarget(service: ServiceDefinition, rawUrl: string): U
 }
 
 /** Reads at most `limit` bytes of the body; the rest is cancelled unread. */
-async function readCapped(response: Response, limit: number): Promise<string> {
+export async function readCapped(response: Response, limit: number): Promise<string> {
   if (!response.body) return "";
   const reader = response.body.getReader();
   const chunks: Uint8Array[] = [];

@@ -1,3 +1,4 @@
+import { readCapped } from "../catalog/run-probe";
 import { ApiError } from "../errors";
 import { cidrContains, parseCidr, parseIp } from "../keys/ip-allowlist";
 
@@ -103,10 +104,21 @@ export interface DeliveryResult {
   delivered: boolean;
   status?: number;
   reason?: string;
+  /** A 2xx answer's body, at most `readBodyBytes` bytes; only when the caller asked for it. */
+  body?: string;
+}
+
+export interface DeliveryOptions {
+  /** Read a 2xx answer's body up to this many bytes (the rest is cancelled unread); default: never read. */
+  readBodyBytes?: number;
 }
 
 /** One outbound POST: no redirects followed, bounded time, the answer body never read into a message. */
-export async function deliver(url: URL, init: RequestInit): Promise<DeliveryResult> {
+export async function deliver(
+  url: URL,
+  init: RequestInit,
+  options: DeliveryOptions = {},
+): Promise<DeliveryResult> {
   try {
     const response = await fetch(url, {
       ...init,
@@ -114,6 +126,13 @@ export async function deliver(url: URL, init: RequestInit): Promise<DeliveryResu
       redirect: "manual",
       signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
     });
+    if (response.ok && options.readBodyBytes !== undefined) {
+      return {
+        delivered: true,
+        status: response.status,
+        body: await readCapped(response, options.readBodyBytes),
+      };
+    }
     await response.body?.cancel();
     if (response.status >= 300 && response.status < 400)
       return { delivered: false, status: response.status, reason: "redirect_not_followed" };

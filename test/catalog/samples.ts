@@ -99,6 +99,11 @@ export const SHAPES: Readonly<Record<string, Readonly<Record<string, FieldShape>
     account_sid: ["AC", seg(HEX, 32)],
     auth_token: [seg(HEX, 32)],
   },
+  "twilio-api-key": {
+    account_sid: ["AC", seg(HEX, 32)],
+    api_key_sid: ["SK", seg(HEX, 32)],
+    api_key_secret: [seg(ALNUM, 32)],
+  },
   sendgrid: {
     api_key: ["SG.", seg(BASE64URL, 22), ".", seg(BASE64URL, 43)],
   },

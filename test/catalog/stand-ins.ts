@@ -54,6 +54,7 @@ const aws = { ...goodFields("aws-s3"), region: "eu-west-1" };
 delete (aws as Record<string, string | undefined>).session_token;
 const github = goodFields("github");
 const twilio = goodFields("twilio");
+const twilioApiKey = goodFields("twilio-api-key");
 const sendgrid = goodFields("sendgrid");
 const slack = goodFields("slack");
 
@@ -508,6 +509,31 @@ export const STAND_INS: readonly StandIn[] = [
         date_created: "Thu, 01 Jan 2026 00:00:00 +0000",
       }),
     validResult: { status: "valid", reason: "authenticated", account: twilio.account_sid },
+    invalid: () =>
+      HttpResponse.json(
+        {
+          code: 20003,
+          message: "Authenticate",
+          more_info: "https://www.twilio.com/docs/errors/20003",
+          status: 401,
+        },
+        { status: 401 },
+      ),
+    invalidResult: { status: "invalid", reason: "unauthorized" },
+  },
+  {
+    service: "twilio-api-key",
+    fields: twilioApiKey,
+    method: "GET",
+    url: `https://api.twilio.com/2010-04-01/Accounts/${twilioApiKey.account_sid}/Balance.json`,
+    expectRequest: (request, fields) => {
+      expect(request.headers.authorization).toBe(
+        basic(fields.api_key_sid ?? "", fields.api_key_secret ?? ""),
+      );
+    },
+    valid: () =>
+      HttpResponse.json({ account_sid: twilioApiKey.account_sid, balance: "12.34", currency: "USD" }),
+    validResult: { status: "valid", reason: "authenticated", account: twilioApiKey.account_sid },
     invalid: () =>
       HttpResponse.json(
         {
