@@ -59,6 +59,9 @@ const ISOLATED = [
   "test/security/auth-hardening.test.ts",
   // Run the rotation cron, which claims every tenant's due keys.
   "test/lifecycle/key-rotation.test.ts",
+  "test/lifecycle/key-rotation-faults.test.ts",
+  // Enqueues scheduled re-tests of every tenant's due credentials (claims their next_test_at).
+  "test/lifecycle/retests.test.ts",
 ];
 const BUDGETS = ["test/security/rate-limits.test.ts"];
 

@@ -126,7 +126,6 @@ export async function testKeySuccessor(env: Bindings, params: RotationParams, su
   }
   const widened = successor.scopes.filter((scope) => !source?.scopes.includes(scope));
   if (widened.length > 0) throw new RotationStopped("The new key holds scopes its source did not.");
-  await database(env.DB).batch([runStepStatement(database(env.DB), params.runId, "promote", params.now)]);
 }
 
 /**
