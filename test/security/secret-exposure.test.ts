@@ -8,10 +8,11 @@ type Schema = { $ref?: string; properties?: Record<string, Schema>; items?: Sche
 /** Property names that would mean secret material is part of a response contract. */
 const SECRET_NAMES =
   /^(hash|key_hash|wrapped_key|wrapped_dek|ciphertext|sealed_fields|sealed_secrets|iv|nonce|check_value|master_key)$/;
-/** The only responses allowed to carry a full key: the ones that create it. */
+/** The only responses allowed to carry a full key: the ones that create it, and the one-time pickup of a rotated one. */
 const KEY_BEARING = new Set([
   "CreatedKey",
   "RotatedKey",
+  "PickedUpKey",
   "POST /api/v1/tenants 201",
   "POST /api/wizard/api-keys/generate 201",
 ]);
