@@ -29,6 +29,7 @@ import { ApiError } from "../errors";
 import { mintKeyWithBackup } from "../keys/issue-key";
 import { serviceKeySettings, tenantKeyPrefix } from "../keys/service-key";
 import { originAllowed } from "../keys/verify-key";
+import { RETEST_INTERVAL_MS } from "../lifecycle/retests";
 import { assertDeliverableUrl } from "../monitoring/outbound-url";
 import { sendTestAlert } from "../monitoring/send-test-alert";
 import { newSigningSecret } from "../monitoring/standard-webhooks";
@@ -411,7 +412,7 @@ async function mintServiceKeys(c: Context<AppEnv>, state: WizardState, serviceId
         environment: security.environment,
         securityLevel: security.security_level,
         prefix,
-        expiresAt: days === null ? null : Date.now() + days * 86_400_000,
+        rotationDays: days,
         ipAllowlist: security.ip_allowlist,
         countryAllowlist: security.country_allowlist,
         metadata: { wizard_id: state.id, environment: security.environment },
@@ -738,6 +739,7 @@ export const wizardRoutes = createRouter()
           lastTestedAt: probe ? Date.parse(probe.tested_at) : null,
           providerExpiresAt: probe?.expires_at ?? null,
           providerAccount: probe?.account ?? null,
+          nextTestAt: now + RETEST_INTERVAL_MS,
           createdBy: principal.keyId,
           createdAt: now,
           updatedAt: now,
@@ -748,6 +750,7 @@ export const wizardRoutes = createRouter()
           version: 1,
           sealedFields: sealed,
           displayFields: displayValues(service.fields, values),
+          stage: "current",
           createdBy: principal.keyId,
           createdAt: now,
         }),

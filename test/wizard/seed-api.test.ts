@@ -123,7 +123,8 @@ describe("seed wizard API", () => {
         key_id: string;
         backup_key: { key: string } | null;
         generated_secrets: Record<string, string>;
-        expires_at: string;
+        expires_at: string | null;
+        next_rotation_at: string;
       }[];
     }>("POST", "/api/wizard/api-keys/generate", {
       key: tenant.adminKey,
@@ -149,7 +150,9 @@ describe("seed wizard API", () => {
     // Stripe issues its own webhook secrets; Razorpay lets the merchant choose one, so Keywarden generates it.
     expect(stripe?.generated_secrets).toEqual({});
     expect(razorpay?.generated_secrets.webhook_secret).toMatch(/^[0-9A-Za-z]{43}$/);
-    const days = (Date.parse(stripe?.expires_at as string) - Date.now()) / 86_400_000;
+    // The 90-day policy schedules the key's rotation; it does not make the key expire.
+    expect(stripe?.expires_at).toBeNull();
+    const days = (Date.parse(stripe?.next_rotation_at as string) - Date.now()) / 86_400_000;
     expect(days).toBeGreaterThan(89);
     expect(days).toBeLessThanOrEqual(90);
     expect(await verify(tenant, stripe?.key as string, { scopes: ["service:stripe"] })).toMatchObject({
@@ -161,7 +164,7 @@ describe("seed wizard API", () => {
   });
 
   it("caps the rotation policy at the level's ceiling", async () => {
-    const response = await callJson<{ generated_keys: { expires_at: string }[] }>(
+    const response = await callJson<{ generated_keys: { next_rotation_at: string }[] }>(
       "POST",
       "/api/wizard/api-keys/generate",
       {
@@ -178,13 +181,13 @@ describe("seed wizard API", () => {
       },
     );
     const days =
-      (Date.parse(response.body.generated_keys[0]?.expires_at as string) - Date.now()) / 86_400_000;
+      (Date.parse(response.body.generated_keys[0]?.next_rotation_at as string) - Date.now()) / 86_400_000;
     expect(Math.round(days)).toBe(90);
   });
 
   it("answers the seed's own client example, with the rotation policy spelled 90-days, with 201 and the generated keys", async () => {
     const response = await callJson<{
-      generated_keys: { service_id: string; key: string; expires_at: string }[];
+      generated_keys: { service_id: string; key: string; next_rotation_at: string }[];
     }>("POST", "/api/wizard/api-keys/generate", {
       key: tenant.adminKey,
       body: {
@@ -202,13 +205,13 @@ describe("seed wizard API", () => {
       valid: true,
     });
     const days =
-      (Date.parse(response.body.generated_keys[0]?.expires_at as string) - Date.now()) / 86_400_000;
+      (Date.parse(response.body.generated_keys[0]?.next_rotation_at as string) - Date.now()) / 86_400_000;
     expect(Math.round(days)).toBe(90);
   });
 
   it("reads 30-days and 60-days as the canonical 30_days and 60_days, and still refuses unknown spellings", async () => {
     const generate = (policy: string) =>
-      callJson<{ generated_keys: { key_id: string; expires_at: string }[] }>(
+      callJson<{ generated_keys: { key_id: string; next_rotation_at: string }[] }>(
         "POST",
         "/api/wizard/api-keys/generate",
         {
@@ -231,7 +234,7 @@ describe("seed wizard API", () => {
       const response = await generate(policy);
       expect(response.status, policy).toBe(201);
       const generated = response.body.generated_keys[0];
-      expect(Math.round((Date.parse(generated?.expires_at as string) - Date.now()) / 86_400_000)).toBe(days);
+      expect(Math.round((Date.parse(generated?.next_rotation_at as string) - Date.now()) / 86_400_000)).toBe(days);
       const stored = await env.DB.prepare("SELECT metadata FROM api_keys WHERE id = ?")
         .bind(generated?.key_id)
         .first<{ metadata: string }>();
@@ -308,7 +311,7 @@ describe("seed key generation under the tenant's committed security policy", () 
         key: string;
         backup_key: { id: string; key: string } | null;
         security_level: string;
-        expires_at: string | null;
+        next_rotation_at: string | null;
       }[];
     }>("POST", "/api/wizard/api-keys/generate", {
       key: tenant.adminKey,
@@ -330,7 +333,7 @@ describe("seed key generation under the tenant's committed security policy", () 
       (parseKey(generated?.key as string)?.randomPart.length ?? 0) * Math.log2(62),
     ).toBeGreaterThanOrEqual(256);
     // "none" is not allowed at enterprise: the level's 90-day ceiling applies.
-    expect(Math.round((Date.parse(generated?.expires_at as string) - Date.now()) / 86_400_000)).toBe(90);
+    expect(Math.round((Date.parse(generated?.next_rotation_at as string) - Date.now()) / 86_400_000)).toBe(90);
     const { results } = await env.DB.prepare(
       "SELECT security_level, ip_allowlist FROM api_keys WHERE id IN (?, ?)",
     )
