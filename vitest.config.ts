@@ -60,6 +60,7 @@ const ISOLATED = [
   // Run the rotation cron, which claims every tenant's due keys.
   "test/lifecycle/key-rotation.test.ts",
   "test/lifecycle/key-rotation-faults.test.ts",
+  "test/lifecycle/key-rotation-delivery.test.ts",
   // Enqueues scheduled re-tests of every tenant's due credentials (claims their next_test_at).
   "test/lifecycle/retests.test.ts",
 ];

@@ -38,7 +38,8 @@ export class KeyRotationWorkflow extends WorkflowEntrypoint<Bindings, RotationPa
     try {
       successorId = await step.do("create", STEP, () => stopping(createKeySuccessor(env, params)));
       current = "deliver";
-      await step.do("deliver", STEP, () => deliverHandoff(env, successorId, params.now));
+      // The webhook timestamp is the send time: receivers refuse one outside their tolerance.
+      await step.do("deliver", STEP, () => deliverHandoff(env, successorId, Date.now()));
       current = "test";
       await step.do("test", STEP, () => stopping(testKeySuccessor(env, params, successorId)));
       current = "promote";

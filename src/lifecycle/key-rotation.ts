@@ -89,6 +89,7 @@ export async function createKeySuccessor(env: Bindings, params: RotationParams):
     plaintext: successor.key,
     expiresAt: params.now + overlapSecondsOf(source, params) * 1000,
     now: params.now,
+    rotatedFromId: source.id,
   });
   await commitKeyChange(
     env,

@@ -159,11 +159,11 @@ async function endDueOverlaps(env: Bindings, now: number, report: TickReport): P
       const workflow = source.workflow(env);
       // A run whose instance was never created (the request that started it by hand died after its commit)
       // gets one now; its steps up to the overlap find their work done.
-      const instance = await workflow.get(run.id).catch(async () => {
+      const send = async () => (await workflow.get(run.id)).sendEvent({ type: OVERLAP_ENDED, payload });
+      await send().catch(async () => {
         await startRuns(env, source, [run], now);
-        return workflow.get(run.id);
+        await send();
       });
-      await instance.sendEvent({ type: OVERLAP_ENDED, payload });
     }),
   );
 }
