@@ -1,8 +1,10 @@
 import type { z } from "@hono/zod-openapi";
 import type { ProbeResult } from "../catalog/run-probe";
+import type { Database } from "../db/client";
 import type { credentials, credentialVersions } from "../db/schema";
 import { isoTime } from "../openapi/shared";
-import type { CredentialSchema } from "./credential-schemas";
+import type { CredentialRotationSchema, CredentialSchema } from "./credential-schemas";
+import { credentialRotationView, credentialRotationViews } from "./rotation-config";
 
 /** A soft-deleted credential can be restored for this long, then the cron purges it. */
 export const RESTORE_WINDOW_MS = 30 * 86_400_000;
@@ -14,6 +16,7 @@ type VersionRow = typeof credentialVersions.$inferSelect;
 export function credentialView(
   row: CredentialRow,
   version: Pick<VersionRow, "displayFields">,
+  rotation: z.infer<typeof CredentialRotationSchema>,
 ): z.infer<typeof CredentialSchema> {
   return {
     id: row.id,
@@ -38,7 +41,28 @@ export function credentialView(
     restorable_until: row.deletedAt === null ? null : isoTime(row.deletedAt + RESTORE_WINDOW_MS),
     created_at: isoTime(row.createdAt) as string,
     updated_at: isoTime(row.updatedAt) as string,
+    rotation,
   };
+}
+
+/** A page of credentials joined to their current versions, each with its `rotation` object. */
+export async function credentialViews(
+  db: Database,
+  tenantId: string,
+  rows: readonly { credential: CredentialRow; version: Pick<VersionRow, "displayFields"> }[],
+): Promise<z.infer<typeof CredentialSchema>[]> {
+  const rotations = await credentialRotationViews(
+    db,
+    tenantId,
+    rows.map((r) => r.credential.id),
+  );
+  return rows.map((r) =>
+    credentialView(
+      r.credential,
+      r.version,
+      rotations.get(r.credential.id) ?? credentialRotationView(undefined, undefined),
+    ),
+  );
 }
 
 /**

@@ -64,9 +64,12 @@ export function assertIfMatch(header: string | undefined, currentEtag: string): 
  * audit row included: the later writer lost the race and answers 412 like a stale If-Match.
  */
 export function concurrentChangeFailed(error: unknown): never {
-  const text = String((error as { cause?: unknown })?.cause ?? error);
-  if (text.includes(REVISION_CAS_ABORT) || text.includes(VERSION_TAKEN)) {
-    throw new ApiError("PRECONDITION_FAILED", CHANGED_MEANWHILE);
-  }
+  if (isConcurrentChange(error)) throw new ApiError("PRECONDITION_FAILED", CHANGED_MEANWHILE);
   throw error;
+}
+
+/** Whether a failed credential batch lost a race: the revision compare-and-set or a version number taken. */
+export function isConcurrentChange(error: unknown): boolean {
+  const text = String((error as { cause?: unknown })?.cause ?? error);
+  return text.includes(REVISION_CAS_ABORT) || text.includes(VERSION_TAKEN);
 }

@@ -6,7 +6,7 @@ import { requireScope } from "../auth/authenticate";
 import { runProbe } from "../catalog/run-probe";
 import { generateFieldValue, validateCredential } from "../catalog/validate";
 import { CredentialSchema, ProbeResultSchema } from "../credentials/credential-schemas";
-import { credentialView, probeView } from "../credentials/credential-view";
+import { credentialViews, probeView } from "../credentials/credential-view";
 import { credentialsWithCurrentVersion } from "../credentials/current-versions";
 import { providerFetch } from "../credentials/provider-fetch";
 import { requireService } from "../credentials/require-service";
@@ -317,7 +317,7 @@ export const wizardSeedRoutes = createRouter()
       {
         tenant_id: tenantId,
         keys: await keyViews(db, tenantId, keys),
-        credentials: creds.map((r) => credentialView(r.credential, r.version)),
+        credentials: await credentialViews(db, tenantId, creds),
       },
       200,
     );
