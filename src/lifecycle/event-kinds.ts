@@ -11,7 +11,7 @@ export const EVENT_SEVERITY_OF = {
   "rotation.failed": "critical",
   /** An assisted rotation is due: an admin has to enter the new value. */
   "rotation.action_required": "warning",
-  /** The delivery endpoint refused or never answered; the successor waits for pickup instead. */
+  /** The delivery endpoint refused or never answered: the successor's JWE waits for pickup instead. */
   "rotation.delivery_failed": "warning",
   /** The successor of a rotated key has not been picked up and the overlap ends soon. */
   "rotation.pickup_reminder": "warning",

@@ -1,13 +1,14 @@
 import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
 import { NonRetryableError } from "cloudflare:workflows";
 import type { Bindings } from "../env";
-import { deliverHandoff } from "./key-handoff";
+import { deliverHandoff, HandoffDeliveryError } from "./key-handoff";
 import {
   beginKeyRotation,
   createKeySuccessor,
   failKeyRotation,
   promoteKeySuccessor,
   RotationStopped,
+  recordDeliveryFailure,
   retireKeyRotation,
   testKeySuccessor,
 } from "./key-rotation";
@@ -38,8 +39,7 @@ export class KeyRotationWorkflow extends WorkflowEntrypoint<Bindings, RotationPa
     try {
       successorId = await step.do("create", STEP, () => stopping(createKeySuccessor(env, params)));
       current = "deliver";
-      // The webhook timestamp is the send time: receivers refuse one outside their tolerance.
-      await step.do("deliver", STEP, () => deliverHandoff(env, successorId, Date.now()));
+      await deliverOrKeepForPickup(step, env, params, successorId);
       current = "test";
       await step.do("test", STEP, () => stopping(testKeySuccessor(env, params, successorId)));
       current = "promote";
@@ -75,6 +75,35 @@ export async function waitForOverlapEnd(
     return ended.payload.now;
   } catch {
     return overlapEndsAt;
+  }
+}
+
+/**
+ * Pushes the JWE to the tenant's endpoint. An endpoint that still refuses after the retries does not stop
+ * the rotation: the JWE stays for one-time pickup during the overlap (only the tenant's private key opens
+ * it), and `rotation.delivery_failed` says so.
+ */
+async function deliverOrKeepForPickup(
+  step: WorkflowStep,
+  env: Bindings,
+  params: RotationParams,
+  successorId: string,
+): Promise<void> {
+  try {
+    // The webhook timestamp is the send time: receivers refuse one outside their tolerance.
+    await step.do("deliver", STEP, async () => {
+      try {
+        return await deliverHandoff(env, successorId, Date.now());
+      } catch (error) {
+        if (error instanceof HandoffDeliveryError && error.permanent) {
+          throw new NonRetryableError(error.message, error.name);
+        }
+        throw error;
+      }
+    });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    await step.do("delivery failed", STEP, () => recordDeliveryFailure(env, params, successorId, reason));
   }
 }
 

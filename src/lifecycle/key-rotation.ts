@@ -111,6 +111,27 @@ export async function createKeySuccessor(env: Bindings, params: RotationParams):
   return successor.row.id;
 }
 
+/** The delivery endpoint gave up: the successor waits for pickup (as its JWE) until the overlap ends. */
+export async function recordDeliveryFailure(
+  env: Bindings,
+  params: RotationParams,
+  successorId: string,
+  reason: string,
+): Promise<void> {
+  const db = database(env.DB);
+  await db.batch([
+    eventStatement(db, {
+      tenantId: params.tenantId,
+      kind: "rotation.delivery_failed",
+      subjectType: "key",
+      subjectId: successorId,
+      dedupeKey: params.runId,
+      detail: { rotated_from_id: params.subjectId, error: reason },
+      at: params.now,
+    }),
+  ]);
+}
+
 function overlapSecondsOf(source: KeyRow, params: RotationParams): number {
   return params.overlapSeconds ?? source.rotationOverlapSeconds;
 }

@@ -79,10 +79,10 @@ describe("a scheduled rotation delivers the new key as a JWE (threat model case 
   });
 });
 
-describe("a rotation that fails leaves the current key current (threat model case 32)", () => {
-  it("a delivery endpoint that keeps refusing fails the rotation: the old key works, the successor is revoked, it is retried later", async () => {
+describe("a delivery endpoint that keeps refusing", () => {
+  it("leaves the JWE for one-time pickup and records rotation.delivery_failed; the rotation goes on", async () => {
     const tenant = await createTenant("refusing endpoint");
-    const { publicJwk } = await deliveryKeyPair();
+    const { publicJwk, privateKey } = await deliveryKeyPair();
     await registerEndpoint(tenant, publicJwk);
     let attempts = 0;
     network.use(
@@ -92,21 +92,55 @@ describe("a rotation that fails leaves the current key current (threat model cas
       }),
     );
     const { key, due } = await dueKey(tenant);
-    const tick = due + 1000;
     await using instance = await introspectWorkflowInstance(env.KEY_ROTATION, `${key.id}-${due}`);
     await instance.modify(async (m) => {
       await m.disableRetryDelays();
     });
+    await runRotationTick(env, due + 1000);
+    await instance.waitForStepResult({ name: "promote" });
+
+    expect(attempts).toBe(6);
+    const successorId = (await keyView(tenant, key.id)).rotated_to_id as string;
+    const events = await eventKinds(tenant, successorId);
+    expect(events).toEqual([
+      expect.objectContaining({
+        kind: "rotation.delivery_failed",
+        detail: expect.objectContaining({ error: expect.stringMatching(/503/) }),
+      }),
+    ]);
+    const pickup = await callJson<{ key_id: string; jwe: string }>(
+      "POST",
+      `/api/v1/keys/${successorId}/pickup`,
+      {
+        key: tenant.adminKey,
+      },
+    );
+    expect(pickup.status).toBe(200);
+    const { plaintext } = await compactDecrypt(pickup.body.jwe, privateKey);
+    const delivered = JSON.parse(new TextDecoder().decode(plaintext)) as { key: string };
+    expect(await verify(tenant, delivered.key)).toMatchObject({ valid: true, key_id: successorId });
+  });
+});
+
+describe("a rotation that fails leaves the current key current (threat model case 32)", () => {
+  it("a step that fails on every attempt stops the rotation: the old key works, the successor is revoked, it is retried later", async () => {
+    const tenant = await createTenant("failing rotation");
+    const { key, due } = await dueKey(tenant);
+    const tick = due + 1000;
+    await using instance = await introspectWorkflowInstance(env.KEY_ROTATION, `${key.id}-${due}`);
+    await instance.modify(async (m) => {
+      await m.disableRetryDelays();
+      await m.mockStepError({ name: "test" }, new Error("injected: the successor did not authenticate"));
+    });
     await runRotationTick(env, tick);
     await instance.waitForStatus("complete");
 
-    expect(attempts).toBe(6);
     expect(await verify(tenant, key.key)).toEqual(expect.objectContaining({ valid: true }));
     expect(await verify(tenant, key.key)).not.toHaveProperty("replaced_by");
     const view = await keyView(tenant, key.id);
     expect(view.rotated_to_id).toBeNull();
     expect(view.rotation.state).toBe("failed");
-    expect(view.rotation.last_error).toMatch(/503/);
+    expect(view.rotation.last_error).toMatch(/did not authenticate/);
     expect(Date.parse(view.rotation.next_rotation_at as string)).toBe(tick + HOUR);
     const successors = await env.DB.prepare(
       "SELECT revoked_at, rotated_from_id FROM api_keys WHERE tenant_id = ? AND created_by = 'rotation'",
@@ -114,13 +148,16 @@ describe("a rotation that fails leaves the current key current (threat model cas
       .bind(tenant.id)
       .all<{ revoked_at: number | null; rotated_from_id: string | null }>();
     expect(successors.results).toEqual([{ revoked_at: tick, rotated_from_id: null }]);
+    expect(
+      await env.DB.prepare("SELECT count(*) AS n FROM key_handoffs WHERE tenant_id = ?")
+        .bind(tenant.id)
+        .first("n"),
+    ).toBe(0);
     const events = await eventKinds(tenant, key.id);
     expect(events.map((event) => event.kind)).toEqual(["rotation.failed"]);
-    expect(events[0]).toMatchObject({ severity: "critical", detail: { step: "deliver" } });
+    expect(events[0]).toMatchObject({ severity: "critical", detail: { step: "test" } });
 
-    // The endpoint recovers; the retry an hour later rotates the key.
-    network.resetHandlers();
-    network.use(http.post(HOOK_URL, () => new HttpResponse(null, { status: 204 })));
+    // The retry an hour later rotates the key.
     await using retry = await introspectWorkflowInstance(env.KEY_ROTATION, `${key.id}-${tick + HOUR}`);
     await runRotationTick(env, tick + HOUR);
     await retry.waitForStepResult({ name: "promote" });
