@@ -33,14 +33,14 @@ export const RETEST_MAX_CHUNKS = 20;
  * (gentle per provider). Probes that mint an OAuth token on every call are spaced further apart.
  */
 const DEFAULT_SPACING_S = 2;
-const SPACING_S_OF: Readonly<Record<string, number>> = {
+export const RETEST_SPACING_S: Readonly<Record<string, number>> = {
   paypal: 5,
   "google-ads": 5,
   "linkedin-marketing": 5,
 };
 
 export function retestSpacingSeconds(serviceId: string): number {
-  return SPACING_S_OF[serviceId] ?? DEFAULT_SPACING_S;
+  return RETEST_SPACING_S[serviceId] ?? DEFAULT_SPACING_S;
 }
 
 /** Queues delay a message by at most 12 hours; a longer spread is clamped (it then bunches at the end). */

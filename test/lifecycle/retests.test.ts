@@ -10,6 +10,7 @@ import { env } from "cloudflare:workers";
 import { eq } from "drizzle-orm";
 import { HttpResponse, http } from "msw";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { findService } from "../../src/catalog";
 import { recordLiveTest } from "../../src/credentials/live-test";
 import { database } from "../../src/db/client";
 import { credentials } from "../../src/db/schema";
@@ -21,6 +22,7 @@ import {
   RETEST_CHUNK,
   RETEST_INTERVAL_MS,
   RETEST_MAX_CHUNKS,
+  RETEST_SPACING_S,
   type RetestMessage,
   retestSpacingSeconds,
   retryDelaySeconds,
@@ -288,6 +290,7 @@ describe("enqueueDueRetests: the cron part", () => {
     expect(githubIds.map(delayOf)).toEqual([0, github]);
     // A probe that mints an OAuth token per call is spaced further apart than the default.
     expect(retestSpacingSeconds("paypal")).toBeGreaterThan(stripe);
+    for (const service of Object.keys(RETEST_SPACING_S)) expect(findService(service), service).toBeDefined();
   });
 
   it("works in chunks of at most 100, stops after RETEST_MAX_CHUNKS and leaves the rest due for the next tick", async () => {
