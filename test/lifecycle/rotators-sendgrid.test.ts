@@ -3,7 +3,7 @@
  * their scopes in memory: success, refusals (missing scope, the 100-key limit), outages and partial
  * successes, judged by the keys SendGrid ends up holding.
  */
-import { HttpResponse } from "msw";
+import { HttpResponse, http } from "msw";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { RotatorCall } from "../../src/lifecycle/rotators/provider-rotator";
 import { RotatorError } from "../../src/lifecycle/rotators/provider-rotator";
@@ -131,6 +131,26 @@ describe("SendGrid rotator: mint", () => {
     const error = await failure(sendgridRotator.mint(call(timingOut), { api_key: current.key }, TAG));
     expect(error).toMatchObject({ failure: "unavailable", message: "SendGrid did not answer (timeout)" });
     expect(signals[0]).toBeInstanceOf(AbortSignal);
+  });
+
+  it("does not follow a redirect: refused, and its target is never called (threat model case 31)", async () => {
+    let followed = 0;
+    sendgrid.faults.next(
+      "list",
+      () => new HttpResponse(null, { status: 302, headers: { location: "https://collector.example/keys" } }),
+    );
+    network.use(
+      http.all("https://collector.example/*", () => {
+        followed++;
+        return HttpResponse.json({ result: [] });
+      }),
+    );
+    const error = await failure(sendgridRotator.mint(call(), { api_key: current.key }, TAG));
+    expect(error).toMatchObject({
+      failure: "refused",
+      message: "SendGrid answered with a redirect, which is never followed",
+    });
+    expect(followed).toBe(0);
   });
 
   it("never puts a key in an error message, whatever the provider answers", async () => {

@@ -12,6 +12,7 @@ import {
   BASE64,
   bodyText,
   FaultQueue,
+  type MswRequest,
   type Received,
   randomFrom,
   received,
@@ -96,7 +97,7 @@ export class AwsIamStandIn {
     return [http.post("https://iam.amazonaws.com/", ({ request }) => this.handle(request))];
   }
 
-  private async handle(request: Request): Promise<Response> {
+  private async handle(request: MswRequest): Promise<Response> {
     const body = await bodyText(request);
     const form = new URLSearchParams(body);
     const action = form.get("Action") ?? "";
@@ -173,7 +174,7 @@ export class AwsIamStandIn {
   }
 
   /** Checks the SigV4 Authorization header by signing the same request again with the caller's secret. */
-  private async authenticate(request: Request, body: string): Promise<{ manages: string } | Response> {
+  private async authenticate(request: MswRequest, body: string): Promise<{ manages: string } | Response> {
     const match = AUTHORIZATION.exec(request.headers.get("authorization") ?? "");
     if (!match) return iamError("IncompleteSignature", "Authorization header is malformed", 400);
     const [, accessKeyId = "", dateStamp, region, service, signedHeaders = "", signature] = match;

@@ -2,7 +2,10 @@
  * Pieces every provider stand-in shares: random ids in the provider's documented shapes, the faults a test
  * can queue for one operation, and the log of what the provider received.
  */
-import { HttpResponse } from "msw";
+import { type DefaultBodyType, HttpResponse, type StrictRequest } from "msw";
+
+/** The request an msw resolver receives. */
+export type MswRequest = StrictRequest<DefaultBodyType>;
 
 export const UPPER_DIGITS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 export const HEX = "0123456789abcdef";
@@ -69,7 +72,7 @@ export async function withFault(
   return response;
 }
 
-export async function received(operation: string, request: Request): Promise<Received> {
+export async function received(operation: string, request: MswRequest): Promise<Received> {
   const headers: Record<string, string> = {};
   request.headers.forEach((value, name) => {
     headers[name.toLowerCase()] = value;
@@ -84,7 +87,7 @@ export async function received(operation: string, request: Request): Promise<Rec
 }
 
 /** The body as UTF-8 text, read as bytes (workerd warns on `.text()` of a form body). */
-export async function bodyText(request: Request): Promise<string> {
+export async function bodyText(request: MswRequest): Promise<string> {
   return new TextDecoder().decode(await request.clone().arrayBuffer());
 }
 

@@ -7,7 +7,7 @@
  * This verifier is independent of Keywarden's signer, so a signing mistake shows up as a refusal.
  */
 import { HttpResponse, http } from "msw";
-import { type Received, received } from "./common";
+import { type MswRequest, type Received, received } from "./common";
 
 const TOLERANCE_S = 5 * 60;
 
@@ -69,7 +69,7 @@ export class ExternalEndpointStandIn {
     return [http.post(this.url, ({ request }) => this.handle(request))];
   }
 
-  private async handle(request: Request): Promise<Response> {
+  private async handle(request: MswRequest): Promise<Response> {
     const call = await received("step", request);
     this.log.push(call);
     if (!(await verifyStandardWebhook(this.secret, call))) {

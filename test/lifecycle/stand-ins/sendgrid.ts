@@ -8,7 +8,15 @@
  * Errors are `{ errors: [{ field, message }] }`.
  */
 import { HttpResponse, http } from "msw";
-import { BASE64URL, FaultQueue, type Received, randomFrom, received, withFault } from "./common";
+import {
+  BASE64URL,
+  FaultQueue,
+  type MswRequest,
+  type Received,
+  randomFrom,
+  received,
+  withFault,
+} from "./common";
 
 export interface SendgridKey {
   id: string;
@@ -63,7 +71,7 @@ export class SendgridStandIn {
   }
 
   /** The calling key, or the documented 401/403 answer when it is unknown or lacks `scope`. */
-  private caller(request: Request, scope: string): SendgridKey | Response {
+  private caller(request: MswRequest, scope: string): SendgridKey | Response {
     const token = /^Bearer (.+)$/.exec(request.headers.get("authorization") ?? "")?.[1];
     const key = this.keys.find((entry) => entry.key === token);
     if (!key) return sendgridError("authorization required", 401);
@@ -71,7 +79,7 @@ export class SendgridStandIn {
     return key;
   }
 
-  private async list(request: Request): Promise<Response> {
+  private async list(request: MswRequest): Promise<Response> {
     this.log.push(await received("list", request));
     const caller = this.caller(request, "api_keys.read");
     if (caller instanceof Response) return caller;
@@ -83,7 +91,7 @@ export class SendgridStandIn {
     );
   }
 
-  private async read(request: Request, id: string): Promise<Response> {
+  private async read(request: MswRequest, id: string): Promise<Response> {
     this.log.push(await received("read", request));
     const caller = this.caller(request, "api_keys.read");
     if (caller instanceof Response) return caller;
@@ -94,7 +102,7 @@ export class SendgridStandIn {
     });
   }
 
-  private async create(request: Request): Promise<Response> {
+  private async create(request: MswRequest): Promise<Response> {
     const log = await received("create", request);
     this.log.push(log);
     const caller = this.caller(request, "api_keys.create");
@@ -126,7 +134,7 @@ export class SendgridStandIn {
     });
   }
 
-  private async remove(request: Request, id: string): Promise<Response> {
+  private async remove(request: MswRequest, id: string): Promise<Response> {
     this.log.push(await received("delete", request));
     const caller = this.caller(request, "api_keys.delete");
     if (caller instanceof Response) return caller;

@@ -13,6 +13,7 @@ import {
   basicCredentials,
   FaultQueue,
   HEX,
+  type MswRequest,
   type Received,
   randomFrom,
   received,
@@ -67,12 +68,12 @@ export class TwilioStandIn {
     ];
   }
 
-  private authorized(request: Request): boolean {
+  private authorized(request: MswRequest): boolean {
     const credentials = basicCredentials(request.headers.get("authorization") ?? undefined);
     return credentials?.[0] === this.accountSid && credentials[1] === this.authToken;
   }
 
-  private async list(request: Request): Promise<Response> {
+  private async list(request: MswRequest): Promise<Response> {
     this.log.push(await received("list", request));
     if (!this.authorized(request)) return twilioError(20003, "Authenticate", 401);
     const url = new URL(request.url);
@@ -107,7 +108,7 @@ export class TwilioStandIn {
     });
   }
 
-  private async create(request: Request): Promise<Response> {
+  private async create(request: MswRequest): Promise<Response> {
     const log = await received("create", request);
     this.log.push(log);
     if (!this.authorized(request)) return twilioError(20003, "Authenticate", 401);
@@ -136,7 +137,7 @@ export class TwilioStandIn {
     });
   }
 
-  private async remove(request: Request, sid: string): Promise<Response> {
+  private async remove(request: MswRequest, sid: string): Promise<Response> {
     this.log.push(await received("delete", request));
     if (!this.authorized(request)) return twilioError(20003, "Authenticate", 401);
     return withFault(this.faults.take("delete"), () => {
@@ -147,7 +148,7 @@ export class TwilioStandIn {
     });
   }
 
-  private balance(request: Request, accountSid: string): Response {
+  private balance(request: MswRequest, accountSid: string): Response {
     const credentials = basicCredentials(request.headers.get("authorization") ?? undefined);
     const key = this.keys.find((entry) => entry.sid === credentials?.[0]);
     if (!key || key.secret !== credentials?.[1] || accountSid !== this.accountSid) {
