@@ -61,6 +61,7 @@ const ISOLATED = [
   "test/lifecycle/key-rotation.test.ts",
   "test/lifecycle/key-rotation-faults.test.ts",
   "test/lifecycle/key-rotation-delivery.test.ts",
+  "test/lifecycle/scheduler.test.ts",
   // Enqueues scheduled re-tests of every tenant's due credentials (claims their next_test_at).
   "test/lifecycle/retests.test.ts",
 ];

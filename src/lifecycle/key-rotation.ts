@@ -17,6 +17,7 @@ import { eventStatement } from "./events";
 import { endHandoffStatements, handoffStatements, pendingPickup } from "./key-handoff";
 import type { RotationParams } from "./rotation-params";
 import {
+  beginRun,
   claimRunStatement,
   findRun,
   finishRunStatement,
@@ -61,8 +62,7 @@ async function findSuccessor(env: Bindings, params: RotationParams) {
  * key when this one was claimed, or it already finished) does nothing.
  */
 export async function beginKeyRotation(env: Bindings, params: RotationParams): Promise<boolean> {
-  const run = await findRun(database(env.DB), params.runId);
-  return run?.state === "in_progress";
+  return beginRun(database(env.DB), params);
 }
 
 /**

@@ -73,6 +73,23 @@ export function finishRunStatement(
     .where(and(eq(rotationRuns.id, id), eq(rotationRuns.state, "in_progress")));
 }
 
+/**
+ * The first step of every rotation Workflow: whether this run is the one rotating its subject (a run whose
+ * row is missing or ended does nothing), and the mark that its instance has started, so the cron's restart
+ * of runs that never got an instance leaves it alone.
+ */
+export async function beginRun(db: Database, params: { runId: string; now: number }): Promise<boolean> {
+  const run = await findRun(db, params.runId);
+  if (run?.state !== "in_progress") return false;
+  if (run.step === "queued") {
+    await db
+      .update(rotationRuns)
+      .set({ step: "begin", updatedAt: params.now })
+      .where(and(eq(rotationRuns.id, params.runId), eq(rotationRuns.step, "queued")));
+  }
+  return true;
+}
+
 export async function findRun(db: Database, id: string): Promise<RotationRun | undefined> {
   return db.select().from(rotationRuns).where(eq(rotationRuns.id, id)).get();
 }

@@ -128,7 +128,8 @@ async function restartQueuedRuns(env: Bindings, now: number, report: TickReport)
   for (const source of SOURCES) {
     const stale = await env.DB.prepare(
       `SELECT id, tenant_id, subject_id FROM rotation_runs
-       WHERE state = 'in_progress' AND step = 'queued' AND subject_type = ?1 AND updated_at < ?2 LIMIT ?3`,
+       WHERE state = 'in_progress' AND step = 'queued' AND subject_type = ?1 AND updated_at < ?2
+       ORDER BY updated_at LIMIT ?3`,
     )
       .bind(source.subjectType, now - QUEUED_RESTART_MS, SCHEDULER_CHUNK)
       .all<{ id: string; tenant_id: string; subject_id: string }>();

@@ -6,9 +6,23 @@ import { stripeKey } from "../credentials/samples";
 import { callJson, createTenant } from "../helpers/api";
 import { countRows } from "../helpers/db";
 
+/**
+ * The re-tests this cron enqueues are recorded, not delivered: a month ahead every credential here is due,
+ * and its live probe would reach for a real provider (test/lifecycle/retests.test.ts covers the consumer).
+ */
+const enqueued: unknown[] = [];
+const recordingQueue = {
+  send: async (body: unknown) => void enqueued.push(body),
+  sendBatch: async (messages: { body: unknown }[]) => void enqueued.push(...messages.map((m) => m.body)),
+};
+
 async function runCron(scheduledTime: number) {
   const ctx = createExecutionContext();
-  await worker.scheduled(createScheduledController({ scheduledTime, cron: "*/5 * * * *" }), env, ctx);
+  await worker.scheduled(
+    createScheduledController({ scheduledTime, cron: "*/5 * * * *" }),
+    { ...env, RETEST_QUEUE: recordingQueue as unknown as Queue },
+    ctx,
+  );
   await waitOnExecutionContext(ctx);
 }
 
