@@ -105,13 +105,16 @@ export class CredentialRotationWorkflow extends WorkflowEntrypoint<Bindings, Rot
   }
 }
 
-/** A domain refusal or a provider's refusal is final: retrying sends the same refused request. */
+/**
+ * A domain refusal or a provider's refusal is final: retrying sends the same refused request. The engine
+ * recognises a NonRetryableError by its name, so the error keeps the class's default name.
+ */
 async function stopping<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (error) {
     if (error instanceof RotationStopped || (error instanceof RotatorError && error.failure === "refused")) {
-      throw new NonRetryableError(error.message, error.name);
+      throw new NonRetryableError(error.message);
     }
     throw error;
   }

@@ -318,10 +318,13 @@ export async function testPendingVersion(
     }
     throw new Error(message);
   }
+  // Re-run after a crash that lost the record of promote, the successor is already current and the run is
+  // in its overlap: the run's step must not go back (the cron ends overlaps of runs in step "overlap").
+  const stillPending = successor.stage === "pending";
   await commitWithAudit(
     env,
     rotationActor(params),
-    [runStepStatement(db, params.runId, "promote", params.now)],
+    stillPending ? [runStepStatement(db, params.runId, "promote", params.now)] : [],
     [testAudit(row, params, version, result)],
   );
   return "valid";

@@ -1,35 +1,62 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { and, desc, eq, lt, lte, or } from "drizzle-orm";
+import { and, desc, eq, lt, or } from "drizzle-orm";
 import type { Context } from "hono";
 import { auditActor } from "../audit/actor";
 import { commitWithAudit } from "../audit/audit-log";
 import { requireScope } from "../auth/authenticate";
 import { assertStepUp } from "../auth/step-up";
-import { runProbe } from "../catalog/run-probe";
-import type { ServiceDefinition } from "../catalog/types";
-import { validateCredential } from "../catalog/validate";
 import {
   CreateCredentialSchema,
   CredentialDetailSchema,
   CredentialListSchema,
+  CredentialRotationConfigSchema,
+  CredentialRotationConfiguredSchema,
+  CredentialRotationSchema,
   IfMatchHeader,
   ProbeResultSchema,
   RevealCredentialSchema,
   RevealedCredentialSchema,
   RollbackCredentialSchema,
+  RotateCredentialSchema,
   UpdateCredentialSchema,
 } from "../credentials/credential-schemas";
-import { credentialView, etagOf, probeView, RESTORE_WINDOW_MS } from "../credentials/credential-view";
+import {
+  assertValidFields,
+  type CredentialRow,
+  findVersionRow,
+  KEPT_VERSIONS,
+  makeCurrentStatements,
+  nextVersionNumber,
+  openVersion,
+  sealedVersionStatements,
+  visibleChange,
+} from "../credentials/credential-versions";
+import {
+  credentialView,
+  credentialViews,
+  etagOf,
+  probeView,
+  RESTORE_WINDOW_MS,
+} from "../credentials/credential-view";
 import { credentialsWithCurrentVersion } from "../credentials/current-versions";
+import { liveTestCredential } from "../credentials/live-test";
 import { assertIfMatch, concurrentChangeFailed } from "../credentials/preconditions";
-import { providerFetch } from "../credentials/provider-fetch";
 import { requireService } from "../credentials/require-service";
-import { credentialRecordId, displayValues, openValues, sealValues } from "../credentials/sealed-fields";
+import {
+  configureRotation,
+  credentialRotationView,
+  credentialRotationViews,
+  disableRotation,
+  findRotationConfig,
+} from "../credentials/rotation-config";
 import { newId } from "../crypto/random";
 import { type Database, database } from "../db/client";
 import { credentials, credentialVersions } from "../db/schema";
 import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
+import { startCredentialRotation } from "../lifecycle/credential-rotation";
+import { RETEST_INTERVAL_MS } from "../lifecycle/retests";
+import { latestRuns } from "../lifecycle/rotation-runs";
 import { decodeCursor, encodeCursor } from "../openapi/cursor";
 import {
   AUTH_PROBLEMS,
@@ -46,10 +73,9 @@ import {
 import { levelAtLeastPolicy, tenantSecurityPolicy } from "../policy/security-policy";
 import { unseal } from "../vault/keyring";
 
-type CredentialRow = typeof credentials.$inferSelect;
 const tags = ["Credentials"];
-/** Versions kept per credential; older ones are deleted in the batch that creates a new one. */
-export const KEPT_VERSIONS = 10;
+
+export { KEPT_VERSIONS };
 
 async function findOwnCredential(db: Database, tenantId: string, id: string, allowDeleted = false) {
   const row = await db
@@ -63,17 +89,7 @@ async function findOwnCredential(db: Database, tenantId: string, id: string, all
 }
 
 async function findVersion(db: Database, row: CredentialRow, version = row.currentVersion) {
-  const found = await db
-    .select()
-    .from(credentialVersions)
-    .where(
-      and(
-        eq(credentialVersions.tenantId, row.tenantId),
-        eq(credentialVersions.credentialId, row.id),
-        eq(credentialVersions.version, version),
-      ),
-    )
-    .get();
+  const found = await findVersionRow(db, row, version);
   if (!found) throw new ApiError("NOT_FOUND", "No such version of this credential.");
   return found;
 }
@@ -87,10 +103,12 @@ async function detailOf(db: Database, row: CredentialRow, warnings?: string[]) {
     .all();
   const current = versions.find((v) => v.version === row.currentVersion);
   if (!current) throw new ApiError("NOT_FOUND", "No such credential.");
+  const rotation = (await credentialRotationViews(db, row.tenantId, [row.id])).get(row.id);
   return {
-    ...credentialView(row, current),
+    ...credentialView(row, current, rotation ?? credentialRotationView(undefined, undefined)),
     versions: versions.map((v) => ({
       version: v.version,
+      stage: v.stage,
       created_at: isoTime(v.createdAt) as string,
       created_by: v.createdBy,
     })),
@@ -98,84 +116,35 @@ async function detailOf(db: Database, row: CredentialRow, warnings?: string[]) {
   };
 }
 
-/** Format, strength and environment checks from the catalogue; messages name fields, never values. */
-function assertValid(
-  service: ServiceDefinition,
-  row: Pick<CredentialRow, "environment" | "securityLevel">,
-  fields: Record<string, string>,
-) {
-  const result = validateCredential(service, fields, {
-    environment: row.environment,
-    securityLevel: row.securityLevel,
-  });
-  if (!result.ok) {
-    throw new ApiError("VALIDATION_FAILED", "The credential did not pass validation.", {
-      errors: [
-        ...result.errors.map((message) => ({ path: "fields", message })),
-        ...result.fields.flatMap((f) => f.errors.map((message) => ({ path: `fields.${f.field}`, message }))),
-      ],
-    });
-  }
-  return result.warnings;
-}
-
-/** Seals `fields` as `version` and returns the batch statements that store it and prune old versions. */
-async function newVersionStatements(
+/**
+ * An admin's change (PATCH, rollback). New values are sealed as the next version and made current in the
+ * same batch, the old current kept as previous (credential-versions.ts `makeCurrentStatements`).
+ */
+async function changeCredential(
   c: Context<AppEnv>,
   db: Database,
   row: CredentialRow,
-  version: number,
-  fields: Record<string, string>,
+  fields: Record<string, string> | undefined,
+  changes: { name?: string } = {},
 ) {
-  const service = requireService(row.serviceId);
-  const keys = await unseal(c.env, db);
-  const { sealed, countEncryptions } = await sealValues(
-    keys,
-    db,
-    { tenantId: row.tenantId, recordId: credentialRecordId(row.id, version) },
+  const now = Date.now();
+  if (!fields) {
+    const { next, statement } = visibleChange(db, row, changes, now);
+    return { next, statements: [statement] };
+  }
+  const version = await nextVersionNumber(db, row);
+  const insert = await sealedVersionStatements(await unseal(c.env, db), db, {
+    tenantId: row.tenantId,
+    credentialId: row.id,
+    serviceId: row.serviceId,
+    version,
     fields,
-  );
-  const display = displayValues(service.fields, fields);
-  return [
-    // The (credential, version) primary key makes a concurrent writer of the same version fail as a whole.
-    db.insert(credentialVersions).values({
-      credentialId: row.id,
-      tenantId: row.tenantId,
-      version,
-      sealedFields: sealed,
-      displayFields: display,
-      createdBy: c.get("principal").keyId,
-      createdAt: Date.now(),
-    }),
-    countEncryptions,
-    db
-      .delete(credentialVersions)
-      .where(
-        and(
-          eq(credentialVersions.tenantId, row.tenantId),
-          eq(credentialVersions.credentialId, row.id),
-          lte(credentialVersions.version, version - KEPT_VERSIONS),
-        ),
-      ),
-  ] as const;
-}
-
-type VisibleChange = Partial<Pick<CredentialRow, "name" | "currentVersion" | "status" | "deletedAt">>;
-
-/**
- * A change a client can see: the next row, and the statement that writes it with `revision` set to the
- * revision read plus one. Migration 0006's trigger aborts that statement's batch unless the stored
- * revision is still the one read, so of two writers that read the same revision (and passed the same
- * If-Match) exactly one commits. Writes a client does not see (live test results, the cron purge) leave
- * `revision` out of their SET, and the trigger does not fire for them.
- */
-function visibleChange(db: Database, row: CredentialRow, changes: VisibleChange) {
-  const next: CredentialRow = { ...row, ...changes, revision: row.revision + 1, updatedAt: Date.now() };
-  const statement = db
-    .update(credentials)
-    .set({ ...changes, revision: next.revision, updatedAt: next.updatedAt })
-    .where(and(eq(credentials.tenantId, row.tenantId), eq(credentials.id, row.id)));
-  return { next, statement };
+    stage: null,
+    createdBy: c.get("principal").keyId,
+    now,
+  });
+  const { next, statements } = makeCurrentStatements(db, row, version, now, changes);
+  return { next, statements: [...insert, ...statements] };
 }
 
 function assertFresh(c: Context<AppEnv>, row: CredentialRow): void {
@@ -304,6 +273,48 @@ const restoreCredential = route({
   },
 });
 
+const configureCredentialRotation = route({
+  method: "put",
+  path: "/{id}/rotation",
+  summary: "Set how the credential rotates (assisted, provider or external) and its schedule",
+  middleware: [requireScope("credentials:write")] as const,
+  request: { params: IdParam, body: jsonBody(CredentialRotationConfigSchema) },
+  responses: {
+    200: jsonContent(
+      CredentialRotationConfiguredSchema,
+      "The rotation; an external endpoint's signing secret the first time (no-store).",
+    ),
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "VALIDATION_FAILED", "CONFLICT", "SEALED"),
+  },
+});
+const disableCredentialRotation = route({
+  method: "delete",
+  path: "/{id}/rotation",
+  summary: "Stop rotating the credential on a schedule",
+  middleware: [requireScope("credentials:write")] as const,
+  request: { params: IdParam },
+  responses: {
+    204: { description: "No rotation configured any more." },
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "CONFLICT", "SEALED"),
+  },
+});
+const rotateCredential = route({
+  method: "post",
+  path: "/{id}/rotate",
+  summary: "Rotate now: mint through the automatic method, or test and promote an entered new value",
+  middleware: [requireScope("credentials:write")] as const,
+  request: { params: IdParam, body: jsonBody(RotateCredentialSchema) },
+  responses: {
+    202: jsonContent(CredentialRotationSchema, "The rotation started; follow it on GET .../{id}."),
+    ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "VALIDATION_FAILED", "CONFLICT", "SEALED"),
+  },
+});
+
+async function rotationOf(db: Database, row: CredentialRow) {
+  const runs = await latestRuns(db, row.tenantId, [row.id]);
+  return credentialRotationView(await findRotationConfig(db, row), runs.get(row.id));
+}
+
 export const credentialRoutes = createRouter()
   .openapi(createCredential, async (c) => {
     const principal = c.get("principal");
@@ -334,16 +345,26 @@ export const credentialRoutes = createRouter()
       lastTestedAt: null,
       providerExpiresAt: null,
       providerAccount: null,
+      nextTestAt: now + RETEST_INTERVAL_MS,
       createdBy: principal.keyId,
       createdAt: now,
       updatedAt: now,
     };
-    const warnings = assertValid(service, row, body.fields);
-    const [insertVersion, countEncryptions] = await newVersionStatements(c, db, row, 1, body.fields);
+    const warnings = assertValidFields(service, row, body.fields);
+    const version = await sealedVersionStatements(await unseal(c.env, db), db, {
+      tenantId: row.tenantId,
+      credentialId: row.id,
+      serviceId: row.serviceId,
+      version: 1,
+      fields: body.fields,
+      stage: "current",
+      createdBy: principal.keyId,
+      now,
+    });
     await commitWithAudit(
       c.env,
       auditActor(c),
-      [db.insert(credentials).values(row), insertVersion, countEncryptions],
+      [db.insert(credentials).values(row), ...version],
       [
         {
           action: "credential.create",
@@ -385,7 +406,7 @@ export const credentialRoutes = createRouter()
     const last = page.at(-1)?.credential;
     return c.json(
       {
-        items: page.map((r) => credentialView(r.credential, r.version)),
+        items: await credentialViews(db, tenantId, page),
         next_cursor:
           rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt, id: last.id }) : null,
       },
@@ -402,27 +423,17 @@ export const credentialRoutes = createRouter()
     const row = await findOwnCredential(db, c.get("principal").tenantId, c.req.valid("param").id);
     assertFresh(c, row);
     const body = c.req.valid("json");
-    const { next, statement } = visibleChange(db, row, {
-      name: body.name ?? row.name,
-      currentVersion: body.fields ? row.currentVersion + 1 : row.currentVersion,
-    });
-    const warnings = body.fields ? assertValid(requireService(row.serviceId), row, body.fields) : [];
-    const versionStatements = body.fields
-      ? await newVersionStatements(c, db, row, next.currentVersion, body.fields)
-      : [];
-    await commitWithAudit(
-      c.env,
-      auditActor(c),
-      [statement, ...versionStatements],
-      [
-        {
-          action: "credential.update",
-          targetType: "credential",
-          targetId: row.id,
-          detail: { version: next.currentVersion, fields: Object.keys(body.fields ?? {}).sort() },
-        },
-      ],
-    ).catch(concurrentChangeFailed);
+    const name = body.name ?? row.name;
+    const warnings = body.fields ? assertValidFields(requireService(row.serviceId), row, body.fields) : [];
+    const { next, statements } = await changeCredential(c, db, row, body.fields, { name });
+    await commitWithAudit(c.env, auditActor(c), statements, [
+      {
+        action: "credential.update",
+        targetType: "credential",
+        targetId: row.id,
+        detail: { version: next.currentVersion, fields: Object.keys(body.fields ?? {}).sort() },
+      },
+    ]).catch(concurrentChangeFailed);
     return c.json(await detailOf(db, next, warnings), 200, { etag: etagOf(next) });
   })
   .openapi(rollbackCredential, async (c) => {
@@ -430,27 +441,19 @@ export const credentialRoutes = createRouter()
     const row = await findOwnCredential(db, c.get("principal").tenantId, c.req.valid("param").id);
     assertFresh(c, row);
     const target = await findVersion(db, row, c.req.valid("json").version);
-    const keys = await unseal(c.env, db);
-    const fields = await openValues(
-      keys,
-      db,
-      { tenantId: row.tenantId, recordId: credentialRecordId(row.id, target.version) },
-      target.sealedFields,
-    );
-    const { next, statement } = visibleChange(db, row, { currentVersion: row.currentVersion + 1 });
-    await commitWithAudit(
-      c.env,
-      auditActor(c),
-      [statement, ...(await newVersionStatements(c, db, row, next.currentVersion, fields))],
-      [
-        {
-          action: "credential.rollback",
-          targetType: "credential",
-          targetId: row.id,
-          detail: { from_version: target.version, version: next.currentVersion },
-        },
-      ],
-    ).catch(concurrentChangeFailed);
+    // A pending version has not passed its live test: only its rotation may promote it.
+    if (target.stage === "pending")
+      throw new ApiError("CONFLICT", "That version is a rotation's pending value.");
+    const fields = await openVersion(await unseal(c.env, db), db, target);
+    const { next, statements } = await changeCredential(c, db, row, fields);
+    await commitWithAudit(c.env, auditActor(c), statements, [
+      {
+        action: "credential.rollback",
+        targetType: "credential",
+        targetId: row.id,
+        detail: { from_version: target.version, version: next.currentVersion },
+      },
+    ]).catch(concurrentChangeFailed);
     return c.json(await detailOf(db, next), 200, { etag: etagOf(next) });
   })
   .openapi(revealCredential, async (c) => {
@@ -458,13 +461,7 @@ export const credentialRoutes = createRouter()
     await assertStepUp(c, db, c.req.valid("json").totp);
     const row = await findOwnCredential(db, c.get("principal").tenantId, c.req.valid("param").id);
     const version = await findVersion(db, row, c.req.valid("json").version);
-    const keys = await unseal(c.env, db);
-    const fields = await openValues(
-      keys,
-      db,
-      { tenantId: row.tenantId, recordId: credentialRecordId(row.id, version.version) },
-      version.sealedFields,
-    );
+    const fields = await openVersion(await unseal(c.env, db), db, version);
     // Audited before anything is returned: if the audit write fails, nothing is revealed (Vault's rule).
     await commitWithAudit(
       c.env,
@@ -484,51 +481,15 @@ export const credentialRoutes = createRouter()
   .openapi(testCredential, async (c) => {
     const db = database(c.env.DB);
     const row = await findOwnCredential(db, c.get("principal").tenantId, c.req.valid("param").id);
-    const version = await findVersion(db, row);
-    const keys = await unseal(c.env, db);
-    const fields = await openValues(
-      keys,
-      db,
-      { tenantId: row.tenantId, recordId: credentialRecordId(row.id, version.version) },
-      version.sealedFields,
-    );
-    const result = await runProbe(requireService(row.serviceId), fields, {
-      fetch: providerFetch(c.env),
-      environment: row.environment,
-    });
-    const now = Date.now();
-    await commitWithAudit(
-      c.env,
-      auditActor(c),
-      [
-        db
-          .update(credentials)
-          .set({
-            lastTestStatus: result.status,
-            lastTestReason: result.reason,
-            lastTestLatencyMs: result.latency_ms,
-            lastTestedAt: now,
-            ...(result.expires_at !== undefined ? { providerExpiresAt: result.expires_at } : {}),
-            ...(result.account !== undefined ? { providerAccount: result.account } : {}),
-          })
-          .where(and(eq(credentials.tenantId, row.tenantId), eq(credentials.id, row.id))),
-      ],
-      [
-        {
-          action: "credential.test",
-          targetType: "credential",
-          targetId: row.id,
-          detail: { status: result.status, reason: result.reason },
-        },
-      ],
-    );
+    const result = await liveTestCredential(c.env, db, auditActor(c), row);
     return c.json(probeView(result), 200);
   })
   .openapi(deleteCredential, async (c) => {
     const db = database(c.env.DB);
     const row = await findOwnCredential(db, c.get("principal").tenantId, c.req.valid("param").id);
     assertFresh(c, row);
-    const { statement } = visibleChange(db, row, { status: "deleted", deletedAt: Date.now() });
+    const now = Date.now();
+    const { statement } = visibleChange(db, row, { status: "deleted", deletedAt: now }, now);
     await commitWithAudit(
       c.env,
       auditActor(c),
@@ -544,7 +505,12 @@ export const credentialRoutes = createRouter()
     if (row.deletedAt !== null && Date.now() - row.deletedAt > RESTORE_WINDOW_MS) {
       throw new ApiError("NOT_FOUND", "No such credential.");
     }
-    const { next: restored, statement } = visibleChange(db, row, { status: "active", deletedAt: null });
+    const { next: restored, statement } = visibleChange(
+      db,
+      row,
+      { status: "active", deletedAt: null },
+      Date.now(),
+    );
     await commitWithAudit(
       c.env,
       auditActor(c),
@@ -552,4 +518,35 @@ export const credentialRoutes = createRouter()
       [{ action: "credential.restore", targetType: "credential", targetId: row.id }],
     ).catch(concurrentChangeFailed);
     return c.json(await detailOf(db, restored), 200, { etag: etagOf(restored) });
+  })
+  .openapi(configureCredentialRotation, async (c) => {
+    const db = database(c.env.DB);
+    const row = await findOwnCredential(db, c.get("principal").tenantId, c.req.valid("param").id);
+    const { signingSecret } = await configureRotation(
+      c.env,
+      auditActor(c),
+      row,
+      c.req.valid("json"),
+      Date.now(),
+    );
+    const rotation = await rotationOf(db, row);
+    return signingSecret
+      ? c.json({ ...rotation, signing_secret: signingSecret }, 200, NO_STORE)
+      : c.json(rotation, 200);
+  })
+  .openapi(disableCredentialRotation, async (c) => {
+    const db = database(c.env.DB);
+    const row = await findOwnCredential(db, c.get("principal").tenantId, c.req.valid("param").id);
+    await disableRotation(c.env, auditActor(c), row);
+    return c.body(null, 204);
+  })
+  .openapi(rotateCredential, async (c) => {
+    const db = database(c.env.DB);
+    const row = await findOwnCredential(db, c.get("principal").tenantId, c.req.valid("param").id);
+    const { fields } = c.req.valid("json");
+    await startCredentialRotation(c.env, row, auditActor(c), {
+      ...(fields ? { fields } : {}),
+      now: Date.now(),
+    });
+    return c.json(await rotationOf(db, row), 202);
   });

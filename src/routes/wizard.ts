@@ -8,10 +8,11 @@ import { assertStepUp, TOTP_HEADER } from "../auth/step-up";
 import { type ProbeResult, runProbe } from "../catalog/run-probe";
 import { generateFieldValue, maskValue, validateCredential } from "../catalog/validate";
 import { ProbeResultSchema } from "../credentials/credential-schemas";
+import { sealedVersionStatements } from "../credentials/credential-versions";
 import { probeView } from "../credentials/credential-view";
 import { providerFetch } from "../credentials/provider-fetch";
 import { requireService } from "../credentials/require-service";
-import { credentialRecordId, displayValues, openValues, sealValues } from "../credentials/sealed-fields";
+import { displayValues, openValues, sealValues } from "../credentials/sealed-fields";
 import { newId } from "../crypto/random";
 import { type Database, database } from "../db/client";
 import {
@@ -19,7 +20,6 @@ import {
   alertRules,
   apiKeys,
   credentials,
-  credentialVersions,
   securityPolicies,
   tenants,
   wizardCommits,
@@ -715,12 +715,16 @@ export const wizardRoutes = createRouter()
       const service = requireService(serviceId, "service_ids");
       const values = fieldsUnder(plain, serviceSlots(serviceId));
       const credentialId = newId("cred");
-      const { sealed, countEncryptions } = await sealValues(
-        keys,
-        db,
-        { tenantId: principal.tenantId, recordId: credentialRecordId(credentialId, 1) },
-        values,
-      );
+      const version = await sealedVersionStatements(keys, db, {
+        tenantId: principal.tenantId,
+        credentialId,
+        serviceId,
+        version: 1,
+        fields: values,
+        stage: "current",
+        createdBy: principal.keyId,
+        now,
+      });
       const probe = state.steps.testing?.results[serviceId];
       statements.push(
         db.insert(credentials).values({
@@ -744,17 +748,7 @@ export const wizardRoutes = createRouter()
           createdAt: now,
           updatedAt: now,
         }),
-        db.insert(credentialVersions).values({
-          credentialId,
-          tenantId: principal.tenantId,
-          version: 1,
-          sealedFields: sealed,
-          displayFields: displayValues(service.fields, values),
-          stage: "current",
-          createdBy: principal.keyId,
-          createdAt: now,
-        }),
-        countEncryptions,
+        ...version,
       );
       credentialIds.push(credentialId);
       events.push({
