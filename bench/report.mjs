@@ -55,7 +55,7 @@ const spread = (f) =>
     : `±${Math.round(((Math.max(...f.runs) - Math.min(...f.runs)) / 2 / f.rps) * 100)}%`;
 const change = (to, from) => `${to >= from ? "+" : ""}${((to / from - 1) * 100).toFixed(1)}%`;
 
-function table(head, rows) {
+export function table(head, rows) {
   const widths = head.map((title, i) => Math.max(title.length, ...rows.map((row) => String(row[i]).length)));
   const line = (cells) =>
     cells
@@ -178,7 +178,7 @@ const round3 = (n) => Math.round(n * 1000) / 1000;
 
 /** The whole printout: readable tables, then the summary as one JSON object on the last line. */
 export function printReport(
-  { main, vault, scaling, stock, smallCount, largeCount, passSize },
+  { main, vault, scaling, stock, smallCount, largeCount, passSize, scheduler },
   settings,
   root,
 ) {
@@ -268,6 +268,7 @@ export function printReport(
       stock.healthz,
     ),
   ];
+  out.push("", ...scheduler.lines);
   const all = [
     ...Object.entries(main).map(([k, f]) => [`stage 1 ${k}`, f]),
     ...Object.entries(vault).map(([k, f]) => [`vault ${k}`, f]),
@@ -341,6 +342,7 @@ export function printReport(
     ),
     stock_ratelimit_verify_warm_ratio: rps(stock.warm, stock.healthz),
     stock_ratelimit_verify_bad_checksum_ratio: rps(stock.badChecksum, stock.healthz),
+    ...scheduler.summary,
     other_processes_max_cpu: round3(others),
     wrong_responses: all.reduce((total, [, f]) => total + f.bad, 0),
     targets_met: {

@@ -1,6 +1,7 @@
 // `npm run bench`: builds the worker, runs it on workerd (bench/host.mjs, one process per instance),
 // drives it with autocannon (bench/load.mjs, its own process) and prints verify throughput against
-// /healthz. The last line printed is one JSON object with the figures. See bench/README.md.
+// /healthz, then the rotation scheduler's figures (bench/scheduler.mjs). The last line printed is one JSON
+// object with the figures. BENCH_ONLY=scheduler runs the scheduler stage alone. See bench/README.md.
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
@@ -11,6 +12,7 @@ import { forkWorker } from "./ipc.mjs";
 import { generateKey } from "./keys.mjs";
 import { saveProfile, startProfile, summarizeProfile } from "./profile.mjs";
 import { printReport, summarize } from "./report.mjs";
+import { runSchedulerStage, schedulerReport } from "./scheduler.mjs";
 import {
   cpuSeconds,
   log,
@@ -23,6 +25,10 @@ import {
 
 const BENCH = dirname(fileURLToPath(import.meta.url));
 const ROOT = dirname(BENCH);
+const clock = () => {
+  const t = performance.now();
+  return () => `${((performance.now() - t) / 1000).toFixed(0)} s`;
+};
 
 const SETTINGS = {
   connections: Number(process.env.BENCH_CONNECTIONS ?? 32),
@@ -50,6 +56,10 @@ const COLD_REPEAT_GAP_MS = SETTINGS.keyCacheTtlMs + 500;
 /** BENCH_PROFILE=1: CPU-profile the worker isolate during stage 1 (slows it; for attribution only). */
 const PROFILE = process.env.BENCH_PROFILE === "1";
 const INSPECTOR_PORT = 9329;
+/** BENCH_ONLY=scheduler: build, run the scheduler stage alone, print its figures. */
+const ONLY = process.env.BENCH_ONLY;
+if (ONLY !== undefined && ONLY !== "scheduler")
+  throw new Error(`BENCH_ONLY: unknown stage "${ONLY}" (scheduler)`);
 
 function build(buildDir) {
   log("building the worker (wrangler deploy --dry-run)");
@@ -60,6 +70,8 @@ function build(buildDir) {
   });
   // The entry the harness loads: imports the bundle, swaps in the in-isolate ratelimit binding.
   copyFileSync(join(BENCH, "worker-entry.mjs"), join(buildDir, "bench-entry.mjs"));
+  // The scheduler stage's entry: counts D1 calls, records Workflow and Queue calls (bench/scheduler.mjs).
+  copyFileSync(join(BENCH, "scheduler-entry.mjs"), join(buildDir, "scheduler-entry.mjs"));
 }
 
 function reportProfile(label, profile, bundleDir) {
@@ -80,13 +92,29 @@ async function main(cleanup) {
   const buildDir = join(work, "build");
   build(buildDir);
 
-  const load = forkWorker(join(BENCH, "load.mjs"));
-  cleanup.push(() => stopChild(load.child));
   const worker = readWranglerToml(ROOT);
   const secrets = {
     MASTER_KEY: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64"),
     BOOTSTRAP_TOKEN: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url"),
   };
+  const schedulerStage = async () => {
+    const took = clock();
+    const result = await runSchedulerStage({
+      bench: BENCH,
+      root: ROOT,
+      work,
+      buildDir,
+      worker,
+      secrets,
+      ratelimitLimit: SETTINGS.ratelimitLimit,
+    });
+    log(`scheduler stage took ${took()}`);
+    return schedulerReport(result);
+  };
+  if (ONLY === "scheduler") return { scheduler: await schedulerStage() };
+
+  const load = forkWorker(join(BENCH, "load.mjs"));
+  cleanup.push(() => stopChild(load.child));
   const instances = [];
   const start = async (name, storedKeys, options = {}) => {
     const instance = await startInstance({
@@ -194,10 +222,6 @@ async function main(cleanup) {
   const passKeys = (instance) => instance.seeded.slice(0, SETTINGS.storedSmall - 3);
   const unknownKeys = Array.from({ length: 80_000 }, () => generateKey(small.prefix));
   const unknownWarmup = { bodies: unknownKeys.slice(60_000).map((key) => JSON.stringify({ key })) };
-  const clock = () => {
-    const t = performance.now();
-    return () => `${((performance.now() - t) / 1000).toFixed(0)} s`;
-  };
 
   // Stage 1, 1,000 keys stored: every scenario. Rounds of healthz / warm / bad checksum / cached miss,
   // each followed by a cold pass; the passes go over the same 997 keys, spaced past the cache TTL by
@@ -315,6 +339,10 @@ async function main(cleanup) {
   const stock = Object.fromEntries(Object.entries(stockRuns).map(([k, runs]) => [k, summarize(runs)]));
   log(`stage 3 took ${took()}`);
 
+  // Stage 4: the rotation scheduler, on an instance of its own (the others are stopped first).
+  await small.stop();
+  const scheduler = await schedulerStage();
+
   return {
     main,
     vault: vaultSummary,
@@ -323,6 +351,7 @@ async function main(cleanup) {
     smallCount: small.storedCount,
     largeCount: large.storedCount,
     passSize: passKeys(small).length,
+    scheduler,
   };
 }
 
@@ -339,7 +368,12 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
 try {
   const results = await main(cleanup);
   await runCleanup();
-  printReport(results, SETTINGS, ROOT);
+  if (ONLY === "scheduler") {
+    console.log(results.scheduler.lines.join("\n"));
+    console.log(JSON.stringify(results.scheduler.summary));
+  } else {
+    printReport(results, SETTINGS, ROOT);
+  }
 } catch (error) {
   await runCleanup();
   console.error(error);

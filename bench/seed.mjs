@@ -1,4 +1,4 @@
-// Database set-up done straight on the harness's D1 (never through the API): migrations and bulk key rows.
+// Database set-up done straight on the harness's D1 (never through the API): migrations and bulk rows.
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
@@ -21,13 +21,20 @@ export async function applyMigrations(db, migrationsDir) {
 }
 
 const literal = (value) =>
-  typeof value === "number" ? String(value) : `'${String(value).replaceAll("'", "''")}'`;
+  value === null
+    ? "NULL"
+    : typeof value === "number"
+      ? String(value)
+      : `'${String(value).replaceAll("'", "''")}'`;
 
-/** Inserts api_keys rows (objects keyed by column name) as multi-row INSERTs, a few statements per batch. */
-export async function insertKeyRows(db, rows) {
+/** Inserts api_keys rows (objects keyed by column name). */
+export const insertKeyRows = (db, rows) => insertRows(db, "api_keys", rows);
+
+/** Inserts rows of `table` (objects keyed by column name) as multi-row INSERTs, a few statements per batch. */
+export async function insertRows(db, table, rows) {
   if (rows.length === 0) return;
   const columns = Object.keys(rows[0]);
-  const head = `INSERT INTO api_keys (${columns.join(", ")}) VALUES `;
+  const head = `INSERT INTO ${table} (${columns.join(", ")}) VALUES `;
   const statements = [];
   for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
     const values = rows
