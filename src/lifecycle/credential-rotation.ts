@@ -164,6 +164,22 @@ export async function beginCredentialRotation(
   }
   const method = (await requireConfig(db, row)).method;
   if (method === "provider") providerRotator(row);
+  if (run.step === "queued") {
+    // The run shows the step it is at (GET .../{id} `rotation.in_progress.step`) from its first step on.
+    await commitWithAudit(
+      env,
+      rotationActor(params),
+      [runStepStatement(db, params.runId, "create", params.now)],
+      [
+        {
+          action: "credential.rotation_start",
+          targetType: "credential",
+          targetId: row.id,
+          detail: { run_id: params.runId, method, trigger: run.trigger },
+        },
+      ],
+    );
+  }
   return {
     mode: method === "provider" ? "provider" : "external",
     fromVersion,
@@ -290,7 +306,8 @@ export async function createPendingVersion(
 }
 
 /**
- * Step "test": the successor probed live with the catalogue's probe. `valid` moves on. An entered value that
+ * Step "test": an external rotation's endpoint is asked to test the successor, then the successor is probed
+ * live with the catalogue's probe. `valid` moves on. An entered value that
  * the provider rejects is final. A freshly minted key may not work for a few seconds (AWS IAM keys propagate
  * eventually), so for a minted one any other verdict is thrown for the step to retry with backoff; when
  * the retries run out, the rotation fails.
@@ -305,6 +322,17 @@ export async function testPendingVersion(
   const row = await activeCredential(db, params);
   const successor = await findVersionRow(db, row, version);
   if (!successor) throw new RotationStopped("The new version is gone.");
+  if (plan.mode === "external") {
+    // The tenant's endpoint checks the new value in its own systems first (AWS Secrets Manager's testSecret).
+    await callExternalRotator(env, {
+      ...(await externalEndpoint(env, db, await requireConfig(db, row))),
+      step: "test",
+      credentialId: row.id,
+      runId: params.runId,
+      version,
+      providerKeyId: successor.providerKeyId,
+    });
+  }
   const fields = await openVersion(await unseal(env, db), db, successor);
   const result = await runProbe(requireService(row.serviceId), fields, {
     fetch: providerFetch(env),

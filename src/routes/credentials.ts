@@ -213,7 +213,8 @@ const updateCredential = route({
 const rollbackCredential = route({
   method: "post",
   path: "/{id}/rollback",
-  summary: "Make an older version current again (as a new version). Requires If-Match.",
+  summary:
+    "Make an older version current again (as a new version; the old current becomes previous). Requires If-Match.",
   middleware: [requireScope("credentials:write")] as const,
   request: { params: IdParam, headers: IfMatchHeader, body: jsonBody(RollbackCredentialSchema) },
   responses: {
@@ -221,6 +222,7 @@ const rollbackCredential = route({
     ...problems(
       ...AUTH_PROBLEMS,
       "NOT_FOUND",
+      "CONFLICT",
       "PRECONDITION_FAILED",
       "PRECONDITION_REQUIRED",
       "INTEGRITY_ERROR",

@@ -171,6 +171,7 @@ describe("external rotation crash matrix (threat model cases 20, 32)", () => {
   }: Rotated & { endpoint: ExternalEndpointStandIn }) {
     expect(endpoint.mintCount).toBe(1);
     expect(endpoint.calls.filter((call) => call.step === "create")).toHaveLength(1);
+    expect(endpoint.calls.filter((call) => call.step === "test")).toHaveLength(1);
     const revoked = endpoint.calls.filter((call) => call.step === "revoke");
     expect(revoked.map((call) => call.body.version)).toEqual([1]);
     const plain = await decryptedVersions(tenant.id, credentialId);

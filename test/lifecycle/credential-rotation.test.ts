@@ -349,6 +349,13 @@ describe("a provider refusing mid-rotation (threat model case 32)", () => {
     const etag = (await callJson("GET", `/api/v1/credentials/${id}`, { key: tenant.adminKey })).headers.get(
       "etag",
     );
+    // The pending version has not passed its test: no rollback may make it current.
+    const toPending = await callJson("POST", `/api/v1/credentials/${id}/rollback`, {
+      key: tenant.adminKey,
+      body: { version: 2 },
+      headers: { "if-match": etag as string },
+    });
+    expect(toPending.status).toBe(409);
     const entered = sendgrid.api.addKey("entered by hand", ["mail.send"]).key;
     const patched = await callJson<Detail>("PATCH", `/api/v1/credentials/${id}`, {
       key: tenant.adminKey,
