@@ -1,11 +1,13 @@
 // `npm start`: everything a fresh checkout needs to run Keywarden locally, without questions.
 // Creates .dev.vars (random MASTER_KEY and BOOTSTRAP_TOKEN), applies D1 migrations locally,
 // serves on http://127.0.0.1:8787 (or $PORT) with the local-only switches set in .dev.vars
-// (scripts/dev-args.mjs) and seeds a demo tenant whose admin key it prints once.
+// (scripts/dev-args.mjs), seeds a demo tenant whose admin key it prints once, and fires wrangler.toml's
+// Cron Triggers on their schedule (scripts/local-cron.mjs), which `wrangler dev` alone never does.
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { parseDevVars, wranglerDevArgs } from "./dev-args.mjs";
+import { configuredCrons, minuteStep, runLocalCron, SCHEDULED_PATH } from "./local-cron.mjs";
 
 const HOST = "127.0.0.1";
 const PORT = Number(process.env.PORT ?? 8787);
@@ -72,6 +74,9 @@ async function ensureDemoTenant(bootstrapToken) {
 
 ensureDevVars();
 const devVars = readDevVars();
+// Read (and refused if of a shape the local clock cannot fire) before anything starts.
+const crons = await configuredCrons();
+for (const expression of crons) minuteStep(expression);
 applyMigrations();
 const child = spawn("wrangler", wranglerDevArgs({ host: HOST, port: PORT, devVars }), {
   stdio: "inherit",
@@ -82,12 +87,17 @@ child.on("exit", (code) => process.exit(code ?? 0));
 
 await waitForHealth(child);
 const demo = await ensureDemoTenant(devVars.BOOTSTRAP_TOKEN);
+// Readable in a terminal: "+" is a space in a query, and cron fields need no other escaping.
+const fastForward = `${ORIGIN}${SCHEDULED_PATH}?cron=${(crons[0] ?? "").replaceAll(" ", "+")}&time=`;
 console.log(`
   Keywarden is running at ${ORIGIN}
   Wizard:         ${ORIGIN}/
   API reference:  ${ORIGIN}/docs/
-  Cron trigger:   curl '${ORIGIN}/cdn-cgi/local/scheduled'
+  Cron:           ${crons.join(", ") || "none"} (wrangler.toml), fired by npm start; one line per tick below
+  Fast-forward:   curl -X POST "${fastForward}$(( $(date +%s) * 1000 + 31*86400000 ))"
   Demo tenant:    ${demo.tenant_id}
   Admin key:      ${demo.admin_key}${demo.created ? "   (new: shown here and kept in .wrangler/demo-tenant.json)" : ""}
   Bootstrap token and master key: .dev.vars
 `);
+// Stops with the process, which exits with wrangler.
+runLocalCron({ origin: ORIGIN, crons });

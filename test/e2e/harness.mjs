@@ -36,6 +36,25 @@ export async function stopAll() {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Polls `probe` until it returns a truthy value and returns that value; fails after `timeoutMs` with what
+ * was awaited and the last value seen. For work the worker finishes in the background (Workflows).
+ */
+export async function eventually(what, probe, { timeoutMs = 20_000, everyMs = 150 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    last = await probe();
+    if (last?.done) return last.value;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}; last seen: ${JSON.stringify(last?.value)}`,
+      );
+    }
+    await sleep(everyMs);
+  }
+}
+
 export function freePort() {
   return new Promise((res, rej) => {
     const srv = createNetServer();

@@ -3,9 +3,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { configuredCrons, fireTick } from "../../scripts/local-cron.mjs";
 import {
   apiAs,
   createTenant,
+  eventually,
   launchBrowser,
   randomAlnum,
   SHOTS,
@@ -25,15 +27,21 @@ let hook;
 let browser;
 let tenantA;
 let tenantB;
+let tenantC;
 let wizardId;
+let crons;
 
 before(
   async () => {
     standIn = await startProviderStandIn();
     hook = await startWebhookReceiver();
     kw = await startKeywarden({ standInOrigin: standIn.origin });
-    [tenantA, tenantB] = [await createTenant(kw, "Acme (e2e)"), await createTenant(kw, "Other tenant (e2e)")];
-    browser = await launchBrowser();
+    [tenantA, tenantB, tenantC] = [
+      await createTenant(kw, "Acme (e2e)"),
+      await createTenant(kw, "Other tenant (e2e)"),
+      await createTenant(kw, "Rotating tenant (e2e)"),
+    ];
+    [browser, crons] = await Promise.all([launchBrowser(), configuredCrons()]);
   },
   { timeout: 240_000 },
 );
@@ -130,7 +138,7 @@ describe("the setup wizard in a browser", { timeout: 300_000 }, () => {
 
       // Step 1: the catalogue, filtered and searched.
       await expectStep(page, 1, "Choose services");
-      await page.getByLabel("Search services").fill("stri");
+      await page.getByLabel("Search services").fill("strip");
       assert.equal(await page.locator(".svc:visible").count(), 1);
       await page.getByLabel("Stripe", { exact: true }).check();
       await page.getByLabel("Search services").fill("");
@@ -356,9 +364,12 @@ describe("the setup wizard in a browser", { timeout: 300_000 }, () => {
         assert.equal(k.security_level, "enterprise");
         assert.equal(k.environment, "live");
         assert.deepEqual(k.ip_allowlist, ["203.0.113.0/24", "198.51.100.7", "127.0.0.1"]);
-        assert.ok(k.expires_at, "a 90-day rotation gives the key an expiry");
-        const days = (Date.parse(k.expires_at) - Date.now()) / 86_400_000;
-        assert.ok(days > 89 && days <= 90, `expires in ${days} days`);
+        // A rotation policy schedules rotation; it is not an expiry.
+        assert.equal(k.expires_at, null);
+        assert.equal(k.rotation.policy_days, 90);
+        assert.equal(k.rotation.state, "idle");
+        const days = (Date.parse(k.rotation.next_rotation_at) - Date.now()) / 86_400_000;
+        assert.ok(days > 89 && days <= 90, `rotates in ${days} days`);
       }
       assert.deepEqual(wizardKeys.map((k) => k.service_id).sort(), ["openai", "openai", "stripe", "stripe"]);
       assert.equal(wizardKeys.filter((k) => k.backup_of_id).length, 2);
@@ -459,5 +470,154 @@ describe("the setup wizard in a browser", { timeout: 300_000 }, () => {
       await page.goto("/admin/wizards/api-key-management");
       await page.getByRole("heading", { name: "Sign in to the setup wizard" }).waitFor();
     });
+  });
+});
+
+const DAY_MS = 86_400_000;
+const verifyAs = async (adminKey, key) =>
+  (await apiAs(kw, adminKey, "POST", "/api/v1/keys/verify", { key })).body;
+
+/** The cron of wrangler.toml fired as `npm start` fires it, at a chosen (future) time. */
+async function fastForwardTo(time) {
+  const tick = await fireTick(kw.origin, crons[0], time);
+  assert.ok(tick.ok, tick.line);
+}
+
+describe("scheduled rotation of a wizard-issued key, fast-forwarded by the cron", {
+  timeout: 120_000,
+}, () => {
+  test("an admin chooses every 30 days; 31 days on the key has rotated, and after the overlap the old key stops", {
+    timeout: 90_000,
+  }, async () => {
+    const providerKey = `sk-proj-${randomAlnum(56)}`;
+    let oldKey;
+    let committedAt;
+    let wizard;
+    await scenario("rotation", DESKTOP, async ({ page }) => {
+      await page.goto("/");
+      await signIn(page, tenantC.adminKey);
+      await expectStep(page, 1, "Choose services");
+      await page.getByLabel("OpenAI", { exact: true }).check();
+      await page.getByRole("button", { name: "Continue to security" }).click();
+
+      await expectStep(page, 2, "Configure security");
+      wizard = new URL(page.url()).hash.replace("#wizard=", "");
+      assert.ok(await page.getByLabel("Enhanced", { exact: true }).isChecked());
+      await page.getByLabel("Every 30 days").check();
+      await page.getByRole("button", { name: "Save and continue to keys" }).click();
+
+      await expectStep(page, 3, "Enter or generate keys");
+      await page.getByLabel("API key", { exact: true }).fill(providerKey);
+      await page.getByRole("button", { name: "Save OpenAI credentials" }).click();
+      await page.locator("form.svc-keys").getByText("Saved", { exact: true }).waitFor();
+      await page.getByRole("button", { name: "Continue to testing" }).click();
+
+      await expectStep(page, 4, "Test and verify");
+      standIn.accept(providerKey);
+      await page.getByRole("button", { name: "Run live checks" }).click();
+      await page.getByText("Done: 1 of 1 services passed their live check.").waitFor();
+      await page.getByRole("button", { name: "Continue to monitoring" }).click();
+
+      await expectStep(page, 5, "Set up monitoring");
+      await page.getByRole("button", { name: "Save and continue to review" }).click();
+
+      // The review states the schedule; the key itself is issued by the commit and shown once there.
+      await expectStep(page, 6, "Review and commit");
+      const security = page.getByRole("region", { name: "Security" });
+      await security.locator("dd", { hasText: /^30 days$/ }).waitFor();
+      committedAt = Date.now();
+      await page.getByRole("button", { name: "Commit setup" }).click();
+      await page.getByRole("heading", { name: "Setup committed" }).waitFor();
+      const row = page.getByRole("group", { name: "OpenAI key", exact: true });
+      await row.getByRole("button", { name: "Reveal" }).click();
+      oldKey = await row.locator("code").textContent();
+      assert.match(oldKey, /^kw_test_[0-9A-Za-z]{32,}$/);
+      await shot(page, "9-rotation-committed");
+    });
+
+    // Committed: one key, on a 30-day schedule and without an expiry, that verifies.
+    const state = await apiAs(kw, tenantC.adminKey, "GET", `/api/v1/wizard/${wizard}`);
+    assert.equal(state.body.steps.security.rotation_policy, "30_days");
+    const [oldId] = state.body.commit.created.keys;
+    assert.equal(state.body.commit.created.keys.length, 1);
+    const getKey = async (id) => {
+      const res = await apiAs(kw, tenantC.adminKey, "GET", `/api/v1/keys/${id}`);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return res.body;
+    };
+    const issued = await getKey(oldId);
+    assert.equal(issued.expires_at, null);
+    assert.equal(issued.rotation.policy_days, 30);
+    assert.equal(issued.rotation.state, "idle");
+    const dueAt = Date.parse(issued.rotation.next_rotation_at);
+    assert.ok(dueAt >= committedAt + 30 * DAY_MS - 60_000 && dueAt <= Date.now() + 30 * DAY_MS);
+    assert.equal((await verifyAs(tenantC.adminKey, oldKey)).valid, true);
+
+    // Fast-forward 31 days: the tick claims the due key and its Workflow creates, tests and promotes the
+    // successor, then waits out the overlap.
+    const rotatedAt = Date.now() + 31 * DAY_MS;
+    await fastForwardTo(rotatedAt);
+    const rotating = await eventually(
+      "the old key promoted to its successor and in its overlap",
+      async () => {
+        const key = await getKey(oldId);
+        return {
+          done: Boolean(key.rotated_to_id) && key.rotation.in_progress?.step === "overlap",
+          value: key,
+        };
+      },
+    );
+    const successorId = rotating.rotated_to_id;
+    assert.equal(rotating.rotation.state, "in_progress");
+    const overlapEndsAt = Date.parse(rotating.rotation.in_progress.overlap_ends_at);
+    assert.equal(overlapEndsAt, rotatedAt + DAY_MS, "the default overlap is one day of the cron's clock");
+    const replaced = await eventually("verify to report replaced_by for the old key", async () => {
+      const verdict = await verifyAs(tenantC.adminKey, oldKey);
+      return { done: verdict.replaced_by === successorId, value: verdict };
+    });
+    assert.equal(replaced.valid, true, "the old key still verifies during the overlap");
+
+    // The successor: same service scope, a fresh 30-day period from the rotation, no expiry.
+    const successor = await getKey(successorId);
+    assert.deepEqual(successor.scopes, issued.scopes);
+    assert.equal(successor.expires_at, null);
+    assert.equal(successor.rotation.policy_days, 30);
+    assert.equal(Date.parse(successor.rotation.next_rotation_at), rotatedAt + 30 * DAY_MS);
+
+    // No delivery endpoint: the successor waits sealed for one pickup, which the admin makes.
+    const pickup = await apiAs(kw, tenantC.adminKey, "POST", `/api/v1/keys/${successorId}/pickup`);
+    assert.equal(pickup.status, 200, JSON.stringify(pickup.body));
+    assert.equal(pickup.body.key_id, successorId);
+    const newKey = pickup.body.key;
+    assert.match(newKey, /^kw_test_[0-9A-Za-z]{32,}$/);
+    assert.notEqual(newKey, oldKey);
+    const again = await apiAs(kw, tenantC.adminKey, "POST", `/api/v1/keys/${successorId}/pickup`);
+    assert.equal(again.status, 404, "a pickup is once only");
+    const fresh = await verifyAs(tenantC.adminKey, newKey);
+    assert.equal(fresh.valid, true);
+    assert.equal(fresh.key_id, successorId);
+
+    // Fast-forward past the overlap: the tick ends it, the Workflow retires the old key.
+    await fastForwardTo(overlapEndsAt);
+    const stopped = await eventually("the old key to stop verifying", async () => {
+      const verdict = await verifyAs(tenantC.adminKey, oldKey);
+      return { done: verdict.valid === false, value: verdict };
+    });
+    assert.equal(stopped.code, "DISABLED");
+    const retired = await eventually("the rotation run to complete", async () => {
+      const key = await getKey(oldId);
+      return { done: key.rotation.state === "idle", value: key };
+    });
+    assert.equal(retired.rotation.in_progress, undefined);
+    assert.equal(retired.rotation.next_rotation_at, null, "a retired key is not scheduled again");
+    const still = await verifyAs(tenantC.adminKey, newKey);
+    assert.equal(still.valid, true, "the successor keeps verifying");
+    assert.equal(still.replaced_by, undefined);
+
+    // The tenant's event stream tells the story for the alerting engine.
+    const events = await apiAs(kw, tenantC.adminKey, "GET", `/api/v1/events?subject_id=${oldId}`);
+    assert.equal(events.status, 200, JSON.stringify(events.body));
+    const kinds = events.body.items.map((e) => e.kind);
+    assert.ok(kinds.includes("rotation.started") && kinds.includes("rotation.completed"), kinds.join(", "));
   });
 });
