@@ -3,7 +3,7 @@
  * refusing mid-rotation (threat model case 32), assisted rotation (an admin's value tested, promoted, rolled
  * back), and the stage labels' invariant after every kind of change.
  */
-import { introspectWorkflow } from "cloudflare:test";
+import { introspectWorkflow, introspectWorkflowInstance } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { HttpResponse, http } from "msw";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +13,7 @@ import {
   type RotationPlan,
 } from "../../src/lifecycle/credential-rotation";
 import { ROTATION_RETRY_MS } from "../../src/lifecycle/key-rotation";
+import { OVERLAP_ENDED } from "../../src/lifecycle/rotation-params";
 import { callJson, createTenant, type TestTenant } from "../helpers/api";
 import { network } from "../setup/network";
 import {
@@ -268,6 +269,45 @@ describe("rotation settings of a credential", () => {
     expect(
       (await callJson("DELETE", `/api/v1/credentials/${id}/rotation`, { key: tenant.adminKey })).status,
     ).toBe(404);
+  });
+});
+
+describe("the overlap of a provider rotation", () => {
+  it("keeps the old key working in step overlap until the overlap-ended event, then revokes it", async () => {
+    const { id, original } = await sendgridCredential();
+    const params = await claimRun(tenant, id);
+    const instance = await introspectWorkflowInstance(env.CREDENTIAL_ROTATION, params.runId);
+    try {
+      await instance.modify(async (m) => {
+        await m.disableSleeps();
+        await m.disableRetryDelays();
+      });
+      await env.CREDENTIAL_ROTATION.create({ id: params.runId, params });
+      await instance.waitForStepResult({ name: "promote" });
+      const during = await storedState(id);
+      expect(during.runs).toMatchObject([{ state: "in_progress", step: "overlap" }]);
+      const run = await env.DB.prepare("SELECT overlap_ends_at FROM rotation_runs WHERE id = ?")
+        .bind(params.runId)
+        .first<{ overlap_ends_at: number }>();
+      expect(run?.overlap_ends_at).toBe(T0 + 86_400_000);
+      expect(during.credential?.current_version).toBe(2);
+      expect(sendgrid.isLive(original)).toBe(true);
+      expect((await detail(id)).body.rotation).toMatchObject({
+        state: "in_progress",
+        in_progress: { step: "overlap" },
+      });
+
+      // What the cron sends when its clock passes overlap_ends_at.
+      await (await env.CREDENTIAL_ROTATION.get(params.runId)).sendEvent({
+        type: OVERLAP_ENDED,
+        payload: { now: T0 + DAY },
+      });
+      await instance.waitForStatus("complete");
+      expect(sendgrid.isLive(original)).toBe(false);
+      expect((await storedState(id)).runs).toMatchObject([{ state: "completed" }]);
+    } finally {
+      await instance.dispose();
+    }
   });
 });
 
