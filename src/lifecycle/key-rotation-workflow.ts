@@ -96,7 +96,7 @@ async function deliverOrKeepForPickup(
         return await deliverHandoff(env, successorId, Date.now());
       } catch (error) {
         if (error instanceof HandoffDeliveryError && error.permanent) {
-          throw new NonRetryableError(error.message, error.name);
+          throw new NonRetryableError(error.message);
         }
         throw error;
       }
@@ -112,7 +112,7 @@ async function stopping<T>(work: Promise<T>): Promise<T> {
   try {
     return await work;
   } catch (error) {
-    if (error instanceof RotationStopped) throw new NonRetryableError(error.message, error.name);
+    if (error instanceof RotationStopped) throw new NonRetryableError(error.message);
     throw error;
   }
 }

@@ -60,11 +60,81 @@ export interface TickReport {
 }
 
 /**
+ * Workflows creates at most 100 instances a second per Workflow (Workflows limits, Workers Paid), and one
+ * `createBatch` carries at most 100: a tick sends one batch per Workflow a second, and waits out the rest of
+ * its wall-clock time (a cron invocation may run for 15 minutes; waiting costs no CPU).
+ */
+export const CREATE_INTERVAL_MS = 1_000;
+
+export interface TickOptions {
+  /** How the tick waits between two `createBatch` calls to one Workflow; tests pass a recorder. */
+  wait?: (ms: number) => Promise<void>;
+}
+
+interface ClaimedRun {
+  id: string;
+  tenant_id: string;
+  subject_id: string;
+}
+
+/** Starts claimed runs of one source, one paced `createBatch` at a time. */
+class RunStarter {
+  private batches = 0;
+  constructor(
+    private readonly env: Bindings,
+    private readonly source: Source,
+    private readonly wait: (ms: number) => Promise<void>,
+  ) {}
+
+  /**
+   * `createBatch` skips ids that already exist, so starting a run twice starts it once. Runs the platform
+   * refused (rate limit, outage) are marked to be started again by the next tick, and the refusal stops this
+   * source for this tick.
+   */
+  async start(runs: readonly ClaimedRun[], now: number): Promise<void> {
+    if (runs.length === 0) return;
+    if (this.batches++ > 0) await this.wait(CREATE_INTERVAL_MS);
+    const instances = runs.map((run) => ({
+      id: run.id,
+      params: {
+        runId: run.id,
+        tenantId: run.tenant_id,
+        subjectType: this.source.subjectType,
+        subjectId: run.subject_id,
+        now,
+      } satisfies RotationParams,
+    }));
+    let refused: string[];
+    let reason: string;
+    try {
+      const { errors } = await this.source.workflow(this.env).createBatch({ instances });
+      const failed = errors.filter((error) => !error.message.includes("already_exists"));
+      refused = failed.map((error) => error.id ?? instances[error.index]?.id ?? "");
+      reason = failed[0]?.message ?? "";
+    } catch (error) {
+      refused = instances.map((instance) => instance.id);
+      reason = error instanceof Error ? error.message : String(error);
+    }
+    if (refused.length === 0) return;
+    // updated_at 0 puts them first in line for restartQueuedRuns, without the crash-repair delay.
+    await this.env.DB.prepare(
+      `UPDATE rotation_runs SET updated_at = 0
+       WHERE state = 'in_progress' AND step = 'queued' AND id IN (${refused.map(() => "?").join(", ")})`,
+    )
+      .bind(...refused)
+      .run();
+    throw new Error(
+      `Workflows did not start ${refused.length} ${this.source.subjectType} rotation(s): ${reason}`,
+    );
+  }
+}
+
+/**
  * Claims every due item of `source`, in chunks: the claim inserts the run (id = item + the time it was due)
  * and clears `next_rotation_at` in one batch, then one `createBatch` starts their Workflows. A second tick
  * finds nothing to claim; a crash between claim and create is repaired by `restartQueuedRuns`.
  */
-async function claimDue(env: Bindings, source: Source, now: number, report: TickReport): Promise<void> {
+async function claimDue(source: Source, starter: RunStarter, env: Bindings, now: number, report: TickReport) {
   const db: Db = env.DB;
   const { table, idColumn, filter, subjectType } = source;
   for (let chunk = 0; chunk < SCHEDULER_MAX_CHUNKS; chunk++) {
@@ -78,64 +148,51 @@ async function claimDue(env: Bindings, source: Source, now: number, report: Tick
     report.d1Calls++;
     const last = due.results.at(-1);
     if (!last) return;
-    // Row-value bounds instead of an id list: D1 allows 100 bound parameters per statement.
-    const inChunk = `next_rotation_at <= ?1 ${filter} AND (next_rotation_at, ${idColumn}) <= (?2, ?3)`;
-    const [claimed] = await db.batch<{ id: string; tenant_id: string; subject_id: string }>([
+    // Row-value bounds instead of an id list (D1 allows 100 bound parameters per statement); the plain
+    // `<= ?1` on the chunk's last due time lets the index scan stop there instead of at `now`.
+    const inChunk = `next_rotation_at <= ?1 ${filter} AND (next_rotation_at, ${idColumn}) <= (?1, ?2)`;
+    const [claimed] = await db.batch<ClaimedRun>([
       db
         .prepare(
           `INSERT OR IGNORE INTO rotation_runs
              (id, tenant_id, subject_type, subject_id, trigger, state, step, started_at, updated_at)
-           SELECT ${idColumn} || '-' || next_rotation_at, tenant_id, ?4, ${idColumn}, 'schedule', 'in_progress',
-                  'queued', ?1, ?1
+           SELECT ${idColumn} || '-' || next_rotation_at, tenant_id, ?3, ${idColumn}, 'schedule', 'in_progress',
+                  'queued', ?4, ?4
            FROM ${table} WHERE ${inChunk}
            RETURNING id, tenant_id, subject_id`,
         )
-        .bind(now, last.at, last.id, subjectType),
-      db.prepare(`UPDATE ${table} SET next_rotation_at = NULL WHERE ${inChunk}`).bind(now, last.at, last.id),
+        .bind(last.at, last.id, subjectType, now),
+      db.prepare(`UPDATE ${table} SET next_rotation_at = NULL WHERE ${inChunk}`).bind(last.at, last.id),
     ]);
     report.d1Calls++;
     const runs = claimed?.results ?? [];
-    await startRuns(env, source, runs, now);
+    await starter.start(runs, now);
     report.started += runs.length;
     if (due.results.length < SCHEDULER_CHUNK) return;
   }
 }
 
-async function startRuns(
-  env: Bindings,
+/**
+ * Runs claimed but never begun are started again: those a refused `createBatch` marked (at once), and those
+ * claimed more than `QUEUED_RESTART_MS` ago by a tick that died between claim and create.
+ */
+async function restartQueuedRuns(
   source: Source,
-  runs: readonly { id: string; tenant_id: string; subject_id: string }[],
+  starter: RunStarter,
+  env: Bindings,
   now: number,
-): Promise<void> {
-  if (runs.length === 0) return;
-  // createBatch skips ids that already exist, so starting a run twice starts it once.
-  await source.workflow(env).createBatch(
-    runs.map((run) => ({
-      id: run.id,
-      params: {
-        runId: run.id,
-        tenantId: run.tenant_id,
-        subjectType: source.subjectType,
-        subjectId: run.subject_id,
-        now,
-      },
-    })),
-  );
-}
-
-/** Runs claimed long ago and never begun (the tick died between claim and create) are created again. */
-async function restartQueuedRuns(env: Bindings, now: number, report: TickReport): Promise<void> {
-  for (const source of SOURCES) {
-    const stale = await env.DB.prepare(
-      `SELECT id, tenant_id, subject_id FROM rotation_runs
-       WHERE state = 'in_progress' AND step = 'queued' AND subject_type = ?1 AND updated_at < ?2
-       ORDER BY updated_at LIMIT ?3`,
-    )
-      .bind(source.subjectType, now - QUEUED_RESTART_MS, SCHEDULER_CHUNK)
-      .all<{ id: string; tenant_id: string; subject_id: string }>();
-    report.d1Calls++;
-    await startRuns(env, source, stale.results, now);
-  }
+  report: TickReport,
+) {
+  const stale = await env.DB.prepare(
+    `SELECT id, tenant_id, subject_id FROM rotation_runs
+     WHERE state = 'in_progress' AND step = 'queued' AND subject_type = ?1 AND updated_at < ?2
+     ORDER BY updated_at LIMIT ?3`,
+  )
+    .bind(source.subjectType, now - QUEUED_RESTART_MS, SCHEDULER_CHUNK)
+    .all<ClaimedRun>();
+  report.d1Calls++;
+  await starter.start(stale.results, now);
+  report.started += stale.results.length;
 }
 
 /**
@@ -162,7 +219,7 @@ async function endDueOverlaps(env: Bindings, now: number, report: TickReport): P
       // gets one now; its steps up to the overlap find their work done.
       const send = async () => (await workflow.get(run.id)).sendEvent({ type: OVERLAP_ENDED, payload });
       await send().catch(async () => {
-        await startRuns(env, source, [run], now);
+        await new RunStarter(env, source, async () => {}).start([run], now);
         await send();
       });
     }),
@@ -216,13 +273,28 @@ async function recordReminders(env: Bindings, now: number, report: TickReport): 
 
 /**
  * One cron tick of the rotation engine, with `now` taken from the scheduled event: a cron fired locally
- * with a future time fast-forwards every rotation, overlap and reminder (DESIGN.md, fixed points).
+ * with a future time fast-forwards every rotation, overlap and reminder (DESIGN.md, fixed points). Keys and
+ * credentials are started side by side and independently: one refused by the platform does not hold up the
+ * other, and the tick reports every failure after all its work is done.
  */
-export async function runRotationTick(env: Bindings, now: number): Promise<TickReport> {
+export async function runRotationTick(
+  env: Bindings,
+  now: number,
+  options: TickOptions = {},
+): Promise<TickReport> {
+  const wait = options.wait ?? ((ms: number) => scheduler.wait(ms));
   const report: TickReport = { started: 0, d1Calls: 0 };
-  await restartQueuedRuns(env, now, report);
-  for (const source of SOURCES) await claimDue(env, source, now, report);
-  await endDueOverlaps(env, now, report);
-  await recordReminders(env, now, report);
+  const outcomes = await Promise.allSettled([
+    ...SOURCES.map(async (source) => {
+      const starter = new RunStarter(env, source, wait);
+      await restartQueuedRuns(source, starter, env, now, report);
+      await claimDue(source, starter, env, now, report);
+    }),
+    endDueOverlaps(env, now, report),
+    recordReminders(env, now, report),
+  ]);
+  const failures = outcomes.flatMap((outcome) => (outcome.status === "rejected" ? [outcome.reason] : []));
+  if (failures.length > 0)
+    throw new AggregateError(failures, `rotation tick: ${failures.length} part(s) failed`);
   return report;
 }

@@ -8,7 +8,12 @@ import { describe, expect, it } from "vitest";
 import { database } from "../../src/db/client";
 import type { Bindings } from "../../src/env";
 import { beginRun } from "../../src/lifecycle/rotation-runs";
-import { QUEUED_RESTART_MS, runRotationTick, SCHEDULER_CHUNK } from "../../src/lifecycle/scheduler";
+import {
+  CREATE_INTERVAL_MS,
+  QUEUED_RESTART_MS,
+  runRotationTick,
+  SCHEDULER_CHUNK,
+} from "../../src/lifecycle/scheduler";
 import { createTenant } from "../helpers/api";
 
 const DAY = 86_400_000;
@@ -57,14 +62,18 @@ function faultyDb(real: D1Database, boundaries: Boundaries): D1Database {
  */
 function recordingWorkflow(boundaries: Boundaries, started: Map<string, number>) {
   return {
-    createBatch: (batch: { id: string; params: { now: number } }[]) =>
+    createBatch: ({ instances }: { instances: { id: string; params: { now: number } }[] }) =>
       boundaries.cross(async () => {
-        for (const { id, params } of batch) {
-          if (started.has(id)) continue;
+        const errors = [];
+        for (const [index, { id, params }] of instances.entries()) {
+          if (started.has(id)) {
+            errors.push({ index, id, code: 10405, message: "workflows.api.error.instance.already_exists" });
+            continue;
+          }
           started.set(id, 1);
           await beginRun(database(env.DB), { runId: id, now: params.now });
         }
-        return [];
+        return { created: [], errors };
       }),
     get: async () => ({ sendEvent: async () => {} }),
   };
@@ -114,6 +123,8 @@ async function outcome(tenantId: string, started: Map<string, number>) {
   }));
 }
 
+const NO_WAIT = { wait: async () => {} };
+
 const EXPECTED = { next_rotation_at: null, run_count: 1, starts: 1, runIsItsDueTime: true };
 
 describe("the scheduler's chunks survive a fault at every call boundary (threat model case 20)", () => {
@@ -122,7 +133,7 @@ describe("the scheduler's chunks survive a fault at every call boundary (threat 
     const tenantId = await seedDueKeys(now);
     const started = new Map<string, number>();
     const boundaries = new Boundaries(null);
-    const report = await runRotationTick(tickEnv(boundaries, started), now);
+    const report = await runRotationTick(tickEnv(boundaries, started), now, NO_WAIT);
     expect(report.started).toBe(DUE_KEYS);
     const keys = await outcome(tenantId, started);
     expect(keys).toHaveLength(DUE_KEYS);
@@ -133,7 +144,7 @@ describe("the scheduler's chunks survive a fault at every call boundary (threat 
     const probe = new Boundaries(null);
     const base = Date.now() + 500 * DAY;
     await seedDueKeys(base);
-    await runRotationTick(tickEnv(probe, new Map()), base);
+    await runRotationTick(tickEnv(probe, new Map()), base, NO_WAIT);
     const boundaryCount = probe.calls;
     expect(boundaryCount).toBeGreaterThanOrEqual(3 * 3);
 
@@ -143,18 +154,73 @@ describe("the scheduler's chunks survive a fault at every call boundary (threat 
         const now = base + ++round * DAY;
         const tenantId = await seedDueKeys(now);
         const started = new Map<string, number>();
-        const faulty = runRotationTick(tickEnv(new Boundaries({ at, after }), started), now);
-        await expect(faulty, `fault ${after ? "after" : "before"} call ${at}`).rejects.toThrow(
-          /injected fault/,
+        const faulty = runRotationTick(tickEnv(new Boundaries({ at, after }), started), now, NO_WAIT);
+        const failure = await faulty.then(
+          () => null,
+          (error: unknown) => error,
         );
+        expect(failure, `fault ${after ? "after" : "before"} call ${at}`).toBeInstanceOf(AggregateError);
+        expect(String((failure as AggregateError).errors)).toMatch(/injected fault/);
         // The next ticks: one at the same time (a retried invocation) and one after the queued-run restart.
-        await runRotationTick(tickEnv(new Boundaries(null), started), now);
-        await runRotationTick(tickEnv(new Boundaries(null), started), now + QUEUED_RESTART_MS + 1);
+        await runRotationTick(tickEnv(new Boundaries(null), started), now, NO_WAIT);
+        await runRotationTick(tickEnv(new Boundaries(null), started), now + QUEUED_RESTART_MS + 1, NO_WAIT);
         const keys = await outcome(tenantId, started);
         expect(keys).toHaveLength(DUE_KEYS);
         for (const key of keys)
           expect(key, `fault ${after ? "after" : "before"} call ${at}`).toMatchObject(EXPECTED);
       }
     }
+  });
+});
+
+describe("the scheduler keeps to the platform's Workflow creation rate", () => {
+  it("sends one createBatch a second per Workflow", async () => {
+    const now = Date.now() + 900 * DAY;
+    await seedDueKeys(now);
+    const waits: number[] = [];
+    const report = await runRotationTick(tickEnv(new Boundaries(null), new Map()), now, {
+      wait: async (ms) => void waits.push(ms),
+    });
+    expect(report.started).toBe(DUE_KEYS);
+    expect(waits).toEqual([CREATE_INTERVAL_MS, CREATE_INTERVAL_MS]);
+  });
+
+  it("a createBatch the platform refuses leaves its runs first in line for the next tick, and credentials still start", async () => {
+    const now = Date.now() + 1000 * DAY;
+    const tenantId = await seedDueKeys(now);
+    const credentialTenant = await createTenant("due credential");
+    await env.DB.batch([
+      env.DB.prepare(
+        `INSERT INTO credentials (id, tenant_id, service_id, environment, security_level, name, current_version,
+           revision, status, created_by, created_at, updated_at)
+         VALUES ('cred_schedulerdue', ?1, 'sendgrid', 'production', 'basic', 'sg', 1, 1, 'active', 'test', ?2, ?2)`,
+      ).bind(credentialTenant.id, now - DAY),
+      env.DB.prepare(
+        `INSERT INTO credential_rotations (credential_id, tenant_id, method, rotation_days, overlap_seconds,
+           next_rotation_at, settings, created_at, updated_at)
+         VALUES ('cred_schedulerdue', ?1, 'provider', 30, 3600, ?2, '{}', ?2, ?2)`,
+      ).bind(credentialTenant.id, now - 1),
+    ]);
+    const started = new Map<string, number>();
+    const refusing = {
+      createBatch: async () => {
+        throw new Error("429 Too Many Requests");
+      },
+      get: async () => ({ sendEvent: async () => {} }),
+    };
+    const env1 = { ...tickEnv(new Boundaries(null), started), KEY_ROTATION: refusing } as unknown as Bindings;
+    await expect(runRotationTick(env1, now, NO_WAIT)).rejects.toThrow(/rotation tick/);
+    expect(started.has(`cred_schedulerdue-${now - 1}`)).toBe(true);
+    const marked = await env.DB.prepare(
+      "SELECT count(*) AS n FROM rotation_runs WHERE tenant_id = ? AND updated_at = 0 AND step = 'queued'",
+    )
+      .bind(tenantId)
+      .first<{ n: number }>();
+    expect(marked?.n).toBe(SCHEDULER_CHUNK);
+
+    // The next tick, five minutes later, starts the refused chunk first, then claims the rest.
+    await runRotationTick(tickEnv(new Boundaries(null), started), now + 300_000, NO_WAIT);
+    const keys = await outcome(tenantId, started);
+    for (const key of keys) expect(key).toMatchObject(EXPECTED);
   });
 });
