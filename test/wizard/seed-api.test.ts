@@ -234,7 +234,9 @@ describe("seed wizard API", () => {
       const response = await generate(policy);
       expect(response.status, policy).toBe(201);
       const generated = response.body.generated_keys[0];
-      expect(Math.round((Date.parse(generated?.next_rotation_at as string) - Date.now()) / 86_400_000)).toBe(days);
+      expect(Math.round((Date.parse(generated?.next_rotation_at as string) - Date.now()) / 86_400_000)).toBe(
+        days,
+      );
       const stored = await env.DB.prepare("SELECT metadata FROM api_keys WHERE id = ?")
         .bind(generated?.key_id)
         .first<{ metadata: string }>();
@@ -333,7 +335,9 @@ describe("seed key generation under the tenant's committed security policy", () 
       (parseKey(generated?.key as string)?.randomPart.length ?? 0) * Math.log2(62),
     ).toBeGreaterThanOrEqual(256);
     // "none" is not allowed at enterprise: the level's 90-day ceiling applies.
-    expect(Math.round((Date.parse(generated?.next_rotation_at as string) - Date.now()) / 86_400_000)).toBe(90);
+    expect(Math.round((Date.parse(generated?.next_rotation_at as string) - Date.now()) / 86_400_000)).toBe(
+      90,
+    );
     const { results } = await env.DB.prepare(
       "SELECT security_level, ip_allowlist FROM api_keys WHERE id IN (?, ?)",
     )
