@@ -2,7 +2,7 @@ import { and, eq, inArray, lt } from "drizzle-orm";
 import { commitWithAudit } from "../audit/audit-log";
 import { RESTORE_WINDOW_MS } from "../credentials/credential-view";
 import { database } from "../db/client";
-import { credentials, credentialVersions, keyUsageDaily } from "../db/schema";
+import { credentialRotations, credentials, credentialVersions, keyUsageDaily } from "../db/schema";
 import type { Bindings } from "../env";
 import { enqueueDueRetests } from "../lifecycle/retests";
 import { runRotationTick } from "../lifecycle/scheduler";
@@ -17,8 +17,9 @@ export async function purgeOldUsage(env: Bindings, now: number): Promise<void> {
 }
 
 /**
- * Soft-deleted credentials past their 30-day restore window are erased for good: versions, row and a
- * system audit entry in one batch per tenant, so a crash leaves either all of it or none.
+ * Soft-deleted credentials past their 30-day restore window are erased for good: versions, rotation
+ * settings (with the sealed endpoint secret), row and a system audit entry in one batch per tenant, so a
+ * crash leaves either all of it or none. Their finished rotation runs stay as history: they hold no secret.
  */
 export async function purgeDeletedCredentials(env: Bindings, now: number): Promise<number> {
   const db = database(env.DB);
@@ -41,6 +42,11 @@ export async function purgeDeletedCredentials(env: Bindings, now: number): Promi
             .delete(credentialVersions)
             .where(
               and(eq(credentialVersions.tenantId, tenantId), inArray(credentialVersions.credentialId, ids)),
+            ),
+          db
+            .delete(credentialRotations)
+            .where(
+              and(eq(credentialRotations.tenantId, tenantId), inArray(credentialRotations.credentialId, ids)),
             ),
           db.delete(credentials).where(and(eq(credentials.tenantId, tenantId), inArray(credentials.id, ids))),
         ],

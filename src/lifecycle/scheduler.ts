@@ -47,7 +47,9 @@ const SOURCES: readonly Source[] = [
     subjectType: "credential",
     table: "credential_rotations",
     idColumn: "credential_id",
-    filter: "AND method <> 'assisted'",
+    // A soft-deleted credential stays due, and rotates again if it is restored before the purge.
+    filter:
+      "AND method <> 'assisted' AND EXISTS (SELECT 1 FROM credentials c WHERE c.id = credential_id AND c.status = 'active')",
     workflow: (env) => env.CREDENTIAL_ROTATION,
   },
 ];

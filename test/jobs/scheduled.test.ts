@@ -33,6 +33,11 @@ describe("scheduled jobs", () => {
       key: tenant.adminKey,
       body: { service: "stripe", environment: "development", fields: { secret_key: stripeKey() } },
     });
+    const rotation = await callJson("PUT", `/api/v1/credentials/${created.body.id}/rotation`, {
+      key: tenant.adminKey,
+      body: { method: "assisted", policy_days: 30 },
+    });
+    expect(rotation.status).toBe(200);
     await callJson("DELETE", `/api/v1/credentials/${created.body.id}`, {
       key: tenant.adminKey,
       headers: { "if-match": created.headers.get("etag") as string },
@@ -45,6 +50,10 @@ describe("scheduled jobs", () => {
     await runCron(Date.now() + 31 * 86_400_000);
     const row = await env.DB.prepare("SELECT id FROM credentials WHERE id = ?").bind(created.body.id).first();
     expect(row).toBeNull();
+    const settings = await env.DB.prepare("SELECT 1 FROM credential_rotations WHERE credential_id = ?")
+      .bind(created.body.id)
+      .first();
+    expect(settings).toBeNull();
     expect(await countRows("credential_versions")).toBe(versionsBefore - 1);
     const audit = await callJson<{ items: { action: string; actor_type: string }[] }>(
       "GET",
