@@ -71,6 +71,16 @@ export const CREATE_INTERVAL_MS = 1_000;
 export interface TickOptions {
   /** How the tick waits between two `createBatch` calls to one Workflow; tests pass a recorder. */
   wait?: (ms: number) => Promise<void>;
+  /** Items per chunk (default `SCHEDULER_CHUNK`); tests use small chunks to cross many chunk boundaries. */
+  chunk?: number;
+}
+
+/** What every part of one tick shares. */
+interface Tick {
+  env: Bindings;
+  now: number;
+  chunk: number;
+  report: TickReport;
 }
 
 interface ClaimedRun {
@@ -136,7 +146,8 @@ class RunStarter {
  * and clears `next_rotation_at` in one batch, then one `createBatch` starts their Workflows. A second tick
  * finds nothing to claim; a crash between claim and create is repaired by `restartQueuedRuns`.
  */
-async function claimDue(source: Source, starter: RunStarter, env: Bindings, now: number, report: TickReport) {
+async function claimDue(tick: Tick, source: Source, starter: RunStarter) {
+  const { env, now, chunk: size, report } = tick;
   const db: Db = env.DB;
   const { table, idColumn, filter, subjectType } = source;
   for (let chunk = 0; chunk < SCHEDULER_MAX_CHUNKS; chunk++) {
@@ -145,7 +156,7 @@ async function claimDue(source: Source, starter: RunStarter, env: Bindings, now:
         `SELECT ${idColumn} AS id, next_rotation_at AS at FROM ${table}
          WHERE next_rotation_at <= ?1 ${filter} ORDER BY next_rotation_at, ${idColumn} LIMIT ?2`,
       )
-      .bind(now, SCHEDULER_CHUNK)
+      .bind(now, size)
       .all<{ id: string; at: number }>();
     report.d1Calls++;
     const last = due.results.at(-1);
@@ -170,7 +181,7 @@ async function claimDue(source: Source, starter: RunStarter, env: Bindings, now:
     const runs = claimed?.results ?? [];
     await starter.start(runs, now);
     report.started += runs.length;
-    if (due.results.length < SCHEDULER_CHUNK) return;
+    if (due.results.length < size) return;
   }
 }
 
@@ -178,19 +189,14 @@ async function claimDue(source: Source, starter: RunStarter, env: Bindings, now:
  * Runs claimed but never begun are started again: those a refused `createBatch` marked (at once), and those
  * claimed more than `QUEUED_RESTART_MS` ago by a tick that died between claim and create.
  */
-async function restartQueuedRuns(
-  source: Source,
-  starter: RunStarter,
-  env: Bindings,
-  now: number,
-  report: TickReport,
-) {
+async function restartQueuedRuns(tick: Tick, source: Source, starter: RunStarter) {
+  const { env, now, chunk, report } = tick;
   const stale = await env.DB.prepare(
     `SELECT id, tenant_id, subject_id FROM rotation_runs
      WHERE state = 'in_progress' AND step = 'queued' AND subject_type = ?1 AND updated_at < ?2
      ORDER BY updated_at LIMIT ?3`,
   )
-    .bind(source.subjectType, now - QUEUED_RESTART_MS, SCHEDULER_CHUNK)
+    .bind(source.subjectType, now - QUEUED_RESTART_MS, chunk)
     .all<ClaimedRun>();
   report.d1Calls++;
   await starter.start(stale.results, now);
@@ -201,14 +207,14 @@ async function restartQueuedRuns(
  * Tells every run whose overlap has ended by this tick's clock to retire the old key or version. A deployed
  * run's own timer ends the overlap anyway; this is what makes a fast-forwarded cron end it too.
  */
-async function endDueOverlaps(env: Bindings, now: number, report: TickReport): Promise<void> {
+async function endDueOverlaps({ env, now, chunk, report }: Tick): Promise<void> {
   const due = await env.DB.prepare(
     `UPDATE rotation_runs SET step = 'overlap_ended', updated_at = ?1
      WHERE id IN (SELECT id FROM rotation_runs
                   WHERE state = 'in_progress' AND step = 'overlap' AND overlap_ends_at <= ?1 LIMIT ?2)
      RETURNING id, tenant_id, subject_id, subject_type`,
   )
-    .bind(now, SCHEDULER_CHUNK)
+    .bind(now, chunk)
     .all<{ id: string; tenant_id: string; subject_id: string; subject_type: SubjectType }>();
   report.d1Calls++;
   const payload: OverlapEndedPayload = { now };
@@ -232,7 +238,7 @@ async function endDueOverlaps(env: Bindings, now: number, report: TickReport): P
  * Reminders as events, each table in one INSERT ... SELECT: scheduled rotations entering the reminder
  * horizon, assisted rotations that are due (an admin has to act), successors whose pickup window closes soon.
  */
-async function recordReminders(env: Bindings, now: number, report: TickReport): Promise<void> {
+async function recordReminders({ env, now, report }: Tick): Promise<void> {
   const db: Db = env.DB;
   const horizon = now + ROTATION_REMINDER_MS;
   const insert = (kind: EventKind) =>
@@ -285,18 +291,23 @@ export async function runRotationTick(
   options: TickOptions = {},
 ): Promise<TickReport> {
   const wait = options.wait ?? ((ms: number) => scheduler.wait(ms));
-  const report: TickReport = { started: 0, d1Calls: 0 };
+  const tick: Tick = {
+    env,
+    now,
+    chunk: options.chunk ?? SCHEDULER_CHUNK,
+    report: { started: 0, d1Calls: 0 },
+  };
   const outcomes = await Promise.allSettled([
     ...SOURCES.map(async (source) => {
       const starter = new RunStarter(env, source, wait);
-      await restartQueuedRuns(source, starter, env, now, report);
-      await claimDue(source, starter, env, now, report);
+      await restartQueuedRuns(tick, source, starter);
+      await claimDue(tick, source, starter);
     }),
-    endDueOverlaps(env, now, report),
-    recordReminders(env, now, report),
+    endDueOverlaps(tick),
+    recordReminders(tick),
   ]);
   const failures = outcomes.flatMap((outcome) => (outcome.status === "rejected" ? [outcome.reason] : []));
   if (failures.length > 0)
     throw new AggregateError(failures, `rotation tick: ${failures.length} part(s) failed`);
-  return report;
+  return tick.report;
 }
