@@ -135,12 +135,24 @@ class RecordingWorkflow {
     this.calls.created++;
     return true;
   }
-  async createBatch(batch) {
+  /** Both documented forms: `{ instances }` answers `{ created, errors }`, the older array form the created. */
+  async createBatch(options) {
     this.calls.createBatch++;
+    const batch = Array.isArray(options) ? options : options.instances;
     if (batch.length > 100) throw new Error(`createBatch takes at most 100 instances (got ${batch.length})`);
-    return structuredClone(batch)
-      .filter((options) => this.add(options))
-      .map((options) => this.instance(options.id));
+    const created = [];
+    const errors = [];
+    structuredClone(batch).forEach((instance, index) => {
+      if (this.add(instance)) created.push(this.instance(instance.id));
+      else
+        errors.push({
+          index,
+          id: instance.id,
+          code: 10405,
+          message: "workflows.api.error.instance.already_exists",
+        });
+    });
+    return Array.isArray(options) ? created : { created, errors };
   }
   async create(options = {}) {
     this.calls.create++;
