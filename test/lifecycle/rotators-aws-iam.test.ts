@@ -7,9 +7,9 @@ import { HttpResponse } from "msw";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type AwsIamSettings, awsIamRotator, awsIamSettings } from "../../src/lifecycle/rotators/aws-iam";
 import type { RotatorCall } from "../../src/lifecycle/rotators/provider-rotator";
-import { RotatorError } from "../../src/lifecycle/rotators/provider-rotator";
 import { network } from "../setup/network";
 import { AwsIamStandIn, type IamKey, iamError } from "./stand-ins/aws-iam";
+import { rotatorFailure } from "./stand-ins/rotator-failure";
 
 beforeAll(() => network.enable());
 afterEach(() => network.resetHandlers());
@@ -36,17 +36,6 @@ function call(
     },
     settings,
   };
-}
-
-async function failure(promise: Promise<unknown>): Promise<RotatorError> {
-  const error = await promise.then(
-    () => {
-      throw new Error("expected a RotatorError");
-    },
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(RotatorError);
-  return error as RotatorError;
 }
 
 function ids(keys: IamKey[]): string[] {
@@ -111,7 +100,7 @@ describe("AWS IAM rotator: mint", () => {
 
   it("after CreateAccessKey's answer was lost, the retry deletes the orphan first and AWS ends with exactly one new key (threat model case 32)", async () => {
     aws.faults.next("CreateAccessKey", "lose_answer");
-    const lost = await failure(awsIamRotator.mint(call(), currentFields, TAG));
+    const lost = await rotatorFailure(awsIamRotator.mint(call(), currentFields, TAG));
     expect(lost.failure).toBe("unavailable");
     expect(aws.keysOf(USER)).toHaveLength(2); // AWS made the key; its secret never arrived
 
@@ -128,14 +117,16 @@ describe("AWS IAM rotator: mint", () => {
 
   it("treats an unreadable CreateAccessKey answer as retryable, and the retry cleans up the key it may have made (threat model case 32)", async () => {
     aws.faults.next("CreateAccessKey", "unreadable_answer");
-    expect((await failure(awsIamRotator.mint(call(), currentFields, TAG))).failure).toBe("unavailable");
+    expect((await rotatorFailure(awsIamRotator.mint(call(), currentFields, TAG))).failure).toBe(
+      "unavailable",
+    );
     const minted = await awsIamRotator.mint(call(), currentFields, TAG);
     expect(ids(aws.keysOf(USER))).toEqual([current.id, minted.providerKeyId].sort());
   });
 
   it("refuses, touching no key, when the current key is not the configured user's", async () => {
     const other = aws.addUser("someone-else");
-    const error = await failure(
+    const error = await rotatorFailure(
       awsIamRotator.mint(call(), { ...currentFields, access_key_id: other.id }, TAG),
     );
     expect(error.failure).toBe("refused");
@@ -146,7 +137,7 @@ describe("AWS IAM rotator: mint", () => {
 
   it("refuses when the rotation credential is a key of the rotated user itself", async () => {
     aws.users.set(USER, [current, rotator]);
-    const error = await failure(awsIamRotator.mint(call(), currentFields, TAG));
+    const error = await rotatorFailure(awsIamRotator.mint(call(), currentFields, TAG));
     expect(error.failure).toBe("refused");
     expect(aws.keysOf(USER).map((key) => key.id)).toEqual([current.id, rotator.id]);
   });
@@ -157,13 +148,15 @@ describe("AWS IAM rotator: mint", () => {
       access_key_id: `ASIA${current.id.slice(4)}`,
       session_token: "x".repeat(120),
     };
-    expect((await failure(awsIamRotator.mint(call(), temporary, TAG))).failure).toBe("refused");
+    expect((await rotatorFailure(awsIamRotator.mint(call(), temporary, TAG))).failure).toBe("refused");
     expect(aws.log).toHaveLength(0);
   });
 
   it("reports AccessDenied (a policy that does not cover the user) as refused, naming the code and no secret", async () => {
     aws.addUser("unmanaged");
-    const error = await failure(awsIamRotator.mint(call({ user_name: "unmanaged" }), currentFields, TAG));
+    const error = await rotatorFailure(
+      awsIamRotator.mint(call({ user_name: "unmanaged" }), currentFields, TAG),
+    );
     expect(error.failure).toBe("refused");
     expect(error.message).toBe("AWS IAM ListAccessKeys failed: AccessDenied");
     expect(error.message).not.toContain(rotator.secret);
@@ -173,7 +166,7 @@ describe("AWS IAM rotator: mint", () => {
     aws.faults.next("CreateAccessKey", () =>
       iamError("LimitExceeded", "Cannot exceed quota for AccessKeysPerUser: 2", 409),
     );
-    const error = await failure(awsIamRotator.mint(call(), currentFields, TAG));
+    const error = await rotatorFailure(awsIamRotator.mint(call(), currentFields, TAG));
     expect(error).toMatchObject({
       failure: "refused",
       message: "AWS IAM CreateAccessKey failed: LimitExceeded",
@@ -185,7 +178,9 @@ describe("AWS IAM rotator: mint", () => {
     aws.faults.next("ListAccessKeys", () => iamError("ServiceFailure", "Internal failure", 500, "Receiver"));
     aws.faults.next("ListAccessKeys", () => new HttpResponse("Service Unavailable", { status: 503 }));
     for (let i = 0; i < 3; i++) {
-      expect((await failure(awsIamRotator.mint(call(), currentFields, TAG))).failure).toBe("unavailable");
+      expect((await rotatorFailure(awsIamRotator.mint(call(), currentFields, TAG))).failure).toBe(
+        "unavailable",
+      );
     }
     expect(ids(aws.keysOf(USER))).toEqual([current.id]);
   });
@@ -196,7 +191,7 @@ describe("AWS IAM rotator: mint", () => {
       signals.push(init?.signal);
       throw new DOMException("The operation was aborted due to timeout", "TimeoutError");
     };
-    const error = await failure(awsIamRotator.mint(call(undefined, timingOut), currentFields, TAG));
+    const error = await rotatorFailure(awsIamRotator.mint(call(undefined, timingOut), currentFields, TAG));
     expect(error).toMatchObject({ failure: "unavailable", message: "AWS IAM did not answer (timeout)" });
     expect(signals).toHaveLength(1);
     expect(signals[0]).toBeInstanceOf(AbortSignal);
@@ -207,7 +202,7 @@ describe("AWS IAM rotator: mint", () => {
       ...call(),
       rotatorFields: { access_key_id: rotator.id, secret_access_key: "A".repeat(40), region: "us-east-1" },
     };
-    const error = await failure(awsIamRotator.mint(wrongSecret, currentFields, TAG));
+    const error = await rotatorFailure(awsIamRotator.mint(wrongSecret, currentFields, TAG));
     expect(error).toMatchObject({
       failure: "refused",
       message: "AWS IAM ListAccessKeys failed: SignatureDoesNotMatch",
@@ -235,7 +230,7 @@ describe("AWS IAM rotator: revoke", () => {
 
   it("when UpdateAccessKey succeeded and DeleteAccessKey failed, the key is already inactive and the retry deletes it (threat model case 32)", async () => {
     aws.faults.next("DeleteAccessKey", () => iamError("ServiceFailure", "Internal failure", 500, "Receiver"));
-    const error = await failure(awsIamRotator.revoke(call(), current.id));
+    const error = await rotatorFailure(awsIamRotator.revoke(call(), current.id));
     expect(error.failure).toBe("unavailable");
     expect(aws.keysOf(USER)).toEqual([{ ...current, status: "Inactive" }]);
 
@@ -250,8 +245,10 @@ describe("AWS IAM rotator: revoke", () => {
   });
 
   it("refuses to revoke the rotation credential's own key or anything that is not an access key id", async () => {
-    expect((await failure(awsIamRotator.revoke(call(), rotator.id))).failure).toBe("refused");
-    expect((await failure(awsIamRotator.revoke(call(), "AKIA&Action=DeleteUser"))).failure).toBe("refused");
+    expect((await rotatorFailure(awsIamRotator.revoke(call(), rotator.id))).failure).toBe("refused");
+    expect((await rotatorFailure(awsIamRotator.revoke(call(), "AKIA&Action=DeleteUser"))).failure).toBe(
+      "refused",
+    );
     expect(aws.log).toHaveLength(0);
   });
 });

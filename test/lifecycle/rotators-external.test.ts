@@ -13,10 +13,10 @@ import {
   type ExternalRotatorCall,
 } from "../../src/lifecycle/rotators/external";
 import { MAX_ROTATOR_BODY_BYTES } from "../../src/lifecycle/rotators/provider-http";
-import { RotatorError } from "../../src/lifecycle/rotators/provider-rotator";
 import { newSigningSecret } from "../../src/monitoring/standard-webhooks";
 import { network } from "../setup/network";
 import { ExternalEndpointStandIn, verifyStandardWebhook } from "./stand-ins/external";
+import { rotatorFailure } from "./stand-ins/rotator-failure";
 
 beforeAll(() => network.enable());
 afterEach(() => {
@@ -54,17 +54,6 @@ function step(
 
 function create(extra: Partial<ExternalRotatorCall> = {}) {
   return callExternalRotator(ENV, { ...step("create", extra), step: "create", service: openaiService() });
-}
-
-async function failure(promise: Promise<unknown>): Promise<RotatorError> {
-  const error = await promise.then(
-    () => {
-      throw new Error("expected a RotatorError");
-    },
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(RotatorError);
-  return error as RotatorError;
 }
 
 beforeEach(() => {
@@ -126,7 +115,7 @@ describe("external rotation: the signed step calls", () => {
 describe("external rotation: the create answer", () => {
   it("refuses field names the catalogue service does not have, without echoing them", async () => {
     endpoint.override = () => HttpResponse.json({ fields: { api_key: "sk-proj-x", secret_key: "zzz-leak" } });
-    const error = await failure(create());
+    const error = await rotatorFailure(create());
     expect(error.failure).toBe("refused");
     expect(error.message).toBe("the rotation endpoint answered 1 field name(s) that openai does not have");
   });
@@ -134,22 +123,22 @@ describe("external rotation: the create answer", () => {
   it("refuses an answer with no secret field of the service", async () => {
     endpoint.override = () =>
       HttpResponse.json({ fields: { organization_id: "org-abcdefghijklmnopqrstuvwx" } });
-    expect((await failure(create())).failure).toBe("refused");
+    expect((await rotatorFailure(create())).failure).toBe("refused");
   });
 
   it("refuses an answer that is not { fields, provider_key_id? }", async () => {
     for (const body of [{ api_key: "sk-proj-x" }, { fields: { api_key: 42 } }, { fields: { api_key: "" } }]) {
       endpoint.override = () => HttpResponse.json(body);
-      expect((await failure(create())).failure).toBe("refused");
+      expect((await rotatorFailure(create())).failure).toBe("refused");
     }
     endpoint.override = () => new HttpResponse("ok", { status: 200 });
-    expect((await failure(create())).failure).toBe("refused");
+    expect((await rotatorFailure(create())).failure).toBe("refused");
   });
 
   it("reads no more than the size cap of an answer (threat model case 31)", async () => {
     const huge = `{"fields":{"api_key":"${"a".repeat(MAX_ROTATOR_BODY_BYTES)}"}}`;
     endpoint.override = () => new HttpResponse(huge, { headers: { "content-type": "application/json" } });
-    expect((await failure(create())).failure).toBe("refused");
+    expect((await rotatorFailure(create())).failure).toBe("refused");
   });
 });
 
@@ -165,7 +154,7 @@ describe("external rotation: failures", () => {
     ] as const;
     for (const [status, expected] of cases) {
       endpoint.override = () => HttpResponse.json({ leaked: "sk-proj-should-not-appear" }, { status });
-      const error = await failure(callExternalRotator(ENV, { ...step("finish"), step: "finish" }));
+      const error = await rotatorFailure(callExternalRotator(ENV, { ...step("finish"), step: "finish" }));
       expect(error.failure).toBe(expected);
       expect(error.message).toBe(`the rotation endpoint failed the finish step: HTTP ${status}`);
     }
@@ -173,7 +162,7 @@ describe("external rotation: failures", () => {
 
   it("reports no answer (network error) as unavailable", async () => {
     endpoint.override = () => HttpResponse.error();
-    const error = await failure(callExternalRotator(ENV, { ...step("test"), step: "test" }));
+    const error = await rotatorFailure(callExternalRotator(ENV, { ...step("test"), step: "test" }));
     expect(error).toMatchObject({
       failure: "unavailable",
       message: "the rotation endpoint did not answer the test step",
@@ -185,9 +174,9 @@ describe("external rotation: failures", () => {
       expect(init?.signal).toBeInstanceOf(AbortSignal);
       throw new DOMException("The operation was aborted due to timeout", "TimeoutError");
     });
-    expect((await failure(callExternalRotator(ENV, { ...step("revoke"), step: "revoke" }))).failure).toBe(
-      "unavailable",
-    );
+    expect(
+      (await rotatorFailure(callExternalRotator(ENV, { ...step("revoke"), step: "revoke" }))).failure,
+    ).toBe("unavailable");
     expect(spy).toHaveBeenCalledOnce();
   });
 
@@ -201,7 +190,7 @@ describe("external rotation: failures", () => {
         return HttpResponse.json({ fields: { api_key: "sk-proj-x" } });
       }),
     );
-    expect((await failure(create())).failure).toBe("refused");
+    expect((await rotatorFailure(create())).failure).toBe("refused");
     expect(followed).toBe(0);
   });
 });
@@ -224,7 +213,7 @@ describe("external rotation: the SSRF guard (threat model case 31)", () => {
 
   it.each(refused)("refuses %s and sends nothing", async (_what, url) => {
     const spy = vi.spyOn(globalThis, "fetch");
-    const error = await failure(create({ url }));
+    const error = await rotatorFailure(create({ url }));
     expect(error.failure).toBe("refused");
     expect(spy).not.toHaveBeenCalled();
   });

@@ -6,9 +6,9 @@
 import { HttpResponse, http } from "msw";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { RotatorCall } from "../../src/lifecycle/rotators/provider-rotator";
-import { RotatorError } from "../../src/lifecycle/rotators/provider-rotator";
 import { type SendgridSettings, sendgridRotator } from "../../src/lifecycle/rotators/sendgrid";
 import { network } from "../setup/network";
+import { rotatorFailure } from "./stand-ins/rotator-failure";
 import { ROTATOR_SCOPES, type SendgridKey, SendgridStandIn, sendgridError } from "./stand-ins/sendgrid";
 
 beforeAll(() => network.enable());
@@ -29,17 +29,6 @@ function call(fetchImpl?: typeof fetch, key = rotatorKey): RotatorCall<SendgridS
     rotatorFields: { api_key: key.key },
     settings: {},
   };
-}
-
-async function failure(promise: Promise<unknown>): Promise<RotatorError> {
-  const error = await promise.then(
-    () => {
-      throw new Error("expected a RotatorError");
-    },
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(RotatorError);
-  return error as RotatorError;
 }
 
 beforeEach(() => {
@@ -71,7 +60,7 @@ describe("SendGrid rotator: mint", () => {
 
   it("after the create answer was lost, the retry deletes the key named after the run and SendGrid ends with exactly one new key (threat model case 32)", async () => {
     sendgrid.faults.next("create", "lose_answer");
-    expect((await failure(sendgridRotator.mint(call(), { api_key: current.key }, TAG))).failure).toBe(
+    expect((await rotatorFailure(sendgridRotator.mint(call(), { api_key: current.key }, TAG))).failure).toBe(
       "unavailable",
     );
     expect(sendgrid.keysNamed(NAME)).toHaveLength(1);
@@ -83,7 +72,7 @@ describe("SendGrid rotator: mint", () => {
 
   it("reports a rotation key without the api_keys scopes (403) as refused, with nothing created", async () => {
     const mailOnly = sendgrid.addKey("mail only", ["mail.send"]);
-    const error = await failure(
+    const error = await rotatorFailure(
       sendgridRotator.mint(call(undefined, mailOnly), { api_key: current.key }, TAG),
     );
     expect(error).toMatchObject({ failure: "refused", message: "SendGrid list keys failed: HTTP 403" });
@@ -92,7 +81,7 @@ describe("SendGrid rotator: mint", () => {
 
   it("reports the account's 100-key limit (403) as refused", async () => {
     while (sendgrid.keys.length < 100) sendgrid.addKey("filler", ["mail.send"]);
-    const error = await failure(sendgridRotator.mint(call(), { api_key: current.key }, TAG));
+    const error = await rotatorFailure(sendgridRotator.mint(call(), { api_key: current.key }, TAG));
     expect(error).toMatchObject({ failure: "refused", message: "SendGrid create key failed: HTTP 403" });
     expect(sendgrid.keys).toHaveLength(100);
   });
@@ -100,14 +89,14 @@ describe("SendGrid rotator: mint", () => {
   it("refuses when the current key no longer exists at SendGrid (404 on its scopes)", async () => {
     const gone = { api_key: current.key };
     sendgrid.keys.splice(sendgrid.keys.indexOf(current), 1);
-    expect((await failure(sendgridRotator.mint(call(), gone, TAG))).failure).toBe("refused");
+    expect((await rotatorFailure(sendgridRotator.mint(call(), gone, TAG))).failure).toBe("refused");
     expect(sendgrid.keysNamed(NAME)).toEqual([]);
   });
 
   it("refuses to rotate the rotation credential's own key", async () => {
-    expect((await failure(sendgridRotator.mint(call(), { api_key: rotatorKey.key }, TAG))).failure).toBe(
-      "refused",
-    );
+    expect(
+      (await rotatorFailure(sendgridRotator.mint(call(), { api_key: rotatorKey.key }, TAG))).failure,
+    ).toBe("refused");
     expect(sendgrid.log).toHaveLength(0);
   });
 
@@ -115,9 +104,9 @@ describe("SendGrid rotator: mint", () => {
     sendgrid.faults.next("create", () => sendgridError("too many requests", 429));
     sendgrid.faults.next("read", () => new HttpResponse("bad gateway", { status: 502 }));
     for (let i = 0; i < 2; i++) {
-      expect((await failure(sendgridRotator.mint(call(), { api_key: current.key }, TAG))).failure).toBe(
-        "unavailable",
-      );
+      expect(
+        (await rotatorFailure(sendgridRotator.mint(call(), { api_key: current.key }, TAG))).failure,
+      ).toBe("unavailable");
     }
     expect(sendgrid.keysNamed(NAME)).toEqual([]);
   });
@@ -128,7 +117,7 @@ describe("SendGrid rotator: mint", () => {
       signals.push(init?.signal);
       throw new DOMException("The operation was aborted due to timeout", "TimeoutError");
     };
-    const error = await failure(sendgridRotator.mint(call(timingOut), { api_key: current.key }, TAG));
+    const error = await rotatorFailure(sendgridRotator.mint(call(timingOut), { api_key: current.key }, TAG));
     expect(error).toMatchObject({ failure: "unavailable", message: "SendGrid did not answer (timeout)" });
     expect(signals[0]).toBeInstanceOf(AbortSignal);
   });
@@ -145,7 +134,7 @@ describe("SendGrid rotator: mint", () => {
         return HttpResponse.json({ result: [] });
       }),
     );
-    const error = await failure(sendgridRotator.mint(call(), { api_key: current.key }, TAG));
+    const error = await rotatorFailure(sendgridRotator.mint(call(), { api_key: current.key }, TAG));
     expect(error).toMatchObject({
       failure: "refused",
       message: "SendGrid answered with a redirect, which is never followed",
@@ -155,7 +144,7 @@ describe("SendGrid rotator: mint", () => {
 
   it("never puts a key in an error message, whatever the provider answers", async () => {
     sendgrid.faults.next("create", () => sendgridError(`key ${current.key} is invalid`, 400, "scopes"));
-    const error = await failure(sendgridRotator.mint(call(), { api_key: current.key }, TAG));
+    const error = await rotatorFailure(sendgridRotator.mint(call(), { api_key: current.key }, TAG));
     expect(error.message).toBe("SendGrid create key failed: HTTP 400");
     expect(error.message).not.toContain(current.key);
     expect(error.message).not.toContain(rotatorKey.key);
@@ -175,14 +164,14 @@ describe("SendGrid rotator: revoke", () => {
 
   it("reports a 503 on delete as unavailable, and the retry completes it", async () => {
     sendgrid.faults.next("delete", () => new HttpResponse(null, { status: 503 }));
-    expect((await failure(sendgridRotator.revoke(call(), current.id))).failure).toBe("unavailable");
+    expect((await rotatorFailure(sendgridRotator.revoke(call(), current.id))).failure).toBe("unavailable");
     await sendgridRotator.revoke(call(), current.id);
     expect(sendgrid.keys.map((key) => key.id)).toEqual([rotatorKey.id]);
   });
 
   it("refuses to revoke its own key or an id that is not one, sending nothing", async () => {
     for (const id of [rotatorKey.id, "../scopes", ""]) {
-      expect((await failure(sendgridRotator.revoke(call(), id))).failure).toBe("refused");
+      expect((await rotatorFailure(sendgridRotator.revoke(call(), id))).failure).toBe("refused");
     }
     expect(sendgrid.log).toHaveLength(0);
   });

@@ -9,9 +9,9 @@ import { findService } from "../../src/catalog";
 import { runProbe } from "../../src/catalog/run-probe";
 import { validateCredential } from "../../src/catalog/validate";
 import type { RotatorCall } from "../../src/lifecycle/rotators/provider-rotator";
-import { RotatorError } from "../../src/lifecycle/rotators/provider-rotator";
 import { type TwilioSettings, twilioRotator } from "../../src/lifecycle/rotators/twilio";
 import { network } from "../setup/network";
+import { rotatorFailure } from "./stand-ins/rotator-failure";
 import { type TwilioKey, TwilioStandIn, twilioError } from "./stand-ins/twilio";
 
 beforeAll(() => network.enable());
@@ -31,17 +31,6 @@ function call(fetchImpl?: typeof fetch): RotatorCall<TwilioSettings> {
     rotatorFields: { account_sid: twilio.accountSid, auth_token: twilio.authToken },
     settings: {},
   };
-}
-
-async function failure(promise: Promise<unknown>): Promise<RotatorError> {
-  const error = await promise.then(
-    () => {
-      throw new Error("expected a RotatorError");
-    },
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(RotatorError);
-  return error as RotatorError;
 }
 
 beforeEach(() => {
@@ -88,7 +77,9 @@ describe("Twilio rotator: mint", () => {
 
   it("after the create answer was lost, the retry deletes the key named after the run and Twilio ends with exactly one new key (threat model case 32)", async () => {
     twilio.faults.next("create", "lose_answer");
-    expect((await failure(twilioRotator.mint(call(), currentFields, TAG))).failure).toBe("unavailable");
+    expect((await rotatorFailure(twilioRotator.mint(call(), currentFields, TAG))).failure).toBe(
+      "unavailable",
+    );
     expect(twilio.keysNamed(NAME)).toHaveLength(1);
 
     const minted = await twilioRotator.mint(call(), currentFields, TAG);
@@ -126,7 +117,7 @@ describe("Twilio rotator: mint", () => {
         return HttpResponse.json({ keys: [] });
       }),
     );
-    expect((await failure(twilioRotator.mint(call(), currentFields, TAG))).failure).toBe("refused");
+    expect((await rotatorFailure(twilioRotator.mint(call(), currentFields, TAG))).failure).toBe("refused");
     expect(foreign).toBe(0);
     expect(twilio.keys).toHaveLength(1);
   });
@@ -136,7 +127,7 @@ describe("Twilio rotator: mint", () => {
       ...call(),
       rotatorFields: { account_sid: twilio.accountSid, auth_token: "f".repeat(32) },
     };
-    const error = await failure(twilioRotator.mint(wrong, currentFields, TAG));
+    const error = await rotatorFailure(twilioRotator.mint(wrong, currentFields, TAG));
     expect(error).toMatchObject({ failure: "refused", message: "Twilio list keys failed: error 20003" });
     expect(twilio.keys).toHaveLength(1);
   });
@@ -145,14 +136,18 @@ describe("Twilio rotator: mint", () => {
     twilio.faults.next("create", () => twilioError(20429, "Too Many Requests", 429));
     twilio.faults.next("create", () => new HttpResponse("upstream connect error", { status: 503 }));
     for (let i = 0; i < 2; i++) {
-      expect((await failure(twilioRotator.mint(call(), currentFields, TAG))).failure).toBe("unavailable");
+      expect((await rotatorFailure(twilioRotator.mint(call(), currentFields, TAG))).failure).toBe(
+        "unavailable",
+      );
     }
     expect(twilio.keys).toHaveLength(1);
   });
 
   it("treats an unreadable create answer as retryable, and the retry cleans up the key it made (threat model case 32)", async () => {
     twilio.faults.next("create", "unreadable_answer");
-    expect((await failure(twilioRotator.mint(call(), currentFields, TAG))).failure).toBe("unavailable");
+    expect((await rotatorFailure(twilioRotator.mint(call(), currentFields, TAG))).failure).toBe(
+      "unavailable",
+    );
     const minted = await twilioRotator.mint(call(), currentFields, TAG);
     expect(twilio.keysNamed(NAME).map((key) => key.sid)).toEqual([minted.providerKeyId]);
   });
@@ -163,14 +158,14 @@ describe("Twilio rotator: mint", () => {
       signals.push(init?.signal);
       throw new DOMException("The operation was aborted due to timeout", "TimeoutError");
     };
-    const error = await failure(twilioRotator.mint(call(timingOut), currentFields, TAG));
+    const error = await rotatorFailure(twilioRotator.mint(call(timingOut), currentFields, TAG));
     expect(error).toMatchObject({ failure: "unavailable", message: "Twilio did not answer (timeout)" });
     expect(signals[0]).toBeInstanceOf(AbortSignal);
   });
 
   it("refuses a run tag that would overflow Twilio's 64-character FriendlyName", async () => {
     expect(
-      (await failure(twilioRotator.mint(call(), currentFields, `${TAG}${"x".repeat(20)}`))).failure,
+      (await rotatorFailure(twilioRotator.mint(call(), currentFields, `${TAG}${"x".repeat(20)}`))).failure,
     ).toBe("refused");
     expect(twilio.log).toHaveLength(0);
   });
@@ -192,7 +187,7 @@ describe("Twilio rotator: revoke", () => {
 
   it("reports a 500 on delete as unavailable, and the retry completes it", async () => {
     twilio.faults.next("delete", () => twilioError(20500, "Internal Server Error", 500));
-    expect((await failure(twilioRotator.revoke(call(), current.sid))).failure).toBe("unavailable");
+    expect((await rotatorFailure(twilioRotator.revoke(call(), current.sid))).failure).toBe("unavailable");
     expect(twilio.keys).toHaveLength(1);
     await twilioRotator.revoke(call(), current.sid);
     expect(twilio.keys).toEqual([]);
@@ -200,7 +195,7 @@ describe("Twilio rotator: revoke", () => {
 
   it("refuses anything that is not a key SID, sending nothing", async () => {
     for (const sid of ["AC0123456789abcdef0123456789abcdef", "SK../../Accounts", ""]) {
-      expect((await failure(twilioRotator.revoke(call(), sid))).failure).toBe("refused");
+      expect((await rotatorFailure(twilioRotator.revoke(call(), sid))).failure).toBe("refused");
     }
     expect(twilio.log).toHaveLength(0);
   });
