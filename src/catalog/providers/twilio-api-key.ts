@@ -1,13 +1,14 @@
 import { z } from "zod";
 import { basicAuthorization, requireField } from "../request";
 import type { ServiceDefinition } from "../types";
+import { TWILIO_ACCOUNT_SID } from "./twilio";
 
 // twilio.com/docs/iam/api-keys/key-resource-v1: an API key is a SID (`SK` + 32 hex) and a secret that is
 // shown once, at creation; requests authenticate with Basic `<key SID>:<secret>` against the account's
 // resources (twilio.com/docs/usage/requests-to-twilio). The docs give no format for the secret; issued
 // secrets are 32 letters and digits. Standard keys cannot read the Account resource itself (/Accounts)
 // nor the Keys resources, which is why the probe reads the account's Balance instead.
-const ACCOUNT_SID = /^AC[0-9a-f]{32}$/;
+const ACCOUNT_SID = new RegExp(TWILIO_ACCOUNT_SID.pattern ?? "");
 const Balance = z.object({ account_sid: z.string(), balance: z.string(), currency: z.string() });
 
 export const twilioApiKey: ServiceDefinition = {
@@ -17,14 +18,7 @@ export const twilioApiKey: ServiceDefinition = {
   description: "A revocable Twilio API key (Standard or Restricted) for SMS, voice and WhatsApp.",
   docs_url: "https://www.twilio.com/docs/iam/api-keys/key-resource-v1",
   fields: [
-    {
-      name: "account_sid",
-      label: "Account SID",
-      secret: false,
-      required: true,
-      pattern: "^AC[0-9a-f]{32}$",
-      example: "AC0123456789abcdef0123456789abcdef",
-    },
+    TWILIO_ACCOUNT_SID,
     {
       name: "api_key_sid",
       label: "API key SID",

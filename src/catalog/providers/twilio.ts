@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { basicAuthorization, requireField } from "../request";
-import type { ServiceDefinition } from "../types";
+import type { FieldSpec, ServiceDefinition } from "../types";
 
 // twilio.com/docs/iam/api/account and /docs/iam/credentials/api: the Account SID is `AC` + 32 hex and the
 // auth token 32 hex. Test credentials are a separate SID/token pair that looks the same, so the values
@@ -10,6 +10,16 @@ const TwilioError = z.object({ code: z.number() });
 /** Error 20008: "Resource not accessible with Test Account Credentials": the test pair authenticated. */
 const TEST_CREDENTIALS_CODE = 20008;
 
+/** The account a Twilio credential belongs to: the same field for the account and its API keys. */
+export const TWILIO_ACCOUNT_SID: FieldSpec = {
+  name: "account_sid",
+  label: "Account SID",
+  secret: false,
+  required: true,
+  pattern: "^AC[0-9a-f]{32}$",
+  example: "AC0123456789abcdef0123456789abcdef",
+};
+
 export const twilio: ServiceDefinition = {
   id: "twilio",
   name: "Twilio",
@@ -17,14 +27,7 @@ export const twilio: ServiceDefinition = {
   description: "SMS, voice and WhatsApp messaging.",
   docs_url: "https://www.twilio.com/docs/iam/api/account",
   fields: [
-    {
-      name: "account_sid",
-      label: "Account SID",
-      secret: false,
-      required: true,
-      pattern: "^AC[0-9a-f]{32}$",
-      example: "AC0123456789abcdef0123456789abcdef",
-    },
+    TWILIO_ACCOUNT_SID,
     {
       name: "auth_token",
       label: "Auth token",
