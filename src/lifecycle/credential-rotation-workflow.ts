@@ -1,5 +1,4 @@
 import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
-import { NonRetryableError } from "cloudflare:workflows";
 import type { Bindings } from "../env";
 import {
   beginCredentialRotation,
@@ -11,24 +10,8 @@ import {
   retirePreviousVersion,
   testPendingVersion,
 } from "./credential-rotation";
-import { RotationStopped } from "./key-rotation";
-import { waitForOverlapEnd } from "./key-rotation-workflow";
 import type { RotationParams } from "./rotation-params";
-import { RotatorError } from "./rotators/provider-rotator";
-
-/** D1 steps: brief unavailability is retried. */
-const DB_STEP = {
-  retries: { limit: 5, delay: "5 seconds", backoff: "exponential" },
-  timeout: "1 minute",
-} as const;
-/**
- * Steps that call a provider or the tenant's endpoint: 5xx, 429 and timeouts are retried with backoff
- * (10 s, 20 s, ... 160 s), which also covers an AWS key that takes seconds to start working.
- */
-const PROVIDER_STEP = {
-  retries: { limit: 5, delay: "10 seconds", backoff: "exponential" },
-  timeout: "2 minutes",
-} as const;
+import { DB_STEP, messageOf, PROVIDER_STEP, stopping, waitForOverlapEnd } from "./rotation-steps";
 
 export type CredentialRotationOutcome = "skipped" | "completed" | "failed";
 
@@ -103,23 +86,4 @@ export class CredentialRotationWorkflow extends WorkflowEntrypoint<Bindings, Rot
     }
     return "completed";
   }
-}
-
-/**
- * A domain refusal or a provider's refusal is final: retrying sends the same refused request. The engine
- * recognises a NonRetryableError by its name, so the error keeps the class's default name.
- */
-async function stopping<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (error) {
-    if (error instanceof RotationStopped || (error instanceof RotatorError && error.failure === "refused")) {
-      throw new NonRetryableError(error.message);
-    }
-    throw error;
-  }
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

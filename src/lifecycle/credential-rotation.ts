@@ -42,7 +42,6 @@ import type { Bindings } from "../env";
 import { ApiError } from "../errors";
 import { unseal } from "../vault/keyring";
 import { eventStatement } from "./events";
-import { ROTATION_RETRY_MS, RotationStopped, rotationActor } from "./key-rotation";
 import type { RotationParams } from "./rotation-params";
 import {
   claimRunStatement,
@@ -51,6 +50,7 @@ import {
   rotationRunId,
   runStepStatement,
 } from "./rotation-runs";
+import { ROTATION_RETRY_MS, RotationStopped, rotationActor } from "./rotation-steps";
 import { providerRotatorFor } from "./rotators";
 import { callExternalRotator } from "./rotators/external";
 import type { ProviderRotator, RotatorCall } from "./rotators/provider-rotator";

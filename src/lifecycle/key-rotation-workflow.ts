@@ -7,18 +7,12 @@ import {
   createKeySuccessor,
   failKeyRotation,
   promoteKeySuccessor,
-  RotationStopped,
   recordDeliveryFailure,
   retireKeyRotation,
   testKeySuccessor,
 } from "./key-rotation";
-import { OVERLAP_ENDED, type OverlapEndedPayload, type RotationParams } from "./rotation-params";
-
-/** D1 and the delivery endpoint can be briefly unavailable: retry with backoff before giving up. */
-const STEP = {
-  retries: { limit: 5, delay: "5 seconds", backoff: "exponential" },
-  timeout: "1 minute",
-} as const;
+import type { RotationParams } from "./rotation-params";
+import { DB_STEP, messageOf, PROVIDER_STEP, stopping, waitForOverlapEnd } from "./rotation-steps";
 
 /**
  * Rotation of an issued key: create the successor (and its JWE or sealed pickup) → deliver → test → promote
@@ -30,51 +24,32 @@ export class KeyRotationWorkflow extends WorkflowEntrypoint<Bindings, RotationPa
   override async run(event: Readonly<WorkflowEvent<RotationParams>>, step: WorkflowStep): Promise<string> {
     const params = event.payload;
     const env = this.env;
-    const mine = await step.do("begin", STEP, () => beginKeyRotation(env, params));
+    const mine = await step.do("begin", DB_STEP, () => beginKeyRotation(env, params));
     if (!mine) return "skipped";
 
     let successorId: string;
     let overlapEndsAt: number;
     let current = "create";
     try {
-      successorId = await step.do("create", STEP, () => stopping(createKeySuccessor(env, params)));
+      successorId = await step.do("create", DB_STEP, () => stopping(() => createKeySuccessor(env, params)));
       current = "deliver";
       await deliverOrKeepForPickup(step, env, params, successorId);
       current = "test";
-      await step.do("test", STEP, () => stopping(testKeySuccessor(env, params, successorId)));
+      await step.do("test", DB_STEP, () => stopping(() => testKeySuccessor(env, params, successorId)));
       current = "promote";
-      overlapEndsAt = await step.do("promote", STEP, () =>
-        stopping(promoteKeySuccessor(env, params, successorId)),
+      overlapEndsAt = await step.do("promote", DB_STEP, () =>
+        stopping(() => promoteKeySuccessor(env, params, successorId)),
       );
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
-      await step.do("fail", STEP, () => failKeyRotation(env, params, { step: current, error: reason }));
+      await step.do("fail", DB_STEP, () =>
+        failKeyRotation(env, params, { step: current, error: messageOf(error) }),
+      );
       return "failed";
     }
 
     const endedAt = await waitForOverlapEnd(step, params, overlapEndsAt);
-    await step.do("retire", STEP, () => retireKeyRotation(env, params, successorId, endedAt));
+    await step.do("retire", DB_STEP, () => retireKeyRotation(env, params, successorId, endedAt));
     return "completed";
-  }
-}
-
-/**
- * Waits until the overlap ends: the cron's `overlap-ended` event (sent when its clock, possibly fast-forwarded,
- * passes `overlapEndsAt`) or, deployed, the timeout at the same moment. Returns the time the overlap ended.
- */
-export async function waitForOverlapEnd(
-  step: WorkflowStep,
-  params: RotationParams,
-  overlapEndsAt: number,
-): Promise<number> {
-  try {
-    const ended = await step.waitForEvent<OverlapEndedPayload>("overlap", {
-      type: OVERLAP_ENDED,
-      timeout: Math.max(1_000, overlapEndsAt - params.now),
-    });
-    return ended.payload.now;
-  } catch {
-    return overlapEndsAt;
   }
 }
 
@@ -91,7 +66,7 @@ async function deliverOrKeepForPickup(
 ): Promise<void> {
   try {
     // The webhook timestamp is the send time: receivers refuse one outside their tolerance.
-    await step.do("deliver", STEP, async () => {
+    await step.do("deliver", PROVIDER_STEP, async () => {
       try {
         return await deliverHandoff(env, successorId, Date.now());
       } catch (error) {
@@ -102,17 +77,7 @@ async function deliverOrKeepForPickup(
       }
     });
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    await step.do("delivery failed", STEP, () => recordDeliveryFailure(env, params, successorId, reason));
-  }
-}
-
-/** A domain refusal (`RotationStopped`) is final: the engine must not retry it. */
-async function stopping<T>(work: Promise<T>): Promise<T> {
-  try {
-    return await work;
-  } catch (error) {
-    if (error instanceof RotationStopped) throw new NonRetryableError(error.message);
-    throw error;
+    const reason = messageOf(error);
+    await step.do("delivery failed", DB_STEP, () => recordDeliveryFailure(env, params, successorId, reason));
   }
 }

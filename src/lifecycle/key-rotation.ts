@@ -25,21 +25,9 @@ import {
   rotationRunId,
   runStepStatement,
 } from "./rotation-runs";
+import { ROTATION_RETRY_MS, RotationStopped, rotationActor } from "./rotation-steps";
 
 type KeyRow = typeof apiKeys.$inferSelect;
-
-/** A failed scheduled rotation is tried again this much later (and raises `rotation.failed` each time). */
-export const ROTATION_RETRY_MS = 60 * 60_000;
-
-/** The audit actor of a rotation run: the system, with the run id as the request id. */
-export function rotationActor(params: Pick<RotationParams, "tenantId" | "runId">): AuditActor {
-  return { tenantId: params.tenantId, actorType: "system", actorId: "rotation", requestId: params.runId };
-}
-
-/** A rotation that must stop without retrying (the key changed under it, or its test failed). */
-export class RotationStopped extends Error {
-  override name = "RotationStopped";
-}
 
 async function findKey(env: Bindings, params: RotationParams, id = params.subjectId) {
   return database(env.DB)

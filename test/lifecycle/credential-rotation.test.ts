@@ -12,8 +12,8 @@ import {
   createPendingVersion,
   type RotationPlan,
 } from "../../src/lifecycle/credential-rotation";
-import { ROTATION_RETRY_MS } from "../../src/lifecycle/key-rotation";
 import { OVERLAP_ENDED } from "../../src/lifecycle/rotation-params";
+import { ROTATION_RETRY_MS } from "../../src/lifecycle/rotation-steps";
 import { callJson, createTenant, type TestTenant } from "../helpers/api";
 import { network } from "../setup/network";
 import {
