@@ -92,3 +92,58 @@ describe("the cron rotates a due key through the Workflow", () => {
     expect(await eventsOf(key.id)).toEqual(["rotation.started", "rotation.completed"]);
   });
 });
+
+describe("PATCH /keys/{id} changes a key's rotation schedule", () => {
+  it("sets a new period counted from now, and the overlap", async () => {
+    const tenant = await createTenant("patch rotation");
+    const key = await createKey(tenant);
+    expect((await getKey(tenant, key.id)).rotation).toMatchObject({
+      policy_days: null,
+      next_rotation_at: null,
+    });
+    const before = Date.now();
+    const patched = await callJson<KeyBody>("PATCH", `/api/v1/keys/${key.id}`, {
+      key: tenant.adminKey,
+      body: { rotation: { policy_days: 7, overlap_seconds: 600 } },
+    });
+    expect(patched.status).toBe(200);
+    const next = Date.parse(patched.body.rotation.next_rotation_at as string);
+    expect(next).toBeGreaterThanOrEqual(before + 7 * DAY);
+    expect(next).toBeLessThanOrEqual(Date.now() + 7 * DAY);
+    const row = await env.DB.prepare("SELECT rotation_overlap_seconds AS overlap FROM api_keys WHERE id = ?")
+      .bind(key.id)
+      .first<{ overlap: number }>();
+    expect(row?.overlap).toBe(600);
+
+    const off = await callJson<KeyBody>("PATCH", `/api/v1/keys/${key.id}`, {
+      key: tenant.adminKey,
+      body: { rotation: { policy_days: null } },
+    });
+    expect(off.body.rotation).toMatchObject({ policy_days: null, next_rotation_at: null });
+  });
+
+  it("cannot stretch a key's period past the tenant's security policy, nor turn it off under one", async () => {
+    const tenant = await createTenant("policy ceiling");
+    await env.DB.prepare(
+      `INSERT INTO security_policies (tenant_id, security_level, environment, rotation_policy, rotation_days,
+         ip_allowlist, country_allowlist, require_2fa, compliance, wizard_id, updated_at)
+       VALUES (?, 'basic', 'development', '30_days', 30, '[]', '[]', 0, '[]', 'wiz_ceiling', ?)`,
+    )
+      .bind(tenant.id, Date.now())
+      .run();
+    const key = await createKey(tenant);
+    expect((await getKey(tenant, key.id)).rotation.policy_days).toBe(30);
+    for (const policy_days of [90, null]) {
+      const patched = await callJson<KeyBody>("PATCH", `/api/v1/keys/${key.id}`, {
+        key: tenant.adminKey,
+        body: { rotation: { policy_days } },
+      });
+      expect(patched.body.rotation.policy_days).toBe(30);
+    }
+    const shorter = await callJson<KeyBody>("PATCH", `/api/v1/keys/${key.id}`, {
+      key: tenant.adminKey,
+      body: { rotation: { policy_days: 10 } },
+    });
+    expect(shorter.body.rotation.policy_days).toBe(10);
+  });
+});
