@@ -8,14 +8,14 @@ import type { AuditActor } from "../audit/audit-log";
 import { commitWithAudit } from "../audit/audit-log";
 import { type ProbeResult, runProbe } from "../catalog/run-probe";
 import type { Database } from "../db/client";
-import { credentials, credentialVersions } from "../db/schema";
+import { credentials } from "../db/schema";
 import type { Bindings } from "../env";
 import { ApiError } from "../errors";
 import { eventStatement } from "../lifecycle/events";
 import { unseal } from "../vault/keyring";
+import { findVersionRow, openVersion, type VersionRow } from "./credential-versions";
 import { providerFetch } from "./provider-fetch";
 import { requireService } from "./require-service";
-import { credentialRecordId, openValues } from "./sealed-fields";
 
 type CredentialRow = typeof credentials.$inferSelect;
 
@@ -38,34 +38,29 @@ export function providerUnavailable(result: ProbeResult): boolean {
   return result.status === "unknown" && UNAVAILABLE_REASONS.has(result.reason);
 }
 
-/** Probes the credential's current version. The opened values live only inside this call. */
+/** Probes one stored version of the credential. The opened values live only inside this call. */
+export async function probeVersion(
+  env: Bindings,
+  db: Database,
+  row: CredentialRow,
+  version: VersionRow,
+): Promise<ProbeResult> {
+  const fields = await openVersion(await unseal(env, db), db, version);
+  return runProbe(requireService(row.serviceId), fields, {
+    fetch: providerFetch(env),
+    environment: row.environment,
+  });
+}
+
+/** Probes the credential's current version. */
 export async function probeCurrentVersion(
   env: Bindings,
   db: Database,
   row: CredentialRow,
 ): Promise<ProbeResult> {
-  const version = await db
-    .select({ version: credentialVersions.version, sealedFields: credentialVersions.sealedFields })
-    .from(credentialVersions)
-    .where(
-      and(
-        eq(credentialVersions.tenantId, row.tenantId),
-        eq(credentialVersions.credentialId, row.id),
-        eq(credentialVersions.version, row.currentVersion),
-      ),
-    )
-    .get();
+  const version = await findVersionRow(db, row, row.currentVersion);
   if (!version) throw new ApiError("NOT_FOUND", "No such version of this credential.");
-  const fields = await openValues(
-    await unseal(env, db),
-    db,
-    { tenantId: row.tenantId, recordId: credentialRecordId(row.id, version.version) },
-    version.sealedFields,
-  );
-  return runProbe(requireService(row.serviceId), fields, {
-    fetch: providerFetch(env),
-    environment: row.environment,
-  });
+  return probeVersion(env, db, row, version);
 }
 
 export interface RecordTestOptions {

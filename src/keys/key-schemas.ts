@@ -197,10 +197,7 @@ export const VerifyKeyResponseSchema = z
     ratelimit: z
       .object({ limit: z.number().int(), remaining: z.number().int(), reset: z.number().int() })
       .optional(),
-    replaced_by: z
-      .string()
-      .optional()
-      .describe("Set during a rotation's grace period: the id of the new key."),
+    replaced_by: z.string().optional().describe("Set during a rotation's overlap: the id of the new key."),
     metadata: z.record(z.string(), z.unknown()).nullable().optional(),
   })
   .openapi("VerifyKeyResponse");

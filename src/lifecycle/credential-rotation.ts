@@ -13,7 +13,6 @@
 import { and, eq } from "drizzle-orm";
 import type { AuditActor, AuditEvent } from "../audit/audit-log";
 import { commitWithAudit } from "../audit/audit-log";
-import { runProbe } from "../catalog/run-probe";
 import {
   assertValidFields,
   type CredentialRow,
@@ -26,6 +25,7 @@ import {
   type VersionRow,
   versionInStage,
 } from "../credentials/credential-versions";
+import { probeVersion } from "../credentials/live-test";
 import { isConcurrentChange } from "../credentials/preconditions";
 import { providerFetch } from "../credentials/provider-fetch";
 import { requireService } from "../credentials/require-service";
@@ -333,11 +333,7 @@ export async function testPendingVersion(
       providerKeyId: successor.providerKeyId,
     });
   }
-  const fields = await openVersion(await unseal(env, db), db, successor);
-  const result = await runProbe(requireService(row.serviceId), fields, {
-    fetch: providerFetch(env),
-    environment: row.environment,
-  });
+  const result = await probeVersion(env, db, row, successor);
   if (result.status !== "valid") {
     const message = `The new value failed its live test (${result.status}: ${result.reason}).`;
     if (plan.mode === "entered" && result.status === "invalid") {
