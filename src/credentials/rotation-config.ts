@@ -6,7 +6,12 @@ import { type Database, database } from "../db/client";
 import { credentialRotations, credentials } from "../db/schema";
 import type { Bindings } from "../env";
 import { ApiError } from "../errors";
-import { latestRuns, type RotationRun, rotationView } from "../lifecycle/rotation-runs";
+import {
+  assertNoRunInProgress,
+  latestRuns,
+  type RotationRun,
+  rotationView,
+} from "../lifecycle/rotation-runs";
 import { providerRotatorFor } from "../lifecycle/rotators";
 import { assertDeliverableUrl } from "../monitoring/outbound-url";
 import { newSigningSecret } from "../monitoring/standard-webhooks";
@@ -83,11 +88,14 @@ export async function credentialRotationViews(
   return new Map(ids.map((id) => [id, credentialRotationView(byId.get(id), runs.get(id))]));
 }
 
-export async function assertNoRotationRunning(db: Database, row: Pick<CredentialRow, "tenantId" | "id">) {
-  const running = (await latestRuns(db, row.tenantId, [row.id])).get(row.id);
-  if (running?.state === "in_progress") {
-    throw new ApiError("CONFLICT", "A rotation of this credential is in progress; wait for it to end.");
-  }
+export function assertNoRotationRunning(db: Database, row: Pick<CredentialRow, "tenantId" | "id">) {
+  return assertNoRunInProgress(db, row, "A rotation of this credential is in progress; wait for it to end.");
+}
+
+/** The `rotation` object of one credential. */
+export async function credentialRotationOf(db: Database, row: Pick<CredentialRow, "tenantId" | "id">) {
+  const views = await credentialRotationViews(db, row.tenantId, [row.id]);
+  return views.get(row.id) as z.infer<typeof CredentialRotationSchema>;
 }
 
 function invalid(path: string, message: string): ApiError {

@@ -17,11 +17,11 @@ import { eventStatement } from "./events";
 import { endHandoffStatements, handoffStatements, pendingPickup } from "./key-handoff";
 import type { RotationParams } from "./rotation-params";
 import {
+  assertNoRunInProgress,
   beginRun,
   claimRunStatement,
   findRun,
   finishRunStatement,
-  latestRuns,
   rotationRunId,
   runStepStatement,
 } from "./rotation-runs";
@@ -357,8 +357,7 @@ export async function rotateKeyNow(
 ) {
   assertRotatable(source, options.now);
   const db = database(env.DB);
-  const running = (await latestRuns(db, source.tenantId, [source.id])).get(source.id);
-  if (running?.state === "in_progress") throw new ApiError("CONFLICT", "This key is already being rotated.");
+  await assertNoRunInProgress(db, source, "This key is already being rotated.");
   const plan = await planKeyRotationNow(db, source, options);
   await commitKeyChange(env, actor, plan.statements, plan.events);
   forgetCachedKey(source.hash);

@@ -1,6 +1,7 @@
 import { and, desc, eq, inArray } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { rotationRuns } from "../db/schema";
+import { ApiError } from "../errors";
 import { isoTime } from "../openapi/shared";
 import type { RotationState } from "./rotation-kinds";
 
@@ -110,6 +111,16 @@ export async function latestRuns(
   const latest = new Map<string, RotationRun>();
   for (const row of rows) if (!latest.has(row.subjectId)) latest.set(row.subjectId, row);
   return latest;
+}
+
+/** Refuses (409) to start or reconfigure a rotation of a subject while one of its runs is in progress. */
+export async function assertNoRunInProgress(
+  db: Database,
+  subject: { tenantId: string; id: string },
+  message: string,
+): Promise<void> {
+  const latest = (await latestRuns(db, subject.tenantId, [subject.id])).get(subject.id);
+  if (latest?.state === "in_progress") throw new ApiError("CONFLICT", message);
 }
 
 export interface RotationSchedule {

@@ -42,13 +42,7 @@ import { credentialsWithCurrentVersion } from "../credentials/current-versions";
 import { liveTestCredential } from "../credentials/live-test";
 import { assertIfMatch, concurrentChangeFailed } from "../credentials/preconditions";
 import { requireService } from "../credentials/require-service";
-import {
-  configureRotation,
-  credentialRotationView,
-  credentialRotationViews,
-  disableRotation,
-  findRotationConfig,
-} from "../credentials/rotation-config";
+import { configureRotation, credentialRotationOf, disableRotation } from "../credentials/rotation-config";
 import { newId } from "../crypto/random";
 import { type Database, database } from "../db/client";
 import { credentials, credentialVersions } from "../db/schema";
@@ -56,7 +50,6 @@ import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { startCredentialRotation } from "../lifecycle/credential-rotation";
 import { RETEST_INTERVAL_MS } from "../lifecycle/retests";
-import { latestRuns } from "../lifecycle/rotation-runs";
 import { decodeCursor, encodeCursor } from "../openapi/cursor";
 import {
   AUTH_PROBLEMS,
@@ -103,9 +96,8 @@ async function detailOf(db: Database, row: CredentialRow, warnings?: string[]) {
     .all();
   const current = versions.find((v) => v.version === row.currentVersion);
   if (!current) throw new ApiError("NOT_FOUND", "No such credential.");
-  const rotation = (await credentialRotationViews(db, row.tenantId, [row.id])).get(row.id);
   return {
-    ...credentialView(row, current, rotation ?? credentialRotationView(undefined, undefined)),
+    ...credentialView(row, current, await credentialRotationOf(db, row)),
     versions: versions.map((v) => ({
       version: v.version,
       stage: v.stage,
@@ -311,11 +303,6 @@ const rotateCredential = route({
     ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "VALIDATION_FAILED", "CONFLICT", "SEALED"),
   },
 });
-
-async function rotationOf(db: Database, row: CredentialRow) {
-  const runs = await latestRuns(db, row.tenantId, [row.id]);
-  return credentialRotationView(await findRotationConfig(db, row), runs.get(row.id));
-}
 
 export const credentialRoutes = createRouter()
   .openapi(createCredential, async (c) => {
@@ -531,7 +518,7 @@ export const credentialRoutes = createRouter()
       c.req.valid("json"),
       Date.now(),
     );
-    const rotation = await rotationOf(db, row);
+    const rotation = await credentialRotationOf(db, row);
     return signingSecret
       ? c.json({ ...rotation, signing_secret: signingSecret }, 200, NO_STORE)
       : c.json(rotation, 200);
@@ -550,5 +537,5 @@ export const credentialRoutes = createRouter()
       ...(fields ? { fields } : {}),
       now: Date.now(),
     });
-    return c.json(await rotationOf(db, row), 202);
+    return c.json(await credentialRotationOf(db, row), 202);
   });
