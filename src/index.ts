@@ -17,4 +17,6 @@ export { AuditChain } from "./audit/audit-chain";
 export { CredentialRotationWorkflow } from "./lifecycle/credential-rotation-workflow";
 export { KeyRotationWorkflow } from "./lifecycle/key-rotation-workflow";
 export { KeyLimiter } from "./limits/key-limiter";
+export { DataKeyRotationWorkflow } from "./vault/dek-rotation-workflow";
+export { KekRewrapWorkflow } from "./vault/kek-rewrap-workflow";
 export { WizardSession } from "./wizard/wizard-session";

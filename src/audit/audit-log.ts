@@ -2,7 +2,9 @@ import { and, asc, eq, gt } from "drizzle-orm";
 import { toHex, utf8 } from "../crypto/encoding";
 import { type Database, database } from "../db/client";
 import { auditLog } from "../db/schema";
-import { purposeKey, unseal } from "../vault/keyring";
+import type { KeyringEnv } from "../vault/kek-config";
+import { unseal } from "../vault/keyring";
+import { purposeKey } from "../vault/system-keys";
 
 export const GENESIS_HASH = "0".repeat(64);
 
@@ -36,11 +38,11 @@ export interface AuditActor {
 
 type AuditRow = typeof auditLog.$inferSelect;
 
-type ChainKeyEnv = Pick<Env, "MASTER_KEY" | "KEK_VERSION" | "DB">;
+type ChainKeyEnv = KeyringEnv & Pick<Env, "DB">;
 
-/** The HMAC key of every tenant's audit chain, derived from MASTER_KEY for this purpose only. */
+/** The HMAC key of every tenant's audit chain, a system key of this purpose only (src/vault/system-keys.ts). */
 export async function auditChainKey(env: ChainKeyEnv, db: Database = database(env.DB)): Promise<CryptoKey> {
-  return purposeKey(await unseal(env, db), "audit-chain");
+  return purposeKey(await unseal(env, db), db, "audit-chain");
 }
 
 /**

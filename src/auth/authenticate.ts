@@ -6,7 +6,8 @@ import { ApiError } from "../errors";
 import { findKeyByHash, findKeyForManagement, findSessionKey } from "../keys/key-record";
 import { recordVerification } from "../keys/usage-recorder";
 import { judgeKey, type RequestOrigin, verifyKey } from "../keys/verify-key";
-import { purposeKey, unseal } from "../vault/keyring";
+import { unseal } from "../vault/keyring";
+import { purposeKey } from "../vault/system-keys";
 import { rejectFailedAuth } from "./budgets";
 import { clientIp } from "./client-address";
 import type { Principal } from "./principal";
@@ -99,7 +100,7 @@ export async function principalFromKey(
 async function principalFromSession(c: Context<AppEnv>, token: string): Promise<Principal> {
   if (UNSAFE_METHODS.has(c.req.method)) assertSameOrigin(c);
   const db = database(c.env.DB);
-  const key = await purposeKey(await unseal(c.env, db), "session-jwt");
+  const key = await purposeKey(await unseal(c.env, db), db, "session-jwt");
   // A forged or stale cookie spends the same per-client failure budget as a bad key.
   const claims = await verifySessionToken(key, token).catch(() => rejectFailedAuth(c));
   // Fresh read, never the cache, and the same checks as a bearer key: a revoked or expired key ends its

@@ -64,7 +64,7 @@ export interface NewVersion {
  */
 export async function sealedVersionStatements(keys: Unsealed, db: Database, version: NewVersion) {
   const service = requireService(version.serviceId);
-  const { sealed, countEncryptions } = await sealValues(
+  const { sealed, dekVersion, countEncryptions } = await sealValues(
     keys,
     db,
     { tenantId: version.tenantId, recordId: credentialRecordId(version.credentialId, version.version) },
@@ -80,6 +80,7 @@ export async function sealedVersionStatements(keys: Unsealed, db: Database, vers
       tenantId: version.tenantId,
       version: version.version,
       sealedFields: sealed,
+      dekVersion,
       displayFields: displayValues(service.fields, version.fields),
       stage: version.stage,
       providerKeyId,

@@ -26,11 +26,11 @@ type RotationConfigInput = z.infer<typeof CredentialRotationConfigSchema>;
 const DAY_MS = 86_400_000;
 
 /** The signing secret of an external rotation endpoint is sealed AAD-bound to its credential's config. */
-const endpointSecretRecord = (config: Pick<RotationConfig, "tenantId" | "credentialId">) => ({
+export const endpointSecretRecord = (config: Pick<RotationConfig, "tenantId" | "credentialId">) => ({
   tenantId: config.tenantId,
   recordId: `credential-rotation:${config.credentialId}`,
 });
-const SECRET_FIELD = "signing_secret";
+export const ENDPOINT_SECRET_FIELD = "signing_secret";
 
 export async function findRotationConfig(
   db: Database,
@@ -140,6 +140,7 @@ export async function configureRotation(
   let rotatorCredentialId: string | null = null;
   let endpointUrl: string | null = null;
   let sealedEndpointSecret: string | null = null;
+  let dekVersion: number | null = null;
   let signingSecret: string | undefined;
   const extra = [];
   if (input.method === "provider") {
@@ -165,16 +166,18 @@ export async function configureRotation(
     ).toString();
     if (existing?.sealedEndpointSecret) {
       sealedEndpointSecret = existing.sealedEndpointSecret;
+      dekVersion = existing.dekVersion;
     } else {
       signingSecret = newSigningSecret();
-      const { sealed, countEncryptions } = await sealValues(
+      const sealing = await sealValues(
         await unseal(env, db),
         db,
         endpointSecretRecord({ tenantId: row.tenantId, credentialId: row.id }),
-        { [SECRET_FIELD]: signingSecret },
+        { [ENDPOINT_SECRET_FIELD]: signingSecret },
       );
-      sealedEndpointSecret = sealed[SECRET_FIELD] ?? null;
-      extra.push(countEncryptions);
+      sealedEndpointSecret = sealing.sealed[ENDPOINT_SECRET_FIELD] ?? null;
+      dekVersion = sealing.dekVersion;
+      extra.push(sealing.countEncryptions);
     }
   }
   const config: RotationConfig = {
@@ -189,6 +192,7 @@ export async function configureRotation(
     settings,
     endpointUrl,
     sealedEndpointSecret,
+    dekVersion,
     createdAt: existing?.createdAt ?? now,
     updatedAt: now,
   };
@@ -249,9 +253,9 @@ export async function openEndpointSecret(
 ): Promise<string> {
   if (!config.sealedEndpointSecret) throw new Error("The external rotation has no signing secret.");
   const opened = await openValues(await unseal(env, db), db, endpointSecretRecord(config), {
-    [SECRET_FIELD]: config.sealedEndpointSecret,
+    [ENDPOINT_SECRET_FIELD]: config.sealedEndpointSecret,
   });
-  return opened[SECRET_FIELD] as string;
+  return opened[ENDPOINT_SECRET_FIELD] as string;
 }
 
 /** The next scheduled rotation a full period after `now`, for a promote's batch. */

@@ -2,7 +2,8 @@ import type { FieldSpec } from "../catalog/types";
 import { maskValue } from "../catalog/validate";
 import { decryptText, encryptText } from "../crypto/envelope";
 import type { Database } from "../db/client";
-import { activeDek, dekFor, type Unsealed } from "../vault/keyring";
+import { activeDek, dekFor } from "../vault/data-keys";
+import type { Unsealed } from "../vault/keyring";
 
 /**
  * Seals named values for one record. The record id and the value's name go into the AAD, so a blob copied
@@ -19,7 +20,8 @@ export async function sealValues(
   for (const [field, value] of Object.entries(values)) {
     sealed[field] = await encryptText(dek.key, dek.version, { ...target, field }, value);
   }
-  return { sealed, countEncryptions: dek.countEncryptions };
+  // Every value of one call is sealed under the same DEK: the row stores its version (src/vault/sealed-records.ts).
+  return { sealed, dekVersion: dek.version, countEncryptions: dek.countEncryptions };
 }
 
 export async function openValues(

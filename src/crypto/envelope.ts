@@ -11,6 +11,9 @@ const IV_BYTES = 12; // 96-bit IVs: the only length GCM handles without GHASH-in
 const TAG_BYTES = 16;
 const HEADER_BYTES = 1 + 4 + IV_BYTES;
 
+export const AES_256_GCM = { name: "AES-GCM", length: 256 } as const;
+export const HMAC_SHA_256 = { name: "HMAC", hash: "SHA-256" } as const;
+
 /** The one error decryption raises: tampered, truncated, extended, moved or wrong-key ciphertext. */
 export class IntegrityError extends Error {
   constructor(message = "ciphertext failed authentication") {
@@ -45,9 +48,12 @@ export function deriveKek(master: CryptoKey, kekVersion: number): Promise<Crypto
   ]);
 }
 
-/** HMAC key for a named purpose (session JWTs, audit identifiers, webhook signing ...). */
-export function deriveHmacKey(master: CryptoKey, purpose: string): Promise<CryptoKey> {
-  return crypto.subtle.deriveKey(hkdf(`hmac:${purpose}`), master, { name: "HMAC", hash: "SHA-256" }, false, [
+/**
+ * HMAC key for a named purpose (session JWTs, audit identifiers ...). Extractable only when it is about to be
+ * wrapped for storage (src/vault/system-keys.ts).
+ */
+export function deriveHmacKey(master: CryptoKey, purpose: string, extractable = false): Promise<CryptoKey> {
+  return crypto.subtle.deriveKey(hkdf(`hmac:${purpose}`), master, HMAC_SHA_256, extractable, [
     "sign",
     "verify",
   ]);
@@ -62,37 +68,41 @@ export async function keyCheckValue(master: CryptoKey, kekVersion: number): Prom
   return toHex(bits);
 }
 
-function dekAad(tenantId: string, dekVersion: number, kekVersion: number): Uint8Array<ArrayBuffer> {
+/** AAD of a wrapped DEK: the tenant and DEK version it belongs to, and the master KEK version wrapping it. */
+export function dekAad(tenantId: string, dekVersion: number, kekVersion: number): Uint8Array<ArrayBuffer> {
   return utf8(JSON.stringify(["kw-dek", BLOB_FORMAT_VERSION, tenantId, dekVersion, kekVersion]));
 }
 
-export async function createWrappedDek(
-  kek: CryptoKey,
-  tenantId: string,
-  dekVersion: number,
-  kekVersion: number,
-): Promise<{ wrapped: string; dek: CryptoKey }> {
-  const fresh = (await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, true, [
-    "encrypt",
-    "decrypt",
-  ])) as CryptoKey;
-  const iv = randomBytes(IV_BYTES);
-  const wrappedBytes = await crypto.subtle.wrapKey("raw", fresh, kek, {
-    name: "AES-GCM",
-    iv,
-    additionalData: dekAad(tenantId, dekVersion, kekVersion),
-  });
-  const wrapped = toBase64(concat(iv, new Uint8Array(wrappedBytes)));
-  // Use the unwrapped, non-extractable copy from here on, so the extractable one is dropped at once.
-  return { wrapped, dek: await unwrapDek(kek, wrapped, tenantId, dekVersion, kekVersion) };
+/** A fresh, extractable AES-256 DEK: extractable only until it is wrapped and imported again. */
+export async function generateDek(): Promise<CryptoKey> {
+  return (await crypto.subtle.generateKey(AES_256_GCM, true, ["encrypt", "decrypt"])) as CryptoKey;
 }
 
-export async function unwrapDek(
+/** Wraps an extractable key under a KEK, bound to `aad`: [iv:12][wrapped key + tag], base64. */
+export async function wrapUnder(
+  kek: CryptoKey,
+  key: CryptoKey,
+  aad: Uint8Array<ArrayBuffer>,
+): Promise<string> {
+  const iv = randomBytes(IV_BYTES);
+  const wrapped = await crypto.subtle.wrapKey("raw", key, kek, { name: "AES-GCM", iv, additionalData: aad });
+  return toBase64(concat(iv, new Uint8Array(wrapped)));
+}
+
+export interface UnwrapAs {
+  algorithm: typeof AES_256_GCM | typeof HMAC_SHA_256;
+  usages: string[];
+  /** Key bytes; a wrapped key of any other length is rejected before WebCrypto sees it. */
+  bytes: number;
+  /** Only a re-wrap asks for an extractable key, to wrap it again under another KEK. */
+  extractable?: boolean;
+}
+
+export async function unwrapUnder(
   kek: CryptoKey,
   wrapped: string,
-  tenantId: string,
-  dekVersion: number,
-  kekVersion: number,
+  aad: Uint8Array<ArrayBuffer>,
+  as: UnwrapAs,
 ): Promise<CryptoKey> {
   let bytes: Uint8Array<ArrayBuffer>;
   try {
@@ -100,25 +110,45 @@ export async function unwrapDek(
   } catch {
     throw new IntegrityError("wrapped key is not valid base64");
   }
-  if (bytes.byteLength !== IV_BYTES + 32 + TAG_BYTES)
+  if (bytes.byteLength !== IV_BYTES + as.bytes + TAG_BYTES)
     throw new IntegrityError("wrapped key has the wrong length");
   try {
     return await crypto.subtle.unwrapKey(
       "raw",
       bytes.subarray(IV_BYTES),
       kek,
-      {
-        name: "AES-GCM",
-        iv: bytes.subarray(0, IV_BYTES),
-        additionalData: dekAad(tenantId, dekVersion, kekVersion),
-      },
-      { name: "AES-GCM", length: 256 },
-      false,
-      ["encrypt", "decrypt"],
+      { name: "AES-GCM", iv: bytes.subarray(0, IV_BYTES), additionalData: aad },
+      as.algorithm,
+      as.extractable ?? false,
+      as.usages,
     );
   } catch {
     throw new IntegrityError("wrapped key failed authentication");
   }
+}
+
+/** How a DEK is unwrapped for use: non-extractable, encrypt and decrypt only. */
+export const DEK_USE: UnwrapAs = { algorithm: AES_256_GCM, usages: ["encrypt", "decrypt"], bytes: 32 };
+
+export async function createWrappedDek(
+  kek: CryptoKey,
+  tenantId: string,
+  dekVersion: number,
+  kekVersion: number,
+): Promise<{ wrapped: string; dek: CryptoKey }> {
+  const wrapped = await wrapUnder(kek, await generateDek(), dekAad(tenantId, dekVersion, kekVersion));
+  // Use the unwrapped, non-extractable copy from here on, so the extractable one is dropped at once.
+  return { wrapped, dek: await unwrapDek(kek, wrapped, tenantId, dekVersion, kekVersion) };
+}
+
+export function unwrapDek(
+  kek: CryptoKey,
+  wrapped: string,
+  tenantId: string,
+  dekVersion: number,
+  kekVersion: number,
+): Promise<CryptoKey> {
+  return unwrapUnder(kek, wrapped, dekAad(tenantId, dekVersion, kekVersion), DEK_USE);
 }
 
 function fieldAad(context: FieldContext, keyVersion: number): Uint8Array<ArrayBuffer> {

@@ -5,8 +5,11 @@ import {
   HANDOFF_METHODS,
   ROTATION_METHODS,
   ROTATION_RUN_STATES,
+  ROTATION_SUBJECTS,
   VERSION_STAGES,
 } from "../lifecycle/rotation-kinds";
+import { DATA_KEY_STATES } from "../vault/data-key-states";
+import { KEK_PROVIDERS } from "../vault/kek-ref";
 
 /** Times are Unix epoch milliseconds. See docs/storage.md for which columns are hash, ciphertext or plaintext. */
 
@@ -24,6 +27,11 @@ export const keyring = sqliteTable("keyring", {
   createdAt: integer("created_at").notNull(),
 });
 
+/**
+ * A tenant's data encryption keys (DEKs), each wrapped under one KEK: `kek_provider` + `kek_version` name it
+ * (src/vault/kek-ref.ts). One is `active` (new writes); `retiring` ones still decrypt until the re-encryption
+ * has moved every field off them, then they are deleted (src/vault/dek-rotation.ts).
+ */
 export const dataKeys = sqliteTable(
   "data_keys",
   {
@@ -31,15 +39,36 @@ export const dataKeys = sqliteTable(
       .notNull()
       .references(() => tenants.id),
     version: integer("version").notNull(),
+    kekProvider: text("kek_provider", { enum: KEK_PROVIDERS }).notNull(),
     kekVersion: integer("kek_version").notNull(),
     wrappedKey: text("wrapped_key").notNull(),
     /** Encryptions under this DEK; rotated long before the GCM random-IV bound of 2^32 (SP 800-38D §8.3). */
     encryptionCount: integer("encryption_count").notNull().default(0),
-    status: text("status", { enum: ["active", "retired"] }).notNull(),
+    status: text("status", { enum: DATA_KEY_STATES }).notNull(),
+    /** When the active DEK is rotated next: its schedule, or at once when the encryption count crosses the bound. */
+    nextRotationAt: integer("next_rotation_at"),
+    /** A retiring DEK is deleted after this time (once no wizard can still hold a blob sealed under it). */
+    retireAfter: integer("retire_after"),
     createdAt: integer("created_at").notNull(),
   },
-  (t) => [primaryKey({ columns: [t.tenantId, t.version] })],
+  (t) => [
+    primaryKey({ columns: [t.tenantId, t.version] }),
+    index("data_keys_next_rotation_idx").on(t.nextRotationAt),
+    index("data_keys_kek_idx").on(t.kekProvider, t.kekVersion),
+  ],
 );
+
+/**
+ * Deployment-wide HMAC keys (session JWTs, audit chain, ...), one per purpose, wrapped under a KEK like a DEK,
+ * so they outlive the master secret they were first derived from (src/vault/system-keys.ts).
+ */
+export const systemKeys = sqliteTable("system_keys", {
+  purpose: text("purpose").primaryKey(),
+  kekProvider: text("kek_provider", { enum: KEK_PROVIDERS }).notNull(),
+  kekVersion: integer("kek_version").notNull(),
+  wrappedKey: text("wrapped_key").notNull(),
+  createdAt: integer("created_at").notNull(),
+});
 
 export const apiKeys = sqliteTable(
   "api_keys",
@@ -169,6 +198,8 @@ export const credentialVersions = sqliteTable(
     version: integer("version").notNull(),
     /** `{ field: blob }`: each value AES-256-GCM under the tenant DEK, AAD-bound to (tenant, credential#version, field). */
     sealedFields: text("sealed_fields", { mode: "json" }).$type<Record<string, string>>().notNull(),
+    /** The tenant DEK version its ciphertext is sealed under (src/vault/sealed-records.ts). */
+    dekVersion: integer("dek_version").notNull(),
     /** `{ field: display }`: secret fields masked (at most a third shown), identifier fields as entered. */
     displayFields: text("display_fields", { mode: "json" }).$type<Record<string, string>>().notNull(),
     /** AWS Secrets Manager-style stage label; at most one version of a credential holds each (unique index). */
@@ -181,6 +212,7 @@ export const credentialVersions = sqliteTable(
   (t) => [
     primaryKey({ columns: [t.credentialId, t.version] }),
     uniqueIndex("credential_versions_stage_idx").on(t.credentialId, t.stage).where(sql`stage IS NOT NULL`),
+    index("credential_versions_dek_idx").on(t.tenantId, t.dekVersion),
   ],
 );
 
@@ -208,10 +240,15 @@ export const credentialRotations = sqliteTable(
     /** `external` only: the tenant's rotation endpoint and its Standard Webhooks secret (ciphertext). */
     endpointUrl: text("endpoint_url"),
     sealedEndpointSecret: text("sealed_endpoint_secret"),
+    /** The tenant DEK version its ciphertext is sealed under, when it holds any (src/vault/sealed-records.ts). */
+    dekVersion: integer("dek_version"),
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull(),
   },
-  (t) => [index("credential_rotations_next_idx").on(t.nextRotationAt)],
+  (t) => [
+    index("credential_rotations_next_idx").on(t.nextRotationAt),
+    index("credential_rotations_dek_idx").on(t.tenantId, t.dekVersion),
+  ],
 );
 
 /**
@@ -223,7 +260,7 @@ export const rotationRuns = sqliteTable(
   {
     id: text("id").primaryKey(),
     tenantId: text("tenant_id").notNull(),
-    subjectType: text("subject_type", { enum: ["key", "credential"] }).notNull(),
+    subjectType: text("subject_type", { enum: ROTATION_SUBJECTS }).notNull(),
     subjectId: text("subject_id").notNull(),
     trigger: text("trigger", { enum: ["schedule", "manual"] }).notNull(),
     state: text("state", { enum: ROTATION_RUN_STATES }).notNull(),
@@ -257,11 +294,16 @@ export const keyHandoffs = sqliteTable(
     runId: text("run_id").notNull(),
     method: text("method", { enum: HANDOFF_METHODS }).notNull(),
     payload: text("payload").notNull(),
+    /** The tenant DEK version its ciphertext is sealed under, when it holds any (src/vault/sealed-records.ts). */
+    dekVersion: integer("dek_version"),
     attempts: integer("attempts").notNull().default(0),
     createdAt: integer("created_at").notNull(),
     expiresAt: integer("expires_at").notNull(),
   },
-  (t) => [index("key_handoffs_expiry_idx").on(t.method, t.expiresAt)],
+  (t) => [
+    index("key_handoffs_expiry_idx").on(t.method, t.expiresAt),
+    index("key_handoffs_dek_idx").on(t.tenantId, t.dekVersion),
+  ],
 );
 
 /** Where a tenant's rotated keys are delivered: an https endpoint and the public JWK they are encrypted to. */
@@ -273,6 +315,8 @@ export const keyDeliveryEndpoints = sqliteTable("key_delivery_endpoints", {
   publicJwk: text("public_jwk", { mode: "json" }).$type<Record<string, string>>().notNull(),
   /** Standard Webhooks signing secret, AES-256-GCM under the tenant DEK. */
   sealedSigningSecret: text("sealed_signing_secret").notNull(),
+  /** The tenant DEK version its ciphertext is sealed under (src/vault/sealed-records.ts). */
+  dekVersion: integer("dek_version").notNull(),
   createdAt: integer("created_at").notNull(),
   updatedAt: integer("updated_at").notNull(),
 });
@@ -330,9 +374,14 @@ export const alertChannels = sqliteTable(
     config: text("config", { mode: "json" }).$type<Record<string, string>>().notNull(),
     /** `{ field: blob }`: secret settings (Slack URL, webhook signing secret, Twilio token) encrypted. */
     sealedSecrets: text("sealed_secrets", { mode: "json" }).$type<Record<string, string>>().notNull(),
+    /** The tenant DEK version its ciphertext is sealed under (src/vault/sealed-records.ts). */
+    dekVersion: integer("dek_version").notNull(),
     createdAt: integer("created_at").notNull(),
   },
-  (t) => [index("alert_channels_tenant_idx").on(t.tenantId)],
+  (t) => [
+    index("alert_channels_tenant_idx").on(t.tenantId),
+    index("alert_channels_dek_idx").on(t.tenantId, t.dekVersion),
+  ],
 );
 
 export const alertRules = sqliteTable(
@@ -360,17 +409,23 @@ export const wizardCommits = sqliteTable("wizard_commits", {
 });
 
 /** TOTP second factor of one admin key (RFC 6238). The shared secret is ciphertext, AAD-bound to the key. */
-export const adminTotp = sqliteTable("admin_totp", {
-  keyId: text("key_id").primaryKey(),
-  tenantId: text("tenant_id")
-    .notNull()
-    .references(() => tenants.id),
-  sealedSecret: text("sealed_secret").notNull(),
-  confirmedAt: integer("confirmed_at"),
-  /** The last accepted time step: a code is never accepted twice (RFC 6238 §5.2). */
-  lastStep: integer("last_step").notNull().default(0),
-  /** Wrong codes since the last accepted one; at the threshold the key is locked until `locked_until`. */
-  failedAttempts: integer("failed_attempts").notNull().default(0),
-  lockedUntil: integer("locked_until"),
-  createdAt: integer("created_at").notNull(),
-});
+export const adminTotp = sqliteTable(
+  "admin_totp",
+  {
+    keyId: text("key_id").primaryKey(),
+    tenantId: text("tenant_id")
+      .notNull()
+      .references(() => tenants.id),
+    sealedSecret: text("sealed_secret").notNull(),
+    /** The tenant DEK version its ciphertext is sealed under (src/vault/sealed-records.ts). */
+    dekVersion: integer("dek_version").notNull(),
+    confirmedAt: integer("confirmed_at"),
+    /** The last accepted time step: a code is never accepted twice (RFC 6238 §5.2). */
+    lastStep: integer("last_step").notNull().default(0),
+    /** Wrong codes since the last accepted one; at the threshold the key is locked until `locked_until`. */
+    failedAttempts: integer("failed_attempts").notNull().default(0),
+    lockedUntil: integer("locked_until"),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("admin_totp_dek_idx").on(t.tenantId, t.dekVersion)],
+);

@@ -11,11 +11,12 @@ import { ApiError } from "../errors";
 import { assertDeliverableUrl } from "../monitoring/outbound-url";
 import { newSigningSecret } from "../monitoring/standard-webhooks";
 import { isoTime } from "../openapi/shared";
+import type { KeyringEnv } from "../vault/kek-config";
 import { unseal } from "../vault/keyring";
 
 type Statement = Parameters<typeof commitWithAudit>[2][number];
 export type DeliveryEndpointRow = typeof keyDeliveryEndpoints.$inferSelect;
-type SealEnv = Pick<Bindings, "MASTER_KEY" | "KEK_VERSION">;
+type SealEnv = KeyringEnv;
 
 /**
  * The key-management algorithm each accepted public key is used with (RFC 7518 §4.6, §4.3). ECDH-ES is direct
@@ -222,7 +223,7 @@ export async function registerDeliveryEndpoint(
   const url = assertDeliverableUrl(body.url, env.ALLOW_LOOPBACK_WEBHOOKS === "true", "url");
   const key = await acceptPublicJwk(body.public_jwk);
   const signingSecret = newSigningSecret();
-  const { sealed, countEncryptions } = await sealValues(
+  const { sealed, dekVersion, countEncryptions } = await sealValues(
     await unseal(env, db),
     db,
     { tenantId, recordId: deliveryEndpointRecordId(tenantId) },
@@ -234,6 +235,7 @@ export async function registerDeliveryEndpoint(
     url: url.href,
     publicJwk: key.jwk,
     sealedSigningSecret: sealed.signing_secret as string,
+    dekVersion,
     createdAt: existing?.createdAt ?? now,
     updatedAt: now,
   };

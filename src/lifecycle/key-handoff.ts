@@ -7,13 +7,14 @@ import type { Bindings } from "../env";
 import { ApiError } from "../errors";
 import { assertDeliverableUrl, deliver } from "../monitoring/outbound-url";
 import { signWebhook } from "../monitoring/standard-webhooks";
+import type { KeyringEnv } from "../vault/kek-config";
 import { unseal } from "../vault/keyring";
 import { encryptToEndpoint, findDeliveryEndpoint, openSigningSecret } from "./delivery-endpoint";
 import type { HandoffMethod } from "./rotation-kinds";
 
 type Statement = Parameters<typeof commitWithAudit>[2][number];
 type Handoff = typeof keyHandoffs.$inferSelect;
-type SealEnv = Pick<Bindings, "MASTER_KEY" | "KEK_VERSION">;
+type SealEnv = KeyringEnv;
 type DeliveryEnv = SealEnv & Pick<Bindings, "DB" | "AUDIT_CHAIN" | "ALLOW_LOOPBACK_WEBHOOKS">;
 
 /** The `type` of the webhook that carries a rotated key. */
@@ -75,11 +76,13 @@ export async function handoffStatements(
       }),
     );
     return {
-      statements: [db.insert(keyHandoffs).values({ ...row, method: "webhook", payload: jwe })],
+      statements: [
+        db.insert(keyHandoffs).values({ ...row, method: "webhook", payload: jwe, dekVersion: null }),
+      ],
       method: "webhook",
     };
   }
-  const { sealed, countEncryptions } = await sealValues(
+  const { sealed, dekVersion, countEncryptions } = await sealValues(
     await unseal(env, db),
     db,
     { tenantId: input.tenantId, recordId: handoffRecordId(input.keyId) },
@@ -87,7 +90,7 @@ export async function handoffStatements(
   );
   return {
     statements: [
-      db.insert(keyHandoffs).values({ ...row, method: "pickup", payload: sealed.key as string }),
+      db.insert(keyHandoffs).values({ ...row, method: "pickup", payload: sealed.key as string, dekVersion }),
       countEncryptions,
     ],
     method: "pickup",

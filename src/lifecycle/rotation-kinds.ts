@@ -16,3 +16,7 @@ export type RotationState = (typeof ROTATION_STATES)[number];
 /** How a rotated key reaches its tenant: a JWE pushed to its endpoint, or sealed for one-time pickup. */
 export const HANDOFF_METHODS = ["webhook", "pickup"] as const;
 export type HandoffMethod = (typeof HANDOFF_METHODS)[number];
+
+/** What a rotation run rotates: an issued key, a credential, a tenant's DEK, or the KEK under every DEK. */
+export const ROTATION_SUBJECTS = ["key", "credential", "data_key", "keyring"] as const;
+export type RotationSubject = (typeof ROTATION_SUBJECTS)[number];

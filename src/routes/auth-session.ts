@@ -16,7 +16,8 @@ import {
   NO_STORE,
   problems,
 } from "../openapi/shared";
-import { purposeKey, unseal } from "../vault/keyring";
+import { unseal } from "../vault/keyring";
+import { purposeKey } from "../vault/system-keys";
 
 const SessionSchema = z
   .object({ tenant_id: z.string(), key_id: z.string(), scopes: z.array(z.string()), expires_at: z.string() })
@@ -82,7 +83,7 @@ export const authSessionRoutes = createRouter()
     if (!principal.scopes.has("wizard"))
       throw new ApiError("FORBIDDEN", "Only keys with the `wizard` scope can sign in.");
     await assertSecondFactor(c, db, principal, body.totp);
-    const signingKey = await purposeKey(await unseal(c.env, db), "session-jwt");
+    const signingKey = await purposeKey(await unseal(c.env, db), db, "session-jwt");
     const now = Date.now();
     const token = await issueSessionToken(
       signingKey,

@@ -12,7 +12,8 @@ import { mintKey } from "../keys/issue-key";
 import { CreatedKeySchema, DEFAULT_ROTATION_OVERLAP_SECONDS } from "../keys/key-schemas";
 import { keyView } from "../keys/key-view";
 import { createRouter, isoTime, jsonBody, jsonContent, NO_STORE, problems } from "../openapi/shared";
-import { newTenantDek, unseal } from "../vault/keyring";
+import { newTenantDek } from "../vault/data-keys";
+import { unseal } from "../vault/keyring";
 
 const MIN_BOOTSTRAP_TOKEN_LENGTH = 32;
 
@@ -64,7 +65,7 @@ export const tenantRoutes = createRouter().openapi(createTenant, async (c) => {
   const keys = await unseal(c.env, db);
   const tenantId = newId("ten");
   const now = Date.now();
-  const dek = await newTenantDek(keys, tenantId);
+  const dek = await newTenantDek(keys, tenantId, now);
   const { key, row } = await mintKey(tenantId, {
     name: "Admin key",
     scopes: [...ROLES.admin],

@@ -65,13 +65,14 @@ export const twoFactorRoutes = createRouter()
     if (existing?.confirmedAt) throw new ApiError("CONFLICT", "2FA is already enrolled for this key.");
     const secret = newTotpSecret();
     const keys = await unseal(c.env, db);
-    const { sealed, countEncryptions } = await sealValues(keys, db, totpRecord(principal), {
+    const { sealed, dekVersion, countEncryptions } = await sealValues(keys, db, totpRecord(principal), {
       secret: toBase32(secret),
     });
     const row = {
       keyId: principal.keyId,
       tenantId: principal.tenantId,
       sealedSecret: sealed.secret as string,
+      dekVersion,
       confirmedAt: null,
       lastStep: 0,
       createdAt: Date.now(),

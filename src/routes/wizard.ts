@@ -793,7 +793,7 @@ export const wizardRoutes = createRouter()
       const channelId = newId("chan");
       channelIds.set(channel.name, channelId);
       const secretValues = fieldsUnder(plain, channelSlots(channel.name));
-      const { sealed, countEncryptions } = await sealValues(
+      const { sealed, dekVersion, countEncryptions } = await sealValues(
         keys,
         db,
         { tenantId: principal.tenantId, recordId: channelId },
@@ -813,6 +813,7 @@ export const wizardRoutes = createRouter()
           name: channel.name,
           config,
           sealedSecrets: sealed,
+          dekVersion,
           createdAt: now,
         }),
         countEncryptions,

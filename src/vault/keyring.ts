@@ -1,37 +1,35 @@
-import { and, eq, sql } from "drizzle-orm";
-import { BoundedCache } from "../cache/bounded-cache";
+import { sql } from "drizzle-orm";
 import { bytesEqual } from "../crypto/constant-time";
 import { utf8 } from "../crypto/encoding";
-import {
-  createWrappedDek,
-  deriveHmacKey,
-  deriveKek,
-  IntegrityError,
-  importMasterKey,
-  keyCheckValue,
-  unwrapDek,
-} from "../crypto/envelope";
+import { importMasterKey, keyCheckValue } from "../crypto/envelope";
 import type { Database } from "../db/client";
-import { dataKeys, keyring } from "../db/schema";
 import { ApiError } from "../errors";
+import { forgetDataKeys } from "./data-keys";
+import { type KekConfig, type KeyringEnv, kekConfigFrom, kekFingerprint } from "./kek-config";
+import { type KekRef, masterSecretName } from "./kek-ref";
+import { KeyEncryption } from "./key-encryption";
+import { MasterKeks } from "./master-keks";
+import { VaultKeks, vaultCall } from "./vault-keks";
+import { VaultTransit } from "./vault-transit";
 
+/** The opened keyring: every KEK this deployment can use, and where new keys are wrapped. */
 export interface Unsealed {
-  master: CryptoKey;
-  kek: CryptoKey;
-  kekVersion: number;
+  keks: KeyEncryption;
 }
 
 let unsealed: { fingerprint: string; value: Promise<Unsealed> } | undefined;
-const deks = new BoundedCache<Promise<CryptoKey>>(1_000, 10 * 60_000);
 
 /**
- * Checks the deployed MASTER_KEY against the stored key-check value. A missing or wrong key
- * seals the service (503) rather than creating new keys: fail closed, as Vault does.
+ * Opens the keyring once per isolate and configuration. Fails closed, as Vault does: a missing or wrong
+ * master secret, a secret removed while a stored key still depends on it, or an unreachable Vault seals the
+ * service (503 SEALED) instead of creating new keys. See docs/storage.md for the rotation procedure.
  */
-export function unseal(env: Pick<Env, "MASTER_KEY" | "KEK_VERSION">, db: Database): Promise<Unsealed> {
-  const fingerprint = `${env.KEK_VERSION}:${env.MASTER_KEY ?? ""}`;
+export function unseal(env: KeyringEnv, db: Database): Promise<Unsealed> {
+  const config = kekConfigOrSealed(env);
+  if (config instanceof ApiError) return Promise.reject(config);
+  const fingerprint = kekFingerprint(config);
   if (unsealed?.fingerprint !== fingerprint) {
-    const value = openKeyring(env, db);
+    const value = openKeyring(config, db);
     unsealed = { fingerprint, value };
     value.catch(() => {
       if (unsealed?.value === value) unsealed = undefined;
@@ -40,105 +38,137 @@ export function unseal(env: Pick<Env, "MASTER_KEY" | "KEK_VERSION">, db: Databas
   return unsealed.value;
 }
 
-async function openKeyring(env: Pick<Env, "MASTER_KEY" | "KEK_VERSION">, db: Database): Promise<Unsealed> {
-  const kekVersion = Number(env.KEK_VERSION);
-  let master: CryptoKey;
+function kekConfigOrSealed(env: KeyringEnv): KekConfig | ApiError {
   try {
-    if (!Number.isInteger(kekVersion) || kekVersion < 1) throw new TypeError("bad KEK_VERSION");
-    master = await importMasterKey(env.MASTER_KEY);
-  } catch {
-    throw new ApiError("SEALED", "The master key is missing or malformed.");
+    return kekConfigFrom(env);
+  } catch (error) {
+    if (error instanceof ApiError) return error;
+    throw error;
   }
-  const expected = await keyCheckValue(master, kekVersion);
-  // First start only: record the check value, but never while any wrapped DEK exists, so a wrong
-  // key on a populated database can never adopt itself as the new truth.
-  await db.run(
-    sql`INSERT OR IGNORE INTO keyring (kek_version, check_value, created_at)
-        SELECT ${kekVersion}, ${expected}, ${Date.now()} WHERE NOT EXISTS (SELECT 1 FROM data_keys)`,
-  );
-  const row = await db.select().from(keyring).where(eq(keyring.kekVersion, kekVersion)).get();
-  if (!row || !bytesEqual(utf8(row.checkValue), utf8(expected))) {
-    throw new ApiError("SEALED", "The master key does not match the stored key-check value.");
-  }
-  return { master, kek: await deriveKek(master, kekVersion), kekVersion };
 }
 
-/** Test hook and isolate hygiene: forget the unsealed keyring and every cached DEK. */
+/** Test hook and isolate hygiene: forget the unsealed keyring and every cached key. */
 export function forgetKeys(): void {
   unsealed = undefined;
-  deks.clear();
+  forgetDataKeys();
 }
 
-const purposeKeys = new WeakMap<Unsealed, Map<string, Promise<CryptoKey>>>();
+interface KeyringRow {
+  version: number;
+  check_value: string;
+  /** Whether any data key or system key is wrapped under this master version. */
+  in_use: number;
+}
 
-/** HMAC key for one purpose (session JWTs, audit identifiers ...), derived once per isolate. */
-export function purposeKey(keys: Unsealed, purpose: string): Promise<CryptoKey> {
-  let forKeys = purposeKeys.get(keys);
-  if (!forKeys) {
-    forKeys = new Map();
-    purposeKeys.set(keys, forKeys);
+async function openKeyring(config: KekConfig, db: Database): Promise<Unsealed> {
+  const roots = new Map<number, CryptoKey>();
+  for (const [version, secret] of config.masterSecrets) {
+    try {
+      roots.set(version, await importMasterKey(secret));
+    } catch {
+      throw new ApiError("SEALED", `The master key ${masterSecretName(version)} is malformed.`);
+    }
   }
-  let key = forKeys.get(purpose);
-  if (!key) {
-    key = deriveHmacKey(keys.master, purpose);
-    forKeys.set(purpose, key);
+  const checkValues = new Map<number, string>();
+  for (const [version, root] of roots) checkValues.set(version, await keyCheckValue(root, version));
+
+  let vaultOpened: Promise<VaultKeks> | undefined;
+  const vaultKeks = () => {
+    vaultOpened ??= openVault(config);
+    return vaultOpened;
+  };
+  let state = await readKeyringState(db);
+  const current = config.provider === "master" ? config.masterVersion : null;
+  if (current !== null && !state.rows.some((row) => row.version === current)) {
+    // A new master version is recorded only by someone who holds the keys already in use: on an empty
+    // database, or with another recorded version's secret present and verified, or with Vault reachable for
+    // the data keys Vault wraps. A wrong key on a populated database can never adopt itself.
+    const provenByMaster = state.rows.some(
+      (row) => checkValues.has(row.version) && matches(row.check_value, checkValues.get(row.version)),
+    );
+    const provenByVault =
+      state.vaultInUse &&
+      config.vault !== null &&
+      (await vaultKeks().then(
+        () => true,
+        () => false,
+      ));
+    await db.run(
+      provenByMaster || provenByVault
+        ? sql`INSERT OR IGNORE INTO keyring (kek_version, check_value, created_at)
+              VALUES (${current}, ${checkValues.get(current)}, ${Date.now()})`
+        : sql`INSERT OR IGNORE INTO keyring (kek_version, check_value, created_at)
+              SELECT ${current}, ${checkValues.get(current)}, ${Date.now()}
+              WHERE NOT EXISTS (SELECT 1 FROM data_keys) AND NOT EXISTS (SELECT 1 FROM keyring)`,
+    );
+    state = await readKeyringState(db);
+    if (!state.rows.some((row) => row.version === current))
+      throw new ApiError("SEALED", `The master key does not match the stored key-check values.`);
   }
-  return key;
+
+  const verified = new Map<number, CryptoKey>();
+  for (const row of state.rows) {
+    const expected = checkValues.get(row.version);
+    const root = roots.get(row.version);
+    if (expected !== undefined && root) {
+      if (!matches(row.check_value, expected))
+        throw new ApiError(
+          "SEALED",
+          `The master key does not match the stored key-check value (${masterSecretName(row.version)}).`,
+        );
+      verified.set(row.version, root);
+    } else if (row.in_use) {
+      throw new ApiError(
+        "SEALED",
+        `${masterSecretName(row.version)} was removed while stored keys still depend on it. Set it again, ` +
+          "and remove it only when GET /api/v1/keyring/status shows it removable.",
+      );
+    }
+  }
+
+  let vault: VaultKeks | null = null;
+  if (config.provider === "vault" || state.vaultInUse) {
+    vault = await vaultKeks();
+  }
+  const target: KekRef =
+    config.provider === "vault" && vault
+      ? { provider: "vault", version: vault.latestVersion }
+      : { provider: "master", version: config.masterVersion };
+  return { keks: new KeyEncryption(target, await MasterKeks.open(verified), vault) };
 }
 
-/** A fresh DEK v1 for a new tenant; the caller inserts it in the same batch as the tenant. */
-export async function newTenantDek(keys: Unsealed, tenantId: string) {
-  const { wrapped, dek } = await createWrappedDek(keys.kek, tenantId, 1, keys.kekVersion);
-  deks.set(`${tenantId}:1`, Promise.resolve(dek));
-  return {
-    tenantId,
-    version: 1,
-    kekVersion: keys.kekVersion,
-    wrappedKey: wrapped,
-    encryptionCount: 0,
-    status: "active" as const,
-    createdAt: Date.now(),
-  };
+const matches = (stored: string, expected: string | undefined) =>
+  expected !== undefined && bytesEqual(utf8(stored), utf8(expected));
+
+/** One round trip: the recorded master versions and what depends on each, and whether Vault wraps anything. */
+async function readKeyringState(db: Database): Promise<{ rows: KeyringRow[]; vaultInUse: boolean }> {
+  const usesMaster = (table: string) =>
+    `EXISTS (SELECT 1 FROM ${table} WHERE kek_provider = 'master' AND kek_version = k.kek_version)`;
+  const [rows, vault] = await db.batch([
+    db.all<KeyringRow>(
+      sql.raw(
+        `SELECT k.kek_version AS version, k.check_value,
+                (${usesMaster("data_keys")} OR ${usesMaster("system_keys")}) AS in_use
+         FROM keyring k ORDER BY k.kek_version`,
+      ),
+    ),
+    db.all<{ in_use: number }>(
+      sql.raw(
+        `SELECT (EXISTS (SELECT 1 FROM data_keys WHERE kek_provider = 'vault')
+                 OR EXISTS (SELECT 1 FROM system_keys WHERE kek_provider = 'vault')) AS in_use`,
+      ),
+    ),
+  ]);
+  return { rows, vaultInUse: Boolean(vault[0]?.in_use) };
 }
 
-/**
- * Resolves exactly the DEK version a ciphertext names, for its own tenant only. A missing,
- * retired-and-deleted or foreign version fails closed: there is no "try the others" fallback.
- */
-export function dekFor(keys: Unsealed, db: Database, tenantId: string, version: number): Promise<CryptoKey> {
-  const cacheKey = `${tenantId}:${version}`;
-  const cached = deks.get(cacheKey);
-  if (cached) return cached;
-  const loading = (async () => {
-    const row = await db
-      .select()
-      .from(dataKeys)
-      .where(and(eq(dataKeys.tenantId, tenantId), eq(dataKeys.version, version)))
-      .get();
-    if (!row) throw new IntegrityError("no such data key version for this tenant");
-    if (row.kekVersion !== keys.kekVersion)
-      throw new IntegrityError("data key wrapped under another KEK version");
-    return unwrapDek(keys.kek, row.wrappedKey, tenantId, version, row.kekVersion);
-  })();
-  deks.set(cacheKey, loading);
-  loading.catch(() => deks.delete(cacheKey));
-  return loading;
-}
-
-/** The tenant's active DEK, and the statement that counts the encryptions about to be made with it. */
-export async function activeDek(keys: Unsealed, db: Database, tenantId: string, encryptions: number) {
-  const row = await db
-    .select({ version: dataKeys.version })
-    .from(dataKeys)
-    .where(and(eq(dataKeys.tenantId, tenantId), eq(dataKeys.status, "active")))
-    .get();
-  if (!row) throw new ApiError("KEY_UNAVAILABLE", "The tenant has no active data key.");
-  return {
-    version: row.version,
-    key: await dekFor(keys, db, tenantId, row.version),
-    countEncryptions: db
-      .update(dataKeys)
-      .set({ encryptionCount: sql`${dataKeys.encryptionCount} + ${encryptions}` })
-      .where(and(eq(dataKeys.tenantId, tenantId), eq(dataKeys.version, row.version))),
-  };
+/** Vault's Transit key as it stands now; unreachable, refusing or not a derived key, it seals. */
+async function openVault(config: KekConfig): Promise<VaultKeks> {
+  if (!config.vault)
+    throw new ApiError("SEALED", "Keys are wrapped by Vault Transit but VAULT_ADDR is not set.");
+  const transit = new VaultTransit(config.vault);
+  const info = await vaultCall(() => transit.keyInfo());
+  if (!info.derived)
+    throw new ApiError("SEALED", "The Vault Transit key must be a derived key (created with derived=true).");
+  return new VaultKeks(transit, info.latestVersion);
 }

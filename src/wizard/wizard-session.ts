@@ -7,6 +7,12 @@ import type { CommitSummary, WizardMutation, WizardState } from "./wizard-state"
 
 /** An abandoned wizard is wiped after this much inactivity. */
 export const WIZARD_IDLE_MS = 24 * 60 * 60 * 1000;
+/**
+ * However active, a wizard is wiped this long after it was created. The values it holds are sealed under the
+ * tenant DEK of that moment, and a retiring DEK is deleted only once no wizard can hold a blob sealed under
+ * it (src/vault/dek-rotation.ts): this bound is what makes that moment known.
+ */
+export const WIZARD_MAX_AGE_MS = 7 * 24 * 60 * 60 * 1000;
 /** How soon a failed expiry wipe tries again. */
 const ALARM_RETRY_MS = 60_000;
 /** How long one commit attempt holds the wizard before another may try (a crashed attempt's lease). */
@@ -64,12 +70,13 @@ export class WizardSession extends DurableObject<Env> {
 
   private async save(state: WizardState, now: number): Promise<WizardState> {
     state.updated_at = new Date(now).toISOString();
-    state.expires_at = new Date(now + WIZARD_IDLE_MS).toISOString();
+    const wipeAt = Math.min(now + WIZARD_IDLE_MS, Date.parse(state.created_at) + WIZARD_MAX_AGE_MS);
+    state.expires_at = new Date(wipeAt).toISOString();
     state.compliance_checklist = state.steps.security
       ? complianceChecklist(state.steps.security, (state.steps.monitoring?.channels.length ?? 0) > 0)
       : [];
     this.kv.put(STATE, state);
-    await this.ctx.storage.setAlarm(now + WIZARD_IDLE_MS);
+    await this.ctx.storage.setAlarm(wipeAt);
     return state;
   }
 

@@ -21,7 +21,8 @@ import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { issueSessionToken, SESSION_TTL_SECONDS, verifySessionToken } from "../../src/auth/session-token";
 import { database } from "../../src/db/client";
 import { ApiError } from "../../src/errors";
-import { purposeKey, unseal } from "../../src/vault/keyring";
+import { unseal } from "../../src/vault/keyring";
+import { purposeKey } from "../../src/vault/system-keys";
 import { call, callJson, createKey, createTenant, type TestTenant } from "../helpers/api";
 import {
   base64url,
@@ -43,7 +44,7 @@ let secret: Uint8Array<ArrayBuffer>;
 
 beforeAll(async () => {
   tenant = await createTenant("JWT tenant");
-  verifyKey = await purposeKey(await unseal(env, database(env.DB)), "session-jwt");
+  verifyKey = await purposeKey(await unseal(env, database(env.DB)), database(env.DB), "session-jwt");
   secret = await sessionSecret();
 });
 

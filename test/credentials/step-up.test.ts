@@ -4,13 +4,14 @@ import { issueSessionToken } from "../../src/auth/session-token";
 import { STEP_UP_WINDOW_MS } from "../../src/auth/step-up";
 import { stepAt, totpAt } from "../../src/auth/totp";
 import { database } from "../../src/db/client";
-import { purposeKey, unseal } from "../../src/vault/keyring";
+import { unseal } from "../../src/vault/keyring";
+import { purposeKey } from "../../src/vault/system-keys";
 import { BASE, call, callJson, createTenant, type TestTenant } from "../helpers/api";
 import { enrollTotp } from "../helpers/totp";
 import { stripeKey } from "./samples";
 
 async function sessionCookie(tenant: TestTenant, issuedAt = Date.now()) {
-  const key = await purposeKey(await unseal(env, database(env.DB)), "session-jwt");
+  const key = await purposeKey(await unseal(env, database(env.DB)), database(env.DB), "session-jwt");
   const token = await issueSessionToken(key, { tenantId: tenant.id, keyId: tenant.adminKeyId }, issuedAt);
   return { cookie: `__Host-kw_session=${token}`, origin: BASE };
 }

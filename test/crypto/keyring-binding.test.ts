@@ -2,14 +2,16 @@ import { env } from "cloudflare:workers";
 import { and, eq, sql } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
-  createWrappedDek,
   decryptText,
+  deriveKek,
   encryptText,
   type FieldContext,
+  importMasterKey,
   unwrapDek,
 } from "../../src/crypto/envelope";
 import { dataKeys } from "../../src/db/schema";
-import { activeDek, dekFor, forgetKeys, type Unsealed, unseal } from "../../src/vault/keyring";
+import { activeDek, dekFor, newDataKey } from "../../src/vault/data-keys";
+import { forgetKeys, type Unsealed, unseal } from "../../src/vault/keyring";
 import { createTenant } from "../helpers/api";
 import { b64, db, expectIntegrityError, flipBit, hex, indexOfBytes, rowCounts, unb64 } from "./support";
 
@@ -41,18 +43,16 @@ async function dataKeyRow(tenantId: string, version: number) {
     .get();
 }
 
-async function insertDataKey(k: Unsealed, tenantId: string, version: number, status: "active" | "retired") {
-  const { wrapped, dek } = await createWrappedDek(k.kek, tenantId, version, k.kekVersion);
-  await db().insert(dataKeys).values({
-    tenantId,
-    version,
-    kekVersion: k.kekVersion,
-    wrappedKey: wrapped,
-    encryptionCount: 0,
-    status,
-    createdAt: Date.now(),
-  });
-  return dek;
+async function insertDataKey(k: Unsealed, tenantId: string, version: number, status: "active" | "retiring") {
+  await db()
+    .insert(dataKeys)
+    .values({ ...(await newDataKey(k, tenantId, version, Date.now())), status });
+  return dekFor(k, db(), tenantId, version);
+}
+
+/** Master KEK v1, derived here from the test's MASTER_KEY as the keyring derives it. */
+async function masterKek1(): Promise<CryptoKey> {
+  return deriveKek(await importMasterKey(env.MASTER_KEY), 1);
 }
 
 const SECRET = "sk_live_51HcanarySecretValue0123456789";
@@ -126,13 +126,13 @@ describe("the header's key version selects exactly one DEK, with no fallback (th
     const dek2 = await insertDataKey(k, tenant.id, 2, "active");
     await db()
       .update(dataKeys)
-      .set({ status: "retired" })
+      .set({ status: "retiring" })
       .where(and(eq(dataKeys.tenantId, tenant.id), eq(dataKeys.version, 1)));
     const context: FieldContext = { tenantId: tenant.id, recordId: "cred_rot", field: "secret" };
     const v1Blob = await encryptText(await dekFor(k, db(), tenant.id, 1), 1, context, "under v1");
     const v2Blob = await encryptText(dek2, 2, context, "under v2");
     expect(await decryptText(resolverFor(k, tenant.id), context, v2Blob)).toBe("under v2");
-    // A retired (not deleted) version still decrypts: it is "previous", not gone.
+    // A retiring (not deleted) version still decrypts: it is "previous", not gone.
     expect(await decryptText(resolverFor(k, tenant.id), context, v1Blob)).toBe("under v1");
 
     await db()
@@ -266,11 +266,11 @@ describe("wrapped DEKs in D1", () => {
 
     // Recover the raw key the way only a KEK holder can (same AAD layout as src/crypto/envelope.ts),
     // then prove it is the tenant's DEK by decrypting with it.
-    const aad = new TextEncoder().encode(JSON.stringify(["kw-dek", 1, tenant.id, 1, k.kekVersion]));
+    const aad = new TextEncoder().encode(JSON.stringify(["kw-dek", 1, tenant.id, 1, 1]));
     const extractable = await crypto.subtle.unwrapKey(
       "raw",
       wrapped.subarray(12),
-      k.kek,
+      await masterKek1(),
       { name: "AES-GCM", iv: wrapped.subarray(0, 12), additionalData: aad },
       { name: "AES-GCM" },
       true,
@@ -332,24 +332,18 @@ describe("wrapped DEKs in D1", () => {
     // them for another KEK version.
     await db()
       .insert(dataKeys)
-      .values({ ...(aRow as NonNullable<typeof aRow>), version: 2, status: "retired" });
+      .values({ ...(aRow as NonNullable<typeof aRow>), version: 2, status: "retiring" });
     await expectIntegrityError(dekFor(fresh, db(), tenantA.id, 2), /wrapped key failed authentication/);
-    await expectIntegrityError(
-      unwrapDek(fresh.kek, aRow?.wrappedKey as string, tenantA.id, 1, fresh.kekVersion + 1),
-    );
+    await expectIntegrityError(unwrapDek(await masterKek1(), aRow?.wrappedKey as string, tenantA.id, 1, 2));
     // ... while the original row still unwraps for A.
     expect(await dekFor(fresh, db(), tenantA.id, 1)).toBeDefined();
   });
 
   it("rejects a data_keys row that claims another KEK version instead of trying the current KEK", async () => {
     const tenant = await createTenant("kek version");
-    const k = await keys();
-    await db()
-      .update(dataKeys)
-      .set({ kekVersion: k.kekVersion + 1 })
-      .where(eq(dataKeys.tenantId, tenant.id));
+    await db().update(dataKeys).set({ kekVersion: 2 }).where(eq(dataKeys.tenantId, tenant.id));
     forgetKeys();
-    await expectIntegrityError(dekFor(await keys(), db(), tenant.id, 1), /another KEK version/);
+    await expectIntegrityError(dekFor(await keys(), db(), tenant.id, 1), /KEK version/);
   });
 
   it("hands out non-extractable, encrypt/decrypt-only DEKs from dekFor and activeDek", async () => {

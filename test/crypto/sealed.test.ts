@@ -90,7 +90,9 @@ describe("a missing or wrong master key seals the service (threat model case 8)"
     expect(await keyringRows()).toEqual(keyringBefore);
     // The right key still unseals afterwards: nothing was overwritten.
     forgetKeys();
-    await expect(unseal(env, db())).resolves.toMatchObject({ kekVersion: 1 });
+    await expect(unseal(env, db())).resolves.toMatchObject({
+      keks: { target: { provider: "master", version: 1 } },
+    });
   });
 
   it("does not let a cached unsealed keyring mask a different MASTER_KEY on a later call", async () => {

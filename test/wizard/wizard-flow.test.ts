@@ -8,7 +8,8 @@ import { credentialRecordId, openValues } from "../../src/credentials/sealed-fie
 import { parseKey } from "../../src/crypto/keys";
 import { randomBase62 } from "../../src/crypto/random";
 import { database } from "../../src/db/client";
-import { purposeKey, unseal } from "../../src/vault/keyring";
+import { unseal } from "../../src/vault/keyring";
+import { purposeKey } from "../../src/vault/system-keys";
 import { BASE, call, callJson, createTenant, type TestTenant, verify } from "../helpers/api";
 import { countRows, dumpDatabase } from "../helpers/db";
 import { enrollTotp } from "../helpers/totp";
@@ -632,7 +633,7 @@ describe("channel secrets stay with their own channel", () => {
 });
 
 async function sessionHeaders(tenant: TestTenant, signedInAt: number) {
-  const key = await purposeKey(await unseal(env, database(env.DB)), "session-jwt");
+  const key = await purposeKey(await unseal(env, database(env.DB)), database(env.DB), "session-jwt");
   const token = await issueSessionToken(key, { tenantId: tenant.id, keyId: tenant.adminKeyId }, signedInAt);
   return { cookie: `__Host-kw_session=${token}`, origin: BASE };
 }

@@ -1,0 +1,107 @@
+import { and, eq, sql } from "drizzle-orm";
+import { BoundedCache } from "../cache/bounded-cache";
+import { DEK_USE, generateDek, IntegrityError } from "../crypto/envelope";
+import type { Database } from "../db/client";
+import { dataKeys } from "../db/schema";
+import { ApiError } from "../errors";
+import type { Unsealed } from "./keyring";
+
+/** Every tenant DEK is replaced on this schedule (docs/storage.md, "Key rotation"). */
+export const DEK_ROTATION_DAYS = 90;
+export const DEK_ROTATION_MS = DEK_ROTATION_DAYS * 86_400_000;
+/**
+ * Encryptions after which a DEK is rotated at once, whatever its schedule: a quarter of the 2^32 invocations
+ * NIST SP 800-38D §8.3 allows one AES-GCM key with random 96-bit IVs, so the bound is never approached.
+ */
+export const DEK_ROTATION_ENCRYPTIONS = 2 ** 30;
+
+export type DataKeyRow = typeof dataKeys.$inferSelect;
+
+/** Unwrapped DEKs by `tenant:version`. A DEK deleted at retirement stays usable here until its entry expires. */
+const deks = new BoundedCache<Promise<CryptoKey>>(1_000, 10 * 60_000);
+
+export function forgetDataKeys(): void {
+  deks.clear();
+}
+
+export const dekBinding = (tenantId: string, dekVersion: number) =>
+  ({ kind: "dek", tenantId, dekVersion }) as const;
+
+/**
+ * A fresh DEK row for `tenantId` at `version`, wrapped under the target KEK; the caller inserts it in the
+ * batch that needs it (a new tenant, or a DEK rotation).
+ */
+export async function newDataKey(keys: Unsealed, tenantId: string, version: number, now: number) {
+  const { kek, wrapped } = await keys.keks.wrap(await generateDek(), dekBinding(tenantId, version));
+  return {
+    tenantId,
+    version,
+    kekProvider: kek.provider,
+    kekVersion: kek.version,
+    wrappedKey: wrapped,
+    encryptionCount: 0,
+    status: "active" as const,
+    nextRotationAt: now + DEK_ROTATION_MS,
+    retireAfter: null,
+    createdAt: now,
+  } satisfies DataKeyRow;
+}
+
+/** A new tenant's DEK v1; the caller inserts it in the same batch as the tenant. */
+export function newTenantDek(keys: Unsealed, tenantId: string, now = Date.now()) {
+  return newDataKey(keys, tenantId, 1, now);
+}
+
+/**
+ * Resolves exactly the DEK version a ciphertext names, for its own tenant only. A missing, retired (deleted)
+ * or foreign version fails closed: there is no "try the others" fallback. The row names the one KEK that
+ * unwraps it.
+ */
+export function dekFor(keys: Unsealed, db: Database, tenantId: string, version: number): Promise<CryptoKey> {
+  const cacheKey = `${tenantId}:${version}`;
+  const cached = deks.get(cacheKey);
+  if (cached) return cached;
+  const loading = (async () => {
+    const row = await db
+      .select()
+      .from(dataKeys)
+      .where(and(eq(dataKeys.tenantId, tenantId), eq(dataKeys.version, version)))
+      .get();
+    if (!row) throw new IntegrityError("no such data key version for this tenant");
+    return keys.keks.unwrap(
+      { kek: { provider: row.kekProvider, version: row.kekVersion }, wrapped: row.wrappedKey },
+      dekBinding(tenantId, version),
+      DEK_USE,
+    );
+  })();
+  deks.set(cacheKey, loading);
+  loading.catch(() => deks.delete(cacheKey));
+  return loading;
+}
+
+/**
+ * The tenant's active DEK, and the statement that counts the encryptions about to be made with it. The
+ * count moves the DEK's rotation to now once it crosses DEK_ROTATION_ENCRYPTIONS.
+ */
+export async function activeDek(keys: Unsealed, db: Database, tenantId: string, encryptions: number) {
+  const row = await db
+    .select({ version: dataKeys.version })
+    .from(dataKeys)
+    .where(and(eq(dataKeys.tenantId, tenantId), eq(dataKeys.status, "active")))
+    .get();
+  if (!row) throw new ApiError("KEY_UNAVAILABLE", "The tenant has no active data key.");
+  const now = Date.now();
+  return {
+    version: row.version,
+    key: await dekFor(keys, db, tenantId, row.version),
+    countEncryptions: db
+      .update(dataKeys)
+      .set({
+        encryptionCount: sql`${dataKeys.encryptionCount} + ${encryptions}`,
+        nextRotationAt: sql`CASE WHEN ${dataKeys.status} = 'active'
+          AND ${dataKeys.encryptionCount} + ${encryptions} >= ${DEK_ROTATION_ENCRYPTIONS}
+          THEN MIN(COALESCE(${dataKeys.nextRotationAt}, ${now}), ${now}) ELSE ${dataKeys.nextRotationAt} END`,
+      })
+      .where(and(eq(dataKeys.tenantId, tenantId), eq(dataKeys.version, row.version))),
+  };
+}
