@@ -18,18 +18,19 @@ export class KeyEncryption {
   constructor(
     readonly target: KekRef,
     readonly master: MasterKeks,
-    readonly vault: VaultKeks | null,
+    /** Vault's keys, opened when the keyring opened or on first use (null: Vault is not configured). */
+    private readonly openVault: (() => Promise<VaultKeks>) | null,
   ) {}
 
   /** Wraps an extractable key under the target KEK. */
   async wrap(key: CryptoKey, binding: WrapBinding): Promise<WrappedKey> {
-    if (this.target.provider === "vault") return this.vaultKeks().wrap(key, binding);
+    if (this.target.provider === "vault") return (await this.vaultKeks()).wrap(key, binding);
     return { kek: this.target, wrapped: await this.master.wrap(this.target.version, key, binding) };
   }
 
-  unwrap(stored: WrappedKey, binding: WrapBinding, as: UnwrapAs): Promise<CryptoKey> {
+  async unwrap(stored: WrappedKey, binding: WrapBinding, as: UnwrapAs): Promise<CryptoKey> {
     return stored.kek.provider === "vault"
-      ? this.vaultKeks().unwrap(stored.kek.version, stored.wrapped, binding, as)
+      ? (await this.vaultKeks()).unwrap(stored.kek.version, stored.wrapped, binding, as)
       : this.master.unwrap(stored.kek.version, stored.wrapped, binding, as);
   }
 
@@ -40,14 +41,16 @@ export class KeyEncryption {
     as: Omit<UnwrapAs, "extractable">,
   ): Promise<WrappedKey> {
     if (stored.kek.provider === "vault" && this.target.provider === "vault")
-      return this.vaultKeks().rewrap(stored.wrapped, binding);
+      return (await this.vaultKeks()).rewrap(stored.wrapped, binding);
     // Extractable only for this moment: the key is wrapped again at once and dropped.
     return this.wrap(await this.unwrap(stored, binding, { ...as, extractable: true }), binding);
   }
 
-  private vaultKeks(): VaultKeks {
-    if (!this.vault)
-      throw new ApiError("SEALED", "A key is wrapped by Vault Transit but VAULT_ADDR is not set.");
-    return this.vault;
+  private vaultKeks(): Promise<VaultKeks> {
+    if (!this.openVault)
+      return Promise.reject(
+        new ApiError("SEALED", "A key is wrapped by Vault Transit but VAULT_ADDR is not set."),
+      );
+    return this.openVault();
   }
 }

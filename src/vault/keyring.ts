@@ -74,7 +74,14 @@ async function openKeyring(config: KekConfig, db: Database): Promise<Unsealed> {
 
   let vaultOpened: Promise<VaultKeks> | undefined;
   const vaultKeks = () => {
-    vaultOpened ??= openVault(config);
+    if (!vaultOpened) {
+      const opening = openVault(config);
+      vaultOpened = opening;
+      // An outage is not remembered: the next use tries Vault again.
+      opening.catch(() => {
+        if (vaultOpened === opening) vaultOpened = undefined;
+      });
+    }
     return vaultOpened;
   };
   let state = await readKeyringState(db);
@@ -106,17 +113,16 @@ async function openKeyring(config: KekConfig, db: Database): Promise<Unsealed> {
       throw new ApiError("SEALED", `The master key does not match the stored key-check values.`);
   }
 
-  const verified = new Map<number, CryptoKey>();
+  const verified: number[] = [];
   for (const row of state.rows) {
     const expected = checkValues.get(row.version);
-    const root = roots.get(row.version);
-    if (expected !== undefined && root) {
+    if (expected !== undefined) {
       if (!matches(row.check_value, expected))
         throw new ApiError(
           "SEALED",
           `The master key does not match the stored key-check value (${masterSecretName(row.version)}).`,
         );
-      verified.set(row.version, root);
+      verified.push(row.version);
     } else if (row.in_use) {
       throw new ApiError(
         "SEALED",
@@ -126,15 +132,26 @@ async function openKeyring(config: KekConfig, db: Database): Promise<Unsealed> {
     }
   }
 
-  let vault: VaultKeks | null = null;
-  if (config.provider === "vault" || state.vaultInUse) {
-    vault = await vaultKeks();
-  }
+  // Vault is contacted at once when it wraps new keys or holds existing ones (unreachable: sealed), else on
+  // first use: an isolate that opened before the switch to Vault still reads keys the re-wrap moved there.
+  const vault = config.provider === "vault" || state.vaultInUse ? await vaultKeks() : null;
   const target: KekRef =
     config.provider === "vault" && vault
       ? { provider: "vault", version: vault.latestVersion }
       : { provider: "master", version: config.masterVersion };
-  return { keks: new KeyEncryption(target, await MasterKeks.open(verified), vault) };
+  const verifyLater = async (version: number) => {
+    const expected = checkValues.get(version);
+    if (expected === undefined) return false;
+    const row = (await readKeyringState(db)).rows.find((candidate) => candidate.version === version);
+    return row !== undefined && matches(row.check_value, expected);
+  };
+  return {
+    keks: new KeyEncryption(
+      target,
+      new MasterKeks(roots, verified, verifyLater),
+      config.vault ? vaultKeks : null,
+    ),
+  };
 }
 
 const matches = (stored: string, expected: string | undefined) =>

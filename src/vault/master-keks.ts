@@ -1,38 +1,56 @@
 import { deriveKek, IntegrityError, type UnwrapAs, unwrapUnder, wrapUnder } from "../crypto/envelope";
 import { masterAad, type WrapBinding } from "./wrap-binding";
 
-/** The master KEK versions whose secrets are present and verified, by version. */
+/**
+ * The master KEK versions this isolate holds. A version whose secret is present but was not yet recorded
+ * when the keyring opened (another isolate switched KEK_VERSION since) is checked against its key-check
+ * value on first use: an isolate still on the old configuration keeps reading keys the re-wrap has moved.
+ */
 export class MasterKeks {
-  private constructor(
-    /** HKDF roots (MASTER_KEY, MASTER_KEY_<N>), by version. */
+  private readonly keks = new Map<number, Promise<CryptoKey>>();
+
+  constructor(
+    /** HKDF roots (MASTER_KEY, MASTER_KEY_<N>) present in this isolate, by version. */
     readonly roots: ReadonlyMap<number, CryptoKey>,
-    private readonly keks: ReadonlyMap<number, CryptoKey>,
-  ) {}
-
-  static async open(roots: ReadonlyMap<number, CryptoKey>): Promise<MasterKeks> {
-    const keks = new Map<number, CryptoKey>();
-    for (const [version, root] of roots) keks.set(version, await deriveKek(root, version));
-    return new MasterKeks(roots, keks);
+    verified: Iterable<number>,
+    /** Whether the stored key-check value of `version` matches its present secret (one D1 read). */
+    private readonly verifyLater: (version: number) => Promise<boolean>,
+  ) {
+    for (const version of verified) this.keks.set(version, this.derive(version));
   }
 
-  has(version: number): boolean {
-    return this.keks.has(version);
+  private derive(version: number): Promise<CryptoKey> {
+    const root = this.roots.get(version);
+    if (!root) return Promise.reject(new IntegrityError(`no master secret for KEK version ${version}`));
+    return deriveKek(root, version);
   }
 
-  private kek(version: number): CryptoKey {
-    const kek = this.keks.get(version);
-    // Unseal refuses to open while a recorded version a stored key depends on is absent, so a row naming a
-    // version this deployment does not hold is a corrupted row: it fails closed, with no fallback.
-    if (!kek)
-      throw new IntegrityError(`wrapped under KEK version ${version}, which this deployment does not hold`);
+  private kek(version: number): Promise<CryptoKey> {
+    let kek = this.keks.get(version);
+    if (!kek) {
+      // Unseal refuses to open while a recorded version a stored key depends on is absent, so a row naming
+      // a version this isolate cannot verify is a corrupted row: it fails closed, with no fallback.
+      kek = this.verifyLater(version).then((ok) => {
+        if (!ok)
+          throw new IntegrityError(
+            `wrapped under KEK version ${version}, which this deployment does not hold`,
+          );
+        return this.derive(version);
+      });
+      const pending = kek;
+      this.keks.set(version, pending);
+      pending.catch(() => {
+        if (this.keks.get(version) === pending) this.keks.delete(version);
+      });
+    }
     return kek;
   }
 
-  wrap(version: number, key: CryptoKey, binding: WrapBinding): Promise<string> {
-    return wrapUnder(this.kek(version), key, masterAad(binding, version));
+  async wrap(version: number, key: CryptoKey, binding: WrapBinding): Promise<string> {
+    return wrapUnder(await this.kek(version), key, masterAad(binding, version));
   }
 
-  unwrap(version: number, wrapped: string, binding: WrapBinding, as: UnwrapAs): Promise<CryptoKey> {
-    return unwrapUnder(this.kek(version), wrapped, masterAad(binding, version), as);
+  async unwrap(version: number, wrapped: string, binding: WrapBinding, as: UnwrapAs): Promise<CryptoKey> {
+    return unwrapUnder(await this.kek(version), wrapped, masterAad(binding, version), as);
   }
 }
