@@ -57,8 +57,9 @@ function ciphertextVersion(wrapped: string): number {
 }
 
 /**
- * Vault out of reach (network, timeout, sealed, 5xx) seals Keywarden: 503, nothing written. A refused token
- * is a configuration fault and seals too; a ciphertext Vault cannot authenticate is an integrity failure.
+ * Vault out of reach (network, timeout, sealed, 5xx) seals Keywarden: 503, nothing written. Refused
+ * credentials or a missing key are configuration faults and seal too; only a ciphertext Vault cannot
+ * authenticate is an integrity failure of that one key.
  */
 export async function vaultCall<T>(call: () => Promise<T>): Promise<T> {
   try {
@@ -66,8 +67,13 @@ export async function vaultCall<T>(call: () => Promise<T>): Promise<T> {
   } catch (error) {
     if (error instanceof VaultUnavailable) throw new ApiError("SEALED", "Vault Transit cannot be reached.");
     if (error instanceof VaultRefused) {
-      if (error.status === 403) throw new ApiError("SEALED", "Vault refused Keywarden's credentials.");
-      throw new IntegrityError("Vault could not decrypt the wrapped key");
+      if (error.reason === "ciphertext") throw new IntegrityError("Vault could not decrypt the wrapped key");
+      throw new ApiError(
+        "SEALED",
+        error.reason === "credentials"
+          ? "Vault refused Keywarden's credentials."
+          : "Vault refused the Transit request (check VAULT_TRANSIT_MOUNT, VAULT_TRANSIT_KEY and the policy).",
+      );
     }
     throw error;
   }
