@@ -8,15 +8,24 @@ import { masterAad, type WrapBinding } from "./wrap-binding";
  */
 export class MasterKeks {
   private readonly keks = new Map<number, Promise<CryptoKey>>();
+  /** The versions whose secrets matched their key-check values when the keyring opened, oldest first. */
+  private readonly verified: readonly number[];
 
   constructor(
     /** HKDF roots (MASTER_KEY, MASTER_KEY_<N>) present in this isolate, by version. */
-    readonly roots: ReadonlyMap<number, CryptoKey>,
+    private readonly roots: ReadonlyMap<number, CryptoKey>,
     verified: Iterable<number>,
     /** Whether the stored key-check value of `version` matches its present secret (one D1 read). */
     private readonly verifyLater: (version: number) => Promise<boolean>,
   ) {
-    for (const version of verified) this.keks.set(version, this.derive(version));
+    this.verified = [...verified].sort((a, b) => a - b);
+    for (const version of this.verified) this.keks.set(version, this.derive(version));
+  }
+
+  /** The HKDF root of the oldest verified master version, if any. */
+  oldestRoot(): CryptoKey | undefined {
+    const oldest = this.verified[0];
+    return oldest === undefined ? undefined : this.roots.get(oldest);
   }
 
   private derive(version: number): Promise<CryptoKey> {

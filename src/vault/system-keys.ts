@@ -61,12 +61,12 @@ async function loadPurposeKey(keys: Unsealed, db: Database, purpose: string): Pr
 }
 
 /**
- * A purpose key's first value. With a master secret present it is derived from the oldest one, exactly as
+ * A purpose key's first value. With a verified master secret it is derived from the oldest one, exactly as
  * Keywarden derived purpose keys before they were stored, so audit chains written then still verify. Without
  * one (Vault only) it is random.
  */
 async function firstPurposeKey(keys: Unsealed, purpose: string): Promise<CryptoKey> {
-  const oldest = [...keys.keks.master.roots].sort(([a], [b]) => a - b)[0];
+  const oldest = keys.keks.master.oldestRoot();
   if (!oldest) return (await crypto.subtle.generateKey(HMAC_SHA_256, true, ["sign", "verify"])) as CryptoKey;
-  return deriveHmacKey(oldest[1], purpose, true);
+  return deriveHmacKey(oldest, purpose, true);
 }
