@@ -16,12 +16,25 @@ export async function sealValues(
   values: Readonly<Record<string, string>>,
 ) {
   const dek = await activeDek(keys, db, target.tenantId, Object.keys(values).length);
+  const sealed = await sealWith(dek, target, values);
+  // Every value of one call is sealed under the same DEK: the row stores its version (src/vault/sealed-records.ts).
+  return { sealed, dekVersion: dek.version, countEncryptions: dek.countEncryptions };
+}
+
+/**
+ * Seals one record's values under a DEK the caller already holds, so a batch of records (a DEK re-encryption
+ * chunk) reads the active DEK and counts its encryptions once. Same AAD binding as `sealValues`.
+ */
+export async function sealWith(
+  dek: { key: CryptoKey; version: number },
+  target: { tenantId: string; recordId: string },
+  values: Readonly<Record<string, string>>,
+): Promise<Record<string, string>> {
   const sealed: Record<string, string> = {};
   for (const [field, value] of Object.entries(values)) {
     sealed[field] = await encryptText(dek.key, dek.version, { ...target, field }, value);
   }
-  // Every value of one call is sealed under the same DEK: the row stores its version (src/vault/sealed-records.ts).
-  return { sealed, dekVersion: dek.version, countEncryptions: dek.countEncryptions };
+  return sealed;
 }
 
 export async function openValues(

@@ -27,8 +27,8 @@ type Db = D1Database;
 
 interface Source {
   subjectType: SubjectType;
-  table: "api_keys" | "credential_rotations";
-  idColumn: "id" | "credential_id";
+  table: "api_keys" | "credential_rotations" | "data_keys";
+  idColumn: "id" | "credential_id" | "tenant_id";
   /** Extra condition on the table's rows (assisted credentials are never started by the cron). */
   filter: string;
   workflow: (env: Bindings) => Workflow<RotationParams>;
@@ -51,6 +51,14 @@ const SOURCES: readonly Source[] = [
     filter:
       "AND method <> 'assisted' AND EXISTS (SELECT 1 FROM credentials c WHERE c.id = credential_id AND c.status = 'active')",
     workflow: (env) => env.CREDENTIAL_ROTATION,
+  },
+  {
+    // A tenant's DEK: due on its schedule, or at once when its encryption counter crosses the bound.
+    subjectType: "data_key",
+    table: "data_keys",
+    idColumn: "tenant_id",
+    filter: "AND status = 'active'",
+    workflow: (env) => env.DEK_ROTATION,
   },
 ];
 

@@ -24,6 +24,11 @@ export function forgetDataKeys(): void {
   deks.clear();
 }
 
+/** Drops one DEK from this isolate's cache: a retired (deleted) DEK then fails closed here at once. */
+export function forgetDataKey(tenantId: string, version: number): void {
+  deks.delete(`${tenantId}:${version}`);
+}
+
 export const dekBinding = (tenantId: string, dekVersion: number) =>
   ({ kind: "dek", tenantId, dekVersion }) as const;
 
