@@ -249,6 +249,7 @@ export async function registerDeliveryEndpoint(
           url: row.url,
           publicJwk: row.publicJwk,
           sealedSigningSecret: row.sealedSigningSecret,
+          dekVersion: row.dekVersion,
           updatedAt: now,
         },
       }),

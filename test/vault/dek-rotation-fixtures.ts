@@ -65,7 +65,7 @@ export async function sealedTenant(name: string, credentials = 3): Promise<Seale
   expect(pickup.method).toBe("pickup");
   const endpoint = await registerEndpoint(tenant, (await deliveryKeyPair()).publicJwk);
   const channel = await insertChannel(tenant.id);
-  const second = await createKey(tenant, { name: "second admin", scopes: ["admin"] });
+  const second = await createKey(tenant, { name: "second admin", scopes: ["admin", "wizard"] });
   const { secret } = await enrollTotp(second.key);
   return {
     tenant,
