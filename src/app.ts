@@ -13,6 +13,7 @@ import { credentialRoutes } from "./routes/credentials";
 import { eventRoutes } from "./routes/events";
 import { healthRoutes } from "./routes/health";
 import { keyDeliveryRoutes } from "./routes/key-delivery";
+import { keyringRoutes } from "./routes/keyring";
 import { keyRoutes } from "./routes/keys";
 import { monitoringRoutes } from "./routes/monitoring";
 import { seedPageRoutes } from "./routes/seed-pages";
@@ -85,6 +86,7 @@ export function buildApp() {
   app.route("/", healthRoutes);
   app.route("/", seedPageRoutes);
   app.route("/api/v1/tenants", tenantRoutes);
+  app.route("/api/v1/keyring", keyringRoutes);
   app.route("/api/v1/auth/session", authSessionRoutes);
   app.route("/api/v1/auth/totp", twoFactorRoutes);
   app.route("/api/v1/keys/verify", verifyRoutes);

@@ -21,3 +21,20 @@ export function decodeCursor(text: string): Cursor {
   if (!match) throw new ApiError("BAD_REQUEST", "The cursor is not valid.");
   return { createdAt: Number(match[1]), id: match[2] as string };
 }
+
+/** Opaque keyset cursor over an id alone (ascending), for lists ordered by id. */
+export function encodeIdCursor(id: string): string {
+  return btoa(id).replaceAll("=", "");
+}
+
+export function decodeIdCursor(text: string): string {
+  let decoded = "";
+  try {
+    decoded = atob(text);
+  } catch {
+    // fall through to the uniform error
+  }
+  if (!/^[a-z]+_[0-9A-Za-z]{1,40}$/.test(decoded))
+    throw new ApiError("BAD_REQUEST", "The cursor is not valid.");
+  return decoded;
+}

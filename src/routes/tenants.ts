@@ -1,21 +1,17 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { commitWithAudit } from "../audit/audit-log";
-import { rejectFailedAuth, spendAuthAttempt } from "../auth/budgets";
+import { OPERATOR_AUTH_PROBLEMS, operatorAuth } from "../auth/bootstrap-token";
 import { ROLES } from "../auth/scopes";
-import { secretsEqual } from "../crypto/constant-time";
 import { PREFIX_PATTERN } from "../crypto/keys";
 import { newId } from "../crypto/random";
 import { database } from "../db/client";
 import { apiKeys, dataKeys, tenants } from "../db/schema";
-import { ApiError } from "../errors";
 import { mintKey } from "../keys/issue-key";
 import { CreatedKeySchema, DEFAULT_ROTATION_OVERLAP_SECONDS } from "../keys/key-schemas";
 import { keyView } from "../keys/key-view";
 import { createRouter, isoTime, jsonBody, jsonContent, NO_STORE, problems } from "../openapi/shared";
 import { newTenantDek } from "../vault/data-keys";
 import { unseal } from "../vault/keyring";
-
-const MIN_BOOTSTRAP_TOKEN_LENGTH = 32;
 
 const CreateTenantSchema = z
   .strictObject({
@@ -37,8 +33,7 @@ const createTenant = createRoute({
   description:
     "Every call spends the client's sign-in attempt budget before the token is compared, and a wrong " +
     "token also spends its failed-authentication budget.",
-  // Spent before the token is compared: a client over budget is refused even with the right token.
-  middleware: [spendAuthAttempt] as const,
+  middleware: operatorAuth,
   request: { body: jsonBody(CreateTenantSchema) },
   responses: {
     201: jsonContent(
@@ -49,17 +44,11 @@ const createTenant = createRoute({
       }),
       "The tenant, and its admin key in plaintext (shown once).",
     ),
-    ...problems("UNAUTHENTICATED", "VALIDATION_FAILED", "SEALED", "RATE_LIMITED"),
+    ...problems(...OPERATOR_AUTH_PROBLEMS, "VALIDATION_FAILED", "SEALED"),
   },
 });
 
 export const tenantRoutes = createRouter().openapi(createTenant, async (c) => {
-  const expected = c.env.BOOTSTRAP_TOKEN ?? "";
-  const presented = /^Bearer (.{1,512})$/.exec(c.req.header("authorization") ?? "")?.[1] ?? "";
-  // A short or unset bootstrap token disables bootstrap rather than weakening it.
-  if (expected.length < MIN_BOOTSTRAP_TOKEN_LENGTH || !(await secretsEqual(presented, expected))) {
-    return rejectFailedAuth(c, new ApiError("UNAUTHENTICATED", "A valid bootstrap token is required."));
-  }
   const body = c.req.valid("json");
   const db = database(c.env.DB);
   const keys = await unseal(c.env, db);

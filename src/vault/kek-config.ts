@@ -37,18 +37,24 @@ const sealed = (detail: string) => new ApiError("SEALED", detail);
 
 /** Reads the KEK settings, or seals with a message that names the setting at fault (never its value). */
 export function kekConfigFrom(env: KeyringEnv): KekConfig {
+  const config = kekSettingsFrom(env);
+  if (config.provider === "master" && !config.masterSecrets.has(config.masterVersion))
+    throw sealed(`The master key is missing: ${masterSecretName(config.masterVersion)} is not set.`);
+  return config;
+}
+
+/**
+ * The KEK settings as configured, whether or not the current master secret is present (the status route
+ * reports a sealed deployment's target); seals only on a malformed setting.
+ */
+export function kekSettingsFrom(env: KeyringEnv): KekConfig {
   const provider = env.KEK_PROVIDER === undefined || env.KEK_PROVIDER === "" ? "master" : env.KEK_PROVIDER;
   if (provider !== "master" && provider !== "vault")
     throw sealed('KEK_PROVIDER must be "master" or "vault".');
   const masterVersion = Number(env.KEK_VERSION);
   if (!Number.isInteger(masterVersion) || masterVersion < 1 || String(masterVersion) !== env.KEK_VERSION)
     throw sealed("KEK_VERSION must be a positive integer.");
-  const masterSecrets = new Map<number, string>();
-  if (env.MASTER_KEY) masterSecrets.set(1, env.MASTER_KEY);
-  for (const [name, value] of Object.entries(env)) {
-    const match = VERSIONED_SECRET.exec(name);
-    if (match && typeof value === "string" && value !== "") masterSecrets.set(Number(match[1]), value);
-  }
+  const masterSecrets = masterSecretsFrom(env);
   let vault: VaultConfig | null;
   try {
     vault = vaultConfigFrom(env);
@@ -56,9 +62,18 @@ export function kekConfigFrom(env: KeyringEnv): KekConfig {
     throw sealed(error instanceof Error ? error.message : "The Vault settings are invalid.");
   }
   if (provider === "vault" && !vault) throw sealed("KEK_PROVIDER is vault but VAULT_ADDR is not set.");
-  if (provider === "master" && !masterSecrets.has(masterVersion))
-    throw sealed(`The master key is missing: ${masterSecretName(masterVersion)} is not set.`);
   return { provider, masterVersion, masterSecrets, vault };
+}
+
+/** Every master secret present (set and not empty), by version. */
+export function masterSecretsFrom(env: KeyringEnv): Map<number, string> {
+  const masterSecrets = new Map<number, string>();
+  if (env.MASTER_KEY) masterSecrets.set(1, env.MASTER_KEY);
+  for (const [name, value] of Object.entries(env)) {
+    const match = VERSIONED_SECRET.exec(name);
+    if (match && typeof value === "string" && value !== "") masterSecrets.set(Number(match[1]), value);
+  }
+  return masterSecrets;
 }
 
 /** What identifies one configuration: the unsealed keyring is cached per isolate under it. */
