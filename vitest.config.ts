@@ -66,6 +66,8 @@ const ISOLATED = [
   "test/vault/dek-rotation-schedule.test.ts",
   // Enqueues scheduled re-tests of every tenant's due credentials (claims their next_test_at).
   "test/lifecycle/retests.test.ts",
+  // Counts every tenant's data keys and sealed rows (the keyring status is deployment-wide).
+  "test/vault/keyring-status.test.ts",
 ];
 const BUDGETS = ["test/security/rate-limits.test.ts"];
 
