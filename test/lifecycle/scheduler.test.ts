@@ -83,6 +83,7 @@ function tickEnv(boundaries: Boundaries, started: Map<string, number>): Bindings
     DB: faultyDb(env.DB, boundaries),
     KEY_ROTATION: workflow,
     CREDENTIAL_ROTATION: workflow,
+    DEK_ROTATION: workflow,
   } as unknown as Bindings;
 }
 
@@ -101,6 +102,8 @@ async function seedDueKeys(now: number) {
   )
     .bind(prefix, tenant.id, DUE_KEYS, now)
     .run();
+  // Only the keys are due: data keys (due 90 days after their tenant's creation) stay out of these ticks.
+  await env.DB.prepare("UPDATE data_keys SET next_rotation_at = NULL").run();
   return tenant.id;
 }
 
