@@ -6,7 +6,7 @@
  */
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, onTestFinished } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, onTestFinished, vi } from "vitest";
 import { importMasterKey, keyCheckValue } from "../../src/crypto/envelope";
 import type { Bindings } from "../../src/env";
 import worker from "../../src/index";
@@ -208,6 +208,17 @@ describe("who may read the status", () => {
       const body = (await response.json()) as { code: string };
       expect(body.code, label).toBe("UNAUTHENTICATED");
     }
+  });
+
+  it("compares the bootstrap token in constant time, as tenant creation does (threat model case 24)", async () => {
+    const timingSafeEqual = vi.spyOn(crypto.subtle, "timingSafeEqual");
+    onTestFinished(() => timingSafeEqual.mockRestore());
+    const response = await fetchStatus({ token: `${env.BOOTSTRAP_TOKEN}x` });
+    expect(response.status).toBe(401);
+    expect(timingSafeEqual).toHaveBeenCalledTimes(1);
+    const [left, right] = timingSafeEqual.mock.calls[0] as [ArrayBufferView, ArrayBufferView];
+    // Both sides hashed first: the comparison length does not depend on the token's.
+    expect([left.byteLength, right.byteLength]).toEqual([32, 32]);
   });
 
   it("is documented in the OpenAPI document behind the bootstrap token, with its 401 and 429", async () => {
