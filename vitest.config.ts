@@ -70,6 +70,20 @@ const ISOLATED = [
   "test/vault/keyring-status.test.ts",
 ];
 const BUDGETS = ["test/security/rate-limits.test.ts"];
+/**
+ * KEK rotation after the switch (test/vault/kek-fixtures.ts): a Workflow's and a Durable Object's env is the
+ * project's bindings, so these files run in projects configured as the deployment AFTER the switch, and write
+ * their "before" data through worker.fetch with the old configuration. Each file gets a fresh workerd (they
+ * run the cron and re-wrap every tenant's keys).
+ */
+const KEK_SWITCH_VAULT = {
+  VAULT_ADDR: "https://vault.test:8443",
+  VAULT_TOKEN: "hvs.CAESIKeywardenKekTestsToken0001",
+};
+// master:1 -> master:2 (Vault still configured for the move back out of Vault).
+const KEK_MASTER_2 = ["test/vault/kek-rewrap*.test.ts", "test/vault/vault-kek-out.test.ts"];
+// master -> Vault Transit, and Vault key versions.
+const KEK_VAULT = ["test/vault/vault-kek.test.ts"];
 
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("./migrations");
@@ -77,7 +91,7 @@ export default defineConfig(async () => {
   const tenantLimiter = limiters.find((binding) => binding.name === "TENANT_RATE_LIMITER");
   if (!tenantLimiter) throw new Error("wrangler.toml has no TENANT_RATE_LIMITER");
 
-  const worker = (tenantLimit?: number) =>
+  const worker = (tenantLimit?: number, bindings: Record<string, string> = {}) =>
     cloudflareTest({
       wrangler: { configPath: WRANGLER_CONFIG },
       miniflare: {
@@ -86,6 +100,7 @@ export default defineConfig(async () => {
           // Fixed test secrets: 32 random bytes, base64.
           MASTER_KEY: "Pi6D1bN9Swlets3J7d8X8XYF8JxaPauTdGs0vuTR+QM=",
           BOOTSTRAP_TOKEN: "test-bootstrap-token-0123456789abcdef",
+          ...bindings,
         },
         ...(tenantLimit === undefined
           ? {}
@@ -103,10 +118,15 @@ export default defineConfig(async () => {
   const project = (
     name: string,
     include: string[],
-    options: { exclude?: string[]; isolate: boolean; tenantLimit?: number },
+    options: {
+      exclude?: string[];
+      isolate: boolean;
+      tenantLimit?: number;
+      bindings?: Record<string, string>;
+    },
   ): TestProjectInlineConfiguration => ({
     extends: true,
-    plugins: [worker(options.tenantLimit)],
+    plugins: [worker(options.tenantLimit, options.bindings)],
     test: {
       name,
       include,
@@ -124,9 +144,25 @@ export default defineConfig(async () => {
         : [
             // One workerd (and one D1 database) per worker for every file that leaves shared state as it
             // found it: starting a workerd and evaluating the app per file was a third of the suite's time.
-            project("shared", ["test/**/*.test.ts"], { exclude: [...ISOLATED, ...BUDGETS], isolate: false }),
+            project("shared", ["test/**/*.test.ts"], {
+              exclude: [...ISOLATED, ...BUDGETS, ...KEK_MASTER_2, ...KEK_VAULT],
+              isolate: false,
+            }),
             project("isolated", ISOLATED, { isolate: true }),
             project("budgets", BUDGETS, { isolate: true, tenantLimit: TEST_TENANT_LIMIT }),
+            project("kek-master-2", KEK_MASTER_2, {
+              isolate: true,
+              bindings: {
+                // 32 random bytes, base64: the new master version.
+                MASTER_KEY_2: "brX9LIDCjKphOIdUs+Vw0LggLIA4zP05nnlobPRnQck=",
+                KEK_VERSION: "2",
+                ...KEK_SWITCH_VAULT,
+              },
+            }),
+            project("kek-vault", KEK_VAULT, {
+              isolate: true,
+              bindings: { KEK_PROVIDER: "vault", ...KEK_SWITCH_VAULT },
+            }),
           ],
       setupFiles: [
         "./test/setup/apply-migrations.ts",

@@ -6,6 +6,7 @@ import { credentialRotations, credentials, credentialVersions, keyUsageDaily } f
 import type { Bindings } from "../env";
 import { enqueueDueRetests } from "../lifecycle/retests";
 import { runRotationTick } from "../lifecycle/scheduler";
+import { startKekRewrap } from "../vault/kek-rewrap";
 
 /** Per-day verification counts are kept for 400 days: a year of history plus a margin for audits. */
 export const USAGE_RETENTION_DAYS = 400;
@@ -69,6 +70,7 @@ export async function runScheduledJobs(
   const now = controller.scheduledTime;
   const outcomes = await Promise.allSettled([
     runRotationTick(env, now),
+    startKekRewrap(env, now),
     enqueueDueRetests(env, now),
     purgeOldUsage(env, now),
     purgeDeletedCredentials(env, now),

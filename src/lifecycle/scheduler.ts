@@ -91,18 +91,21 @@ interface Tick {
   report: TickReport;
 }
 
-interface ClaimedRun {
+export interface ClaimedRun {
   id: string;
   tenant_id: string;
   subject_id: string;
 }
+
+/** What starting a run needs of its source; the KEK re-wrap (src/vault/kek-rewrap.ts) has no due column. */
+export type RunSource = Pick<Source, "subjectType" | "workflow">;
 
 /** Starts claimed runs of one source, one paced `createBatch` at a time. */
 class RunStarter {
   private batches = 0;
   constructor(
     private readonly env: Bindings,
-    private readonly source: Source,
+    private readonly source: RunSource,
     private readonly wait: (ms: number) => Promise<void>,
   ) {}
 
@@ -197,7 +200,7 @@ async function claimDue(tick: Tick, source: Source, starter: RunStarter) {
  * Runs claimed but never begun are started again: those a refused `createBatch` marked (at once), and those
  * claimed more than `QUEUED_RESTART_MS` ago by a tick that died between claim and create.
  */
-async function restartQueuedRuns(tick: Tick, source: Source, starter: RunStarter) {
+async function restartQueuedRuns(tick: Tick, source: RunSource, starter: RunStarter) {
   const { env, now, chunk, report } = tick;
   const stale = await env.DB.prepare(
     `SELECT id, tenant_id, subject_id FROM rotation_runs
@@ -209,6 +212,23 @@ async function restartQueuedRuns(tick: Tick, source: Source, starter: RunStarter
   report.d1Calls++;
   await starter.start(stale.results, now);
   report.started += stale.results.length;
+}
+
+/**
+ * For a Workflow started outside SOURCES (the KEK re-wrap): restarts its runs claimed but never begun, as
+ * for every source, then starts the runs the caller just claimed. Returns how many were handed to Workflows.
+ */
+export async function startRunsOf(
+  source: RunSource,
+  env: Bindings,
+  now: number,
+  claimed: readonly ClaimedRun[],
+): Promise<number> {
+  const tick: Tick = { env, now, chunk: SCHEDULER_CHUNK, report: { started: 0, d1Calls: 0 } };
+  const starter = new RunStarter(env, source, (ms) => scheduler.wait(ms));
+  await restartQueuedRuns(tick, source, starter);
+  await starter.start(claimed, now);
+  return tick.report.started + claimed.length;
 }
 
 /**

@@ -22,6 +22,15 @@ export class KeyEncryption {
     private readonly openVault: (() => Promise<VaultKeks>) | null,
   ) {}
 
+  /**
+   * The target as it stands now. `target` is fixed when the keyring opens; Vault's latest version can move
+   * after that (a Transit key rotated), so the re-wrap asks Vault afresh.
+   */
+  async currentTarget(): Promise<KekRef> {
+    if (this.target.provider !== "vault") return this.target;
+    return { provider: "vault", version: await (await this.vaultKeks()).currentVersion() };
+  }
+
   /** Wraps an extractable key under the target KEK. */
   async wrap(key: CryptoKey, binding: WrapBinding): Promise<WrappedKey> {
     if (this.target.provider === "vault") return (await this.vaultKeks()).wrap(key, binding);

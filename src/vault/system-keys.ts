@@ -6,9 +6,9 @@ import type { Unsealed } from "./keyring";
 import type { WrapBinding } from "./wrap-binding";
 
 /** HMAC-SHA-256 keys are 64 bytes, the hash's block size (the WebCrypto default length). */
-const PURPOSE_KEY: UnwrapAs = { algorithm: HMAC_SHA_256, usages: ["sign", "verify"], bytes: 64 };
+export const PURPOSE_KEY: UnwrapAs = { algorithm: HMAC_SHA_256, usages: ["sign", "verify"], bytes: 64 };
 
-const binding = (purpose: string): WrapBinding => ({ kind: "system", purpose });
+export const systemKeyBinding = (purpose: string): WrapBinding => ({ kind: "system", purpose });
 
 const cache = new WeakMap<Unsealed, Map<string, Promise<CryptoKey>>>();
 
@@ -38,7 +38,10 @@ async function loadPurposeKey(keys: Unsealed, db: Database, purpose: string): Pr
   const read = () => db.select().from(systemKeys).where(eq(systemKeys.purpose, purpose)).get();
   let row = await read();
   if (!row) {
-    const { kek, wrapped } = await keys.keks.wrap(await firstPurposeKey(keys, purpose), binding(purpose));
+    const { kek, wrapped } = await keys.keks.wrap(
+      await firstPurposeKey(keys, purpose),
+      systemKeyBinding(purpose),
+    );
     // Of two isolates creating it at once, the first row wins and both use it.
     await db
       .insert(systemKeys)
@@ -55,7 +58,7 @@ async function loadPurposeKey(keys: Unsealed, db: Database, purpose: string): Pr
   }
   return keys.keks.unwrap(
     { kek: { provider: row.kekProvider, version: row.kekVersion }, wrapped: row.wrappedKey },
-    binding(purpose),
+    systemKeyBinding(purpose),
     PURPOSE_KEY,
   );
 }

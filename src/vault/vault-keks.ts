@@ -39,6 +39,11 @@ export class VaultKeks {
     }
   }
 
+  /** The Transit key's latest version as Vault reports it now: a rotation since the keyring opened shows. */
+  async currentVersion(): Promise<number> {
+    return (await vaultCall(() => this.transit.keyInfo())).latestVersion;
+  }
+
   /** Vault's own `rewrap`: the key moves to the latest version without its plaintext leaving Vault. */
   async rewrap(wrapped: string, binding: WrapBinding): Promise<{ kek: KekRef; wrapped: string }> {
     const { ciphertext, version } = await vaultCall(() =>
