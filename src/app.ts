@@ -10,6 +10,7 @@ import { wellFormedJsonText } from "./openapi/well-formed-text";
 import { auditRoutes } from "./routes/audit";
 import { authSessionRoutes } from "./routes/auth-session";
 import { credentialRoutes } from "./routes/credentials";
+import { dataKeyRotationRoutes } from "./routes/data-key-rotation";
 import { eventRoutes } from "./routes/events";
 import { healthRoutes } from "./routes/health";
 import { keyDeliveryRoutes } from "./routes/key-delivery";
@@ -87,6 +88,7 @@ export function buildApp() {
   app.route("/", seedPageRoutes);
   app.route("/api/v1/tenants", tenantRoutes);
   app.route("/api/v1/keyring", keyringRoutes);
+  app.route("/api/v1/keyring", dataKeyRotationRoutes);
   app.route("/api/v1/auth/session", authSessionRoutes);
   app.route("/api/v1/auth/totp", twoFactorRoutes);
   app.route("/api/v1/keys/verify", verifyRoutes);
