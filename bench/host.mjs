@@ -44,11 +44,14 @@ function miniflareOptions({
       WIZARD_SESSION: { className: "WizardSession", useSQLite: true },
       AUDIT_CHAIN: { className: "AuditChain", useSQLite: true },
     },
-    // As wrangler.toml declares them. No stage of the bench starts a Workflow or sends to the queue through these:
-    // the scheduler stage answers both from its own entry (bench/scheduler-entry.mjs, see bench/README.md).
+    // As wrangler.toml declares them. The scheduler stage answers the two rotation Workflows and the queue from its
+    // own entry (bench/scheduler-entry.mjs); the keyring stage runs DEK_ROTATION and KEK_REWRAP for real
+    // (bench/keyring.mjs). See bench/README.md.
     workflows: {
       KEY_ROTATION: { name: "keywarden-key-rotation", className: "KeyRotationWorkflow" },
       CREDENTIAL_ROTATION: { name: "keywarden-credential-rotation", className: "CredentialRotationWorkflow" },
+      DEK_ROTATION: { name: "keywarden-dek-rotation", className: "DataKeyRotationWorkflow" },
+      KEK_REWRAP: { name: "keywarden-kek-rewrap", className: "KekRewrapWorkflow" },
     },
     queueProducers: { RETEST_QUEUE: { queueName: "keywarden-retests" } },
     queueConsumers: {

@@ -1,7 +1,8 @@
 // `npm run bench`: builds the worker, runs it on workerd (bench/host.mjs, one process per instance),
 // drives it with autocannon (bench/load.mjs, its own process) and prints verify throughput against
-// /healthz, then the rotation scheduler's figures (bench/scheduler.mjs). The last line printed is one JSON
-// object with the figures. BENCH_ONLY=scheduler runs the scheduler stage alone. See bench/README.md.
+// /healthz, then the rotation scheduler's figures (bench/scheduler.mjs) and the keyring's (bench/keyring.mjs). The
+// last line printed is one JSON object with the figures. BENCH_ONLY=scheduler or BENCH_ONLY=keyring runs that stage
+// alone. See bench/README.md.
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
@@ -9,6 +10,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startInstance } from "./instance.mjs";
 import { forkWorker } from "./ipc.mjs";
+import { keyringReport, runKeyringStage } from "./keyring.mjs";
 import { generateKey } from "./keys.mjs";
 import { saveProfile, startProfile, summarizeProfile } from "./profile.mjs";
 import { printReport, summarize } from "./report.mjs";
@@ -56,10 +58,10 @@ const COLD_REPEAT_GAP_MS = SETTINGS.keyCacheTtlMs + 500;
 /** BENCH_PROFILE=1: CPU-profile the worker isolate during stage 1 (slows it; for attribution only). */
 const PROFILE = process.env.BENCH_PROFILE === "1";
 const INSPECTOR_PORT = 9329;
-/** BENCH_ONLY=scheduler: build, run the scheduler stage alone, print its figures. */
+/** BENCH_ONLY=scheduler or keyring: build, run that stage alone, print its figures. */
 const ONLY = process.env.BENCH_ONLY;
-if (ONLY !== undefined && ONLY !== "scheduler")
-  throw new Error(`BENCH_ONLY: unknown stage "${ONLY}" (scheduler)`);
+if (ONLY !== undefined && ONLY !== "scheduler" && ONLY !== "keyring")
+  throw new Error(`BENCH_ONLY: unknown stage "${ONLY}" (scheduler, keyring)`);
 
 function build(buildDir) {
   log("building the worker (wrangler deploy --dry-run)");
@@ -112,6 +114,28 @@ async function main(cleanup) {
     return schedulerReport(result);
   };
   if (ONLY === "scheduler") return { scheduler: await schedulerStage() };
+  const keyringStage = async () => {
+    const took = clock();
+    const result = await runKeyringStage({
+      bench: BENCH,
+      root: ROOT,
+      work,
+      buildDir,
+      worker,
+      secrets,
+      ratelimitLimit: SETTINGS.ratelimitLimit,
+      settings: {
+        connections: SETTINGS.connections,
+        seconds: SETTINGS.seconds,
+        warmupSeconds: SETTINGS.warmupSeconds,
+        rounds: SETTINGS.rounds,
+        vaultConnections: SETTINGS.vaultConnections,
+      },
+    });
+    log(`keyring stage took ${took()}`);
+    return keyringReport(result);
+  };
+  if (ONLY === "keyring") return { keyring: await keyringStage() };
 
   const load = forkWorker(join(BENCH, "load.mjs"));
   cleanup.push(() => stopChild(load.child));
@@ -342,6 +366,8 @@ async function main(cleanup) {
   // Stage 4: the rotation scheduler, on an instance of its own (the others are stopped first).
   await small.stop();
   const scheduler = await schedulerStage();
+  // Stage 5: the keyring (KEK re-wrap and DEK re-encryption under load), on an instance of its own.
+  const keyring = await keyringStage();
 
   return {
     main,
@@ -352,6 +378,7 @@ async function main(cleanup) {
     largeCount: large.storedCount,
     passSize: passKeys(small).length,
     scheduler,
+    keyring,
   };
 }
 
@@ -368,9 +395,9 @@ for (const signal of ["SIGINT", "SIGTERM"]) {
 try {
   const results = await main(cleanup);
   await runCleanup();
-  if (ONLY === "scheduler") {
-    console.log(results.scheduler.lines.join("\n"));
-    console.log(JSON.stringify(results.scheduler.summary));
+  if (ONLY !== undefined) {
+    console.log(results[ONLY].lines.join("\n"));
+    console.log(JSON.stringify(results[ONLY].summary));
   } else {
     printReport(results, SETTINGS, ROOT);
   }

@@ -13,7 +13,8 @@ export async function applyMigrations(db, migrationsDir) {
   for (const file of files) {
     const statements = readFileSync(join(migrationsDir, file), "utf8")
       .split("--> statement-breakpoint")
-      .map((sql) => sql.trim())
+      // D1 refuses a statement followed by an empty one (0008 has a `;;`), as wrangler's own splitter does not.
+      .map((sql) => sql.trim().replace(/;+$/, ";"))
       .filter(Boolean);
     await db.batch(statements.map((sql) => db.prepare(sql)));
   }
