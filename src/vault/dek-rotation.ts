@@ -172,8 +172,8 @@ export interface PreparedChunk {
 }
 
 /**
- * Reads up to `chunk` of the tenant's sealed rows under a DEK older than `newVersion` (every SealedSource, in
- * key order), opens each with the DEK its blobs name and reseals it under the active DEK, same record and
+ * Reads up to `chunk` of the tenant's sealed rows under a DEK older than `newVersion` (every SealedSource in
+ * turn), opens each with the DEK its blobs name and reseals it under the active DEK, same record and
  * field names (the AAD binds both). Nothing is written until `commit`.
  */
 export async function prepareReencryption(
@@ -186,10 +186,11 @@ export async function prepareReencryption(
   for (const source of SEALED_SOURCES) {
     const room = chunk - found.length;
     if (room <= 0) break;
-    const keyColumns = source.keyColumns.join(", ");
+    // In the order of the (tenant_id, dek_version) index, so the read stops after `room` rows: rows already
+    // moved have left the range, and a chunk never sorts or re-reads the tenant's whole table.
     const rows = await env.DB.prepare(
-      `SELECT tenant_id, dek_version, ${keyColumns}, ${source.blobColumn} FROM ${source.table}
-       WHERE tenant_id = ?1 AND dek_version < ?2 ORDER BY ${keyColumns} LIMIT ?3`,
+      `SELECT tenant_id, dek_version, ${source.keyColumns.join(", ")}, ${source.blobColumn}
+       FROM ${source.table} WHERE tenant_id = ?1 AND dek_version < ?2 ORDER BY dek_version LIMIT ?3`,
     )
       .bind(tenantId, newVersion, room)
       .all<SealedRow>();
