@@ -24,7 +24,7 @@ import { blobsOf, SEALED_SOURCES, type SealedRow, type SealedSource, storedBlobs
 
 /**
  * Sealed rows re-encrypted per Workflow step: one SELECT per sealed table, one D1 batch of as many
- * compare-and-set UPDATEs plus the encryption count. A tenant of 100,000 fields takes about 1,000 steps, far
+ * compare-and-set UPDATEs plus the encryption count. A tenant of 100,000 sealed rows takes about 1,000 steps, far
  * inside the 10,000 steps a Workflow instance may run.
  */
 export const DEK_REENCRYPT_CHUNK = 100;
