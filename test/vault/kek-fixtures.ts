@@ -7,13 +7,14 @@
  * to it through `worker.fetch(request, env, ctx)`. Nothing here reads a key back from a shortcut: requests go
  * through the real worker, keys through the real keyring, D1 and Workflows are real.
  */
-import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
+import { createExecutionContext, introspectWorkflowInstance, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
 import { DEK_USE, type UnwrapAs } from "../../src/crypto/envelope";
 import { database } from "../../src/db/client";
 import type { Bindings } from "../../src/env";
 import worker from "../../src/index";
+import { runScheduledJobs } from "../../src/jobs/scheduled";
 import { claimRunStatement, rotationRunId } from "../../src/lifecycle/rotation-runs";
 import { dekBinding } from "../../src/vault/data-keys";
 import type { KekProvider } from "../../src/vault/kek-ref";
@@ -227,4 +228,13 @@ export async function rewrapRuns() {
     `SELECT state, step, error FROM rotation_runs WHERE subject_type = 'keyring' ORDER BY started_at`,
   ).all<{ state: string; step: string; error: string | null }>();
   return results;
+}
+
+/** One cron tick at `now` (every scheduled job, as deployed), and the re-wrap Workflow it starts, run to its end. */
+export async function cronRewrap(now: number): Promise<unknown> {
+  // The run id is the tick's time: the instance is watched before the cron creates it.
+  await using instance = await introspectWorkflowInstance(env.KEK_REWRAP, rotationRunId("keyring", now));
+  await runScheduledJobs({ scheduledTime: now }, env);
+  await instance.waitForStatus("complete");
+  return instance.getOutput();
 }

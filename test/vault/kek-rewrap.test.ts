@@ -6,12 +6,9 @@
  * Project `kek-master-2`: the worker's own bindings hold MASTER_KEY, MASTER_KEY_2 and KEK_VERSION=2 (after
  * the switch); the deployment before it is `MASTER_1_ONLY` (kek-fixtures.ts).
  */
-import { introspectWorkflowInstance } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
 import { database } from "../../src/db/client";
-import { runScheduledJobs } from "../../src/jobs/scheduled";
-import { rotationRunId } from "../../src/lifecycle/rotation-runs";
 import { kekRewrapNeeded, startKekRewrap } from "../../src/vault/kek-rewrap";
 import { forgetKeys, unseal } from "../../src/vault/keyring";
 import { sessionFromSetCookie } from "../auth/jwt-forge";
@@ -20,6 +17,7 @@ import {
   createKeyWith,
   createSystemKeysWith,
   createTenantWith,
+  cronRewrap,
   envWith,
   expectAllReveal,
   keksInUse,
@@ -40,15 +38,6 @@ const OLD_WITH_2 = envWith({ KEK_VERSION: "1" });
 const MASTER_2_ONLY = envWith({ MASTER_KEY: undefined });
 
 beforeEach(() => forgetKeys());
-
-/** One cron tick at `now`, and the re-wrap Workflow it starts, run to its end. */
-async function cronRewrap(now: number): Promise<unknown> {
-  // The run id is the tick's time: the instance is watched before the cron creates it.
-  await using instance = await introspectWorkflowInstance(env.KEK_REWRAP, rotationRunId("keyring", now));
-  await runScheduledJobs({ scheduledTime: now }, env);
-  await instance.waitForStatus("complete");
-  return instance.getOutput();
-}
 
 describe("KEK rotation master:1 -> master:2 without downtime", () => {
   it("re-wraps every DEK and system key under master:2 through the cron, after which MASTER_KEY can go", async () => {
