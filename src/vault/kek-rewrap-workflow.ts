@@ -1,6 +1,4 @@
 import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloudflare:workers";
-import { NonRetryableError } from "cloudflare:workflows";
-import { IntegrityError } from "../crypto/envelope";
 import type { Bindings } from "../env";
 import { DB_STEP, messageOf } from "../lifecycle/rotation-steps";
 import {
@@ -19,7 +17,7 @@ import {
  * `rewrap-1`, … (one chunk per step, passes over data_keys until a whole pass finds nothing off target) →
  * `finish`. Every chunk is idempotent compare-and-set work, so a thrown step is retried and a crash resumes
  * from the last recorded step; a run started again from scratch only finds what is still off target. Step
- * results are counts and a (tenant id, version) cursor, never key material.
+ * results are counts, a (tenant id, version) cursor and the ids of unreadable keys, never key material.
  */
 export class KekRewrapWorkflow extends WorkflowEntrypoint<Bindings, KekRewrapParams> {
   override async run(event: Readonly<WorkflowEvent<KekRewrapParams>>, step: WorkflowStep): Promise<string> {
@@ -36,15 +34,19 @@ export class KekRewrapWorkflow extends WorkflowEntrypoint<Bindings, KekRewrapPar
         if (pass > REWRAP_MAX_PASSES)
           throw new Error(`Keys kept appearing off the target KEK after ${REWRAP_MAX_PASSES} passes.`);
         let found = 0;
+        const unreadable: string[] = [];
         let cursor: RewrapCursor | null = null;
         do {
           const from: RewrapCursor | null = cursor;
           const chunk: RewrapChunk = await step.do(`rewrap-${n++}`, DB_STEP, () =>
-            finalOnIntegrity(() => rewrapChunk(env, { cursor: from, size, run })),
+            rewrapChunk(env, { cursor: from, size, run }),
           );
           found += chunk.found;
+          unreadable.push(...chunk.unreadable);
           cursor = chunk.next;
         } while (cursor);
+        // Every other key has moved; the corrupt ones stay, and another pass would only find them again.
+        if (unreadable.length > 0) throw new UnreadableKeys(unreadable);
         if (found === 0) break;
       }
     } catch (error) {
@@ -64,16 +66,20 @@ function chunkSize(requested: number | undefined): number {
     : REWRAP_CHUNK;
 }
 
+/** How many unreadable keys the failed run's error names. */
+const UNREADABLE_SHOWN = 10;
+
 /**
- * A wrapped key that fails authentication stays corrupt however often it is retried: the run stops at once
- * and says so (the key is left as it is, and the sealed error names nothing secret). Vault or D1 being out
- * of reach is retried with the step's backoff.
+ * The end of a pass that found keys whose wrapping fails authentication: the run fails and names them (ids
+ * only), every other key having moved; the cron tries again after ROTATION_RETRY_MS.
  */
-async function finalOnIntegrity<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (error) {
-    if (error instanceof IntegrityError) throw new NonRetryableError(error.message);
-    throw error;
+class UnreadableKeys extends Error {
+  constructor(names: readonly string[]) {
+    const shown = names.slice(0, UNREADABLE_SHOWN).join(", ");
+    const more = names.length > UNREADABLE_SHOWN ? ` and ${names.length - UNREADABLE_SHOWN} more` : "";
+    super(
+      `${names.length} wrapped key(s) failed authentication and stay under their old KEK: ${shown}${more}.`,
+    );
+    this.name = "UnreadableKeys";
   }
 }

@@ -1,5 +1,5 @@
 import { desc, eq, type SQL, sql } from "drizzle-orm";
-import { DEK_USE } from "../crypto/envelope";
+import { DEK_USE, IntegrityError, type UnwrapAs } from "../crypto/envelope";
 import { database } from "../db/client";
 import { rotationRuns } from "../db/schema";
 import type { Bindings } from "../env";
@@ -55,6 +55,11 @@ export interface RewrapChunk {
   found: number;
   /** Keys this chunk moved; one changed or deleted since it was read is left as it is (the next pass looks again). */
   rewrapped: number;
+  /**
+   * Keys found whose wrapping fails authentication (`<tenant>:<version>` or `system:<purpose>`): corrupt,
+   * they stay as they are, and the rest of the chunk moves on without them.
+   */
+  unreadable: string[];
   /** Where the pass goes on; null when it has reached the end of data_keys (and did the system keys). */
   next: RewrapCursor | null;
 }
@@ -82,13 +87,16 @@ function offTargetExists(table: "data_keys" | "system_keys", target: KekRef): SQ
   );
 }
 
+/** One row, `needed`: whether any data key or system key is wrapped under anything but `target`. */
+export function offTargetQuery(target: KekRef): SQL {
+  return sql`SELECT (${offTargetExists("data_keys", target)}) OR (${offTargetExists("system_keys", target)}) AS needed`;
+}
+
 /** Whether any data key or system key is not on the target KEK (one D1 read, plus Vault's key info). */
 export async function kekRewrapNeeded(env: RewrapEnv): Promise<{ target: KekRef; needed: boolean }> {
   const db = database(env.DB);
   const target = await rewrapTarget(env);
-  const row = await db.get<{ needed: number }>(
-    sql`SELECT (${offTargetExists("data_keys", target)}) OR (${offTargetExists("system_keys", target)}) AS needed`,
-  );
+  const row = await db.get<{ needed: number }>(offTargetQuery(target));
   return { target, needed: Boolean(row?.needed) };
 }
 
@@ -134,29 +142,54 @@ export async function rewrapChunk(
       )
     : [];
 
-  const rewrap = (row: WrappedRow, binding: WrapBinding, as: typeof DEK_USE) =>
-    keys.keks.rewrap(stored(row), binding, as);
-  const [dataKeyUpdates, systemKeyUpdates] = await Promise.all([
-    Promise.all(
-      dataKeyRows.map(async (row) => {
-        const { kek, wrapped } = await rewrap(row, dekBinding(row.tenant_id, row.version), DEK_USE);
-        return env.DB.prepare(
-          `UPDATE data_keys SET kek_provider = ?1, kek_version = ?2, wrapped_key = ?3
-           WHERE tenant_id = ?4 AND version = ?5 AND wrapped_key = ?6`,
-        ).bind(kek.provider, kek.version, wrapped, row.tenant_id, row.version, row.wrapped_key);
+  // A key that fails authentication is skipped, not fatal: one corrupt DEK must not hold every other
+  // tenant's keys on the old KEK. Vault or D1 out of reach throws, and the step is retried.
+  const unreadable: string[] = [];
+  const rewrap = async (name: string, row: WrappedRow, binding: WrapBinding, as: UnwrapAs) => {
+    try {
+      return await keys.keks.rewrap(stored(row), binding, as);
+    } catch (error) {
+      if (!(error instanceof IntegrityError)) throw error;
+      unreadable.push(name);
+      return null;
+    }
+  };
+  const updates = (
+    await Promise.all([
+      ...dataKeyRows.map(async (row) => {
+        const moved = await rewrap(
+          `${row.tenant_id}:${row.version}`,
+          row,
+          dekBinding(row.tenant_id, row.version),
+          DEK_USE,
+        );
+        return (
+          moved &&
+          env.DB.prepare(
+            `UPDATE data_keys SET kek_provider = ?1, kek_version = ?2, wrapped_key = ?3
+             WHERE tenant_id = ?4 AND version = ?5 AND wrapped_key = ?6`,
+          ).bind(
+            moved.kek.provider,
+            moved.kek.version,
+            moved.wrapped,
+            row.tenant_id,
+            row.version,
+            row.wrapped_key,
+          )
+        );
       }),
-    ),
-    Promise.all(
-      systemKeyRows.map(async (row) => {
-        const { kek, wrapped } = await rewrap(row, systemKeyBinding(row.purpose), PURPOSE_KEY);
-        return env.DB.prepare(
-          `UPDATE system_keys SET kek_provider = ?1, kek_version = ?2, wrapped_key = ?3
-           WHERE purpose = ?4 AND wrapped_key = ?5`,
-        ).bind(kek.provider, kek.version, wrapped, row.purpose, row.wrapped_key);
+      ...systemKeyRows.map(async (row) => {
+        const moved = await rewrap(`system:${row.purpose}`, row, systemKeyBinding(row.purpose), PURPOSE_KEY);
+        return (
+          moved &&
+          env.DB.prepare(
+            `UPDATE system_keys SET kek_provider = ?1, kek_version = ?2, wrapped_key = ?3
+             WHERE purpose = ?4 AND wrapped_key = ?5`,
+          ).bind(moved.kek.provider, moved.kek.version, moved.wrapped, row.purpose, row.wrapped_key)
+        );
       }),
-    ),
-  ]);
-  const updates = [...dataKeyUpdates, ...systemKeyUpdates];
+    ])
+  ).filter((update) => update !== null);
   let rewrapped = 0;
   if (updates.length > 0) {
     const progress = options.run
@@ -174,6 +207,7 @@ export async function rewrapChunk(
     target: kekName(target),
     found: dataKeyRows.length + systemKeyRows.length,
     rewrapped,
+    unreadable: unreadable.sort(),
     next: passEnds || !last ? null : { tenantId: last.tenant_id, version: last.version },
   };
 }

@@ -185,16 +185,18 @@ describe("KEK re-wrap crash matrix (threat model case 20)", () => {
           target: "master:2",
           found: 3,
           rewrapped: 3,
+          unreadable: [],
           next: expect.objectContaining({ version: expect.any(Number) }),
         },
         {
           target: "master:2",
           found: 3,
           rewrapped: 3,
+          unreadable: [],
           next: expect.objectContaining({ version: expect.any(Number) }),
         },
-        { target: "master:2", found: 3, rewrapped: 3, next: null },
-        { target: "master:2", found: 0, rewrapped: 0, next: null },
+        { target: "master:2", found: 3, rewrapped: 3, unreadable: [], next: null },
+        { target: "master:2", found: 0, rewrapped: 0, unreadable: [], next: null },
       ]);
     });
     expect(output).toBe("completed");
