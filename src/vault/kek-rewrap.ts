@@ -4,7 +4,13 @@ import { database } from "../db/client";
 import { rotationRuns } from "../db/schema";
 import type { Bindings } from "../env";
 import type { RotationParams } from "../lifecycle/rotation-params";
-import { beginRun, claimRunStatement, finishRunStatement, rotationRunId } from "../lifecycle/rotation-runs";
+import {
+  beginRun,
+  claimRunStatement,
+  finishRunStatement,
+  rotationRunId,
+  runStepStatement,
+} from "../lifecycle/rotation-runs";
 import { ROTATION_RETRY_MS } from "../lifecycle/rotation-steps";
 import { type ClaimedRun, type RunSource, startRunsOf } from "../lifecycle/scheduler";
 import { dekBinding } from "./data-keys";
@@ -116,7 +122,7 @@ const stored = (row: WrappedRow): WrappedKey => ({
  * re-wrapped and written back in one D1 batch of compare-and-set UPDATEs (on the old wrapped key: a DEK
  * another run re-wrapped or a DEK rotation deleted meanwhile is left as it is). The chunk that reaches the
  * end of data_keys also re-wraps the system keys. Idempotent: run again, it finds only what is still off
- * target. `runId` marks the run's progress in the same batch.
+ * target. With `run`, the same batch marks the run's step `rewrap` (the status route shows it).
  */
 export async function rewrapChunk(
   env: RewrapEnv,
@@ -192,13 +198,8 @@ export async function rewrapChunk(
   ).filter((update) => update !== null);
   let rewrapped = 0;
   if (updates.length > 0) {
-    const progress = options.run
-      ? [
-          env.DB.prepare(
-            `UPDATE rotation_runs SET step = 'rewrap', updated_at = ?2 WHERE id = ?1 AND state = 'in_progress'`,
-          ).bind(options.run.id, options.run.now),
-        ]
-      : [];
+    const step = options.run && runStepStatement(db, options.run.id, "rewrap", options.run.now).toSQL();
+    const progress = step ? [env.DB.prepare(step.sql).bind(...step.params)] : [];
     const results = await env.DB.batch([...updates, ...progress]);
     rewrapped = results.slice(0, updates.length).reduce((sum, result) => sum + result.meta.changes, 0);
   }
