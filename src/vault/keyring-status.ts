@@ -147,7 +147,7 @@ async function readBatch(db: Database, queries: SQL[]): Promise<unknown[][]> {
 }
 
 /**
- * The target KEK, from the opened keyring (for Vault, the Transit key's latest version), or the sealed
+ * The target KEK, from the opened keyring (for Vault, the Transit key's latest version, read now), or the sealed
  * reason and the target as configured. Opening the keyring is what the rest of the service does on its
  * first request, so the reason shown here is the one every other route answers with.
  */
@@ -157,7 +157,7 @@ async function openedOrSealed(
 ): Promise<{ target: StatusTarget | null; sealed: KeyringStatus["sealed"] }> {
   try {
     const keys = await unseal(env, db);
-    return { target: keys.keks.target, sealed: null };
+    return { target: await keys.keks.currentTarget(), sealed: null };
   } catch (error) {
     if (!(error instanceof ApiError) || error.code !== "SEALED") throw error;
     return { target: configuredTarget(env), sealed: { code: "SEALED", detail: error.detail } };

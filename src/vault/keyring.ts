@@ -85,14 +85,28 @@ async function openKeyring(config: KekConfig, db: Database): Promise<Unsealed> {
     return vaultOpened;
   };
   let state = await readKeyringState(db);
+  // Every recorded version must match its secret when present, and be present while anything depends on it.
+  for (const row of state.rows) {
+    const expected = checkValues.get(row.version);
+    if (expected !== undefined && !matches(row.check_value, expected))
+      throw new ApiError(
+        "SEALED",
+        `The master key does not match the stored key-check value (${masterSecretName(row.version)}).`,
+      );
+    if (expected === undefined && row.in_use)
+      throw new ApiError(
+        "SEALED",
+        `${masterSecretName(row.version)} was removed while stored keys still depend on it. Set it again, ` +
+          "and remove it only when GET /api/v1/keyring/status shows it removable.",
+      );
+  }
+  const verified = state.rows.filter((row) => checkValues.has(row.version)).map((row) => row.version);
+
   const current = config.provider === "master" ? config.masterVersion : null;
-  if (current !== null && !state.rows.some((row) => row.version === current)) {
+  if (current !== null && !verified.includes(current)) {
     // A new master version is recorded only by someone who holds the keys already in use: on an empty
     // database, or with another recorded version's secret present and verified, or with Vault reachable for
     // the data keys Vault wraps. A wrong key on a populated database can never adopt itself.
-    const provenByMaster = state.rows.some(
-      (row) => checkValues.has(row.version) && matches(row.check_value, checkValues.get(row.version)),
-    );
     const provenByVault =
       state.vaultInUse &&
       config.vault !== null &&
@@ -101,7 +115,7 @@ async function openKeyring(config: KekConfig, db: Database): Promise<Unsealed> {
         () => false,
       ));
     await db.run(
-      provenByMaster || provenByVault
+      verified.length > 0 || provenByVault
         ? sql`INSERT OR IGNORE INTO keyring (kek_version, check_value, created_at)
               VALUES (${current}, ${checkValues.get(current)}, ${Date.now()})`
         : sql`INSERT OR IGNORE INTO keyring (kek_version, check_value, created_at)
@@ -109,27 +123,10 @@ async function openKeyring(config: KekConfig, db: Database): Promise<Unsealed> {
               WHERE NOT EXISTS (SELECT 1 FROM data_keys) AND NOT EXISTS (SELECT 1 FROM keyring)`,
     );
     state = await readKeyringState(db);
-    if (!state.rows.some((row) => row.version === current))
-      throw new ApiError("SEALED", `The master key does not match the stored key-check values.`);
-  }
-
-  const verified: number[] = [];
-  for (const row of state.rows) {
-    const expected = checkValues.get(row.version);
-    if (expected !== undefined) {
-      if (!matches(row.check_value, expected))
-        throw new ApiError(
-          "SEALED",
-          `The master key does not match the stored key-check value (${masterSecretName(row.version)}).`,
-        );
-      verified.push(row.version);
-    } else if (row.in_use) {
-      throw new ApiError(
-        "SEALED",
-        `${masterSecretName(row.version)} was removed while stored keys still depend on it. Set it again, ` +
-          "and remove it only when GET /api/v1/keyring/status shows it removable.",
-      );
-    }
+    const recorded = state.rows.find((row) => row.version === current);
+    if (!recorded || !matches(recorded.check_value, checkValues.get(current)))
+      throw new ApiError("SEALED", "The master key does not match the stored key-check values.");
+    verified.push(current);
   }
 
   // Vault is contacted at once when it wraps new keys or holds existing ones (unreachable: sealed), else on

@@ -118,6 +118,19 @@ describe("a missing or wrong master key seals the service (threat model case 8)"
     expect(await keyringRows()).toEqual(before);
   });
 
+  it("names MASTER_KEY, and records nothing, when one deploy switches to MASTER_KEY_2 and removes MASTER_KEY at once", async () => {
+    await createTenant("switched and removed");
+    const before = await keyringRows();
+    forgetKeys();
+    const error = await expectSealed(
+      unseal(envWith({ MASTER_KEY: undefined, MASTER_KEY_2: randomMasterKey(), KEK_VERSION: "2" }), db()),
+      "MASTER_KEY removed in the same deploy",
+    );
+    expect(error.detail).toMatch(/^MASTER_KEY was removed while stored keys still depend on it/);
+    // Without a verified secret of a version in use, the new version cannot prove itself: nothing is recorded.
+    expect(await keyringRows()).toEqual(before);
+  });
+
   it("never lets a wrong key overwrite or add a keyring row once one exists, even before any DEK exists", async () => {
     // The delicate case: no wrapped DEK yet, so only the existing key-check value stands in the way.
     await unseal(env, db());
