@@ -1,8 +1,8 @@
 // The keyring stage (issue 10): 10,000 tenants, each with a DEK wrapped under master:1, and 100,000 sealed
-// credential fields. Switches KEK_VERSION to 2 and lets the cron's KEK re-wrap Workflow move every DEK to
-// master:2, then makes every DEK due and lets the rotation scheduler's DEK rotation Workflows re-encrypt every
-// field under a new DEK; verify and reveal throughput is measured while each runs, against the same instance
-// idle. Both Workflows run for real here (Miniflare's engine, in the same workerd). Runs alone with
+// credential fields held by 2,000 of them. Switches KEK_VERSION to 2 and lets the cron's KEK re-wrap Workflow
+// move every DEK to master:2, then makes the 2,000 DEKs due and lets the rotation scheduler's DEK rotation
+// Workflows re-encrypt every field under a new DEK; verify and reveal throughput is measured while each runs,
+// against the same instance idle. Both Workflows run for real here (Miniflare's engine, in the same workerd). Runs alone with
 // BENCH_ONLY=keyring. See bench/README.md, "The keyring".
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -26,8 +26,16 @@ import { cpuSeconds, log, machineBusySeconds, pinToCpu, sleep, stopChild } from 
 export const KEYRING_SETTINGS = {
   /** Tenants, each with one DEK and one credential; BENCH_KEYRING_TENANTS scales the stage down. */
   tenants: Number(process.env.BENCH_KEYRING_TENANTS ?? 10_000),
-  /** Sealed fields per tenant: one credential with this many versions, one secret field each. */
-  fieldsPerTenant: 10,
+  /**
+   * Tenants that hold sealed fields, and whose DEK the stage rotates: 2,000 x 5 credentials x 10 versions =
+   * 100,000 fields. Not all 10,000: Miniflare keeps every Workflow instance (and every tenant's AuditChain)
+   * as a Durable Object with its own SQLite file open in workerd, and at about 6,400 DEK rotations workerd ran
+   * out of file descriptors (SQLITE_CANTOPEN; 20,000 here) and died. See bench/README.md.
+   */
+  rotatedTenants: Number(process.env.BENCH_KEYRING_ROTATED ?? 2_000),
+  /** Credentials per rotated tenant, and versions per credential (one secret field each). */
+  credentials: 5,
+  versions: 10,
   /** Tenants whose every field is revealed through the API after the stage (each gets a reveal-only key). */
   sampleTenants: 20,
   /**
@@ -35,6 +43,10 @@ export const KEYRING_SETTINGS = {
    * few seconds still gets whole runs inside it (only runs that end before the work does count).
    */
   duringSeconds: 1,
+  /** The same during the KEK re-wrap, which takes a few seconds for 10,000 DEKs. */
+  rewrapSeconds: 0.5,
+  /** How often D1 is asked how far the re-wrap has come (it is over in seconds). */
+  rewrapPollMs: 100,
   /** How often D1 is asked how far the background work has come. */
   pollMs: 500,
   /** A safety stop for each phase: the bench fails if the work has not ended by then. */
@@ -94,9 +106,10 @@ async function api(instance, method, path, token, body) {
 /**
  * Seeds the stage's data straight into D1, next to the tenant and credential the API stored (the template):
  * the template's credential gets versions 2..N sealed here under its own DEK (which Node unwraps with
- * MASTER_KEY, a first check of the copied format), and every other tenant gets a DEK v1 under master:1, one
- * credential and N versions. Returns every plaintext by tenant, the tenants whose fields the stage reveals
- * through the API afterwards, each with a reveal-only key, and the load's tenant.
+ * MASTER_KEY, a first check of the copied format), and every other tenant gets a DEK v1 under master:1; the
+ * first `rotatedTenants` (the template among them) hold `credentials` credentials of N versions. Returns every
+ * plaintext by credential, the tenants whose fields the stage reveals through the API afterwards, each with a
+ * reveal-only key, and the load's credential.
  */
 async function seed(instance, secrets, settings) {
   const { host } = instance;
@@ -132,9 +145,9 @@ async function seed(instance, secrets, settings) {
   if (opened !== revealed.fields.secret_key)
     throw new Error("keyring: bench/envelope.mjs does not open the field the worker sealed");
 
-  const n = settings.fieldsPerTenant;
+  const n = settings.versions;
   const now = Date.now();
-  /** plaintexts.get(tenantId) = { credentialId, values: [v1, ..., vN] } */
+  /** plaintexts.get(credentialId) = { tenantId, values: [v1, ..., vN] } */
   const plaintexts = new Map();
   const versionRows = (tenantId, credentialId, dek, values, from) =>
     Promise.all(
@@ -160,66 +173,88 @@ async function seed(instance, secrets, settings) {
         };
       }),
     );
+  /** A credential of `tenantId` with N versions sealed under `dek`: its row and its version rows. */
+  const newCredential = async (tenantId, dek, name) => {
+    const credentialId = `cred_${randomBase62(22)}`;
+    const values = Array.from({ length: n }, stripeTestKey);
+    plaintexts.set(credentialId, { tenantId, values });
+    return {
+      credential: {
+        ...credential,
+        id: credentialId,
+        tenant_id: tenantId,
+        name,
+        current_version: n,
+        revision: 1,
+        next_test_at: null,
+        created_at: now,
+        updated_at: now,
+      },
+      versions: await versionRows(tenantId, credentialId, dek, values, 1),
+    };
+  };
 
-  // The template's credential: versions 2..N under the API's DEK; version N becomes current.
+  // The template tenant: its credential gets versions 2..N under the API's DEK (version N becomes current),
+  // and it gets the other credentials a rotated tenant holds.
   const templateValues = [revealed.fields.secret_key, ...Array.from({ length: n - 1 }, stripeTestKey)];
-  plaintexts.set(tenant.id, { credentialId: credential.id, values: templateValues });
+  plaintexts.set(credential.id, { tenantId: tenant.id, values: templateValues });
   await query(
     `UPDATE credential_versions SET stage = NULL WHERE credential_id = '${credential.id}' AND version = 1`,
   );
-  await insert(
-    "credential_versions",
-    await versionRows(tenant.id, credential.id, templateDek, templateValues, 2),
+  const templateRows = { credentials: [], credential_versions: [] };
+  templateRows.credential_versions.push(
+    ...(await versionRows(tenant.id, credential.id, templateDek, templateValues, 2)),
   );
+  for (let c = 1; c < settings.credentials; c++) {
+    const made = await newCredential(tenant.id, templateDek, `bench-0-${c}`);
+    templateRows.credentials.push(made.credential);
+    templateRows.credential_versions.push(...made.versions);
+  }
+  for (const [name, list] of Object.entries(templateRows)) await insert(name, list);
   await query(
     `UPDATE credentials SET current_version = ${n}, revision = revision + 1, next_test_at = NULL WHERE id = '${credential.id}'`,
   );
   await query(
-    `UPDATE data_keys SET encryption_count = ${n} WHERE tenant_id = '${tenant.id}' AND version = 1`,
+    `UPDATE data_keys SET encryption_count = ${n * settings.credentials} WHERE tenant_id = '${tenant.id}' AND version = 1`,
   );
 
-  // Every other tenant, in chunks: tenant, DEK v1 under master:1, credential, N versions.
-  const seeded = [];
-  for (let start = 1; start < settings.tenants; start += SEED_CHUNK / n) {
+  // Every other tenant, in chunks: tenant and DEK v1 under master:1; the first `rotatedTenants` (with the
+  // template) also hold `credentials` credentials of N versions each.
+  const perChunk = Math.max(1, Math.floor(SEED_CHUNK / (n * settings.credentials)));
+  const holders = [];
+  for (let start = 1; start < settings.tenants; start += perChunk) {
     const rows = { tenants: [], data_keys: [], credentials: [], credential_versions: [] };
-    const count = Math.min(SEED_CHUNK / n, settings.tenants - start);
+    const count = Math.min(perChunk, settings.tenants - start);
     await Promise.all(
       Array.from({ length: count }, async (_, i) => {
+        const index = start + i;
         const tenantId = `ten_${randomBase62(22)}`;
-        const credentialId = `cred_${randomBase62(22)}`;
         const dek = await newDek();
-        const values = Array.from({ length: n }, stripeTestKey);
-        plaintexts.set(tenantId, { credentialId, values });
-        seeded.push(tenantId);
-        rows.tenants.push({ id: tenantId, name: `bench-${start + i}`, key_prefix: "kw", created_at: now });
+        const holds = index < settings.rotatedTenants;
+        rows.tenants.push({ id: tenantId, name: `bench-${index}`, key_prefix: "kw", created_at: now });
         rows.data_keys.push({
           ...dataKey,
           tenant_id: tenantId,
           wrapped_key: await wrapDek(kek1, dek.raw, tenantId, 1, 1),
-          encryption_count: n,
+          encryption_count: holds ? n * settings.credentials : 0,
           next_rotation_at: now + 90 * DAY_MS,
           created_at: now,
         });
-        rows.credentials.push({
-          ...credential,
-          id: credentialId,
-          tenant_id: tenantId,
-          name: `bench-${start + i}`,
-          current_version: n,
-          revision: 1,
-          next_test_at: null,
-          created_at: now,
-          updated_at: now,
-        });
-        rows.credential_versions.push(...(await versionRows(tenantId, credentialId, dek.key, values, 1)));
+        if (!holds) return;
+        holders.push(tenantId);
+        for (let c = 0; c < settings.credentials; c++) {
+          const made = await newCredential(tenantId, dek.key, `bench-${index}-${c}`);
+          rows.credentials.push(made.credential);
+          rows.credential_versions.push(...made.versions);
+        }
       }),
     );
     for (const [name, list] of Object.entries(rows)) await insert(name, list);
   }
 
   // Reveal-only keys for the sampled tenants (spread over the seeding order), and the template.
-  const step = Math.max(1, Math.floor(seeded.length / settings.sampleTenants));
-  const sample = seeded.filter((_, i) => i % step === 0).slice(0, settings.sampleTenants);
+  const step = Math.max(1, Math.floor(holders.length / settings.sampleTenants));
+  const sample = holders.filter((_, i) => i % step === 0).slice(0, settings.sampleTenants);
   const keys = sample.map((tenantId, i) => {
     const minted = mintStoredKey(tenantId, "kw", `bench-reveal-${i}`, now);
     minted.row.scopes = JSON.stringify(["credentials:reveal"]);
@@ -231,12 +266,13 @@ async function seed(instance, secrets, settings) {
   );
   const sampled = [{ tenantId: tenant.id, key: instance.adminKey }, ...keys];
 
+  const fieldsWanted = settings.rotatedTenants * settings.credentials * n;
   const [{ tenants, fields, deks }] = await query(
     `SELECT (SELECT count(*) FROM tenants) AS tenants,
             (SELECT count(*) FROM credential_versions WHERE dek_version = 1) AS fields,
             (SELECT count(*) FROM data_keys WHERE kek_provider = 'master' AND kek_version = 1) AS deks`,
   );
-  if (tenants !== settings.tenants || deks !== settings.tenants || fields !== settings.tenants * n)
+  if (tenants !== settings.tenants || deks !== settings.tenants || fields !== fieldsWanted)
     throw new Error(`keyring: seeded ${tenants} tenants, ${deks} DEKs, ${fields} fields`);
 
   // The format, the other way: the worker reveals fields Node sealed, under a seeded DEK and the API's DEK.
@@ -244,20 +280,23 @@ async function seed(instance, secrets, settings) {
   return { plaintexts, sampled, tenantId: tenant.id, credentialId: credential.id, fields };
 }
 
-/** Reveals `versions` of each tenant's credential through the API; every value must be its plaintext. */
+/** Reveals `versions` of each tenant's credentials through the API; every value must be its plaintext. */
 async function checkReveals(instance, plaintexts, tenants, versions) {
   let checked = 0;
   for (const { tenantId, key } of tenants) {
-    const { credentialId, values } = plaintexts.get(tenantId);
-    for (const version of versions) {
-      const body = await api(instance, "POST", `/api/v1/credentials/${credentialId}/reveal`, key, {
-        version,
-      });
-      if (body.version !== version || body.fields.secret_key !== values[version - 1])
-        throw new Error(`keyring: ${credentialId} version ${version} did not reveal its seeded plaintext`);
-      checked++;
+    for (const [credentialId, { values }] of plaintexts) {
+      if (plaintexts.get(credentialId).tenantId !== tenantId) continue;
+      for (const version of versions) {
+        const body = await api(instance, "POST", `/api/v1/credentials/${credentialId}/reveal`, key, {
+          version,
+        });
+        if (body.version !== version || body.fields.secret_key !== values[version - 1])
+          throw new Error(`keyring: ${credentialId} version ${version} did not reveal its seeded plaintext`);
+        checked++;
+      }
     }
   }
+  if (checked === 0) throw new Error("keyring: no credential to reveal");
   return checked;
 }
 
@@ -265,8 +304,7 @@ async function checkReveals(instance, plaintexts, tenants, versions) {
  * After the stage: every stored field opened in Node with the DEK its row names (unwrapped with the master
  * secret its data key row names), and compared with its plaintext; every row's dek_version must be its blobs'.
  */
-async function checkAllFields(host, secrets, plaintexts) {
-  const query = async (sql) => host.call({ cmd: "query", args: { sql } });
+async function checkAllFields(query, secrets, plaintexts) {
   const keks = {
     1: await deriveMasterKek(secrets.MASTER_KEY, 1),
     2: await deriveMasterKek(secrets.MASTER_KEY_2, 2),
@@ -293,7 +331,7 @@ async function checkAllFields(host, secrets, plaintexts) {
   for (let i = 0; i < rows.length; i += 1_000) {
     await Promise.all(
       rows.slice(i, i + 1_000).map(async (row) => {
-        const expected = plaintexts.get(row.tenant_id)?.values[row.version - 1];
+        const expected = plaintexts.get(row.credential_id)?.values[row.version - 1];
         const value = await openField(
           async (version) => {
             if (version !== row.dek_version)
@@ -362,8 +400,8 @@ function meter(instance, load, settings) {
   };
 }
 
-/** Asks D1 every `pollMs` how far the work is; `points` holds { t (ms, performance.now()), ...row, rssMb }. */
-function poller(instance, sql, pollMs) {
+/** Asks D1 (its file, bench/d1-peek.mjs) every `pollMs` how far the work is; `points` holds { t (ms, performance.now()), ...row, rssMb }. */
+function poller(instance, peek, sql, pollMs) {
   const points = [];
   const failures = [];
   let stopped = false;
@@ -371,10 +409,10 @@ function poller(instance, sql, pollMs) {
     while (!stopped) {
       const asked = performance.now();
       try {
-        const [row] = await instance.host.call({ cmd: "query", args: { sql } });
+        const [row] = await peek.call({ cmd: "query", args: { sql } });
         points.push({ t: (asked + performance.now()) / 2, ...row, rssMb: rssMb(instance.workerdPid) });
       } catch (error) {
-        // A poll that fails (workerd too busy to answer Miniflare's proxy in time) is noted, not fatal.
+        // A poll that fails (the database busy for longer than the busy timeout) is noted, not fatal.
         failures.push({ t: asked, error: String(error).slice(0, 300) });
         log(
           `keyring: a progress query failed after ${Math.round(performance.now() - asked)} ms: ${failures.at(-1).error}`,
@@ -444,6 +482,7 @@ export async function runKeyringStage({
   };
   const kekVersion = (version) => ({ ...worker, vars: { ...worker.vars, KEK_VERSION: String(version) } });
   const load = forkWorker(join(bench, "load.mjs"));
+  const peek = forkWorker(join(bench, "d1-peek.mjs"), { execArgv: ["--no-warnings=ExperimentalWarning"] });
   let instance;
   try {
     let took = performance.now();
@@ -465,6 +504,9 @@ export async function runKeyringStage({
     );
     const { host } = instance;
     const query = async (sql) => host.call({ cmd: "query", args: { sql } });
+    await peek.call({ cmd: "open", args: { persistDir: join(work, "keyring", "state") } });
+    /** Reads through the database file: answers even while workerd is swamped (bench/d1-peek.mjs). */
+    const read = async (sql) => peek.call({ cmd: "query", args: { sql } });
     const pin = () => {
       pinToCpu(load.child.pid, 0);
       pinToCpu(instance.workerdPid, 1);
@@ -482,7 +524,7 @@ export async function runKeyringStage({
         connections: settings.vaultConnections,
         expect: {
           status: 200,
-          prefix: `{"id":"${seeded.credentialId}","service":"stripe","version":${settings.fieldsPerTenant},"fields":{"secret_key":"${seeded.plaintexts.get(seeded.tenantId).values.at(-1)}"}`,
+          prefix: `{"id":"${seeded.credentialId}","service":"stripe","version":${settings.versions},"fields":{"secret_key":"${seeded.plaintexts.get(seeded.credentialId).values.at(-1)}"}`,
         },
       },
     };
@@ -499,22 +541,24 @@ export async function runKeyringStage({
     const rewrapTime = Math.ceil((Date.now() + 1_000) / (interval.seconds * 1000)) * interval.seconds * 1000;
     const rewrapPoll = poller(
       instance,
+      peek,
       `SELECT (SELECT count(*) FROM data_keys WHERE kek_provider = 'master' AND kek_version = 1) AS deks,
               (SELECT count(*) FROM system_keys WHERE kek_provider = 'master' AND kek_version = 1) AS system,
               (SELECT count(*) FROM rotation_runs WHERE subject_type = 'keyring' AND state = 'in_progress') AS running,
               (SELECT count(*) FROM rotation_runs WHERE subject_type = 'keyring') AS runs`,
-      settings.pollMs,
+      settings.rewrapPollMs,
     );
     const [{ system: systemKeysBefore }] = await query(
       "SELECT count(*) AS system FROM system_keys WHERE kek_provider = 'master' AND kek_version = 1",
     );
     const rewrapCpu = cpuSeconds(instance.workerdPid);
     const rewrapStart = performance.now();
-    const rewrapTick = await host.call({
+    // The load starts with the tick, not after it: the whole re-wrap lasts about as long as a few load runs.
+    const rewrapTicked = host.call({
       cmd: "scheduled",
       args: { scheduledTime: rewrapTime, cron: interval.cron },
     });
-    if (rewrapTick.outcome !== "ok") throw new Error(`keyring: the re-wrap tick ended ${rewrapTick.outcome}`);
+    rewrapTicked.catch(() => {});
     const rewrapDone = () => {
       const p = rewrapPoll.latest();
       return p !== undefined && p.runs > 0 && p.deks === 0 && p.system === 0 && p.running === 0;
@@ -525,11 +569,13 @@ export async function runKeyringStage({
     const rewrapLoad = await loadDuring(
       run,
       specs,
-      settings.duringSeconds,
+      settings.rewrapSeconds,
       () => rewrapDone() || performance.now() > rewrapDeadline,
       () => rewrapEnd() ?? Number.POSITIVE_INFINITY,
     );
     await rewrapPoll.stop();
+    const rewrapTick = await rewrapTicked;
+    if (rewrapTick.outcome !== "ok") throw new Error(`keyring: the re-wrap tick ended ${rewrapTick.outcome}`);
     if (!rewrapDone())
       throw new Error(`keyring: the re-wrap did not end within ${settings.maxPhaseSeconds} s`);
     const rewrapCpuSeconds = cpuSeconds(instance.workerdPid) - rewrapCpu;
@@ -555,9 +601,13 @@ export async function runKeyringStage({
     // tenant's rotation has a Workflow; load runs while D1 is polled for fields still under a v1 DEK.
     await settle(instance.workerdPid, 120);
     const firstTick = Math.ceil((Date.now() + 1_000) / (interval.seconds * 1000)) * interval.seconds * 1000;
-    await query(`UPDATE data_keys SET next_rotation_at = ${firstTick - 60_000} WHERE status = 'active'`);
+    await query(
+      `UPDATE data_keys SET next_rotation_at = ${firstTick - 60_000}
+       WHERE status = 'active' AND tenant_id IN (SELECT DISTINCT tenant_id FROM credential_versions)`,
+    );
     const reencryptPoll = poller(
       instance,
+      peek,
       `SELECT (SELECT count(*) FROM credential_versions WHERE dek_version = 1) AS fields,
               (SELECT count(*) FROM rotation_runs WHERE subject_type = 'data_key') AS runs,
               (SELECT count(*) FROM data_keys WHERE status = 'active' AND version = 2) AS deks`,
@@ -570,27 +620,34 @@ export async function runKeyringStage({
     const tickLoop = (async () => {
       try {
         for (let k = 0; k < settings.maxTicks; k++) {
-          const [{ runs: before }] = await query(
+          const [{ runs: before }] = await read(
             "SELECT count(*) AS runs FROM rotation_runs WHERE subject_type = 'data_key'",
           );
-          if (before >= settings.tenants) return;
+          if (before >= settings.rotatedTenants) return;
           const scheduledTime = firstTick + k * interval.seconds * 1000;
           const firedAt = performance.now();
-          const { outcome, wallMs } = await host.call({
-            cmd: "scheduled",
-            args: { scheduledTime, cron: interval.cron },
-          });
-          if (outcome !== "ok") throw new Error(`keyring: DEK rotation tick ${k + 1} ended ${outcome}`);
-          const [{ runs: after }] = await query(
+          // Fired through Miniflare's proxy, which can fail while workerd is swamped. The tick itself may still
+          // run; either way the next tick (one interval later) claims whatever is still due, as a cron would.
+          const fired = await host
+            .call({ cmd: "scheduled", args: { scheduledTime, cron: interval.cron } })
+            .catch((error) => ({
+              outcome: String(error).slice(0, 200),
+              wallMs: performance.now() - firedAt,
+            }));
+          if (fired.outcome !== "ok") log(`keyring: DEK rotation tick ${k + 1} ended: ${fired.outcome}`);
+          const [{ runs: after }] = await read(
             "SELECT count(*) AS runs FROM rotation_runs WHERE subject_type = 'data_key'",
           );
           ticks.push({
             offsetS: k * interval.seconds,
             firedS: (firedAt - reencryptStart) / 1000,
             started: after - before,
-            wallMs,
+            wallMs: fired.wallMs,
+            outcome: fired.outcome,
           });
-          log(`keyring: tick ${k + 1} started ${after - before} DEK rotations in ${Math.round(wallMs)} ms`);
+          log(
+            `keyring: tick ${k + 1} started ${after - before} DEK rotations in ${Math.round(fired.wallMs)} ms`,
+          );
         }
         throw new Error(`keyring: not every DEK rotation started after ${settings.maxTicks} ticks`);
       } finally {
@@ -633,10 +690,10 @@ export async function runKeyringStage({
       instance,
       seeded.plaintexts,
       seeded.sampled,
-      Array.from({ length: settings.fieldsPerTenant }, (_, i) => i + 1),
+      Array.from({ length: settings.versions }, (_, i) => i + 1),
     );
-    const opened = await checkAllFields(host, secrets, seeded.plaintexts);
-    const [state] = await query(
+    const opened = await checkAllFields(read, secrets, seeded.plaintexts);
+    const [state] = await read(
       `SELECT (SELECT count(*) FROM data_keys WHERE kek_provider = 'master' AND kek_version = 2) AS under2,
               (SELECT count(*) FROM data_keys WHERE NOT (kek_provider = 'master' AND kek_version = 2)) AS other,
               (SELECT count(*) FROM data_keys WHERE status = 'active' AND version = 2) AS active2,
@@ -647,7 +704,7 @@ export async function runKeyringStage({
     if (
       state.other !== 0 ||
       state.systemOther !== 0 ||
-      state.active2 !== settings.tenants ||
+      state.active2 !== settings.rotatedTenants ||
       state.notMoved !== 0 ||
       opened !== seeded.fields
     )
@@ -669,6 +726,7 @@ export async function runKeyringStage({
   } finally {
     await instance?.stop();
     await stopChild(load.child);
+    await stopChild(peek.child);
   }
 }
 
@@ -704,13 +762,14 @@ export function keyringReport(result) {
   const fieldsPerSecond = reencrypt.fields / reencrypt.seconds;
   const productive = reencrypt.ticks.filter((t) => t.started > 0);
   const lines = [
-    `Keyring (issue 10): ${int(result.tenants)} tenants, each with a DEK v1 under master:1, and ${int(result.fields)} sealed fields ` +
-      `(one credential per tenant, ${settings.fieldsPerTenant} versions); seeded straight into D1 in ${result.seedSeconds.toFixed(0)} s;`,
+    `Keyring (issue 10): ${int(result.tenants)} tenants, each with a DEK v1 under master:1; ${int(result.fields)} sealed fields held by ` +
+      `${int(settings.rotatedTenants)} of them (${settings.credentials} credentials x ${settings.versions} versions each); seeded straight into D1 in ${result.seedSeconds.toFixed(0)} s;`,
     "the KEK re-wrap and the DEK rotations are real Workflows (Miniflare's engine) in the same workerd as the measured",
     "traffic, on the same core: 'during' throughput includes that background work. D1 is simulated in-process.",
     `verify = warm key, ${settings.connections} connections; reveal = one tenant's current version (its plaintext checked), ${settings.vaultConnections} connections;`,
     `baseline = the same instance (KEK_VERSION=2) before the cron saw the change, median of ${settings.rounds} runs of ${settings.seconds} s;`,
-    `during = median of back-to-back runs of ${settings.duringSeconds} s (verify and reveal alternating) that ended before the work did;`,
+    `during = median of back-to-back runs (verify and reveal alternating; ${settings.rewrapSeconds} s in the re-wrap, ${settings.duringSeconds} s in the re-encryption)`,
+    "that ended before the work did;",
     "a run's req/s counts its whole window, so requests held up for longer than the run are not counted",
     table(
       ["scenario", "req/s", "runs", "p50 ms", "p99 ms", "vs baseline", "requests", "wrong", "workerd"],
@@ -727,10 +786,10 @@ export function keyringReport(result) {
       `and ${rewrap.systemKeys} system keys; every DEK on master:2 ${rewrap.deksSeconds.toFixed(1)} s after the tick, the run ended ` +
       `${rewrap.seconds.toFixed(1)} s after it (${(rewrap.chunks / rewrap.deksSeconds).toFixed(1)} chunks/s, ${int(rewrap.deks / rewrap.deksSeconds)} DEKs/s); ` +
       `workerd CPU ${rewrap.workerdCpuSeconds.toFixed(1)} s (with the load), peak RSS ${int(rewrap.peakRssMb)} MB`,
-    `DEK re-encryption (every DEK due; cron "${interval.cron}", ticks one interval apart by scheduled time, each starting at most ` +
+    `DEK re-encryption (the ${int(settings.rotatedTenants)} DEKs that hold fields due; cron "${interval.cron}", ticks one interval apart by scheduled time, each starting at most ` +
       `${engine.schedulerMaxChunks} chunks of ${engine.schedulerChunk} Workflows, paced at ${engine.schedulerChunk}/s):`,
     table(
-      ["tick", "at", "fired (wall)", "DEK rotations started", "chunks", "tick wall ms"],
+      ["tick", "at", "fired (wall)", "DEK rotations started", "chunks", "tick wall ms", "outcome"],
       reencrypt.ticks.map((t, i) => [
         String(i + 1),
         `+${t.offsetS} s`,
@@ -738,6 +797,7 @@ export function keyringReport(result) {
         int(t.started),
         String(Math.ceil(t.started / engine.schedulerChunk)),
         int(t.wallMs),
+        t.outcome,
       ]),
     ),
     `every field under a new DEK ${reencrypt.seconds.toFixed(1)} s after the first tick: ${int(fieldsPerSecond)} fields/s ` +
@@ -765,6 +825,7 @@ export function keyringReport(result) {
   const summary = {
     keyring_tenants: result.tenants,
     keyring_fields: result.fields,
+    keyring_dek_rotations: settings.rotatedTenants,
     keyring_baseline_verify_rps: Math.round(base.verify.rps),
     keyring_baseline_reveal_rps: Math.round(base.reveal.rps),
     rewrap_verify_ratio: ratio(rewrapFig.verify, base.verify),
