@@ -21,7 +21,7 @@ CREATE INDEX `data_keys_next_rotation_idx` ON `data_keys` (`next_rotation_at`);-
 CREATE INDEX `data_keys_kek_idx` ON `data_keys` (`kek_provider`,`kek_version`);--> statement-breakpoint
 ALTER TABLE `key_delivery_endpoints` ADD `dek_version` integer NOT NULL DEFAULT 1;--> statement-breakpoint
 ALTER TABLE `key_handoffs` ADD `dek_version` integer;--> statement-breakpoint
-CREATE INDEX `key_handoffs_dek_idx` ON `key_handoffs` (`tenant_id`,`dek_version`);;--> statement-breakpoint
+CREATE INDEX `key_handoffs_dek_idx` ON `key_handoffs` (`tenant_id`,`dek_version`);--> statement-breakpoint
 -- Hand-written data conversion. Before this migration every tenant had exactly one DEK, version 1, under a
 -- master KEK, so every sealed row above is under DEK 1 (the DEFAULTs) except rows that hold no ciphertext.
 -- The schema declares these columns without defaults, so every new row must name its DEK.
