@@ -64,6 +64,8 @@ const ISOLATED = [
   "test/lifecycle/scheduler.test.ts",
   // Runs the rotation cron 90 days ahead, which claims every tenant's due data keys.
   "test/vault/dek-rotation-schedule.test.ts",
+  // Runs migration 0008's schedule conversion, which rewrites every tenant's active DEK.
+  "test/vault/migration-0008.test.ts",
   // Enqueues scheduled re-tests of every tenant's due credentials (claims their next_test_at).
   "test/lifecycle/retests.test.ts",
   // Counts every tenant's data keys and sealed rows (the keyring status is deployment-wide).

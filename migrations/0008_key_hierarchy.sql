@@ -28,5 +28,9 @@ CREATE INDEX `key_handoffs_dek_idx` ON `key_handoffs` (`tenant_id`,`dek_version`
 UPDATE `key_handoffs` SET `dek_version` = NULL WHERE `method` <> 'pickup';--> statement-breakpoint
 UPDATE `key_handoffs` SET `dek_version` = 1 WHERE `method` = 'pickup';--> statement-breakpoint
 UPDATE `credential_rotations` SET `dek_version` = 1 WHERE `sealed_endpoint_secret` IS NOT NULL;--> statement-breakpoint
--- Active DEKs join the 90-day schedule (src/vault/dek-rotation.ts DEK_ROTATION_DAYS) from their creation.
-UPDATE `data_keys` SET `next_rotation_at` = `created_at` + 7776000000 WHERE `status` = 'active';
+-- Active DEKs join the 90-day schedule (src/vault/data-keys.ts DEK_ROTATION_DAYS) from their creation. Those
+-- already older than that are spread at random over the next 90 days instead of all rotating on the first tick.
+UPDATE `data_keys` SET `next_rotation_at` = CASE
+    WHEN `created_at` + 7776000000 > CAST(strftime('%s', 'now') AS INTEGER) * 1000 THEN `created_at` + 7776000000
+    ELSE CAST(strftime('%s', 'now') AS INTEGER) * 1000 + abs(random() % 7776000000) END
+  WHERE `status` = 'active';

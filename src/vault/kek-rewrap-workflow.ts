@@ -7,6 +7,7 @@ import {
   type KekRewrapParams,
   REWRAP_CHUNK,
   REWRAP_MAX_PASSES,
+  REWRAP_PAUSE_MS,
   type RewrapChunk,
   type RewrapCursor,
   rewrapChunk,
@@ -14,7 +15,8 @@ import {
 
 /**
  * The re-wrap of every DEK and system key under the target KEK (./kek-rewrap): `begin` → `rewrap-0`,
- * `rewrap-1`, … (one chunk per step, passes over data_keys until a whole pass finds nothing off target) →
+ * `rewrap-1`, … (one chunk per step, a short pause between two, passes over data_keys until a whole pass finds
+ * nothing off target) →
  * `finish`. Every chunk is idempotent compare-and-set work, so a thrown step is retried and a crash resumes
  * from the last recorded step; a run started again from scratch only finds what is still off target. Step
  * results are counts, a (tenant id, version) cursor and the ids of unreadable keys, never key material.
@@ -44,6 +46,7 @@ export class KekRewrapWorkflow extends WorkflowEntrypoint<Bindings, KekRewrapPar
           found += chunk.found;
           unreadable.push(...chunk.unreadable);
           cursor = chunk.next;
+          if (cursor) await step.sleep(`pause-${n}`, REWRAP_PAUSE_MS);
         } while (cursor);
         // Every other key has moved; the corrupt ones stay, and another pass would only find them again.
         if (unreadable.length > 0) throw new UnreadableKeys(unreadable);
