@@ -473,7 +473,8 @@ export async function runKeyringStage({
   const interval = cronInterval(root);
   const engine = {
     rewrapChunk: sourceConstant(root, "src/vault/kek-rewrap.ts", "REWRAP_CHUNK"),
-    schedulerChunk: sourceConstant(root, "src/lifecycle/scheduler.ts", "SCHEDULER_CHUNK"),
+    schedulerChunk: sourceConstant(root, "src/lifecycle/scheduler.ts", "DEK_ROTATIONS_PER_SECOND"),
+    rewrapPauseMs: sourceConstant(root, "src/vault/kek-rewrap.ts", "REWRAP_PAUSE_MS"),
     schedulerMaxChunks: sourceConstant(root, "src/lifecycle/scheduler.ts", "SCHEDULER_MAX_CHUNKS"),
   };
   const secrets = {
@@ -782,7 +783,7 @@ export function keyringReport(result) {
         row("reveal, during DEK re-encryption", reencryptFig.reveal, base.reveal),
       ],
     ),
-    `KEK re-wrap (KEK_VERSION 1 -> 2, one Workflow, chunks of ${engine.rewrapChunk}): ${int(rewrap.deks)} DEKs in ${rewrap.chunks} chunks ` +
+    `KEK re-wrap (KEK_VERSION 1 -> 2, one Workflow, chunks of ${engine.rewrapChunk}, ${engine.rewrapPauseMs} ms apart): ${int(rewrap.deks)} DEKs in ${rewrap.chunks} chunks ` +
       `and ${rewrap.systemKeys} system keys; every DEK on master:2 ${rewrap.deksSeconds.toFixed(1)} s after the tick, the run ended ` +
       `${rewrap.seconds.toFixed(1)} s after it (${(rewrap.chunks / rewrap.deksSeconds).toFixed(1)} chunks/s, ${int(rewrap.deks / rewrap.deksSeconds)} DEKs/s); ` +
       `workerd CPU ${rewrap.workerdCpuSeconds.toFixed(1)} s (with the load), peak RSS ${int(rewrap.peakRssMb)} MB`,

@@ -11,6 +11,12 @@ export const SCHEDULER_CHUNK = 100;
  * of a paid Worker invocation, and what is left stays due for the next tick.
  */
 export const SCHEDULER_MAX_CHUNKS = 50;
+/**
+ * DEK rotations are background maintenance with no deadline: they start at a fifth of the platform's rate, so
+ * a backlog (every tenant's DEK due at once) spreads its D1 writes instead of crowding foreground traffic.
+ * That is still 1,000 a tick, far above what 90-day schedules bring due.
+ */
+export const DEK_ROTATIONS_PER_SECOND = 20;
 /** A run claimed this long ago that still has no step is started again (a crash between claim and create). */
 export const QUEUED_RESTART_MS = 15 * 60_000;
 /** Scheduled rotations are announced this far ahead, as `rotation.upcoming` events. */
@@ -32,6 +38,8 @@ interface Source {
   /** Extra condition on the table's rows (assisted credentials are never started by the cron). */
   filter: string;
   workflow: (env: Bindings) => Workflow<RotationParams>;
+  /** Items per chunk, and so Workflow instances started per second, when below the tick's chunk. */
+  chunk?: number;
 }
 
 const SOURCES: readonly Source[] = [
@@ -59,6 +67,7 @@ const SOURCES: readonly Source[] = [
     idColumn: "tenant_id",
     filter: "AND status = 'active'",
     workflow: (env) => env.DEK_ROTATION,
+    chunk: DEK_ROTATIONS_PER_SECOND,
   },
 ];
 
@@ -158,7 +167,8 @@ class RunStarter {
  * finds nothing to claim; a crash between claim and create is repaired by `restartQueuedRuns`.
  */
 async function claimDue(tick: Tick, source: Source, starter: RunStarter) {
-  const { env, now, chunk: size, report } = tick;
+  const { env, now, report } = tick;
+  const size = Math.min(tick.chunk, source.chunk ?? tick.chunk);
   const db: Db = env.DB;
   const { table, idColumn, filter, subjectType } = source;
   for (let chunk = 0; chunk < SCHEDULER_MAX_CHUNKS; chunk++) {

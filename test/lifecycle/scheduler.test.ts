@@ -8,7 +8,12 @@ import { describe, expect, it } from "vitest";
 import { database } from "../../src/db/client";
 import type { Bindings } from "../../src/env";
 import { beginRun } from "../../src/lifecycle/rotation-runs";
-import { CREATE_INTERVAL_MS, QUEUED_RESTART_MS, runRotationTick } from "../../src/lifecycle/scheduler";
+import {
+  CREATE_INTERVAL_MS,
+  DEK_ROTATIONS_PER_SECOND,
+  QUEUED_RESTART_MS,
+  runRotationTick,
+} from "../../src/lifecycle/scheduler";
 import { createTenant } from "../helpers/api";
 
 const DAY = 86_400_000;
@@ -183,6 +188,43 @@ describe("the scheduler keeps to the platform's Workflow creation rate", () => {
       chunk: CHUNK,
     });
     expect(report.started).toBe(DUE_KEYS);
+    expect(waits).toEqual([CREATE_INTERVAL_MS, CREATE_INTERVAL_MS]);
+  });
+
+  it("starts DEK rotations at DEK_ROTATIONS_PER_SECOND, one createBatch of that many a second", async () => {
+    const now = Date.now() + 950 * DAY;
+    const due = 2 * DEK_ROTATIONS_PER_SECOND + 5;
+    // Tenants and their DEKs straight into D1: the recorder starts nothing, so the wrapped keys are never read.
+    await env.DB.batch([
+      env.DB.prepare("UPDATE data_keys SET next_rotation_at = NULL"),
+      env.DB.prepare(
+        `WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < ?1)
+         INSERT INTO tenants (id, name, key_prefix, created_at) SELECT 'ten_dekrate' || x, 'dek rate', 'kw', ?2 FROM n`,
+      ).bind(due, now - 100 * DAY),
+      env.DB.prepare(
+        `INSERT INTO data_keys (tenant_id, version, kek_provider, kek_version, wrapped_key, encryption_count, status,
+           next_rotation_at, created_at)
+         SELECT id, 1, 'master', 1, 'unused', 0, 'active', ?1, ?2 FROM tenants WHERE id LIKE 'ten_dekrate%'`,
+      ).bind(now - 60_000, now - 100 * DAY),
+    ]);
+    const batches: number[] = [];
+    const started = new Map<string, number>();
+    const workflow = recordingWorkflow(new Boundaries(null), started);
+    const dekWorkflow = {
+      ...workflow,
+      createBatch: (request: Parameters<typeof workflow.createBatch>[0]) => {
+        batches.push(request.instances.length);
+        return workflow.createBatch(request);
+      },
+    };
+    const waits: number[] = [];
+    const report = await runRotationTick(
+      { ...tickEnv(new Boundaries(null), started), DEK_ROTATION: dekWorkflow } as unknown as Bindings,
+      now,
+      { wait: async (ms) => void waits.push(ms) },
+    );
+    expect(report.started).toBe(due);
+    expect(batches).toEqual([DEK_ROTATIONS_PER_SECOND, DEK_ROTATIONS_PER_SECOND, 5]);
     expect(waits).toEqual([CREATE_INTERVAL_MS, CREATE_INTERVAL_MS]);
   });
 
