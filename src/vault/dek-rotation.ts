@@ -274,17 +274,20 @@ export async function beginRetireWait(
   const latest = await db
     .select({ at: max(dataKeys.retireAfter) })
     .from(dataKeys)
-    .where(
-      and(
-        eq(dataKeys.tenantId, params.tenantId),
-        eq(dataKeys.status, "retiring"),
-        lt(dataKeys.version, newVersion),
-      ),
-    )
+    .where(retiringBelow(params.tenantId, newVersion))
     .get();
   const overlapEndsAt = latest?.at ?? params.now;
   await db.batch([runStepStatement(db, params.runId, "overlap", params.now, { overlapEndsAt })]);
   return overlapEndsAt;
+}
+
+/** The tenant's retiring DEKs that a rotation to `newVersion` replaces. */
+function retiringBelow(tenantId: string, newVersion: number) {
+  return and(
+    eq(dataKeys.tenantId, tenantId),
+    eq(dataKeys.status, "retiring"),
+    lt(dataKeys.version, newVersion),
+  );
 }
 
 /** The D1 error of the guard statement below, by which `retireOldDeks` tells "a field remains" from a fault. */
@@ -313,13 +316,7 @@ export async function retireOldDeks(
   const retiring = await db
     .select({ version: dataKeys.version })
     .from(dataKeys)
-    .where(
-      and(
-        eq(dataKeys.tenantId, params.tenantId),
-        eq(dataKeys.status, "retiring"),
-        lt(dataKeys.version, newVersion),
-      ),
-    )
+    .where(retiringBelow(params.tenantId, newVersion))
     .all();
   const versions = retiring.map((row) => row.version);
   // Retired by an attempt that crashed before the engine recorded it: only the run's end may be missing.

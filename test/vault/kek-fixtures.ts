@@ -9,7 +9,7 @@
  */
 import { createExecutionContext, introspectWorkflowInstance, waitOnExecutionContext } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { expect } from "vitest";
+import { afterAll, beforeAll, expect } from "vitest";
 import { DEK_USE, type UnwrapAs } from "../../src/crypto/envelope";
 import { database } from "../../src/db/client";
 import type { Bindings } from "../../src/env";
@@ -24,6 +24,8 @@ import { PURPOSE_KEY, purposeKey, systemKeyBinding } from "../../src/vault/syste
 import type { WrapBinding } from "../../src/vault/wrap-binding";
 import { stripeKey } from "../credentials/samples";
 import { BASE, freshClientIp, type TestTenant } from "../helpers/api";
+import { network } from "../setup/network";
+import { createTransitStandIn, type TransitStandIn } from "./transit-stand-in";
 
 /** The purposes of the system keys the worker uses (src/vault/system-keys.ts callers). */
 export const SYSTEM_PURPOSES = ["audit-chain", "session-jwt"] as const;
@@ -237,4 +239,25 @@ export async function cronRewrap(now: number): Promise<unknown> {
   await runScheduledJobs({ scheduledTime: now }, env);
   await instance.waitForStatus("complete");
   return instance.getOutput();
+}
+
+/**
+ * A Transit stand-in answering at `workerEnv`'s VAULT_ADDR with its token, for the file that calls this at
+ * its top level. Returns a getter: the stand-in exists once the file's `beforeAll` has run.
+ */
+export function useTransitStandIn(workerEnv: Bindings): () => TransitStandIn {
+  let vault: TransitStandIn | undefined;
+  beforeAll(() => {
+    network.enable();
+    vault = createTransitStandIn({
+      addr: workerEnv.VAULT_ADDR as string,
+      token: workerEnv.VAULT_TOKEN as string,
+    });
+    network.use(...vault.handlers);
+  });
+  afterAll(() => network.disable());
+  return () => {
+    if (!vault) throw new Error("the Transit stand-in starts in beforeAll");
+    return vault;
+  };
 }

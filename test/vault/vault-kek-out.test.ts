@@ -8,14 +8,13 @@
  * MASTER_KEY_2, VAULT_ADDR and VAULT_TOKEN still set). Before it, the deployment used Vault alone.
  */
 import { env } from "cloudflare:workers";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { database } from "../../src/db/client";
 import type { Bindings } from "../../src/env";
 import { kekRewrapNeeded, startKekRewrap } from "../../src/vault/kek-rewrap";
 import { forgetKeys, unseal } from "../../src/vault/keyring";
 import { sessionFromSetCookie } from "../auth/jwt-forge";
 import { rowCounts } from "../crypto/support";
-import { network } from "../setup/network";
 import {
   createSystemKeysWith,
   createTenantWith,
@@ -28,8 +27,8 @@ import {
   type StoredCredential,
   send,
   storeWith,
+  useTransitStandIn,
 } from "./kek-fixtures";
-import { createTransitStandIn, type TransitStandIn } from "./transit-stand-in";
 
 const SWITCHED = env as Bindings;
 /** Before: Vault wraps everything and no master secret is set. */
@@ -42,17 +41,7 @@ const VAULT_ONLY = envWith({
 /** The end of the migration: VAULT_* removed. */
 const MASTER_ONLY = envWith({ VAULT_ADDR: undefined, VAULT_TOKEN: undefined });
 
-let vault: TransitStandIn;
-
-beforeAll(() => {
-  network.enable();
-  vault = createTransitStandIn({
-    addr: SWITCHED.VAULT_ADDR as string,
-    token: SWITCHED.VAULT_TOKEN as string,
-  });
-  network.use(...vault.handlers);
-});
-afterAll(() => network.disable());
+const standIn = useTransitStandIn(SWITCHED);
 beforeEach(() => forgetKeys());
 
 describe("migration out of Vault Transit", () => {
@@ -102,20 +91,20 @@ describe("migration out of Vault Transit", () => {
 
     // The cron's re-wrap: every key leaves Vault through `decrypt`, once.
     forgetKeys();
-    const decrypted = vault.counts.decrypt;
+    const decrypted = standIn().counts.decrypt;
     expect(await cronRewrap(Date.now())).toBe("completed");
     expect(await rewrapRuns()).toEqual([{ state: "completed", step: "rewrap", error: null }]);
     expect(await keksInUse()).toEqual({ "master:2": 4 + 2 });
-    expect(vault.counts.decrypt - decrypted).toBe(3 + 2);
+    expect(standIn().counts.decrypt - decrypted).toBe(3 + 2);
     expect(await keyMaterial(await unseal(SWITCHED, database(env.DB)))).toEqual(
       expect.objectContaining(materialBefore),
     );
 
     // VAULT_* removed, and Vault gone for good: every key opens from MASTER_KEY_2, audit chains verify, the
     // session signed while on Vault still verifies.
-    vault.goUnreachable();
+    standIn().goUnreachable();
     forgetKeys();
-    const vaultRequests = vault.log.length;
+    const vaultRequests = standIn().log.length;
     await expectAllReveal(MASTER_ONLY, credentials);
     for (const tenant of tenants) {
       const chain = await send(MASTER_ONLY, "GET", "/api/v1/audit/verify", { key: tenant.adminKey });
@@ -126,6 +115,6 @@ describe("migration out of Vault Transit", () => {
     });
     expect(whoAmI.body).toMatchObject({ tenant_id: first.id });
     expect(await startKekRewrap(MASTER_ONLY, Date.now() + 600_000)).toBeNull();
-    expect(vault.log.length).toBe(vaultRequests);
+    expect(standIn().log.length).toBe(vaultRequests);
   });
 });

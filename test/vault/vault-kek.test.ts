@@ -7,7 +7,7 @@
  * VAULT_ADDR, VAULT_TOKEN, MASTER_KEY still set). The tests follow one deployment's history, in order.
  */
 import { env } from "cloudflare:workers";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { DEK_USE } from "../../src/crypto/envelope";
 import { database } from "../../src/db/client";
 import type { Bindings } from "../../src/env";
@@ -15,7 +15,6 @@ import { dekBinding } from "../../src/vault/data-keys";
 import { kekRewrapNeeded, startKekRewrap } from "../../src/vault/kek-rewrap";
 import { forgetKeys, unseal } from "../../src/vault/keyring";
 import { expectIntegrityError, rowCounts } from "../crypto/support";
-import { network } from "../setup/network";
 import {
   createSystemKeysWith,
   createTenantWith,
@@ -29,28 +28,19 @@ import {
   type StoredCredential,
   send,
   storeWith,
+  useTransitStandIn,
   wrappedKeys,
 } from "./kek-fixtures";
-import { createTransitStandIn, type TransitStandIn } from "./transit-stand-in";
 
 const SWITCHED = env as Bindings;
 /** The end of the migration: no master secret at all, only Vault. */
 const VAULT_ONLY = envWith({ MASTER_KEY: undefined });
 const MINUTE = 60_000;
 
-let vault: TransitStandIn;
 const credentials: StoredCredential[] = [];
 const tenants: Awaited<ReturnType<typeof createTenantWith>>[] = [];
 
-beforeAll(() => {
-  network.enable();
-  vault = createTransitStandIn({
-    addr: SWITCHED.VAULT_ADDR as string,
-    token: SWITCHED.VAULT_TOKEN as string,
-  });
-  network.use(...vault.handlers);
-});
-afterAll(() => network.disable());
+const standIn = useTransitStandIn(SWITCHED);
 beforeEach(() => forgetKeys());
 
 async function dataKeyKeks(tenantId: string) {
@@ -86,12 +76,12 @@ describe("migration into Vault Transit", () => {
       needed: true,
     });
 
-    const encrypted = vault.counts.encrypt;
+    const encrypted = standIn().counts.encrypt;
     expect(await cronRewrap(Date.now())).toBe("completed");
     expect(await rewrapRuns()).toEqual([{ state: "completed", step: "rewrap", error: null }]);
     expect(await keksInUse()).toEqual({ "vault:1": 4 + 2 });
     // Each master-wrapped key went to Vault once, through `encrypt` under its own derivation context.
-    expect(vault.counts.encrypt - encrypted).toBe(3 + 2);
+    expect(standIn().counts.encrypt - encrypted).toBe(3 + 2);
     expect(await keyMaterial(await unseal(SWITCHED, database(env.DB)))).toEqual(
       expect.objectContaining(materialBefore),
     );
@@ -116,24 +106,24 @@ describe("a rotated Transit key version", () => {
       "SELECT tenant_id, version, wrapped_key FROM data_keys ORDER BY tenant_id LIMIT 1",
     ).first<{ tenant_id: string; version: number; wrapped_key: string }>();
     if (!oldDek) throw new Error("no data key");
-    expect(vault.rotate()).toBe(2);
+    expect(standIn().rotate()).toBe(2);
     // The keyring opened before the rotation still names vault:1; the cron reads Vault's latest version afresh.
     expect(await kekRewrapNeeded(SWITCHED)).toEqual({
       target: { provider: "vault", version: 2 },
       needed: true,
     });
 
-    const before = { ...vault.counts };
+    const before = { ...standIn().counts };
     const keys = (await wrappedKeys()).length;
     expect(await cronRewrap(Date.now() + 10 * MINUTE)).toBe("completed");
     expect(await keksInUse()).toEqual({ "vault:2": keys });
     // Vault to Vault: the DEKs never left Vault in plaintext (no decrypt, no encrypt), one rewrap per key.
-    expect(vault.counts.rewrap - before.rewrap).toBe(keys);
-    expect(vault.counts.decrypt - before.decrypt).toBe(0);
-    expect(vault.counts.encrypt - before.encrypt).toBe(0);
+    expect(standIn().counts.rewrap - before.rewrap).toBe(keys);
+    expect(standIn().counts.decrypt - before.decrypt).toBe(0);
+    expect(standIn().counts.encrypt - before.encrypt).toBe(0);
 
     // Nothing depends on version 1 any more: raising min_decryption_version breaks no read.
-    vault.setMinDecryptionVersion(2);
+    standIn().setMinDecryptionVersion(2);
     forgetKeys();
     await expectAllReveal(VAULT_ONLY, credentials);
     // Control: a DEK still wrapped under version 1 would no longer open.
@@ -151,7 +141,7 @@ describe("a rotated Transit key version", () => {
 
 describe("Vault unreachable at cold start", () => {
   it("answers 503 SEALED and creates nothing, the cron claims no re-wrap, and everything decrypts once Vault is back", async () => {
-    vault.goUnreachable();
+    standIn().goUnreachable();
     const before = await rowCounts();
     const created = await send(SWITCHED, "POST", "/api/v1/tenants", {
       key: env.BOOTSTRAP_TOKEN,
@@ -175,7 +165,7 @@ describe("Vault unreachable at cold start", () => {
     expect(await rowCounts()).toEqual(before);
     expect(await rewrapRuns()).toHaveLength(2);
 
-    vault.comeBack();
+    standIn().comeBack();
     forgetKeys();
     await expectAllReveal(SWITCHED, credentials);
     expect((await createTenantWith(SWITCHED, "Vault is back")).id).toMatch(/\S/);
