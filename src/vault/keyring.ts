@@ -25,8 +25,12 @@ let unsealed: { fingerprint: string; value: Promise<Unsealed> } | undefined;
  * service (503 SEALED) instead of creating new keys. See docs/storage.md for the rotation procedure.
  */
 export function unseal(env: KeyringEnv, db: Database): Promise<Unsealed> {
-  const config = kekConfigOrSealed(env);
-  if (config instanceof ApiError) return Promise.reject(config);
+  let config: KekConfig;
+  try {
+    config = kekConfigFrom(env);
+  } catch (error) {
+    return Promise.reject(error);
+  }
   const fingerprint = kekFingerprint(config);
   if (unsealed?.fingerprint !== fingerprint) {
     const value = openKeyring(config, db);
@@ -36,15 +40,6 @@ export function unseal(env: KeyringEnv, db: Database): Promise<Unsealed> {
     });
   }
   return unsealed.value;
-}
-
-function kekConfigOrSealed(env: KeyringEnv): KekConfig | ApiError {
-  try {
-    return kekConfigFrom(env);
-  } catch (error) {
-    if (error instanceof ApiError) return error;
-    throw error;
-  }
 }
 
 /** Test hook and isolate hygiene: forget the unsealed keyring and every cached key. */
