@@ -7,6 +7,7 @@ import { ApiError } from "../../src/errors";
 import worker from "../../src/index";
 import { forgetKeys, unseal } from "../../src/vault/keyring";
 import { BASE, createTenant, freshClientIp } from "../helpers/api";
+import { envWith } from "../helpers/env";
 import { b64, db, hex, randomMasterKey, rowCounts, unb64 } from "./support";
 
 /**
@@ -33,12 +34,6 @@ const BAD_MASTER_KEYS: { label: string; value: string | undefined }[] = [
   { label: "the right key as hex", value: hex(right) },
   { label: "the right key with a trailing newline", value: `${env.MASTER_KEY}\n` },
 ];
-
-function envWith(overrides: Record<string, string | undefined>) {
-  const copy: Record<string, unknown> = { ...env, ...overrides };
-  for (const [name, value] of Object.entries(overrides)) if (value === undefined) delete copy[name];
-  return copy as unknown as WorkerEnv;
-}
 
 async function keyringRows() {
   return db().select().from(keyring).all();

@@ -24,18 +24,14 @@ import { PURPOSE_KEY, purposeKey, systemKeyBinding } from "../../src/vault/syste
 import type { WrapBinding } from "../../src/vault/wrap-binding";
 import { stripeKey } from "../credentials/samples";
 import { BASE, freshClientIp, type TestTenant } from "../helpers/api";
+import { envWith } from "../helpers/env";
 import { network } from "../setup/network";
 import { createTransitStandIn, type TransitStandIn } from "./transit-stand-in";
 
 /** The purposes of the system keys the worker uses (src/vault/system-keys.ts callers). */
-export const SYSTEM_PURPOSES = ["audit-chain", "session-jwt"] as const;
+export { envWith };
 
-/** The project's env with some settings replaced; `undefined` removes one (a secret deleted). */
-export function envWith(overrides: Record<string, string | undefined>): Bindings {
-  const copy: Record<string, unknown> = { ...env, ...overrides };
-  for (const [name, value] of Object.entries(overrides)) if (value === undefined) delete copy[name];
-  return copy as unknown as Bindings;
-}
+export const SYSTEM_PURPOSES = ["audit-chain", "session-jwt"] as const;
 
 /** The deployment before any switch: MASTER_KEY alone, KEK_VERSION 1, no Vault. */
 export const MASTER_1_ONLY = envWith({

@@ -8,25 +8,20 @@ import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test"
 import { env } from "cloudflare:workers";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, onTestFinished, vi } from "vitest";
 import { importMasterKey, keyCheckValue } from "../../src/crypto/envelope";
-import type { Bindings } from "../../src/env";
 import worker from "../../src/index";
 import { forgetKeys } from "../../src/vault/keyring";
 import type { KekStatus, KeyringStatus } from "../../src/vault/keyring-status";
 import { b64, randomBytes, randomMasterKey } from "../crypto/support";
 import { BASE, createTenant, freshClientIp } from "../helpers/api";
+import { envWith } from "../helpers/env";
 import { network } from "../setup/network";
+import { send } from "./kek-fixtures";
 import { createTransitStandIn } from "./transit-stand-in";
 
 beforeEach(() => forgetKeys());
 afterEach(() => forgetKeys());
 
 type Overrides = Record<string, string | undefined>;
-
-function envWith(overrides: Overrides): Bindings {
-  const copy: Record<string, unknown> = { ...env, ...overrides };
-  for (const [name, value] of Object.entries(overrides)) if (value === undefined) delete copy[name];
-  return copy as unknown as Bindings;
-}
 
 /** The route through the Worker's own fetch, with this deployment's environment changed by `overrides`. */
 async function fetchStatus(
@@ -427,23 +422,12 @@ describe("a sealed deployment", () => {
     expect(report.data_keys.active).toBeGreaterThan(0);
 
     // The reason is the one every other route answers with.
-    const ctx = createExecutionContext();
-    const refused = await worker.fetch(
-      new Request(`${BASE}/api/v1/tenants`, {
-        method: "POST",
-        headers: {
-          authorization: `Bearer ${env.BOOTSTRAP_TOKEN}`,
-          "content-type": "application/json",
-          "cf-connecting-ip": freshClientIp(),
-        },
-        body: JSON.stringify({ name: "refused" }),
-      }),
-      envWith({ MASTER_KEY: undefined }),
-      ctx,
-    );
-    await waitOnExecutionContext(ctx);
+    const refused = await send(envWith({ MASTER_KEY: undefined }), "POST", "/api/v1/tenants", {
+      key: env.BOOTSTRAP_TOKEN,
+      body: { name: "refused" },
+    });
     expect(refused.status).toBe(503);
-    expect(((await refused.json()) as { detail: string }).detail).toBe(report.sealed?.detail);
+    expect(refused.body.detail).toBe(report.sealed?.detail);
 
     const unsealedText = await (await fetchStatus()).text();
     const wrapped = await everyWrappedKey();
