@@ -9,6 +9,7 @@ import { stripeKey } from "../credentials/samples";
 import { BASE, callJson, createKey, createTenant, type TestTenant } from "../helpers/api";
 import { countRows } from "../helpers/db";
 import { enrollTotp } from "../helpers/totp";
+import { inOneWindow } from "../setup/limiter-window";
 
 const ATTEMPT_BUDGET = 10; // wrangler.toml AUTH_ATTEMPT_LIMITER
 const FAILURE_BUDGET = 30; // wrangler.toml AUTH_FAILURE_LIMITER
@@ -270,34 +271,43 @@ describe("guessing is throttled before the work (threat model case 27)", () => {
     }
   }
 
+  // The budgets are fixed 60 s wall-clock windows: each burst that must end over budget runs through
+  // `inOneWindow`, which repeats it once, with fresh clients and tenants, if a window boundary fell inside it.
+
   it("refuses a sign-in over budget with the right key and the right code, spending neither", async () => {
-    const tenant = await createTenant("budget sign-in");
-    const { secret, step } = await enrollTotp(tenant.adminKey);
-    const ip = freshIp();
-    await exhaustAttempts(ip);
-    const before = await totpRow(tenant.adminKeyId);
-    const refused = await signIn(tenant.adminKey, { totp: await totpAt(secret, step + 1), ip });
+    const { tenant, code, before, refused } = await inOneWindow(60, async () => {
+      const tenant = await createTenant("budget sign-in");
+      const { secret, step } = await enrollTotp(tenant.adminKey);
+      const code = await totpAt(secret, step + 1);
+      const ip = freshIp();
+      await exhaustAttempts(ip);
+      const before = await totpRow(tenant.adminKeyId);
+      return { tenant, code, before, refused: await signIn(tenant.adminKey, { totp: code, ip }) };
+    });
     expect(refused.status).toBe(429);
     expect(refused.body.code).toBe("RATE_LIMITED");
     expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
     expect(refused.headers.get("set-cookie")).toBeNull();
     expect(await totpRow(tenant.adminKeyId)).toEqual(before);
     // The same credentials from another client sign in.
-    expect((await signIn(tenant.adminKey, { totp: await totpAt(secret, step + 1) })).status).toBe(201);
+    expect((await signIn(tenant.adminKey, { totp: code })).status).toBe(201);
   });
 
   it("refuses a TOTP confirmation over budget with the right code, confirming nothing", async () => {
-    const tenant = await createTenant("budget confirm");
-    const started = await send<{ secret: string }>("POST", "/api/v1/auth/totp/enroll", {
-      key: tenant.adminKey,
-    });
-    const code = await totpAt(fromBase32(started.body.secret), stepAt(Date.now()));
-    const ip = freshIp();
-    await exhaustAttempts(ip);
-    const refused = await send("POST", "/api/v1/auth/totp/confirm", {
-      key: tenant.adminKey,
-      body: { code },
-      ip,
+    const { tenant, refused } = await inOneWindow(60, async () => {
+      const tenant = await createTenant("budget confirm");
+      const started = await send<{ secret: string }>("POST", "/api/v1/auth/totp/enroll", {
+        key: tenant.adminKey,
+      });
+      const code = await totpAt(fromBase32(started.body.secret), stepAt(Date.now()));
+      const ip = freshIp();
+      await exhaustAttempts(ip);
+      const refused = await send("POST", "/api/v1/auth/totp/confirm", {
+        key: tenant.adminKey,
+        body: { code },
+        ip,
+      });
+      return { tenant, refused };
     });
     expect(refused.status).toBe(429);
     expect(await totpRow(tenant.adminKeyId)).toMatchObject({
@@ -308,45 +318,69 @@ describe("guessing is throttled before the work (threat model case 27)", () => {
   });
 
   it("refuses a bootstrap over budget with the right token, creating nothing", async () => {
-    const ip = freshIp();
-    for (let i = 0; i < ATTEMPT_BUDGET; i++) {
-      const wrong = await send("POST", "/api/v1/tenants", { key: "x".repeat(40), body: { name: "no" }, ip });
-      expect(wrong.status).toBe(401);
-    }
-    const tenantsBefore = await countRows("tenants");
-    const refused = await send("POST", "/api/v1/tenants", {
-      key: env.BOOTSTRAP_TOKEN,
-      body: { name: "over budget" },
-      ip,
+    const { tenantsBefore, refused } = await inOneWindow(60, async () => {
+      const ip = freshIp();
+      for (let i = 0; i < ATTEMPT_BUDGET; i++) {
+        const wrong = await send("POST", "/api/v1/tenants", {
+          key: "x".repeat(40),
+          body: { name: "no" },
+          ip,
+        });
+        expect(wrong.status).toBe(401);
+      }
+      const tenantsBefore = await countRows("tenants");
+      const refused = await send("POST", "/api/v1/tenants", {
+        key: env.BOOTSTRAP_TOKEN,
+        body: { name: "over budget" },
+        ip,
+      });
+      return { tenantsBefore, refused };
     });
     expect(refused.status).toBe(429);
     expect(await countRows("tenants")).toBe(tenantsBefore);
   });
 
   it("charges wrong bootstrap tokens to the client's failed-authentication budget", async () => {
-    const ip = freshIp();
-    for (let i = 0; i < ATTEMPT_BUDGET; i++) {
-      expect(
-        (await send("POST", "/api/v1/tenants", { key: "y".repeat(40), body: { name: "no" }, ip })).status,
-      ).toBe(401);
-    }
-    // What is left of the failure budget after the bootstrap failures, spent on bad bearer keys.
-    const statuses: number[] = [];
-    for (let i = 0; i < FAILURE_BUDGET - ATTEMPT_BUDGET + 1; i++) {
-      statuses.push((await send("GET", "/api/v1/keys", { key: NO_SUCH_KEY, ip })).status);
-    }
+    const statuses = await inOneWindow(60, async () => {
+      const ip = freshIp();
+      for (let i = 0; i < ATTEMPT_BUDGET; i++) {
+        expect(
+          (await send("POST", "/api/v1/tenants", { key: "y".repeat(40), body: { name: "no" }, ip })).status,
+        ).toBe(401);
+      }
+      // What is left of the failure budget after the bootstrap failures, spent on bad bearer keys.
+      const statuses: number[] = [];
+      for (let i = 0; i < FAILURE_BUDGET - ATTEMPT_BUDGET + 1; i++) {
+        statuses.push((await send("GET", "/api/v1/keys", { key: NO_SUCH_KEY, ip })).status);
+      }
+      return statuses;
+    });
     expect(statuses.slice(0, -1).every((s) => s === 401)).toBe(true);
     expect(statuses.at(-1)).toBe(429);
   });
 
   it("counts two IPv6 addresses of one /64 as one client, and another /64 as another", async () => {
-    const sameSite = ["2001:db8:aa:1::1", "2001:db8:aa:1:ffff:ffff:ffff:fffe", "2001:0db8:00aa:0001::9"];
-    for (let i = 0; i < ATTEMPT_BUDGET; i++) {
-      const response = await signIn(NO_SUCH_KEY, { ip: sameSite[i % 2] as string });
-      expect(response.status).toBe(401);
-    }
-    expect((await signIn(NO_SUCH_KEY, { ip: sameSite[2] as string })).status).toBe(429);
-    expect((await signIn(NO_SUCH_KEY, { ip: "2001:db8:aa:2::1" })).status).toBe(401);
+    const { overBudget, otherSite } = await inOneWindow(60, async () => {
+      // A /64 of its own on each attempt: the addresses of an attempt that straddled a window stay spent.
+      const group = (++addressCounter).toString(16);
+      const site = `2001:db8:${group}`;
+      // The third spells the same /64 with leading zeros.
+      const sameSite = [
+        `${site}:1::1`,
+        `${site}:1:ffff:ffff:ffff:fffe`,
+        `2001:0db8:${group.padStart(4, "0")}:0001::9`,
+      ];
+      for (let i = 0; i < ATTEMPT_BUDGET; i++) {
+        const response = await signIn(NO_SUCH_KEY, { ip: sameSite[i % 2] as string });
+        expect(response.status).toBe(401);
+      }
+      return {
+        overBudget: await signIn(NO_SUCH_KEY, { ip: sameSite[2] as string }),
+        otherSite: await signIn(NO_SUCH_KEY, { ip: `${site}:2::1` }),
+      };
+    });
+    expect(overBudget.status).toBe(429);
+    expect(otherSite.status).toBe(401);
   });
 
   it("derives one budget key per IPv4 address (however it is spelled) and per IPv6 /64", () => {
