@@ -99,42 +99,40 @@ async function main(cleanup) {
     MASTER_KEY: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64"),
     BOOTSTRAP_TOKEN: Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url"),
   };
-  const schedulerStage = async () => {
-    const took = clock();
-    const result = await runSchedulerStage({
-      bench: BENCH,
-      root: ROOT,
-      work,
-      buildDir,
-      worker,
-      secrets,
-      ratelimitLimit: SETTINGS.ratelimitLimit,
-    });
-    log(`scheduler stage took ${took()}`);
-    return schedulerReport(result);
+  const shared = {
+    bench: BENCH,
+    root: ROOT,
+    work,
+    buildDir,
+    worker,
+    secrets,
+    ratelimitLimit: SETTINGS.ratelimitLimit,
   };
+  /** One stage on its own instance: run, log its duration, shape its report. */
+  const timed = async (name, run, report) => {
+    const took = clock();
+    const result = await run();
+    log(`${name} stage took ${took()}`);
+    return report(result);
+  };
+  const schedulerStage = () => timed("scheduler", () => runSchedulerStage(shared), schedulerReport);
   if (ONLY === "scheduler") return { scheduler: await schedulerStage() };
-  const keyringStage = async () => {
-    const took = clock();
-    const result = await runKeyringStage({
-      bench: BENCH,
-      root: ROOT,
-      work,
-      buildDir,
-      worker,
-      secrets,
-      ratelimitLimit: SETTINGS.ratelimitLimit,
-      settings: {
-        connections: SETTINGS.connections,
-        seconds: SETTINGS.seconds,
-        warmupSeconds: SETTINGS.warmupSeconds,
-        rounds: SETTINGS.rounds,
-        vaultConnections: SETTINGS.vaultConnections,
-      },
-    });
-    log(`keyring stage took ${took()}`);
-    return keyringReport(result);
-  };
+  const keyringStage = () =>
+    timed(
+      "keyring",
+      () =>
+        runKeyringStage({
+          ...shared,
+          settings: {
+            connections: SETTINGS.connections,
+            seconds: SETTINGS.seconds,
+            warmupSeconds: SETTINGS.warmupSeconds,
+            rounds: SETTINGS.rounds,
+            vaultConnections: SETTINGS.vaultConnections,
+          },
+        }),
+      keyringReport,
+    );
   if (ONLY === "keyring") return { keyring: await keyringStage() };
 
   const load = forkWorker(join(BENCH, "load.mjs"));

@@ -134,7 +134,9 @@ async function openKeyring(config: KekConfig, db: Database): Promise<Unsealed> {
   const verifyLater = async (version: number) => {
     const expected = checkValues.get(version);
     if (expected === undefined) return false;
-    const row = (await readKeyringState(db)).rows.find((candidate) => candidate.version === version);
+    const row = await db.get<{ check_value: string }>(
+      sql`SELECT check_value FROM keyring WHERE kek_version = ${version}`,
+    );
     return row !== undefined && matches(row.check_value, expected);
   };
   return {
