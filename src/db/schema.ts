@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
-import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
-import { EVENT_KINDS, EVENT_SEVERITIES } from "../lifecycle/event-kinds";
+import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { EVENT_KINDS, EVENT_SEVERITIES, EVENT_SUBJECT_TYPES } from "../lifecycle/event-kinds";
 import {
   HANDOFF_METHODS,
   ROTATION_METHODS,
@@ -8,6 +8,18 @@ import {
   ROTATION_SUBJECTS,
   VERSION_STAGES,
 } from "../lifecycle/rotation-kinds";
+import {
+  ALERT_SEVERITIES,
+  ALERT_STATES,
+  ALERT_SUBJECT_TYPES,
+  CHANNEL_HEALTH,
+  CHANNEL_KINDS,
+  DELIVERY_STATES,
+  DELIVERY_TRANSITIONS,
+  ORIGIN_KINDS,
+  RULE_KINDS,
+  USAGE_BUCKETS,
+} from "../monitoring/alert-kinds";
 import { DATA_KEY_STATES } from "../vault/data-key-states";
 import { KEK_PROVIDERS } from "../vault/kek-ref";
 
@@ -123,16 +135,74 @@ export const apiKeys = sqliteTable(
   ],
 );
 
-export const keyUsageDaily = sqliteTable(
-  "key_usage_daily",
+/**
+ * Verification counts per key and hour, and per key and day (`start` is the bucket's first millisecond, UTC).
+ * `key_id` is '' for answers that name no key of the tenant (INVALID_FORMAT, NOT_FOUND). `invalid` is every
+ * failed verification; the per-code columns break it down (rows from before migration 0009 carry only
+ * `invalid`). `auth_failed` counts refused authentications against Keywarden itself with the key.
+ */
+export const usageCounts = sqliteTable(
+  "usage_counts",
   {
     tenantId: text("tenant_id").notNull(),
     keyId: text("key_id").notNull(),
-    day: text("day").notNull(),
+    serviceId: text("service_id"),
+    bucket: text("bucket", { enum: USAGE_BUCKETS }).notNull(),
+    start: integer("start").notNull(),
     valid: integer("valid").notNull().default(0),
     invalid: integer("invalid").notNull().default(0),
+    invalidFormat: integer("invalid_format").notNull().default(0),
+    notFound: integer("not_found").notNull().default(0),
+    disabled: integer("disabled").notNull().default(0),
+    expired: integer("expired").notNull().default(0),
+    forbidden: integer("forbidden").notNull().default(0),
+    insufficientScopes: integer("insufficient_scopes").notNull().default(0),
+    rateLimited: integer("rate_limited").notNull().default(0),
+    usageExceeded: integer("usage_exceeded").notNull().default(0),
+    authFailed: integer("auth_failed").notNull().default(0),
   },
-  (t) => [primaryKey({ columns: [t.keyId, t.day] })],
+  (t) => [
+    primaryKey({ columns: [t.tenantId, t.keyId, t.bucket, t.start] }),
+    index("usage_counts_period_idx").on(t.bucket, t.start),
+  ],
+);
+
+/** Every country and network (AS number) a key has been verified from, for the new-origin rule. */
+export const keyOrigins = sqliteTable(
+  "key_origins",
+  {
+    tenantId: text("tenant_id").notNull(),
+    keyId: text("key_id").notNull(),
+    kind: text("kind", { enum: ORIGIN_KINDS }).notNull(),
+    value: text("value").notNull(),
+    firstSeenAt: integer("first_seen_at").notNull(),
+    lastSeenAt: integer("last_seen_at").notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.keyId, t.kind, t.value] }),
+    index("key_origins_first_seen_idx").on(t.firstSeenAt),
+  ],
+);
+
+/**
+ * A key's usage baseline for one hour of the week (0 = Monday 00:00 UTC): exponentially weighted mean and
+ * variance of its hourly volume and failures (src/monitoring/anomaly.ts).
+ */
+export const keyBaselines = sqliteTable(
+  "key_baselines",
+  {
+    tenantId: text("tenant_id").notNull(),
+    keyId: text("key_id").notNull(),
+    hourOfWeek: integer("hour_of_week").notNull(),
+    samples: integer("samples").notNull(),
+    volumeMean: real("volume_mean").notNull(),
+    volumeVar: real("volume_var").notNull(),
+    failureMean: real("failure_mean").notNull(),
+    failureVar: real("failure_var").notNull(),
+    /** The hour (its first millisecond) last folded in: folding the same hour twice does nothing. */
+    lastHour: integer("last_hour").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.keyId, t.hourOfWeek] })],
 );
 
 /** Append-only, hash-chained per tenant: each row's hash covers its content and the previous row's hash. */
@@ -332,15 +402,18 @@ export const events = sqliteTable(
     tenantId: text("tenant_id").notNull(),
     kind: text("kind", { enum: EVENT_KINDS }).notNull(),
     severity: text("severity", { enum: EVENT_SEVERITIES }).notNull(),
-    subjectType: text("subject_type").notNull(),
+    subjectType: text("subject_type", { enum: EVENT_SUBJECT_TYPES }).notNull(),
     subjectId: text("subject_id").notNull(),
     dedupeKey: text("dedupe_key").notNull(),
     detail: text("detail", { mode: "json" }).$type<Record<string, string | number | null>>().notNull(),
     at: integer("at").notNull(),
+    /** When the alerting engine evaluated this event; null while it waits (src/monitoring/). */
+    alertedAt: integer("alerted_at"),
   },
   (t) => [
     uniqueIndex("events_dedupe_idx").on(t.dedupeKey),
     index("events_tenant_idx").on(t.tenantId, t.at, t.id),
+    index("events_unalerted_idx").on(t.at).where(sql`alerted_at IS NULL`),
   ],
 );
 
@@ -368,7 +441,7 @@ export const alertChannels = sqliteTable(
     tenantId: text("tenant_id")
       .notNull()
       .references(() => tenants.id),
-    kind: text("kind", { enum: ["email", "slack", "webhook", "sms"] }).notNull(),
+    kind: text("kind", { enum: CHANNEL_KINDS }).notNull(),
     name: text("name").notNull(),
     /** Non-secret settings (address, URL host, phone number) as entered. */
     config: text("config", { mode: "json" }).$type<Record<string, string>>().notNull(),
@@ -376,10 +449,17 @@ export const alertChannels = sqliteTable(
     sealedSecrets: text("sealed_secrets", { mode: "json" }).$type<Record<string, string>>().notNull(),
     /** The tenant DEK version its ciphertext is sealed under (src/vault/sealed-records.ts). */
     dekVersion: integer("dek_version").notNull(),
+    health: text("health", { enum: CHANNEL_HEALTH }).notNull().default("healthy"),
+    /** Deliveries that gave up in a row; reset by a delivered one. */
+    consecutiveFailures: integer("consecutive_failures").notNull().default(0),
+    lastDeliveryAt: integer("last_delivery_at"),
+    /** A stable reason code (`timeout`, `rejected`, `http_500`...): never an answer body or a secret. */
+    lastError: text("last_error"),
     createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull().default(0),
   },
   (t) => [
-    index("alert_channels_tenant_idx").on(t.tenantId),
+    uniqueIndex("alert_channels_name_idx").on(t.tenantId, t.name),
     index("alert_channels_dek_idx").on(t.tenantId, t.dekVersion),
   ],
 );
@@ -391,13 +471,87 @@ export const alertRules = sqliteTable(
     tenantId: text("tenant_id")
       .notNull()
       .references(() => tenants.id),
-    kind: text("kind", { enum: ["usage_threshold", "failure_rate", "expiry_warning"] }).notNull(),
+    name: text("name").notNull().default(""),
+    kind: text("kind", { enum: RULE_KINDS }).notNull(),
     serviceId: text("service_id"),
-    settings: text("settings", { mode: "json" }).$type<Record<string, number | string>>().notNull(),
+    /** Kind-specific settings, validated by the rule schemas (src/monitoring/rule-schemas.ts). */
+    settings: text("settings", { mode: "json" }).$type<Record<string, unknown>>().notNull(),
     channelIds: text("channel_ids", { mode: "json" }).$type<string[]>().notNull(),
+    severity: text("severity", { enum: ALERT_SEVERITIES }).notNull().default("warning"),
+    /** After an alert of this rule resolves, the same subject does not fire again before this many seconds. */
+    cooldownSeconds: integer("cooldown_seconds").notNull().default(3600),
+    enabled: integer("enabled", { mode: "boolean" }).notNull().default(true),
     createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull().default(0),
   },
-  (t) => [index("alert_rules_tenant_idx").on(t.tenantId)],
+  (t) => [index("alert_rules_tenant_idx").on(t.tenantId, t.kind)],
+);
+
+/**
+ * One alert: a rule's condition about one subject, from firing to resolved. At most one open (firing or
+ * acknowledged) alert per fingerprint: a condition that stays true updates it instead of firing again.
+ */
+export const alerts = sqliteTable(
+  "alerts",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id").notNull(),
+    /** The rule's id, or `default:<kind>` for the rules every tenant has (src/monitoring/default-rules.ts). */
+    ruleId: text("rule_id").notNull(),
+    kind: text("kind", { enum: RULE_KINDS }).notNull(),
+    severity: text("severity", { enum: ALERT_SEVERITIES }).notNull(),
+    state: text("state", { enum: ALERT_STATES }).notNull(),
+    subjectType: text("subject_type", { enum: ALERT_SUBJECT_TYPES }).notNull(),
+    subjectId: text("subject_id").notNull(),
+    /** rule + subject + occurrence (e.g. the 7-day reminder of one expiry): what de-duplication keys on. */
+    fingerprint: text("fingerprint").notNull(),
+    /** One line, no secret. */
+    summary: text("summary").notNull(),
+    detail: text("detail", { mode: "json" }).$type<Record<string, string | number | null>>().notNull(),
+    firedAt: integer("fired_at").notNull(),
+    /** The last evaluation that found the condition still true. */
+    lastSeenAt: integer("last_seen_at").notNull(),
+    acknowledgedAt: integer("acknowledged_at"),
+    acknowledgedBy: text("acknowledged_by"),
+    resolvedAt: integer("resolved_at"),
+  },
+  (t) => [
+    uniqueIndex("alerts_open_idx").on(t.tenantId, t.fingerprint).where(sql`state != 'resolved'`),
+    index("alerts_tenant_idx").on(t.tenantId, t.state, t.firedAt, t.id),
+    index("alerts_fingerprint_idx").on(t.tenantId, t.fingerprint, t.resolvedAt),
+  ],
+);
+
+/**
+ * The outbox: one row per notification (an alert's firing or resolution, to one channel), inserted in the
+ * same batch as the alert's change, then carried by the alerts Queue. It is also the channel's delivery log.
+ */
+export const alertDeliveries = sqliteTable(
+  "alert_deliveries",
+  {
+    id: text("id").primaryKey(),
+    tenantId: text("tenant_id").notNull(),
+    alertId: text("alert_id").notNull(),
+    channelId: text("channel_id").notNull(),
+    transition: text("transition", { enum: DELIVERY_TRANSITIONS }).notNull(),
+    state: text("state", { enum: DELIVERY_STATES }).notNull(),
+    attempts: integer("attempts").notNull().default(0),
+    /** The receiver's HTTP status on the last attempt, when it answered. */
+    lastStatus: integer("last_status"),
+    /** A stable reason code, never an answer body or a secret. */
+    lastError: text("last_error"),
+    latencyMs: integer("latency_ms"),
+    createdAt: integer("created_at").notNull(),
+    /** When the row was last handed to the Queue; the cron re-sends pending rows the Queue never got. */
+    enqueuedAt: integer("enqueued_at"),
+    updatedAt: integer("updated_at").notNull(),
+    deliveredAt: integer("delivered_at"),
+  },
+  (t) => [
+    uniqueIndex("alert_deliveries_once_idx").on(t.alertId, t.channelId, t.transition),
+    index("alert_deliveries_channel_idx").on(t.tenantId, t.channelId, t.createdAt),
+    index("alert_deliveries_outbox_idx").on(t.state, t.enqueuedAt),
+  ],
 );
 
 /** One row per committed wizard: the idempotency marker and the summary a retry returns. */

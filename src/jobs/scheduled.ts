@@ -2,7 +2,7 @@ import { and, eq, inArray, lt } from "drizzle-orm";
 import { commitWithAudit } from "../audit/audit-log";
 import { RESTORE_WINDOW_MS } from "../credentials/credential-view";
 import { database } from "../db/client";
-import { credentialRotations, credentials, credentialVersions, keyUsageDaily } from "../db/schema";
+import { credentialRotations, credentials, credentialVersions, usageCounts } from "../db/schema";
 import type { Bindings } from "../env";
 import { enqueueDueRetests } from "../lifecycle/retests";
 import { runRotationTick } from "../lifecycle/scheduler";
@@ -13,8 +13,9 @@ export const USAGE_RETENTION_DAYS = 400;
 const PURGE_CHUNK = 50;
 
 export async function purgeOldUsage(env: Bindings, now: number): Promise<void> {
-  const cutoff = new Date(now - USAGE_RETENTION_DAYS * 86_400_000).toISOString().slice(0, 10);
-  await database(env.DB).delete(keyUsageDaily).where(lt(keyUsageDaily.day, cutoff));
+  await database(env.DB)
+    .delete(usageCounts)
+    .where(lt(usageCounts.start, now - USAGE_RETENTION_DAYS * 86_400_000));
 }
 
 /**

@@ -1,11 +1,11 @@
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/client";
-import { apiKeys, keyUsageDaily } from "../db/schema";
+import { apiKeys, usageCounts } from "../db/schema";
 
 interface Tally {
   tenantId: string;
   keyId: string;
-  day: string;
+  day: number;
   valid: number;
   invalid: number;
   lastUsedAt: number;
@@ -26,7 +26,7 @@ export function recordVerification(
   entry: { tenantId: string; keyId: string; valid: boolean; at: number },
   flushAfterMs: number,
 ): void {
-  const day = new Date(entry.at).toISOString().slice(0, 10);
+  const day = Math.floor(entry.at / 86_400_000) * 86_400_000;
   const slot = `${entry.keyId}:${day}`;
   const tally = pending.get(slot) ?? {
     tenantId: entry.tenantId,
@@ -55,13 +55,20 @@ export async function flushUsage(db: Database): Promise<void> {
   pending.clear();
   const [first, ...rest] = tallies.flatMap((t) => [
     db
-      .insert(keyUsageDaily)
-      .values({ tenantId: t.tenantId, keyId: t.keyId, day: t.day, valid: t.valid, invalid: t.invalid })
+      .insert(usageCounts)
+      .values({
+        tenantId: t.tenantId,
+        keyId: t.keyId,
+        bucket: "day",
+        start: t.day,
+        valid: t.valid,
+        invalid: t.invalid,
+      })
       .onConflictDoUpdate({
-        target: [keyUsageDaily.keyId, keyUsageDaily.day],
+        target: [usageCounts.tenantId, usageCounts.keyId, usageCounts.bucket, usageCounts.start],
         set: {
-          valid: sql`${keyUsageDaily.valid} + ${t.valid}`,
-          invalid: sql`${keyUsageDaily.invalid} + ${t.invalid}`,
+          valid: sql`${usageCounts.valid} + ${t.valid}`,
+          invalid: sql`${usageCounts.invalid} + ${t.invalid}`,
         },
       }),
     db

@@ -29,3 +29,7 @@ export type EventKind = keyof typeof EVENT_SEVERITY_OF;
 export const EVENT_KINDS = Object.keys(EVENT_SEVERITY_OF) as [EventKind, ...EventKind[]];
 export const EVENT_SEVERITIES = ["info", "warning", "critical"] as const;
 export type EventSeverity = (typeof EVENT_SEVERITIES)[number];
+
+/** What an event is about: a key, a credential, or the tenant as a whole (e.g. its DEK rotation). */
+export const EVENT_SUBJECT_TYPES = ["key", "credential", "tenant"] as const;
+export type EventSubjectType = (typeof EVENT_SUBJECT_TYPES)[number];

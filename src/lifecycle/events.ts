@@ -1,12 +1,12 @@
 import { newId } from "../crypto/random";
 import type { Database } from "../db/client";
 import { events } from "../db/schema";
-import { EVENT_SEVERITY_OF, type EventKind } from "./event-kinds";
+import { EVENT_SEVERITY_OF, type EventKind, type EventSubjectType } from "./event-kinds";
 
 export interface LifecycleEvent {
   tenantId: string;
   kind: EventKind;
-  subjectType: "key" | "credential";
+  subjectType: EventSubjectType;
   subjectId: string;
   /** Names the occurrence: the same job re-run records its event once (e.g. `<run id>:failed`). */
   dedupeKey: string;

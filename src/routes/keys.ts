@@ -6,7 +6,7 @@ import { requireScope } from "../auth/authenticate";
 import { assertMayManageKey, isAdminCapable } from "../auth/scopes";
 import { assertStepUp } from "../auth/step-up";
 import { type Database, database } from "../db/client";
-import { apiKeys, keyUsageDaily } from "../db/schema";
+import { apiKeys, usageCounts } from "../db/schema";
 import { ApiError } from "../errors";
 import {
   mintKeyWithBackup,
@@ -401,19 +401,25 @@ export const keyRoutes = createRouter()
     const { tenantId } = c.get("principal");
     const db = database(c.env.DB);
     const row = await findOwnKey(db, tenantId, c.req.valid("param").id);
-    const since = new Date(Date.now() - c.req.valid("query").days * 86_400_000).toISOString().slice(0, 10);
-    const days = await db
-      .select({ day: keyUsageDaily.day, valid: keyUsageDaily.valid, invalid: keyUsageDaily.invalid })
-      .from(keyUsageDaily)
+    const since = Math.floor(Date.now() / 86_400_000 - c.req.valid("query").days) * 86_400_000;
+    const rows = await db
+      .select({ start: usageCounts.start, valid: usageCounts.valid, invalid: usageCounts.invalid })
+      .from(usageCounts)
       .where(
         and(
-          eq(keyUsageDaily.tenantId, tenantId),
-          eq(keyUsageDaily.keyId, row.id),
-          gte(keyUsageDaily.day, since),
+          eq(usageCounts.tenantId, tenantId),
+          eq(usageCounts.keyId, row.id),
+          eq(usageCounts.bucket, "day"),
+          gte(usageCounts.start, since),
         ),
       )
-      .orderBy(desc(keyUsageDaily.day))
+      .orderBy(desc(usageCounts.start))
       .all();
+    const days = rows.map(({ start, valid, invalid }) => ({
+      day: new Date(start).toISOString().slice(0, 10),
+      valid,
+      invalid,
+    }));
     const limits = toKeyRecord(row).limits;
     const remaining = limits?.usage
       ? (await c.env.KEY_LIMITER.get(c.env.KEY_LIMITER.idFromName(row.id)).peek(limits)).remaining

@@ -4,6 +4,7 @@ import { requireScope } from "../auth/authenticate";
 import { database } from "../db/client";
 import { alertChannels, alertRules, securityPolicies } from "../db/schema";
 import { ApiError } from "../errors";
+import { RULE_KINDS } from "../monitoring/alert-kinds";
 import {
   AUTH_PROBLEMS,
   bearerSecurity,
@@ -29,9 +30,9 @@ const ChannelViewSchema = z
 const RuleViewSchema = z
   .object({
     id: z.string(),
-    kind: z.enum(["usage_threshold", "failure_rate", "expiry_warning"]),
+    kind: z.enum(RULE_KINDS),
     service_id: z.string().nullable(),
-    settings: z.record(z.string(), z.union([z.string(), z.number()])),
+    settings: z.record(z.string(), z.unknown()),
     channel_ids: z.array(z.string()),
     created_at: z.string(),
   })

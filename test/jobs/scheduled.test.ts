@@ -68,15 +68,16 @@ describe("scheduled jobs", () => {
   });
 
   it("drops per-day usage rows older than the retention period", async () => {
+    const today = Math.floor(Date.now() / 86_400_000) * 86_400_000;
     await env.DB.prepare(
-      "INSERT INTO key_usage_daily (tenant_id, key_id, day, valid, invalid) VALUES ('t', 'k', '2001-01-01', 1, 0), ('t', 'k', ?, 1, 0)",
+      "INSERT INTO usage_counts (tenant_id, key_id, bucket, start, valid) VALUES ('t', 'k', 'day', ?, 1), ('t', 'k', 'day', ?, 1)",
     )
-      .bind(new Date().toISOString().slice(0, 10))
+      .bind(Date.parse("2001-01-01"), today)
       .run();
     await runCron(Date.now());
-    const days = await env.DB.prepare("SELECT day FROM key_usage_daily WHERE key_id = 'k'").all<{
-      day: string;
+    const days = await env.DB.prepare("SELECT start FROM usage_counts WHERE key_id = 'k'").all<{
+      start: number;
     }>();
-    expect(days.results.map((d) => d.day)).toEqual([new Date().toISOString().slice(0, 10)]);
+    expect(days.results.map((d) => d.start)).toEqual([today]);
   });
 });

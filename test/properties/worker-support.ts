@@ -107,8 +107,8 @@ type WriteCounters = Record<WatchedTable, [inserted: number, updated: number, de
 
 /**
  * What a request may have written, in a single query: the write watch's counters for every table a
- * request can write (key_usage_daily aside: authenticating touches it off the response path) and (if
- * given) one key's or one credential's full state.
+ * request can write (usage_counts and key_origins aside: authenticating touches them off the
+ * response path) and (if given) one key's or one credential's full state.
  */
 export async function counts(targetId: string | null = null): Promise<Counts> {
   await installWriteWatch();

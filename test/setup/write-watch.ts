@@ -12,7 +12,7 @@ import { env } from "cloudflare:workers";
 
 export const WATCH_TABLE = "_test_write_watch";
 
-/** The tables a request can write (key_usage_daily aside: authenticating touches it off the response path). */
+/** The tables a request can write (usage_counts and key_origins aside: authenticating touches them off the response path). */
 export const WATCHED_TABLES = [
   "tenants",
   "data_keys",
