@@ -115,4 +115,26 @@ CREATE INDEX `alert_rules_tenant_idx` ON `alert_rules` (`tenant_id`,`kind`);--> 
 ALTER TABLE `events` ADD `alerted_at` integer;--> statement-breakpoint
 -- Events older than a day happened before alerting existed: they are history, not news.
 UPDATE `events` SET `alerted_at` = `at` WHERE `at` < (CAST(strftime('%s', 'now') AS INTEGER) - 86400) * 1000;--> statement-breakpoint
-CREATE INDEX `events_unalerted_idx` ON `events` (`at`) WHERE alerted_at IS NULL;
+CREATE INDEX `events_unalerted_idx` ON `events` (`at`) WHERE alerted_at IS NULL;--> statement-breakpoint
+CREATE TABLE `audit_horizons` (
+	`tenant_id` text PRIMARY KEY NOT NULL,
+	`first_seq` integer NOT NULL,
+	`prev_hash` text NOT NULL,
+	`moved_at` integer NOT NULL
+);--> statement-breakpoint
+-- Retention may delete audit rows below the tenant's horizon and nothing else; the horizon only moves forward.
+DROP TRIGGER `audit_log_no_delete`;--> statement-breakpoint
+CREATE TRIGGER `audit_log_delete_below_horizon` BEFORE DELETE ON `audit_log`
+WHEN old.`seq` >= coalesce((SELECT `first_seq` FROM `audit_horizons` WHERE `tenant_id` = old.`tenant_id`), 0)
+BEGIN
+  SELECT RAISE(ABORT, 'audit_log is append-only above the retention horizon');
+END;--> statement-breakpoint
+CREATE TRIGGER `audit_horizons_forward_only` BEFORE UPDATE ON `audit_horizons`
+WHEN new.`first_seq` < old.`first_seq` OR new.`tenant_id` != old.`tenant_id`
+BEGIN
+  SELECT RAISE(ABORT, 'the audit retention horizon only moves forward');
+END;--> statement-breakpoint
+CREATE TRIGGER `audit_horizons_no_delete` BEFORE DELETE ON `audit_horizons`
+BEGIN
+  SELECT RAISE(ABORT, 'the audit retention horizon only moves forward');
+END;

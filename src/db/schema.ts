@@ -225,6 +225,18 @@ export const auditLog = sqliteTable(
   (t) => [primaryKey({ columns: [t.tenantId, t.seq] })],
 );
 
+/**
+ * Where a tenant's audit log starts after retention pruned older rows (the level's audit_retention_days):
+ * rows below `first_seq` may be deleted (migration 0009's trigger refuses any other delete), and verification
+ * starts at `first_seq`, whose row must chain from `prev_hash`. The horizon only moves forward.
+ */
+export const auditHorizons = sqliteTable("audit_horizons", {
+  tenantId: text("tenant_id").primaryKey(),
+  firstSeq: integer("first_seq").notNull(),
+  prevHash: text("prev_hash").notNull(),
+  movedAt: integer("moved_at").notNull(),
+});
+
 /** A third-party credential set (one service, one environment). Field values live in its versions, encrypted. */
 export const credentials = sqliteTable(
   "credentials",
