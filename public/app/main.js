@@ -1,6 +1,7 @@
 // The wizard shell: sign-in, the step indicator, resume after reload, and one place that shows problems.
 import { api, Problem, wizardPath } from "./api.js";
-import { announce, btn, clear, clearErrors, field, h, input, placeErrors, setFieldError, ul } from "./dom.js";
+import { announce, btn, clear, clearErrors, h, placeErrors, setFieldError, ul } from "./dom.js";
+import { signInForm } from "./sign-in.js";
 import * as keys from "./steps/keys.js";
 import * as monitoring from "./steps/monitoring.js";
 import * as review from "./steps/review.js";
@@ -199,47 +200,17 @@ function signIn(note) {
   session = ctx.state = null;
   renderWho();
   nav.replaceChildren();
-  const key = input({ type: "password", name: "key" });
-  const totp = input({ name: "totp", inputMode: "numeric", autocomplete: "one-time-code", maxLength: 6 });
-  const submit = h("button", { class: "primary", text: "Sign in" });
-  const form = h(
-    "form",
-    {
-      class: "card narrow",
-      noValidate: true,
-      onsubmit: (e) => {
-        e.preventDefault();
-        alertBox().hidden = true;
-        busy(submit, async () => {
-          try {
-            const code = totp.value.trim();
-            session = await api("POST", "/api/v1/auth/session", {
-              key: key.value.trim(),
-              ...(code ? { totp: code } : {}),
-            });
-            key.value = totp.value = "";
-            await openWizard();
-          } catch (err) {
-            setFieldError(err.errors[0]?.path === "totp" ? totp : key, err.errors[0]?.message);
-            showAlert(err.message);
-            key.focus();
-          }
-        });
-      },
+  const { form, focus } = signInForm({
+    busy,
+    showProblem: showAlert,
+    onSignedIn: async (signedIn) => {
+      session = signedIn;
+      await openWizard();
     },
-    field("Admin key", key, {
-      path: "key",
-      hint: "A key of your tenant with the wizard scope. It is exchanged for a 15-minute session cookie; this page does not keep it.",
-    }),
-    field("Two-factor code", totp, {
-      path: "totp",
-      hint: "The 6-digit code from your authenticator app, once 2FA is enrolled for this key.",
-    }),
-    h("p", { class: "actions" }, submit),
-  );
+  });
   page("Sign in to the setup wizard", form, !!note);
   if (note) showAlert(note);
-  else key.focus();
+  else focus();
 }
 
 async function boot() {

@@ -1,0 +1,95 @@
+// The operating console: the same session cookie and API as the wizard. Pages are hash routes, so the links in
+// alert messages (`/console/#/alerts/<id>`, `#/keys/<id>`, `#/credentials/<id>`) open the object directly.
+import { api, Problem } from "../app/api.js";
+import { btn, clear, h } from "../app/dom.js";
+import { signInForm } from "../app/sign-in.js";
+import { renderAlert, renderAlerts } from "./alerts.js";
+import { renderSubject } from "./subject.js";
+
+const main = document.getElementById("main");
+const who = document.getElementById("who");
+
+async function busy(button, fn) {
+  button.disabled = true;
+  try {
+    return await fn();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+const ROUTES = [
+  [/^#\/alerts\/([\w-]+)$/, (id) => renderAlert(page, id)],
+  [/^#\/(keys|credentials)\/([\w-]+)$/, (kind, id) => renderSubject(page, kind, id)],
+  [/^(?:#\/alerts)?$/, () => renderAlerts(page)],
+];
+
+/** Replaces the page with a heading, an alert slot and `kids`; returns helpers the pages use. */
+function page(title, ...kids) {
+  const heading = h("h1", { tabindex: "-1", text: title });
+  const alert = h("div", { class: "alert", role: "alert", hidden: true });
+  clear(main, heading, alert, kids);
+  heading.focus();
+  return {
+    main,
+    busy,
+    fail(err) {
+      if (err instanceof Problem && err.status === 401)
+        return signIn("Your session has ended. Sign in again.");
+      if (!(err instanceof Problem)) console.error(err);
+      clear(alert, err instanceof Problem ? err.message : "Something went wrong in this page.").hidden =
+        false;
+    },
+  };
+}
+
+async function route() {
+  const hash = location.hash || "#/alerts";
+  for (const [pattern, render] of ROUTES) {
+    const match = pattern.exec(hash);
+    if (match) return render(...match.slice(1));
+  }
+  page("Not found", h("p", { text: "This console page does not exist." }));
+}
+
+function renderWho(session) {
+  clear(
+    who,
+    session && [
+      h("span", { text: `Tenant ${session.tenant_id}` }),
+      btn("Sign out", async () => {
+        await api("DELETE", "/api/v1/auth/session").catch(() => null);
+        signIn("You are signed out.");
+      }),
+    ],
+  );
+}
+
+function signIn(note) {
+  renderWho(null);
+  const slot = page("Sign in to the console");
+  const { form, focus } = signInForm({
+    busy,
+    showProblem: (text) => slot.fail(new Problem(0, { detail: text })),
+    onSignedIn: async (session) => {
+      renderWho(session);
+      await route();
+    },
+  });
+  main.append(form);
+  if (note) slot.fail(new Problem(0, { detail: note }));
+  else focus();
+}
+
+async function boot() {
+  try {
+    renderWho(await api("GET", "/api/v1/auth/session"));
+  } catch (err) {
+    if (err.status === 401 || err.status === 403) return signIn(err.status === 403 ? err.message : "");
+    return page("Keywarden is unavailable", h("p", { text: err.message }));
+  }
+  window.addEventListener("hashchange", route);
+  await route();
+}
+
+boot();
