@@ -6,8 +6,9 @@ import { cidrContains, parseCidr, parseIp } from "../keys/ip-allowlist";
  * Address ranges an outbound call may never reach, as 128-bit values (IPv4 mapped into ::ffff:0:0/96):
  * the RFC 6890 special-purpose registries, plus every IPv6 form that embeds an IPv4 address (IPv4-compatible,
  * NAT64 RFC 6052, 6to4 RFC 3056, Teredo RFC 4380), because those can smuggle 127.0.0.1 or 169.254.169.254
- * past a check that only looks at IPv4. Cloud metadata endpoints sit inside these ranges (169.254.169.254,
- * fd00:ec2::254, 100.100.100.200).
+ * past a check that only looks at IPv4: also the SIIT IPv4-translated form ::ffff:0:a.b.c.d (RFC 6052 §2.1,
+ * RFC 7915), which the URL parser keeps as `[::ffff:0:7f00:1]`. Cloud metadata endpoints sit inside these ranges
+ * (169.254.169.254, fd00:ec2::254, 100.100.100.200, 192.0.0.192).
  */
 const REFUSED_RANGES: [string, number][] = [
   ["0.0.0.0", 8],
@@ -18,6 +19,7 @@ const REFUSED_RANGES: [string, number][] = [
   ["172.16.0.0", 12],
   ["192.0.0.0", 24],
   ["192.0.2.0", 24],
+  ["192.88.99.0", 24],
   ["192.168.0.0", 16],
   ["198.18.0.0", 15],
   ["198.51.100.0", 24],
@@ -25,12 +27,14 @@ const REFUSED_RANGES: [string, number][] = [
   ["224.0.0.0", 4],
   ["240.0.0.0", 4],
   ["::", 96],
+  ["::ffff:0:0:0", 96],
   ["64:ff9b::", 96],
   ["64:ff9b:1::", 48],
   ["100::", 64],
   ["2001::", 32],
   ["2001:db8::", 32],
   ["2002::", 16],
+  ["5f00::", 16],
   ["fc00::", 7],
   ["fe80::", 10],
   ["fec0::", 10],
@@ -78,19 +82,31 @@ export function assertDeliverableUrl(raw: string, allowLoopback: boolean, path =
     if (isRefusedAddress(ip)) throw refused(path, "must point to a public address");
     return url;
   }
-  if (
-    !host.includes(".") ||
-    host === "localhost" ||
-    host.endsWith(".localhost") ||
-    host.endsWith(".internal") ||
-    host.endsWith(".local") ||
-    host.endsWith(".home.arpa") ||
-    host.endsWith(".arpa")
-  ) {
+  const topLevel = host.slice(host.lastIndexOf(".") + 1);
+  if (!host.includes(".") || host === "localhost" || INTERNAL_TOP_LEVELS.has(topLevel)) {
     throw refused(path, "must point to a public host");
   }
   return url;
 }
+
+/**
+ * Names that never resolve on the public Internet: special-use names (RFC 6761 `localhost`, `invalid`; RFC 6762
+ * `local`; RFC 7686 `onion`; RFC 8375 `home.arpa` and the rest of `arpa`), ICANN's private-use `internal`, and
+ * the top levels RFC 6762 Appendix G lists as in private use (`lan`, `intranet`, `corp`, `private`, `home`).
+ */
+const INTERNAL_TOP_LEVELS = new Set([
+  "localhost",
+  "invalid",
+  "local",
+  "onion",
+  "arpa",
+  "internal",
+  "lan",
+  "intranet",
+  "corp",
+  "private",
+  "home",
+]);
 
 function refused(path: string, reason: string): ApiError {
   return new ApiError("VALIDATION_FAILED", `The channel URL ${reason}.`, {
@@ -111,6 +127,8 @@ export interface DeliveryResult {
 export interface DeliveryOptions {
   /** Read a 2xx answer's body up to this many bytes (the rest is cancelled unread); default: never read. */
   readBodyBytes?: number;
+  /** Give up after this many milliseconds; default DELIVERY_TIMEOUT_MS. Tests shorten it. */
+  timeoutMs?: number;
 }
 
 /** One outbound POST: no redirects followed, bounded time, the answer body never read into a message. */
@@ -124,7 +142,7 @@ export async function deliver(
       ...init,
       method: "POST",
       redirect: "manual",
-      signal: AbortSignal.timeout(DELIVERY_TIMEOUT_MS),
+      signal: AbortSignal.timeout(options.timeoutMs ?? DELIVERY_TIMEOUT_MS),
     });
     if (response.ok && options.readBodyBytes !== undefined) {
       return {
