@@ -4,6 +4,8 @@ import type { Principal } from "./auth/principal";
 export interface Bindings extends Env {
   /** Milliseconds to buffer verification counters before one batched D1 write. Default 1000. */
   USAGE_FLUSH_MS?: string;
+  /** "off" turns the usage recorder off (no counts, origins or last_used_at); any other value or unset: on. */
+  USAGE_ANALYTICS?: string;
   /** Local development and e2e only: route provider probes to a loopback stand-in. Unset in production. */
   PROVIDER_STANDIN_ORIGIN?: string;
   /** Local development and e2e only: "true" lets webhook channels target http://127.0.0.1. Unset in production. */

@@ -4,12 +4,12 @@ import { database } from "../db/client";
 import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { findKeyByHash, findKeyForManagement, findSessionKey } from "../keys/key-record";
-import { recordVerification } from "../keys/usage-recorder";
 import { judgeKey, type RequestOrigin, verifyKey } from "../keys/verify-key";
+import { recordUsage } from "../monitoring/usage-recorder";
 import { unseal } from "../vault/keyring";
 import { purposeKey } from "../vault/system-keys";
 import { rejectFailedAuth } from "./budgets";
-import { clientIp } from "./client-address";
+import { clientCountry, clientIp } from "./client-address";
 import type { Principal } from "./principal";
 import type { Scope } from "./scopes";
 import { verifySessionToken } from "./session-token";
@@ -18,11 +18,6 @@ import { verifySessionToken } from "./session-token";
 export const SESSION_COOKIE = "__Host-kw_session";
 
 const UNSAFE_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
-
-function clientCountry(c: Context<AppEnv>): string | undefined {
-  const country = c.req.raw.cf?.country;
-  return typeof country === "string" ? country : undefined;
-}
 
 export function requestOrigin(c: Context<AppEnv>): RequestOrigin {
   return { ip: () => clientIp(c), country: () => clientCountry(c) };
@@ -69,17 +64,13 @@ export async function principalFromKey(
     { key, origin: requestOrigin(c) },
   );
   if (outcome.record) {
-    recordVerification(
-      c.executionCtx,
-      db,
-      {
-        tenantId: outcome.record.tenantId,
-        keyId: outcome.record.id,
-        valid: outcome.code === "VALID",
-        at: Date.now(),
-      },
-      Number(c.env.USAGE_FLUSH_MS ?? 1000),
-    );
+    // A known key refused at authentication is the tenant's to see (the auth_failure_burst rule).
+    recordUsage(c, {
+      tenantId: outcome.record.tenantId,
+      keyId: outcome.record.id,
+      code: outcome.code,
+      authFailed: outcome.code !== "VALID",
+    });
   }
   if (outcome.code === "RATE_LIMITED") {
     const reset = outcome.limits?.ratelimit?.reset ?? Date.now() + 1000;

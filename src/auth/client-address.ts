@@ -7,6 +7,12 @@ export function clientIp(c: Context<AppEnv>): string | undefined {
   return c.req.header("cf-connecting-ip") ?? undefined;
 }
 
+/** The caller's country as Cloudflare's edge saw it. Reading `request.cf` parses it: only on demand. */
+export function clientCountry(c: Context<AppEnv>): string | undefined {
+  const country = c.req.raw.cf?.country;
+  return typeof country === "string" ? country : undefined;
+}
+
 /**
  * The unit every per-client budget counts: one IPv4 address, or one IPv6 /64. An IPv6 end site is
  * normally given a whole /64 or more (RFC 6177, RFC 7421), so counting single IPv6 addresses would hand

@@ -5,6 +5,7 @@ import type { Database } from "../db/client";
 import { adminTotp, securityPolicies, tenants } from "../db/schema";
 import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
+import { recordUsage } from "../monitoring/usage-recorder";
 import { rejectFailedAuth } from "./budgets";
 import { matchTotp } from "./totp";
 import { totpSecretOf } from "./totp-store";
@@ -126,6 +127,7 @@ export async function claimTotpCode(
       ],
     );
   }
+  recordUsage(c, { tenantId: row.tenantId, keyId: row.keyId, code: null, authFailed: true }, now);
   return rejectFailedAuth(c, failure("did not match or was already used"));
 }
 

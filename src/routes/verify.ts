@@ -2,8 +2,8 @@ import { createRoute } from "@hono/zod-openapi";
 import { requestOrigin, requireScope } from "../auth/authenticate";
 import { database } from "../db/client";
 import { VerifyKeyRequestSchema, VerifyKeyResponseSchema } from "../keys/key-schemas";
-import { recordVerification } from "../keys/usage-recorder";
 import { verifyKey } from "../keys/verify-key";
+import { recordUsage } from "../monitoring/usage-recorder";
 import {
   AUTH_PROBLEMS,
   bearerSecurity,
@@ -38,13 +38,8 @@ export const verifyRoutes = createRouter().openapi(verifyRoute, async (c) => {
     { key: body.key, tenantId, requiredScopes: body.scopes, origin: requestOrigin(c), now },
   );
   const { record, limits, code } = outcome;
+  recordUsage(c, { tenantId, keyId: record?.id ?? null, code }, now);
   if (!record) return c.json({ valid: false, code }, 200);
-  recordVerification(
-    c.executionCtx,
-    db,
-    { tenantId, keyId: record.id, valid: code === "VALID", at: now },
-    Number(c.env.USAGE_FLUSH_MS ?? 1000),
-  );
   return c.json(
     {
       valid: code === "VALID",
