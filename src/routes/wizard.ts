@@ -6,7 +6,7 @@ import { type AuditEvent, commitWithAudit } from "../audit/audit-log";
 import { requestOrigin, requireScope } from "../auth/authenticate";
 import { assertStepUp, TOTP_HEADER } from "../auth/step-up";
 import { type ProbeResult, runProbe } from "../catalog/run-probe";
-import { generateFieldValue, maskValue, validateCredential } from "../catalog/validate";
+import { generateFieldValue, validateCredential } from "../catalog/validate";
 import { ProbeResultSchema } from "../credentials/credential-schemas";
 import { sealedVersionStatements } from "../credentials/credential-versions";
 import { probeView } from "../credentials/credential-view";
@@ -15,22 +15,13 @@ import { requireService } from "../credentials/require-service";
 import { displayValues, openValues, sealValues } from "../credentials/sealed-fields";
 import { newId } from "../crypto/random";
 import { type Database, database } from "../db/client";
-import {
-  alertChannels,
-  alertRules,
-  apiKeys,
-  credentials,
-  securityPolicies,
-  tenants,
-  wizardCommits,
-} from "../db/schema";
+import { apiKeys, credentials, tenants, wizardCommits } from "../db/schema";
 import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { mintKeyWithBackup } from "../keys/issue-key";
 import { serviceKeySettings, tenantKeyPrefix } from "../keys/service-key";
-import { originAllowed } from "../keys/verify-key";
 import { RETEST_INTERVAL_MS } from "../lifecycle/retests";
-import { assertDeliverableUrl } from "../monitoring/outbound-url";
+import { assertChannelDeliverable, CHANGES, channelSpec, maskedChannel } from "../monitoring/channels";
 import { sendTestAlert } from "../monitoring/send-test-alert";
 import { newSigningSecret } from "../monitoring/standard-webhooks";
 import {
@@ -42,11 +33,13 @@ import {
   NO_STORE,
   problems,
 } from "../openapi/shared";
+import { assertInsideFence, assertSettingsMeetLevel } from "../policy/security-policy";
 import { type Unsealed, unseal } from "../vault/keyring";
+import { planReconcile, planView, reconcileStatements, wizardRuleName } from "../wizard/reconcile";
 import { rotationDays } from "../wizard/security-levels";
 import {
+  CHANNEL_SLOTS,
   channelSlot,
-  channelSlots,
   channelSlotsOf,
   fieldsUnder,
   serviceSlots,
@@ -54,7 +47,6 @@ import {
   slotsUnder,
 } from "../wizard/slots";
 import {
-  CHANNEL_SECRET_FIELDS,
   type Channel,
   ChannelSchema,
   CommitStepSchema,
@@ -120,26 +112,6 @@ function securityOf(state: WizardState) {
 }
 
 /**
- * The committed policy's allowlists fence every later management call, so a policy that leaves out the
- * address or country it is committed from would lock its own admin out on the next request.
- */
-function assertCommitterInsideFence(c: Context<AppEnv>, security: ReturnType<typeof securityOf>) {
-  const fence = {
-    ipAllowlist: security.ip_allowlist.length ? security.ip_allowlist : null,
-    countryAllowlist: security.country_allowlist.length ? security.country_allowlist : null,
-  };
-  if (!originAllowed(fence, requestOrigin(c))) {
-    throw new ApiError(
-      "CONFLICT",
-      "This policy's allowlists would lock you out: include where you are now.",
-      {
-        errors: [{ path: "steps.security", message: "excludes the address or country of this request" }],
-      },
-    );
-  }
-}
-
-/**
  * Values are validated when entered, under the settings of that moment; a later change of level or
  * environment (basic to enterprise, test to production) can make them unacceptable, e.g. a test-mode key
  * that basic only warned about. The commit checks them again under the settings it is about to write, and
@@ -181,6 +153,20 @@ async function assertEnteredValuesStillValid(c: Context<AppEnv>, wizardId: strin
   }
 }
 
+/**
+ * A channel created or renamed through the API between the plan and the batch takes a name the plan meant
+ * to add: the unique index refuses the batch as a whole, and the admin reviews the new difference.
+ */
+function reconcileConflictOf(error: unknown): ApiError | null {
+  const text = String((error as { cause?: unknown })?.cause ?? error);
+  return text.includes("UNIQUE constraint failed: alert_channels")
+    ? new ApiError(
+        "CONFLICT",
+        "The tenant's channels changed during the commit: review the changes and commit again.",
+      )
+    : null;
+}
+
 /** Values entered in the wizard are sealed with the tenant DEK, AAD-bound to this wizard. */
 const wizardRecord = (tenantId: string, wizardId: string) => ({ tenantId, recordId: `wizard:${wizardId}` });
 
@@ -207,23 +193,12 @@ async function openForWizard(
   return openValues(keys, db, wizardRecord(tenantId, wizardId), blobs);
 }
 
-function maskChannel(channel: Channel, secrets: Record<string, string>): MaskedChannel {
-  const masked: Record<string, string> = { ...channel };
-  for (const field of CHANNEL_SECRET_FIELDS[channel.kind]) {
-    const value = secrets[field] ?? masked[field];
-    if (value !== undefined) masked[field] = maskValue(value);
-  }
-  return masked as MaskedChannel;
-}
-
 /** Splits a channel into its secret settings and the rest; webhook channels get a signing secret once. */
 async function channelSecrets(c: Context<AppEnv>, wizardId: string, channel: Channel, path: string) {
-  const secrets: Record<string, string> = {};
+  assertChannelDeliverable(c.env, channel, path);
+  const secrets: Record<string, string> = { ...channelSpec(channel).secrets };
   let created: string | undefined;
-  if (channel.kind === "slack") secrets.webhook_url = channel.webhook_url;
-  if (channel.kind === "sms") secrets.twilio_auth_token = channel.twilio_auth_token;
   if (channel.kind === "webhook") {
-    assertDeliverableUrl(channel.url, c.env.ALLOW_LOOPBACK_WEBHOOKS === "true", `${path}.url`);
     const slot = channelSlot(channel.name, "signing_secret");
     const blob = unwrap(await wizardStub(c, wizardId).sealed(c.get("principal").tenantId))[slot];
     if (blob) {
@@ -390,6 +365,43 @@ const commitRoute = route({
     ...problems(...authProblems, "VALIDATION_FAILED", "CONFLICT", "SEALED", "INTEGRITY_ERROR"),
   },
 });
+const ChangeSchema = z.enum(CHANGES);
+const ChangesSchema = z
+  .object({
+    channels: z.array(
+      z.object({
+        name: z.string(),
+        kind: z.string(),
+        change: ChangeSchema,
+        id: z.string().nullable(),
+        fields: z.array(z.string()).describe("Which settings differ (names only, never values)."),
+      }),
+    ),
+    rules: z.array(
+      z.object({
+        name: z.string(),
+        kind: z.string(),
+        change: ChangeSchema,
+        id: z.string().nullable(),
+        fields: z.array(z.string()),
+      }),
+    ),
+    policy: z.object({ change: ChangeSchema, fields: z.array(z.string()) }),
+  })
+  .openapi("WizardChanges");
+const changesRoute = route({
+  method: "get",
+  path: "/{id}/changes",
+  summary: "Step 6: what the commit would add, change, remove or leave unchanged",
+  description:
+    "Channels are matched by name and wizard rules by what they watch; stored channels missing from the " +
+    "monitoring step, and stored rules of the kinds the wizard offers that it does not list, are removed.",
+  request: { params: IdParam },
+  responses: {
+    200: jsonContent(ChangesSchema, "The difference."),
+    ...problems(...authProblems, "CONFLICT", "SEALED", "INTEGRITY_ERROR"),
+  },
+});
 const abandonRoute = route({
   method: "delete",
   path: "/{id}",
@@ -441,19 +453,7 @@ export const wizardRoutes = createRouter()
   })
   .openapi(securityRoute, async (c) => {
     const data = c.req.valid("json");
-    const errors: { path: string; message: string }[] = [];
-    if (data.security_level === "enterprise" && !data.require_2fa)
-      errors.push({ path: "require_2fa", message: "enterprise requires 2FA" });
-    if (data.security_level === "enterprise" && data.ip_allowlist.length === 0) {
-      errors.push({ path: "ip_allowlist", message: "enterprise requires an IP allowlist" });
-    }
-    if (data.rotation_policy === "custom" && data.custom_rotation_days === undefined) {
-      errors.push({ path: "custom_rotation_days", message: "required for a custom rotation policy" });
-    }
-    if (errors.length)
-      throw new ApiError("VALIDATION_FAILED", "The security settings do not meet the chosen level.", {
-        errors,
-      });
+    assertSettingsMeetLevel(data);
     return c.json(await apply(c, c.req.valid("param").id, { type: "security", data }), 200);
   })
   // Registered before /keys/{service_id}, which would otherwise take "generate" as a service id.
@@ -604,7 +604,12 @@ export const wizardRoutes = createRouter()
     const errors: { path: string; message: string }[] = [];
     if (new Set(names).size !== names.length)
       errors.push({ path: "channels", message: "channel names must be unique" });
+    const ruleNames = new Set<string>();
     data.rules.forEach((rule, index) => {
+      const ruleName = wizardRuleName(rule);
+      if (ruleNames.has(ruleName))
+        errors.push({ path: `rules.${index}`, message: "watches the same thing as an earlier rule" });
+      ruleNames.add(ruleName);
       if (rule.channel_names.some((name) => !names.includes(name)))
         errors.push({ path: `rules.${index}.channel_names`, message: "names an unknown channel" });
       if ("service_id" in rule && !state.steps.services?.service_ids.includes(rule.service_id)) {
@@ -620,7 +625,7 @@ export const wizardRoutes = createRouter()
       const { secrets, created } = await channelSecrets(c, id, channel, `channels.${index}`);
       if (created) signingSecrets[channel.name] = created;
       Object.assign(secretsToSeal, channelSlotsOf(channel.name, secrets));
-      masked.push(maskChannel(channel, secrets));
+      masked.push(maskedChannel(channelSpec(channel, secrets)) as MaskedChannel);
     }
     const sealed = Object.keys(secretsToSeal).length ? await sealForWizard(c, id, secretsToSeal) : {};
     const next = await apply(c, id, { type: "monitoring", data, masked, sealed });
@@ -646,6 +651,24 @@ export const wizardRoutes = createRouter()
       text: `Keywarden test alert for ${tenant?.name ?? "your tenant"}: the "${channel.name}" channel works.`,
     });
     return c.json({ ...result, ...(created ? { signing_secret: created } : {}) }, 200, NO_STORE);
+  })
+  .openapi(changesRoute, async (c) => {
+    const { id } = c.req.valid("param");
+    const tenantId = c.get("principal").tenantId;
+    const state = await readState(c, id);
+    assertReached(state, "review");
+    const db = database(c.env.DB);
+    const keys = await unseal(c.env, db);
+    const blobs = unwrap(await wizardStub(c, id).sealed(tenantId));
+    const plan = await planReconcile(keys, db, {
+      tenantId,
+      wizardId: id,
+      security: securityOf(state),
+      monitoring: state.steps.monitoring,
+      plain: await openForWizard(keys, db, tenantId, id, slotsUnder(blobs, CHANNEL_SLOTS)),
+      now: Date.now(),
+    });
+    return c.json(planView(plan), 200);
   })
   .openapi(navigateRoute, async (c) =>
     c.json(
@@ -675,7 +698,7 @@ export const wizardRoutes = createRouter()
     // step-up, like revealing a credential (OWASP ASVS 5.0 V6.8). Checked before the commit lease is
     // taken, so a refused attempt does not hold the wizard.
     await assertStepUp(c, db, c.req.valid("json").totp);
-    assertCommitterInsideFence(c, securityOf(before));
+    assertInsideFence(securityOf(before), requestOrigin(c), "steps.security");
     await assertEnteredValuesStillValid(c, id, before);
     const begun = unwrap(await stub.beginCommit(principal.tenantId));
     if (begun.kind === "done") return c.json({ state: await readState(c, id), generated: {} }, 200);
@@ -758,100 +781,30 @@ export const wizardRoutes = createRouter()
         detail: { service: serviceId, via: "wizard" },
       });
     }
-    const policy = {
+    // Channels, rules and the policy are reconciled with what the tenant has (src/wizard/reconcile.ts): the
+    // same plan the review step showed, computed again here from the same state.
+    const plan = await planReconcile(keys, db, {
       tenantId: principal.tenantId,
-      securityLevel: security.security_level,
-      environment: security.environment,
-      rotationPolicy: security.rotation_policy,
-      rotationDays: rotationDays(
-        security.security_level,
-        security.rotation_policy,
-        security.custom_rotation_days,
-      ),
-      ipAllowlist: security.ip_allowlist,
-      countryAllowlist: security.country_allowlist,
-      require2fa: security.require_2fa,
-      compliance: security.compliance,
       wizardId: id,
-      updatedAt: now,
-    };
-    statements.push(
-      db
-        .insert(securityPolicies)
-        .values(policy)
-        .onConflictDoUpdate({ target: securityPolicies.tenantId, set: policy }),
-    );
-    events.push({
-      action: "policy.update",
-      targetType: "tenant",
-      targetId: principal.tenantId,
-      detail: { level: security.security_level },
+      security,
+      monitoring: state.steps.monitoring,
+      plain,
+      now,
     });
-
-    const channelIds = new Map<string, string>();
-    for (const channel of state.steps.monitoring?.channels ?? []) {
-      const channelId = newId("chan");
-      channelIds.set(channel.name, channelId);
-      const secretValues = fieldsUnder(plain, channelSlots(channel.name));
-      const { sealed, dekVersion, countEncryptions } = await sealValues(
-        keys,
-        db,
-        { tenantId: principal.tenantId, recordId: channelId },
-        secretValues,
-      );
-      const config = Object.fromEntries(
-        Object.entries(channel).filter(
-          ([field]) =>
-            !CHANNEL_SECRET_FIELDS[channel.kind].includes(field) && field !== "kind" && field !== "name",
-        ),
-      );
-      statements.push(
-        db.insert(alertChannels).values({
-          id: channelId,
-          tenantId: principal.tenantId,
-          kind: channel.kind,
-          name: channel.name,
-          config,
-          sealedSecrets: sealed,
-          dekVersion,
-          createdAt: now,
-        }),
-        countEncryptions,
-      );
-      events.push({
-        action: "channel.create",
-        targetType: "alert_channel",
-        targetId: channelId,
-        detail: { kind: channel.kind },
-      });
-    }
-    const ruleIds: string[] = [];
-    for (const rule of state.steps.monitoring?.rules ?? []) {
-      const ruleId = newId("rule");
-      const { kind, channel_names, ...settings } = rule;
-      statements.push(
-        db.insert(alertRules).values({
-          id: ruleId,
-          tenantId: principal.tenantId,
-          kind,
-          serviceId: "service_id" in settings ? settings.service_id : null,
-          settings: settings as Record<string, number | string>,
-          channelIds: channel_names.map((name) => channelIds.get(name) as string),
-          createdAt: now,
-        }),
-      );
-      ruleIds.push(ruleId);
-      events.push({ action: "rule.create", targetType: "alert_rule", targetId: ruleId, detail: { kind } });
-    }
+    const reconciled = await reconcileStatements(keys, db, plan, { tenantId: principal.tenantId, now });
+    statements.push(...reconciled.statements);
+    events.push(...reconciled.events);
     const summary: CommitSummary = {
       committed_at: new Date(now).toISOString(),
       created: {
         keys: issuedRows.map((row) => row.id),
         credentials: credentialIds,
-        channels: [...channelIds.values()],
-        rules: ruleIds,
+        channels: reconciled.channelIds.added,
+        rules: reconciled.ruleIds.added,
         policy: true,
       },
+      reconciled: { channels: reconciled.channelIds, rules: reconciled.ruleIds },
+      changes: planView(plan),
     };
     // The marker row makes a second commit of this wizard fail as a whole instead of creating twice.
     statements.push(
@@ -870,7 +823,12 @@ export const wizardRoutes = createRouter()
       await commitWithAudit(c.env, auditActor(c), statements, events);
     } catch (error) {
       const existing = await db.select().from(wizardCommits).where(eq(wizardCommits.wizardId, id)).get();
-      if (!existing) throw error;
+      if (!existing) {
+        const conflict = reconcileConflictOf(error);
+        if (!conflict) throw error;
+        unwrap(await stub.releaseCommit(principal.tenantId));
+        throw conflict;
+      }
       const finished = unwrap(
         await stub.finishCommit(principal.tenantId, existing.summary as unknown as CommitSummary),
       );

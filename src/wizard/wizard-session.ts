@@ -358,6 +358,13 @@ export class WizardSession extends DurableObject<Env> {
     return guard(() => this.recordCommit(tenantId, summary, now));
   }
 
+  /** Ends a commit attempt that wrote nothing (a refused batch), so a retry need not wait for the lease. */
+  releaseCommit(tenantId: string) {
+    return guard(() => {
+      if (!this.stateFor(tenantId).commit) this.kv.delete(COMMIT_LEASE);
+    });
+  }
+
   abandon(tenantId: string) {
     return guard(() => this.wipe(tenantId));
   }

@@ -1,5 +1,6 @@
 import type { ProbeResult } from "../catalog/run-probe";
 import type { ChecklistItem } from "./compliance";
+import type { planView, ReconcileIds } from "./reconcile";
 import type { Channel, MonitoringStep, Rule, SecurityStep, ServicesStep, Step } from "./steps";
 
 export interface ServiceKeysEntry {
@@ -21,7 +22,12 @@ export type MaskedChannel = Omit<Channel, "webhook_url" | "twilio_auth_token"> &
 
 export interface CommitSummary {
   committed_at: string;
+  /** What the commit created (channels and rules: the ones it added; see `reconciled` for the rest). */
   created: { keys: string[]; credentials: string[]; channels: string[]; rules: string[]; policy: boolean };
+  /** Channel and rule ids by what the commit did to them (src/wizard/reconcile.ts). */
+  reconciled?: { channels: ReconcileIds; rules: ReconcileIds };
+  /** The difference the review step showed, as committed. */
+  changes?: ReturnType<typeof planView>;
 }
 
 export interface WizardState {
