@@ -2,6 +2,7 @@ import { buildApp } from "./app";
 import type { Bindings } from "./env";
 import { runScheduledJobs } from "./jobs/scheduled";
 import { consumeRetests, type RetestMessage } from "./lifecycle/retests";
+import { consumeAlertDeliveries, consumeDeadDeliveries } from "./monitoring/delivery-consumer";
 
 const app = buildApp();
 
@@ -10,7 +11,21 @@ export default {
   scheduled: (controller, env, ctx) => {
     ctx.waitUntil(runScheduledJobs(controller, env));
   },
-  queue: (batch, env) => consumeRetests(batch as MessageBatch<RetestMessage>, env),
+  // One Worker consumes every queue (wrangler.toml); the batch names its queue.
+  queue: async (batch, env) => {
+    switch (batch.queue) {
+      case "keywarden-retests":
+        return consumeRetests(batch as MessageBatch<RetestMessage>, env);
+      case "keywarden-alerts":
+        return consumeAlertDeliveries(batch, env);
+      case "keywarden-alerts-dlq":
+        return consumeDeadDeliveries(batch, env);
+      default:
+        // A queue this Worker was never meant to consume: retry rather than lose its messages silently.
+        console.error(JSON.stringify({ event: "unknown_queue", queue: batch.queue }));
+        batch.retryAll();
+    }
+  },
 } satisfies ExportedHandler<Bindings>;
 
 export { AuditChain } from "./audit/audit-chain";
