@@ -21,6 +21,7 @@ import { seedPageRoutes } from "./routes/seed-pages";
 import { serviceRoutes } from "./routes/services";
 import { tenantRoutes } from "./routes/tenants";
 import { twoFactorRoutes } from "./routes/two-factor";
+import { usageRoutes } from "./routes/usage";
 import { verifyRoutes } from "./routes/verify";
 import { wizardRoutes } from "./routes/wizard";
 import { wizardSeedRoutes } from "./routes/wizard-seed";
@@ -96,6 +97,7 @@ export function buildApp() {
   app.route("/api/v1/credentials", credentialRoutes);
   app.route("/api/v1/audit", auditRoutes);
   app.route("/api/v1/events", eventRoutes);
+  app.route("/api/v1/usage", usageRoutes);
   app.route("/api/v1/wizard", wizardRoutes);
   app.route("/api/v1", monitoringRoutes);
   app.route("/api/v1", keyDeliveryRoutes);
