@@ -130,6 +130,15 @@ function winsorized(x: number, moments: Moments, samples: number): number {
 export function foldHour(slot: SlotBaseline, hour: number, sample: HourSample): SlotBaseline {
   if (hour <= slot.lastHour) return slot;
   const current = catchUp(slot, hour);
+  // The first week a slot sees is its mean (the usual EWMA start); starting from 0 would bias it low for weeks.
+  if (current.samples === 0) {
+    return {
+      samples: 1,
+      volume: { mean: sample.volume, variance: 0 },
+      failures: { mean: sample.failures, variance: 0 },
+      lastHour: hour,
+    };
+  }
   return {
     samples: current.samples + 1,
     volume: ewmaStep(current.volume, winsorized(sample.volume, current.volume, current.samples)),

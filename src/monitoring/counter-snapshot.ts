@@ -25,7 +25,10 @@ export interface Counts {
 export interface KeyWindow {
   keyId: string;
   serviceId: string | null;
-  /** The key's usage limit (only read when a percent_of_limit rule exists). */
+  /**
+   * The key's usage budget: its refill amount when it refills, else its usage limit (only read when a
+   * percent_of_limit rule exists).
+   */
   usageLimit: number | null;
   previous: Counts;
   current: Counts;
@@ -111,7 +114,7 @@ interface UsageRow extends SlotRow {
 function pageSql(needs: SnapshotNeeds, bucket: UsageBucket): string {
   const slots = needs.slots && bucket === "hour";
   return `SELECT u.rowid AS rid, u.tenant_id, u.key_id, u.service_id, u.valid, u.invalid, u.auth_failed
-  ${needs.usageLimits ? ", (SELECT k.usage_limit FROM api_keys k WHERE k.id = u.key_id) AS usage_limit" : ""}
+  ${needs.usageLimits ? ", (SELECT coalesce(k.refill_amount, k.usage_limit) FROM api_keys k WHERE k.id = u.key_id) AS usage_limit" : ""}
   ${slots ? `, ${SLOT_COLUMNS}` : ""}
 FROM usage_counts u
   ${slots ? "LEFT JOIN key_baselines b ON b.key_id = u.key_id AND b.hour_of_week = ?5" : ""}
