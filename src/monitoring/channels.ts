@@ -4,7 +4,7 @@ import type { AuditEvent } from "../audit/audit-log";
 import { maskValue } from "../catalog/validate";
 import { openValues, sealValues } from "../credentials/sealed-fields";
 import type { Database } from "../db/client";
-import { alertChannels, alertDeliveries, alertRules } from "../db/schema";
+import { alertChannels, alertDeliveries, alertRules, credentials } from "../db/schema";
 import type { Bindings } from "../env";
 import { ApiError } from "../errors";
 import type { Unsealed } from "../vault/keyring";
@@ -22,7 +22,23 @@ const E164 = z.string().regex(/^\+[1-9]\d{6,14}$/, "must be an E.164 phone numbe
 
 export const ChannelSchema = z
   .discriminatedUnion("kind", [
-    z.strictObject({ kind: z.literal("email"), name: ChannelNameSchema, to: z.email().max(254) }),
+    z.strictObject({
+      kind: z.literal("email"),
+      name: ChannelNameSchema,
+      to: z.email().max(254),
+      via: z
+        .enum(["email_binding", "sendgrid"])
+        .optional()
+        .describe(
+          "How mail is sent: the send_email binding (default) or the tenant's stored SendGrid credential.",
+        ),
+      credential_id: z
+        .string()
+        .min(1)
+        .max(64)
+        .optional()
+        .describe("The SendGrid credential, with via: sendgrid."),
+    }),
     z.strictObject({
       kind: z.literal("slack"),
       name: ChannelNameSchema,
@@ -119,6 +135,45 @@ export function assertChannelDeliverable(
       channel.url,
       env.ALLOW_LOOPBACK_WEBHOOKS === "true",
       [path, "url"].filter(Boolean).join("."),
+    );
+  }
+}
+
+/**
+ * A channel that sends through the tenant's own SendGrid account names one of the tenant's active SendGrid
+ * credentials; another tenant's credential is simply unknown.
+ */
+export async function assertChannelReferences(db: Database, tenantId: string, channel: Channel, path = "") {
+  if (channel.kind !== "email") return;
+  const at = (field: string) => [path, field].filter(Boolean).join(".");
+  if (channel.via !== "sendgrid") {
+    if (channel.credential_id !== undefined)
+      throw new ApiError("VALIDATION_FAILED", "A credential is only used with via: sendgrid.", {
+        errors: [{ path: at("credential_id"), message: "only with via: sendgrid" }],
+      });
+    return;
+  }
+  const found = channel.credential_id
+    ? await db
+        .select({ id: credentials.id })
+        .from(credentials)
+        .where(
+          and(
+            eq(credentials.id, channel.credential_id),
+            eq(credentials.tenantId, tenantId),
+            eq(credentials.serviceId, "sendgrid"),
+            eq(credentials.status, "active"),
+          ),
+        )
+        .get()
+    : undefined;
+  if (!found) {
+    throw new ApiError(
+      "VALIDATION_FAILED",
+      "Sending through SendGrid needs one of your SendGrid credentials.",
+      {
+        errors: [{ path: at("credential_id"), message: "no such SendGrid credential" }],
+      },
     );
   }
 }

@@ -21,7 +21,13 @@ import { ApiError } from "../errors";
 import { mintKeyWithBackup } from "../keys/issue-key";
 import { serviceKeySettings, tenantKeyPrefix } from "../keys/service-key";
 import { RETEST_INTERVAL_MS } from "../lifecycle/retests";
-import { assertChannelDeliverable, CHANGES, channelSpec, maskedChannel } from "../monitoring/channels";
+import {
+  assertChannelDeliverable,
+  assertChannelReferences,
+  CHANGES,
+  channelSpec,
+  maskedChannel,
+} from "../monitoring/channels";
 import { sendTestAlert } from "../monitoring/send-test-alert";
 import { newSigningSecret } from "../monitoring/standard-webhooks";
 import {
@@ -622,6 +628,12 @@ export const wizardRoutes = createRouter()
     const signingSecrets: Record<string, string> = {};
     const masked: MaskedChannel[] = [];
     for (const [index, channel] of data.channels.entries()) {
+      await assertChannelReferences(
+        database(c.env.DB),
+        c.get("principal").tenantId,
+        channel,
+        `channels.${index}`,
+      );
       const { secrets, created } = await channelSecrets(c, id, channel, `channels.${index}`);
       if (created) signingSecrets[channel.name] = created;
       Object.assign(secretsToSeal, channelSlotsOf(channel.name, secrets));
