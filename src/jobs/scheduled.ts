@@ -6,6 +6,7 @@ import { credentialRotations, credentials, credentialVersions, usageCounts } fro
 import type { Bindings } from "../env";
 import { enqueueDueRetests } from "../lifecycle/retests";
 import { runRotationTick } from "../lifecycle/scheduler";
+import { runAlertTick } from "../monitoring/alert-tick";
 import { startKekRewrap } from "../vault/kek-rewrap";
 
 /** Per-day verification counts are kept for 400 days: a year of history plus a margin for audits. */
@@ -75,6 +76,7 @@ export async function runScheduledJobs(
     enqueueDueRetests(env, now),
     purgeOldUsage(env, now),
     purgeDeletedCredentials(env, now),
+    runAlertTick(env, now),
   ]);
   const failed = outcomes.filter((outcome) => outcome.status === "rejected");
   if (failed.length > 0) {

@@ -37,7 +37,16 @@ export interface ApplyReport {
   d1Calls: number;
 }
 
+export interface ApplyOptions {
+  /**
+   * Statements for the last batch, with the last changes (e.g. stamping `events.alerted_at` on the events
+   * this evaluation took into account): they commit only if the evaluation's changes did.
+   */
+  alongside?: (db: Database) => Statement[];
+}
+
 type AlertRow = typeof alerts.$inferSelect;
+type Statement = Parameters<Database["batch"]>[0][number];
 type OpenAlert = Pick<
   AlertRow,
   | "id"
@@ -143,8 +152,6 @@ async function lastResolutions(
   return last;
 }
 
-type Statement = Parameters<Database["batch"]>[0][number];
-
 /** Collects statements and runs them in bounded batches; a change's statements never straddle two batches. */
 class BatchWriter {
   private pending: Statement[] = [];
@@ -208,10 +215,19 @@ export async function applyEvaluations(
   env: Pick<Bindings, "DB">,
   evaluations: readonly Evaluation[],
   now: number,
+  options: ApplyOptions = {},
 ): Promise<ApplyReport> {
   const report: ApplyReport = { fired: 0, updated: 0, resolved: 0, suppressed: 0, d1Calls: 0 };
-  if (evaluations.length === 0) return report;
   const db = database(env.DB);
+  const alongside = options.alongside?.(db) ?? [];
+  if (evaluations.length === 0) {
+    const [first, ...rest] = alongside;
+    if (first) {
+      await db.batch([first, ...rest]);
+      report.d1Calls++;
+    }
+    return report;
+  }
 
   const tenantIds = [...new Set(evaluations.map((e) => e.rule.tenantId))];
   const evaluatedRules = new Set(evaluations.map((e) => ruleKey(e.rule.tenantId, e.rule.ruleId)));
@@ -307,6 +323,7 @@ export async function applyEvaluations(
       report.resolved++;
     }
   }
+  await writer.change(alongside);
   await writer.flush();
   report.d1Calls += writer.batches;
   return report;

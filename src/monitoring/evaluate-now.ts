@@ -1,0 +1,31 @@
+import type { Bindings } from "../env";
+import { relayOutbox } from "./outbox";
+import { applyStateRules } from "./state-rules";
+
+/**
+ * Evaluates one tenant's state rules at once, then hands the notifications to the Queue: called after a
+ * critical event (rotation.failed, rotation.pickup_missed, credential.test_failed) has committed, so a failure
+ * pages within seconds instead of at the next cron tick. Safe to call twice (a Workflow step retried): the
+ * alert de-duplicates and its outbox rows are unique per alert, channel and transition.
+ *
+ * Never throws: the event is recorded and the cron tick evaluates it anyway, so a failure here must not fail
+ * the job that recorded it.
+ */
+export async function evaluateTenantNow(
+  env: Pick<Bindings, "DB" | "ALERT_QUEUE">,
+  tenantId: string,
+  now: number,
+): Promise<void> {
+  try {
+    await applyStateRules(env, now, { tenantId });
+    await relayOutbox(env, now);
+  } catch (error) {
+    console.error(
+      JSON.stringify({
+        msg: "evaluation at once failed; the cron tick retries",
+        tenantId,
+        error: String(error),
+      }),
+    );
+  }
+}
