@@ -81,21 +81,41 @@ export function keySettingsUnderPolicy(settings: KeySettings, policy: SecurityPo
  * The security settings a policy is written from: the wizard's security step and the body of
  * `PUT /api/v1/security-policy` are this one schema.
  */
+const settingFields = {
+  security_level: z.enum(["basic", "enhanced", "enterprise"]),
+  environment: z.enum(ENVIRONMENTS),
+  rotation_policy: z.enum(Object.keys(ROTATION_POLICIES) as [RotationPolicy, ...RotationPolicy[]]),
+  custom_rotation_days: z.number().int().min(1).max(365),
+  ip_allowlist: z.array(CidrSchema).max(100),
+  country_allowlist: z.array(CountrySchema).max(250),
+  require_2fa: z.boolean(),
+  compliance: z.array(z.enum(COMPLIANCE_STANDARDS.map((s) => s.id) as [string, ...string[]])).max(4),
+};
+
 export const SecuritySettingsSchema = z
   .strictObject({
-    security_level: z.enum(["basic", "enhanced", "enterprise"]),
-    environment: z.enum(ENVIRONMENTS),
-    rotation_policy: z.enum(Object.keys(ROTATION_POLICIES) as [RotationPolicy, ...RotationPolicy[]]),
-    custom_rotation_days: z.number().int().min(1).max(365).optional(),
-    ip_allowlist: z.array(CidrSchema).max(100).default([]),
-    country_allowlist: z.array(CountrySchema).max(250).default([]),
-    require_2fa: z.boolean().default(false),
-    compliance: z
-      .array(z.enum(COMPLIANCE_STANDARDS.map((s) => s.id) as [string, ...string[]]))
-      .max(4)
-      .default([]),
+    ...settingFields,
+    custom_rotation_days: settingFields.custom_rotation_days.optional(),
+    ip_allowlist: settingFields.ip_allowlist.default([]),
+    country_allowlist: settingFields.country_allowlist.default([]),
+    require_2fa: settingFields.require_2fa.default(false),
+    compliance: settingFields.compliance.default([]),
   })
   .openapi("SecuritySettings");
+
+/** A PATCH names only what changes: no defaults, so an unnamed setting keeps its stored value. */
+export const SecuritySettingsPatchSchema = z
+  .strictObject({
+    security_level: settingFields.security_level.optional(),
+    environment: settingFields.environment.optional(),
+    rotation_policy: settingFields.rotation_policy.optional(),
+    custom_rotation_days: settingFields.custom_rotation_days.optional(),
+    ip_allowlist: settingFields.ip_allowlist.optional(),
+    country_allowlist: settingFields.country_allowlist.optional(),
+    require_2fa: settingFields.require_2fa.optional(),
+    compliance: settingFields.compliance.optional(),
+  })
+  .openapi("SecuritySettingsPatch");
 export type SecuritySettings = z.infer<typeof SecuritySettingsSchema>;
 
 /** What the chosen level demands of the other settings (SECURITY_LEVELS), as one 422 naming each field. */

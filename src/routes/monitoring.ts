@@ -65,6 +65,7 @@ import {
   policyView,
   policyWriteStatement,
   type SecuritySettings,
+  SecuritySettingsPatchSchema,
   SecuritySettingsSchema,
   settingsOfPolicy,
   tenantSecurityPolicy,
@@ -285,7 +286,7 @@ const patchPolicyRoute = admin({
   path: "/security-policy",
   summary: "Change some settings of the tenant's security policy",
   description: policyStepUp,
-  request: { body: jsonBody(SecuritySettingsSchema.partial().openapi("SecuritySettingsPatch")) },
+  request: { body: jsonBody(SecuritySettingsPatchSchema) },
   responses: {
     200: jsonContent(PolicyViewSchema, "The policy now in force."),
     ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "VALIDATION_FAILED", "CONFLICT", "SEALED"),
