@@ -7,7 +7,9 @@ import type { AppEnv } from "./env";
 import { ApiError, problemResponse } from "./errors";
 import { createRouter } from "./openapi/shared";
 import { wellFormedJsonText } from "./openapi/well-formed-text";
+import { alertRoutes } from "./routes/alerts";
 import { auditRoutes } from "./routes/audit";
+import { channelDeliveryRoutes } from "./routes/channel-deliveries";
 import { authSessionRoutes } from "./routes/auth-session";
 import { credentialRoutes } from "./routes/credentials";
 import { dataKeyRotationRoutes } from "./routes/data-key-rotation";
@@ -97,9 +99,11 @@ export function buildApp() {
   app.route("/api/v1/credentials", credentialRoutes);
   app.route("/api/v1/audit", auditRoutes);
   app.route("/api/v1/events", eventRoutes);
+  app.route("/api/v1/alerts", alertRoutes);
   app.route("/api/v1/usage", usageRoutes);
   app.route("/api/v1/wizard", wizardRoutes);
   app.route("/api/v1", monitoringRoutes);
+  app.route("/api/v1", channelDeliveryRoutes);
   app.route("/api/v1", keyDeliveryRoutes);
   // The seed's wizard API, kept at its documented paths; the catalogue is also a v1 resource.
   app.route("/api/wizard", wizardSeedRoutes);

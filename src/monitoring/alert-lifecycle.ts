@@ -25,6 +25,7 @@ import type { Bindings } from "../env";
 import type { AlertSeverity, AlertSubjectType } from "./alert-kinds";
 import { type Condition, type EvaluatedRule, type Evaluation, fingerprintOf } from "./evaluation";
 import { outboxStatements } from "./outbox";
+import { loadRules } from "./rule-loader";
 
 export interface ApplyReport {
   fired: number;
@@ -45,7 +46,7 @@ export interface ApplyOptions {
   alongside?: (db: Database) => Statement[];
 }
 
-type AlertRow = typeof alerts.$inferSelect;
+export type AlertRow = typeof alerts.$inferSelect;
 type Statement = Parameters<Database["batch"]>[0][number];
 type OpenAlert = Pick<
   AlertRow,
@@ -397,4 +398,37 @@ export async function resolveOrphanedAlerts(
     .bind(now, limit)
     .run();
   return result.meta.changes ?? 0;
+}
+
+/** One alert of one tenant, or undefined (another tenant's alert is not found, never forbidden). */
+export async function findAlert(db: Database, tenantId: string, id: string): Promise<AlertRow | undefined> {
+  return db
+    .select()
+    .from(alerts)
+    .where(and(eq(alerts.tenantId, tenantId), eq(alerts.id, id)))
+    .get();
+}
+
+/**
+ * A person takes a firing alert: it stays open (so the condition does not fire again while it holds) and
+ * resolves like any other when the condition clears. No notification: the person who acknowledged knows.
+ */
+export function acknowledgeStatements(db: Database, alert: AlertRow, actorId: string, now: number) {
+  return [
+    db
+      .update(alerts)
+      .set({ state: "acknowledged", acknowledgedAt: now, acknowledgedBy: actorId })
+      .where(and(eq(alerts.id, alert.id), eq(alerts.tenantId, alert.tenantId), eq(alerts.state, "firing"))),
+  ];
+}
+
+/**
+ * A person resolves an open alert: "resolved" notifications go to its rule's channels (when the rule still
+ * exists). If the condition still holds, the rule fires it again after its cool-down.
+ */
+export async function resolveByPersonStatements(db: Database, alert: AlertRow, now: number) {
+  const rules = await loadRules(db, [alert.kind], { tenantId: alert.tenantId });
+  const rule = rules.find((candidate) => candidate.ruleId === alert.ruleId);
+  const channelIds = rule ? notifiedChannels(rule, { type: alert.subjectType, id: alert.subjectId }) : [];
+  return resolveStatements(db, alert, channelIds, now);
 }
