@@ -70,6 +70,8 @@ const ISOLATED = [
   "test/lifecycle/retests.test.ts",
   // Counts every tenant's data keys and sealed rows (the keyring status is deployment-wide).
   "test/vault/keyring-status.test.ts",
+  // Runs retention over every tenant's usage and audit rows, and drops the audit_log update trigger.
+  "test/monitoring/retention.test.ts",
   // Relays (and deletes) every tenant's alert outbox rows.
   "test/monitoring/delivery-relay.test.ts",
   // Folds every tenant's usage hours into baselines and evaluates every tenant's counter rules.

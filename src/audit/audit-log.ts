@@ -1,7 +1,7 @@
 import { and, asc, eq, gt } from "drizzle-orm";
 import { toHex, utf8 } from "../crypto/encoding";
 import { type Database, database } from "../db/client";
-import { auditLog } from "../db/schema";
+import { auditHorizons, auditLog } from "../db/schema";
 import type { KeyringEnv } from "../vault/kek-config";
 import { unseal } from "../vault/keyring";
 import { purposeKey } from "../vault/system-keys";
@@ -104,17 +104,58 @@ export const CHAIN_BREAKS = [
   "row content altered",
   "row differs from the recorded chain head",
   "tail truncated",
+  "retention horizon not attested by the chain",
 ] as const;
 
 export type ChainBreak = (typeof CHAIN_BREAKS)[number];
 
+/** Present once retention has pruned the tenant's oldest rows: the walk started at `first_seq`. */
+export interface VerdictHorizon {
+  first_seq: number;
+  moved_at: string;
+}
+
 export type ChainVerdict =
-  | { ok: true; rows: number }
-  | { ok: false; rows: number; broken_at_seq: number; reason: ChainBreak };
+  | { ok: true; rows: number; horizon?: VerdictHorizon }
+  | { ok: false; rows: number; broken_at_seq: number; reason: ChainBreak; horizon?: VerdictHorizon };
+
+/** The audit action of a retention prune; its detail attests the horizon it set (src/monitoring/retention.ts). */
+export const AUDIT_RETENTION_ACTION = "audit.retention";
+
+/** Where a walk starts: the genesis, or the tenant's retention horizon. */
+export interface ChainStart {
+  seq: number;
+  prevHash: string;
+}
+
+export async function chainStart(db: Database, tenantId: string) {
+  const horizon = await db.select().from(auditHorizons).where(eq(auditHorizons.tenantId, tenantId)).get();
+  const start: ChainStart = horizon
+    ? { seq: horizon.firstSeq, prevHash: horizon.prevHash }
+    : { seq: 1, prevHash: GENESIS_HASH };
+  return { start, horizon: horizon ?? null };
+}
+
+/** What is wrong with `row` as the successor of `prevHash` at `expectedSeq`, or null when nothing is. */
+export async function rowBreak(
+  key: CryptoKey,
+  row: AuditRow,
+  expectedSeq: number,
+  prevHash: string,
+): Promise<ChainBreak | null> {
+  if (row.seq !== expectedSeq) return "row missing";
+  if (row.prevHash !== prevHash) return "link to previous row broken";
+  const { hash, ...content } = row;
+  if ((await chainHash(key, content)) !== hash) return "row content altered";
+  return null;
+}
 
 /**
- * Walks a tenant's chain from the first row and names the first row whose content, link or position is
- * wrong, then holds the end of the chain against the head its AuditChain object recorded.
+ * Walks a tenant's chain from its start (the first row, or the retention horizon: the first retained row must
+ * chain from the horizon's `prev_hash`) and names the first row whose content, link or position is wrong,
+ * then holds the end of the chain against the head its AuditChain object recorded. A horizon counts only when
+ * the newest retention row in the chain, which no one can write without the chain key, names it: someone who
+ * can write D1 could otherwise move the horizon up and delete history below it.
  */
 export async function verifyAuditChain(env: CommitEnv, tenantId: string): Promise<ChainVerdict> {
   const db = database(env.DB);
@@ -122,7 +163,14 @@ export async function verifyAuditChain(env: CommitEnv, tenantId: string): Promis
   // The head first, the rows second: a write landing in between only makes D1 longer than this head, which
   // is accepted below. Read the other way round it would look like a truncation.
   const head = await env.AUDIT_CHAIN.get(env.AUDIT_CHAIN.idFromName(tenantId)).head();
-  return walkChain(db, key, tenantId, head);
+  const { start, horizon } = await chainStart(db, tenantId);
+  const verdict = await walkChain(db, key, tenantId, head, start, horizon !== null);
+  return horizon
+    ? {
+        ...verdict,
+        horizon: { first_seq: horizon.firstSeq, moved_at: new Date(horizon.movedAt).toISOString() },
+      }
+    : verdict;
 }
 
 async function walkChain(
@@ -130,10 +178,13 @@ async function walkChain(
   key: CryptoKey,
   tenantId: string,
   head: ChainHead,
+  start: ChainStart,
+  pruned: boolean,
 ): Promise<ChainVerdict> {
-  let prevHash = GENESIS_HASH;
-  let expectedSeq = 1;
+  let prevHash = start.prevHash;
+  let expectedSeq = start.seq;
   let checked = 0;
+  let attested: AuditRow["detail"] | null = null;
   for (;;) {
     const page = await db
       .select()
@@ -144,16 +195,13 @@ async function walkChain(
       .all();
     if (page.length === 0) break;
     for (const row of page) {
-      if (row.seq !== expectedSeq) {
-        return { ok: false, rows: checked, broken_at_seq: expectedSeq, reason: "row missing" };
+      const broken = await rowBreak(key, row, expectedSeq, prevHash);
+      if (broken) {
+        const at = broken === "row missing" ? expectedSeq : row.seq;
+        return { ok: false, rows: checked, broken_at_seq: at, reason: broken };
       }
-      if (row.prevHash !== prevHash) {
-        return { ok: false, rows: checked, broken_at_seq: row.seq, reason: "link to previous row broken" };
-      }
-      const { hash, ...content } = row;
-      if ((await chainHash(key, content)) !== hash) {
-        return { ok: false, rows: checked, broken_at_seq: row.seq, reason: "row content altered" };
-      }
+      const { hash } = row;
+      if (row.action === AUDIT_RETENTION_ACTION) attested = row.detail;
       if (row.seq === head.seq && hash !== head.hash) {
         return {
           ok: false,
@@ -167,11 +215,19 @@ async function walkChain(
       checked += 1;
     }
   }
+  if (pruned && (attested?.first_seq !== start.seq || attested?.prev_hash !== start.prevHash)) {
+    return {
+      ok: false,
+      rows: checked,
+      broken_at_seq: start.seq,
+      reason: "retention horizon not attested by the chain",
+    };
+  }
   // Every row present was checked. Rows past the recorded head are a batch whose head write was lost in a
   // crash (see AuditChain): they chain from the head, so they are accepted. A chain that ends before the head
   // lost its newest rows, which no per-row check can see.
-  if (checked < head.seq) {
-    return { ok: false, rows: checked, broken_at_seq: checked + 1, reason: "tail truncated" };
+  if (expectedSeq - 1 < head.seq) {
+    return { ok: false, rows: checked, broken_at_seq: expectedSeq, reason: "tail truncated" };
   }
   return { ok: true, rows: checked };
 }

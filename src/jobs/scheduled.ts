@@ -2,22 +2,15 @@ import { and, eq, inArray, lt } from "drizzle-orm";
 import { commitWithAudit } from "../audit/audit-log";
 import { RESTORE_WINDOW_MS } from "../credentials/credential-view";
 import { database } from "../db/client";
-import { credentialRotations, credentials, credentialVersions, usageCounts } from "../db/schema";
+import { credentialRotations, credentials, credentialVersions } from "../db/schema";
 import type { Bindings } from "../env";
 import { enqueueDueRetests } from "../lifecycle/retests";
 import { runRotationTick } from "../lifecycle/scheduler";
+import { enforceRetention } from "../monitoring/retention";
 import { runAlertTick } from "../monitoring/alert-tick";
 import { startKekRewrap } from "../vault/kek-rewrap";
 
-/** Per-day verification counts are kept for 400 days: a year of history plus a margin for audits. */
-export const USAGE_RETENTION_DAYS = 400;
 const PURGE_CHUNK = 50;
-
-export async function purgeOldUsage(env: Bindings, now: number): Promise<void> {
-  await database(env.DB)
-    .delete(usageCounts)
-    .where(lt(usageCounts.start, now - USAGE_RETENTION_DAYS * 86_400_000));
-}
 
 /**
  * Soft-deleted credentials past their 30-day restore window are erased for good: versions, rotation
@@ -74,7 +67,7 @@ export async function runScheduledJobs(
     runRotationTick(env, now),
     startKekRewrap(env, now),
     enqueueDueRetests(env, now),
-    purgeOldUsage(env, now),
+    enforceRetention(env, now),
     purgeDeletedCredentials(env, now),
     runAlertTick(env, now),
   ]);

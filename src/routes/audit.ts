@@ -60,7 +60,7 @@ const verifyAudit = createRoute({
   tags: ["Audit"],
   summary: "Re-check the tenant's keyed hash chain and name the first broken row",
   description:
-    "Recomputes every entry's HMAC and link, and compares the end of the chain with the head recorded outside the database, so an edited, reordered, rewritten or truncated log is reported at its first bad seq.",
+    "Recomputes every entry's HMAC and link, and compares the end of the chain with the head recorded outside the database, so an edited, reordered, rewritten or truncated log is reported at its first bad seq. After retention pruned the oldest rows, the walk starts at the retention horizon, which the chain's newest `audit.retention` row must attest.",
   security: bearerSecurity,
   middleware: [requireScope("audit:read")] as const,
   responses: {
@@ -74,6 +74,12 @@ const verifyAudit = createRoute({
           .optional()
           .describe("The first bad seq; for a truncated tail, the first missing one."),
         reason: z.enum(CHAIN_BREAKS).optional(),
+        horizon: z
+          .object({ first_seq: z.number().int(), moved_at: z.string() })
+          .optional()
+          .describe(
+            "Once retention pruned the oldest rows: the walk started at `first_seq`, which must chain from the horizon.",
+          ),
       }),
       "The verdict.",
     ),

@@ -14,6 +14,12 @@ export const SECURITY_LEVELS: Record<
     requires_ip_restriction: boolean;
     environment_mismatch: "warn" | "refuse";
     audit_retention_days: number;
+    /**
+     * Days the daily verification counts are kept (src/monitoring/retention.ts; hourly ones are kept 35 days
+     * at every level). Storage limitation (GDPR Art. 5(1)(e)): usage history is kept as long as the level's
+     * reviews need it, not forever.
+     */
+    usage_retention_days: number;
   }
 > = {
   basic: {
@@ -26,6 +32,7 @@ export const SECURITY_LEVELS: Record<
     requires_ip_restriction: false,
     environment_mismatch: "warn",
     audit_retention_days: 90,
+    usage_retention_days: 90,
   },
   enhanced: {
     name: "Enhanced",
@@ -37,6 +44,7 @@ export const SECURITY_LEVELS: Record<
     requires_ip_restriction: false,
     environment_mismatch: "refuse",
     audit_retention_days: 365,
+    usage_retention_days: 400,
   },
   enterprise: {
     name: "Enterprise",
@@ -49,6 +57,7 @@ export const SECURITY_LEVELS: Record<
     requires_ip_restriction: true,
     environment_mismatch: "refuse",
     audit_retention_days: 2555,
+    usage_retention_days: 800,
   },
 };
 

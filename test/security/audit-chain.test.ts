@@ -10,7 +10,7 @@ import { countRows } from "../helpers/db";
 const dropAppendOnlyTriggers = () =>
   env.DB.batch([
     env.DB.prepare("DROP TRIGGER IF EXISTS audit_log_no_update"),
-    env.DB.prepare("DROP TRIGGER IF EXISTS audit_log_no_delete"),
+    env.DB.prepare("DROP TRIGGER IF EXISTS audit_log_delete_below_horizon"),
   ]);
 
 async function chainVerdict(tenant: TestTenant) {
