@@ -6,8 +6,8 @@ import { credentialRotations, credentials, credentialVersions } from "../db/sche
 import type { Bindings } from "../env";
 import { enqueueDueRetests } from "../lifecycle/retests";
 import { runRotationTick } from "../lifecycle/scheduler";
-import { enforceRetention } from "../monitoring/retention";
 import { runAlertTick } from "../monitoring/alert-tick";
+import { enforceRetention } from "../monitoring/retention";
 import { startKekRewrap } from "../vault/kek-rewrap";
 
 const PURGE_CHUNK = 50;
