@@ -1,6 +1,7 @@
 import { createExecutionContext, waitOnExecutionContext } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { describe, expect, it, vi } from "vitest";
+import { stepAt, totpAt } from "../../src/auth/totp";
 import { generateKey } from "../../src/crypto/keys";
 import worker from "../../src/index";
 import { VERIFY_CODES } from "../../src/keys/verify-key";
@@ -8,6 +9,7 @@ import { USAGE_COUNTERS } from "../../src/monitoring/usage-counts";
 import { networkOf } from "../../src/monitoring/usage-recorder";
 import { BASE, call, createKey, createTenant, freshClientIp, type TestTenant, verify } from "../helpers/api";
 import { envWith } from "../helpers/env";
+import { enrollTotp } from "../helpers/totp";
 
 type Row = Record<string, number | string | null>;
 
@@ -155,6 +157,28 @@ describe("usage recorder", () => {
         const admin = sums(await usageRows(tenant.id, "day"), tenant.adminKeyId);
         expect(admin.valid).toBeGreaterThan(0);
         expect(admin.auth_failed).toBe(0);
+      },
+      { timeout: 20_000, interval: 100 },
+    );
+  });
+
+  it("counts a wrong TOTP code at step-up as auth_failed on the key, with no verify code", async () => {
+    const tenant = await createTenant("usage totp");
+    const { secret } = await enrollTotp(tenant.adminKey);
+    const now = stepAt(Date.now());
+    const window = await Promise.all([-2, -1, 0, 1, 2].map((d) => totpAt(secret, now + d)));
+    const wrong = ["000000", "111111", "222222"].find((code) => !window.includes(code)) as string;
+    const refused = await call("POST", `/api/v1/keys/${tenant.adminKeyId}/rotate`, {
+      key: tenant.adminKey,
+      body: {},
+      headers: { "x-keywarden-totp": wrong },
+    });
+    expect(refused.status).toBe(401);
+    await vi.waitFor(
+      async () => {
+        const admin = sums(await usageRows(tenant.id, "hour"), tenant.adminKeyId);
+        expect(admin.auth_failed).toBe(1);
+        expect(admin.invalid).toBe(0);
       },
       { timeout: 20_000, interval: 100 },
     );
