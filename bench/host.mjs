@@ -19,6 +19,7 @@ function miniflareOptions({
   ratelimitLimit,
   inspectorPort,
   entry = "bench-entry.mjs",
+  vars = {},
 }) {
   const ratelimit = (namespaceId) => ({
     namespace_id: namespaceId,
@@ -74,6 +75,8 @@ function miniflareOptions({
       ...secrets,
       BENCH_LEAN_RATELIMIT: leanRatelimit ? "1" : "0",
       BENCH_RATELIMIT_LIMIT: String(ratelimitLimit),
+      // A stage's own settings (the alerts stage: USAGE_ANALYTICS=off on one of its instances).
+      ...vars,
     },
     unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
   });

@@ -1,13 +1,14 @@
 // `npm run bench`: builds the worker, runs it on workerd (bench/host.mjs, one process per instance),
 // drives it with autocannon (bench/load.mjs, its own process) and prints verify throughput against
-// /healthz, then the rotation scheduler's figures (bench/scheduler.mjs) and the keyring's (bench/keyring.mjs). The
-// last line printed is one JSON object with the figures. BENCH_ONLY=scheduler or BENCH_ONLY=keyring runs that stage
-// alone. See bench/README.md.
+// /healthz, then the rotation scheduler's figures (bench/scheduler.mjs), the keyring's (bench/keyring.mjs) and the
+// alert tick's (bench/alerts.mjs). The last line printed is one JSON object with the figures. BENCH_ONLY=scheduler,
+// keyring or alerts runs that stage alone. See bench/README.md.
 import { execFileSync } from "node:child_process";
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { alertsReport, runAlertsStage } from "./alerts.mjs";
 import { startInstance } from "./instance.mjs";
 import { forkWorker } from "./ipc.mjs";
 import { keyringReport, runKeyringStage } from "./keyring.mjs";
@@ -60,8 +61,8 @@ const PROFILE = process.env.BENCH_PROFILE === "1";
 const INSPECTOR_PORT = 9329;
 /** BENCH_ONLY=scheduler or keyring: build, run that stage alone, print its figures. */
 const ONLY = process.env.BENCH_ONLY;
-if (ONLY !== undefined && ONLY !== "scheduler" && ONLY !== "keyring")
-  throw new Error(`BENCH_ONLY: unknown stage "${ONLY}" (scheduler, keyring)`);
+if (ONLY !== undefined && !["scheduler", "keyring", "alerts"].includes(ONLY))
+  throw new Error(`BENCH_ONLY: unknown stage "${ONLY}" (scheduler, keyring, alerts)`);
 
 function build(buildDir) {
   log("building the worker (wrangler deploy --dry-run)");
@@ -134,6 +135,22 @@ async function main(cleanup) {
       keyringReport,
     );
   if (ONLY === "keyring") return { keyring: await keyringStage() };
+  const alertsStage = () =>
+    timed(
+      "alerts",
+      () =>
+        runAlertsStage({
+          ...shared,
+          settings: {
+            connections: SETTINGS.connections,
+            seconds: SETTINGS.seconds,
+            warmupSeconds: SETTINGS.warmupSeconds,
+            rounds: SETTINGS.rounds,
+          },
+        }),
+      alertsReport,
+    );
+  if (ONLY === "alerts") return { alerts: await alertsStage() };
 
   const load = forkWorker(join(BENCH, "load.mjs"));
   cleanup.push(() => stopChild(load.child));
@@ -366,6 +383,8 @@ async function main(cleanup) {
   const scheduler = await schedulerStage();
   // Stage 5: the keyring (KEK re-wrap and DEK re-encryption under load), on an instance of its own.
   const keyring = await keyringStage();
+  // Stage 6: the alert tick over 100,000 keys' hourly counts, and verify with the usage recorder on and off.
+  const alerts = await alertsStage();
 
   return {
     main,
@@ -377,6 +396,7 @@ async function main(cleanup) {
     passSize: passKeys(small).length,
     scheduler,
     keyring,
+    alerts,
   };
 }
 

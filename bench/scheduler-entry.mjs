@@ -190,6 +190,8 @@ function observedEnv(env, tick) {
     KEY_ROTATION: new RecordingWorkflow("KEY_ROTATION", tick),
     CREDENTIAL_ROTATION: new RecordingWorkflow("CREDENTIAL_ROTATION", tick),
     RETEST_QUEUE: new RecordingQueue(tick),
+    // The alerts stage's tick relays the alerts it fired to this queue (src/monitoring/outbox.ts).
+    ALERT_QUEUE: new RecordingQueue(tick),
   };
 }
 
