@@ -12,6 +12,7 @@ import { credentials } from "../db/schema";
 import type { Bindings } from "../env";
 import { ApiError } from "../errors";
 import { eventStatement } from "../lifecycle/events";
+import { evaluateTenantNow } from "../monitoring/evaluate-now";
 import { unseal } from "../vault/keyring";
 import { findVersionRow, openVersion, type VersionRow } from "./credential-versions";
 import { providerFetch } from "./provider-fetch";
@@ -179,4 +180,7 @@ export async function recordLiveTest(
       detail: { status: result.status, reason: result.reason },
     },
   ]);
+  if (result.status === "invalid" && row.lastTestStatus !== "invalid") {
+    await evaluateTenantNow(env, row.tenantId, options.now);
+  }
 }

@@ -40,6 +40,7 @@ import { type Database, database } from "../db/client";
 import { credentialRotations, credentials } from "../db/schema";
 import type { Bindings } from "../env";
 import { ApiError } from "../errors";
+import { evaluateTenantNow } from "../monitoring/evaluate-now";
 import { unseal } from "../vault/keyring";
 import { eventStatement } from "./events";
 import type { RotationParams } from "./rotation-params";
@@ -595,6 +596,8 @@ export async function failCredentialRotation(
       },
     ],
   );
+  // After the commit, inside the Workflow's "fail" step: a retried step finds the alert already open.
+  await evaluateTenantNow(env, params.tenantId, params.now);
 }
 
 /**

@@ -12,6 +12,7 @@ import {
   promotionOf,
 } from "../keys/key-lifecycle";
 import { forgetCachedKey } from "../keys/key-record";
+import { evaluateTenantNow } from "../monitoring/evaluate-now";
 import { isoTime } from "../openapi/shared";
 import { eventStatement } from "./events";
 import { endHandoffStatements, handoffStatements, pendingPickup } from "./key-handoff";
@@ -241,6 +242,7 @@ export async function retireKeyRotation(
     },
   ]);
   if (source) forgetCachedKey(source.hash);
+  if (missedPickup) await evaluateTenantNow(env, params.tenantId, endedAt);
 }
 
 /**
@@ -304,6 +306,8 @@ export async function failKeyRotation(
       },
     ],
   );
+  // After the commit, inside the Workflow's "fail" step: a retried step finds the alert already open.
+  await evaluateTenantNow(env, params.tenantId, params.now);
 }
 
 /**
