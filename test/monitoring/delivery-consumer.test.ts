@@ -4,11 +4,13 @@
  * channel's health. The consumer is driven with `createMessageBatch`; acks and retries are read with
  * `getQueueResult` and spies on `retry` (test/lifecycle/retests.test.ts does the same for re-tests).
  */
+import { createMessageBatch } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { delay, HttpResponse, http } from "msw";
 import { Webhook } from "standardwebhooks";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { fromBase64 } from "../../src/crypto/encoding";
+import worker from "../../src/index";
 import { renderAlert } from "../../src/monitoring/alert-message";
 import { mimeMessage } from "../../src/monitoring/channel-senders";
 import {
@@ -461,5 +463,31 @@ describe("each channel kind sends a concise message with the console link, never
       expect(everything).not.toContain(value);
     }
     expect(rows[0]).toHaveLength(3);
+  });
+});
+
+describe("the Worker's queue handler", () => {
+  it("routes keywarden-alerts to the delivery consumer and its dead-letter queue to the dead-delivery consumer", async () => {
+    const { tenant, channelId } = await webhookSetup("delivery-dispatch");
+    const sent = await queueDelivery(tenant, await storeAlert(tenant), channelId);
+    const given = await queueDelivery(tenant, await storeAlert(tenant), channelId);
+    const received = receiver(HOOK, [204]);
+
+    await worker.queue(
+      createMessageBatch("keywarden-alerts", [
+        { id: "dispatch-1", timestamp: new Date(), attempts: 1, body: message(tenant, sent) },
+      ]),
+      env,
+    );
+    await worker.queue(
+      createMessageBatch("keywarden-alerts-dlq", [
+        { id: "dispatch-2", timestamp: new Date(), attempts: 1, body: message(tenant, given) },
+      ]),
+      env,
+    );
+
+    expect(received).toHaveLength(1);
+    expect(await deliveryRow(sent)).toMatchObject({ state: "delivered" });
+    expect(await deliveryRow(given)).toMatchObject({ state: "dead", attempts: 0 });
   });
 });
