@@ -76,6 +76,8 @@ const ISOLATED = [
   "test/monitoring/delivery-relay.test.ts",
   // Folds every tenant's usage hours into baselines and evaluates every tenant's counter rules.
   "test/monitoring/counter-rules.test.ts",
+  // Runs the alert tick, which evaluates every tenant's rules and relays every pending notification.
+  "test/monitoring/alert-tick.test.ts",
 ];
 const BUDGETS = ["test/security/rate-limits.test.ts"];
 /**
