@@ -11,6 +11,7 @@ import { alertRoutes } from "./routes/alerts";
 import { auditRoutes } from "./routes/audit";
 import { authSessionRoutes } from "./routes/auth-session";
 import { channelDeliveryRoutes } from "./routes/channel-deliveries";
+import { complianceRoutes } from "./routes/compliance";
 import { credentialRoutes } from "./routes/credentials";
 import { dataKeyRotationRoutes } from "./routes/data-key-rotation";
 import { eventRoutes } from "./routes/events";
@@ -103,6 +104,7 @@ export function buildApp() {
   app.route("/api/v1/usage", usageRoutes);
   app.route("/api/v1/wizard", wizardRoutes);
   app.route("/api/v1", monitoringRoutes);
+  app.route("/api/v1/compliance", complianceRoutes);
   app.route("/api/v1", channelDeliveryRoutes);
   app.route("/api/v1", keyDeliveryRoutes);
   // The seed's wizard API, kept at its documented paths; the catalogue is also a v1 resource.

@@ -73,7 +73,11 @@ export class WizardSession extends DurableObject<Env> {
     const wipeAt = Math.min(now + WIZARD_IDLE_MS, Date.parse(state.created_at) + WIZARD_MAX_AGE_MS);
     state.expires_at = new Date(wipeAt).toISOString();
     state.compliance_checklist = state.steps.security
-      ? complianceChecklist(state.steps.security, (state.steps.monitoring?.channels.length ?? 0) > 0)
+      ? complianceChecklist(
+          state.steps.security,
+          state.steps.monitoring?.channels.length ?? 0,
+          state.steps.services?.service_ids.length ?? 0,
+        )
       : [];
     this.kv.put(STATE, state);
     await this.ctx.storage.setAlarm(wipeAt);
