@@ -85,6 +85,7 @@ CREATE TABLE `usage_counts` (
 );
 --> statement-breakpoint
 CREATE INDEX `usage_counts_period_idx` ON `usage_counts` (`bucket`,`start`);--> statement-breakpoint
+CREATE INDEX `usage_counts_tenant_idx` ON `usage_counts` (`tenant_id`,`bucket`,`start`);--> statement-breakpoint
 -- Daily history carries over; before this migration failures were not broken down by code.
 INSERT INTO `usage_counts` (`tenant_id`, `key_id`, `service_id`, `bucket`, `start`, `valid`, `invalid`)
 SELECT d.`tenant_id`, d.`key_id`, k.`service_id`, 'day', CAST(strftime('%s', d.`day`) AS INTEGER) * 1000, d.`valid`, d.`invalid`

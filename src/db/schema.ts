@@ -164,6 +164,7 @@ export const usageCounts = sqliteTable(
   (t) => [
     primaryKey({ columns: [t.tenantId, t.keyId, t.bucket, t.start] }),
     index("usage_counts_period_idx").on(t.bucket, t.start),
+    index("usage_counts_tenant_idx").on(t.tenantId, t.bucket, t.start),
   ],
 );
 

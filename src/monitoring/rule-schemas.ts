@@ -68,7 +68,7 @@ export const RULE_SETTINGS_SCHEMAS = {
     key_id: KeyFilter,
   }),
   auth_failure_burst: z.object({
-    /** Refused authentications with the tenant's keys in the current hour. */
+    /** Refused authentications with the tenant's keys over the last hour (sliding). */
     threshold: z.number().int().min(1).max(1_000_000).default(25),
   }),
   channel_failing: z.object({
