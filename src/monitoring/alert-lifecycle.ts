@@ -61,8 +61,8 @@ type OpenAlert = Pick<
   | "severity"
 >;
 
-/** Tenants per read of open alerts (one bound parameter each: D1 allows 100 per statement). */
-const TENANTS_PER_READ = 50;
+/** Tenants per read of open alerts (one JSON parameter: a tick over every tenant is a read or two). */
+const TENANTS_PER_READ = 1_000;
 /** Candidate fingerprints per cool-down read (one JSON parameter). */
 const FINGERPRINTS_PER_READ = 500;
 /** Statements per D1 batch: bounded so one batch stays well inside a D1 call's limits. */
@@ -126,7 +126,12 @@ async function openAlertsOf(db: Database, tenantIds: string[]): Promise<OpenAler
           severity: alerts.severity,
         })
         .from(alerts)
-        .where(and(inArray(alerts.tenantId, chunk), ne(alerts.state, "resolved")))
+        .where(
+          and(
+            sql`${alerts.tenantId} IN (SELECT value FROM json_each(${JSON.stringify(chunk)}))`,
+            ne(alerts.state, "resolved"),
+          ),
+        )
         .all()),
     );
   }

@@ -91,7 +91,7 @@ describe("GET /api/v1/alerts", () => {
     expect((await list(tenant, "?cursor=not-a-cursor")).status).toBe(400);
   });
 
-  it("never shows another tenant's alerts, and answers 404 for one by id", async () => {
+  it("never shows another tenant's alerts, and answers 404 for one by id (threat model case 1)", async () => {
     const { tenant, keys } = await tenantWithAlerts(1);
     await applyStateRules(env, BASE, { tenantId: tenant.id });
     const [alert] = (await list(tenant)).body.items;
@@ -178,7 +178,7 @@ describe("acknowledge and resolve", () => {
     expect(report).toMatchObject({ fired: 0, suppressed: 1 });
   });
 
-  it("refuses a read-only key that acknowledges or resolves, with no change", async () => {
+  it("refuses a read-only key that acknowledges or resolves, with no side effects (threat model case 13)", async () => {
     const { tenant } = await tenantWithAlerts(1);
     await applyStateRules(env, BASE, { tenantId: tenant.id });
     const [alert] = (await list(tenant)).body.items;

@@ -53,7 +53,7 @@ async function alertsOf(tenantId: string) {
 }
 
 describe("the alert tick (runAlertTick on the cron)", () => {
-  it("fires every tenant's default expiry reminders and hands their notifications to the alerts Queue, once", async () => {
+  it("fires every tenant's default expiry reminders and hands their notifications to the alerts Queue, once, even when the same scheduled time ticks twice (threat model case 21)", async () => {
     const a = await createTenant();
     const b = await createTenant();
     const channel = await addChannel(a, "ops");
