@@ -1,5 +1,5 @@
 // Step 6: everything on one page, the commit, and afterwards what was created.
-import { add, btn, clearErrors, dl, field as formField, h, input, placeErrors, ul } from "../dom.js";
+import { add, btn, clear, clearErrors, dl, field as formField, h, input, placeErrors, ul } from "../dom.js";
 import { shownOnce } from "../secrets.js";
 import { checklist } from "./security.js";
 import { categoryName } from "./services.js";
@@ -14,6 +14,46 @@ export const carry = (list) => {
 };
 const words = (s) => String(s ?? "").replaceAll("_", " ");
 const items = (list, fn) => ul(list.map((x) => h("li", {}, fn(x))));
+
+// What the commit will do to the tenant's channels, rules and policy (GET /wizard/{id}/changes): the
+// commit reconciles by name, so a second wizard updates what exists instead of adding copies.
+const CHANGE = { added: "Added", changed: "Changed", removed: "Removed", unchanged: "Unchanged" };
+function changes(ctx) {
+  const box = h(
+    "div",
+    { "aria-live": "polite" },
+    h("p", { class: "hint", text: "Comparing with what exists…" }),
+  );
+  const line = (c) =>
+    `${CHANGE[c.change]}: ${c.name} (${words(c.kind)})${c.fields.length ? ` — ${c.fields.map(words).join(", ")}` : ""}`;
+  ctx
+    .api("GET", ctx.path("/changes"))
+    .then((d) =>
+      clear(
+        box,
+        h("h3", { text: "Channels" }),
+        d.channels.length ? items(d.channels, line) : h("p", { text: "None before or after." }),
+        h("h3", { text: "Rules" }),
+        d.rules.length ? items(d.rules, line) : h("p", { text: "None before or after." }),
+        h("p", {
+          text: `Security policy: ${CHANGE[d.policy.change].toLowerCase()}${d.policy.fields.length ? ` (${d.policy.fields.map(words).join(", ")})` : ""}.`,
+        }),
+      ),
+    )
+    .catch((err) =>
+      clear(box, h("p", { class: "bad", text: `Could not compare: ${err.detail || err.message || err}` })),
+    );
+  return h(
+    "section",
+    { class: "card", "aria-label": "Changes at commit" },
+    h("h2", { text: "Changes at commit" }),
+    h("p", {
+      class: "hint",
+      text: "Channels are matched by name. Channels and wizard rules not listed in step 5 are removed.",
+    }),
+    box,
+  );
+}
 
 export function render(body, ctx) {
   const s = ctx.state;
@@ -132,6 +172,7 @@ export function render(body, ctx) {
       ]),
     ),
     checklist(s, ctx.config),
+    !done && changes(ctx),
     part(
       "keys",
       "Keys and credentials",

@@ -22,6 +22,14 @@ export const levelFacts = (l) => [
   ["Audit log kept", `${l.audit_retention_days} days`],
 ];
 
+// A control's status (src/compliance/controls.ts): badge class and label.
+const STATUS = {
+  met: ["ok", "Met"],
+  partial: ["warnb", "Partial"],
+  not_met: ["bad", "Not met"],
+  not_applicable: ["", "Not applicable"],
+};
+
 /** The state's `compliance_checklist`: which saved settings meet which control. Not a certification. */
 export function checklist(state, config) {
   const items = state.compliance_checklist || [];
@@ -32,7 +40,14 @@ export function checklist(state, config) {
       "tr",
       {},
       [std(i.standard), i.control].map((text) => h("td", { text })),
-      h("td", {}, h("span", { class: `badge ${i.met ? "ok" : "bad"}`, text: i.met ? "Met" : "Not met" })),
+      h(
+        "td",
+        {},
+        h("span", {
+          class: `badge ${STATUS[i.status]?.[0] || "bad"}`,
+          text: STATUS[i.status]?.[1] || "Not met",
+        }),
+      ),
       h("td", { text: i.why || "" }),
     );
   return h(
