@@ -12,7 +12,7 @@ export type State = {
       issued_keys: Record<string, { key_id: string }>;
     };
   };
-  compliance_checklist: { standard: string; met: boolean }[];
+  compliance_checklist: { standard: string; id: string; status: string; met: boolean }[];
   commit: { created: { keys: string[]; credentials: string[]; channels: string[]; rules: string[] } } | null;
 };
 
