@@ -1,9 +1,13 @@
 import { env } from "cloudflare:workers";
 import { HttpResponse, http } from "msw";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { database } from "../../src/db/client";
+import { failKeyRotation } from "../../src/lifecycle/key-rotation";
+import type { RotationParams } from "../../src/lifecycle/rotation-params";
+import { claimRunStatement } from "../../src/lifecycle/rotation-runs";
 import { evaluateTenantNow } from "../../src/monitoring/evaluate-now";
 import { stripeKey } from "../credentials/samples";
-import { callJson, createTenant } from "../helpers/api";
+import { callJson, createKey, createTenant } from "../helpers/api";
 import { network } from "../setup/network";
 
 beforeAll(() => network.enable());
@@ -54,5 +58,39 @@ describe("evaluation at once after a critical event", () => {
       .bind(tenant.id)
       .first<{ n: number }>();
     expect(count?.n).toBe(1);
+  });
+
+  it("raises a failed key rotation as a critical alert from the Workflow's fail step; a retried step adds nothing", async () => {
+    const tenant = await createTenant();
+    const key = await createKey(tenant);
+    const now = Date.now();
+    const params: RotationParams = {
+      runId: `${key.id}-${now}`,
+      tenantId: tenant.id,
+      subjectType: "key",
+      subjectId: key.id,
+      now,
+    };
+    const db = database(env.DB);
+    await db.batch([claimRunStatement(db, { ...params, id: params.runId, trigger: "manual" })]);
+
+    await failKeyRotation(env, params, { step: "test", error: "successor_rejected" });
+    // Workflows retry a step whose result was lost: the same failure recorded twice.
+    await failKeyRotation(env, params, { step: "test", error: "successor_rejected" });
+
+    const { results } = await env.DB.prepare(
+      "SELECT kind, severity, state, subject_id, summary FROM alerts WHERE tenant_id = ?",
+    )
+      .bind(tenant.id)
+      .all();
+    expect(results).toEqual([
+      {
+        kind: "rotation",
+        severity: "critical",
+        state: "firing",
+        subject_id: key.id,
+        summary: `Key ${key.id} rotation failed at step test`,
+      },
+    ]);
   });
 });
