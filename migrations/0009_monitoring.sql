@@ -113,6 +113,13 @@ UPDATE `alert_rules` SET `name` = `kind`, `updated_at` = `created_at`;--> statem
 UPDATE `alert_rules` SET `settings` = json_set(`settings`, '$.days_before', json_array(json_extract(`settings`, '$.days_before')))
 WHERE `kind` = 'expiry_warning' AND json_type(`settings`, '$.days_before') = 'integer';--> statement-breakpoint
 CREATE INDEX `alert_rules_tenant_idx` ON `alert_rules` (`tenant_id`,`kind`);--> statement-breakpoint
+-- Rule names are unique per tenant: a second rule of the same kind is named after its id.
+UPDATE `alert_rules` SET `name` = `name` || ' (' || `id` || ')'
+WHERE rowid NOT IN (SELECT min(rowid) FROM `alert_rules` GROUP BY `tenant_id`, `name`);--> statement-breakpoint
+CREATE UNIQUE INDEX `alert_rules_name_idx` ON `alert_rules` (`tenant_id`,`name`);--> statement-breakpoint
+CREATE INDEX `api_keys_expiry_idx` ON `api_keys` (`expires_at`) WHERE expires_at IS NOT NULL;--> statement-breakpoint
+CREATE INDEX `credentials_provider_expiry_idx` ON `credentials` (`provider_expires_at`) WHERE provider_expires_at IS NOT NULL;--> statement-breakpoint
+CREATE INDEX `credentials_failing_idx` ON `credentials` (`tenant_id`,`id`) WHERE last_test_status = 'invalid';--> statement-breakpoint
 ALTER TABLE `events` ADD `alerted_at` integer;--> statement-breakpoint
 -- Events older than a day happened before alerting existed: they are history, not news.
 UPDATE `events` SET `alerted_at` = `at` WHERE `at` < (CAST(strftime('%s', 'now') AS INTEGER) - 86400) * 1000;--> statement-breakpoint

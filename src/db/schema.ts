@@ -130,6 +130,8 @@ export const apiKeys = sqliteTable(
   (t) => [
     uniqueIndex("api_keys_hash_idx").on(t.hash),
     index("api_keys_next_rotation_idx").on(t.nextRotationAt),
+    /** Expiry reminders (src/monitoring/rules/expiry.ts) seek the keys expiring soon. */
+    index("api_keys_expiry_idx").on(t.expiresAt).where(sql`expires_at IS NOT NULL`),
     uniqueIndex("api_keys_rotated_from_idx").on(t.rotatedFromId),
     index("api_keys_tenant_idx").on(t.tenantId, t.createdAt, t.id),
   ],
@@ -270,6 +272,10 @@ export const credentials = sqliteTable(
   (t) => [
     index("credentials_tenant_idx").on(t.tenantId, t.createdAt, t.id),
     index("credentials_next_test_idx").on(t.nextTestAt),
+    index("credentials_provider_expiry_idx")
+      .on(t.providerExpiresAt)
+      .where(sql`provider_expires_at IS NOT NULL`),
+    index("credentials_failing_idx").on(t.tenantId, t.id).where(sql`last_test_status = 'invalid'`),
   ],
 );
 
@@ -497,7 +503,10 @@ export const alertRules = sqliteTable(
     createdAt: integer("created_at").notNull(),
     updatedAt: integer("updated_at").notNull().default(0),
   },
-  (t) => [index("alert_rules_tenant_idx").on(t.tenantId, t.kind)],
+  (t) => [
+    index("alert_rules_tenant_idx").on(t.tenantId, t.kind),
+    uniqueIndex("alert_rules_name_idx").on(t.tenantId, t.name),
+  ],
 );
 
 /**

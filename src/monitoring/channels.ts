@@ -38,6 +38,13 @@ export const ChannelSchema = z
         .max(64)
         .optional()
         .describe("The SendGrid credential, with via: sendgrid."),
+      from: z
+        .email()
+        .max(254)
+        .optional()
+        .describe(
+          "The sender, with via: sendgrid: an address verified in that SendGrid account (default ALERT_FROM_ADDRESS).",
+        ),
     }),
     z.strictObject({
       kind: z.literal("slack"),
@@ -147,10 +154,12 @@ export async function assertChannelReferences(db: Database, tenantId: string, ch
   if (channel.kind !== "email") return;
   const at = (field: string) => [path, field].filter(Boolean).join(".");
   if (channel.via !== "sendgrid") {
-    if (channel.credential_id !== undefined)
-      throw new ApiError("VALIDATION_FAILED", "A credential is only used with via: sendgrid.", {
-        errors: [{ path: at("credential_id"), message: "only with via: sendgrid" }],
-      });
+    for (const field of ["credential_id", "from"] as const) {
+      if (channel[field] !== undefined)
+        throw new ApiError("VALIDATION_FAILED", `${field} is only used with via: sendgrid.`, {
+          errors: [{ path: at(field), message: "only with via: sendgrid" }],
+        });
+    }
     return;
   }
   const found = channel.credential_id

@@ -190,6 +190,19 @@ describe("alert channels after the wizard", () => {
     });
     expect(sendgrid.status).toBe(422);
     expect(sendgrid.body.errors.map((e) => e.path)).toEqual(["credential_id"]);
+    const senderWithoutSendgrid = await api<{ errors: { path: string }[] }>(
+      tenant,
+      "POST",
+      "/monitoring/channels",
+      {
+        kind: "email",
+        name: "Binding with a sender",
+        to: "ops@example.com",
+        from: "alerts@example.com",
+      },
+    );
+    expect(senderWithoutSendgrid.status).toBe(422);
+    expect(senderWithoutSendgrid.body.errors.map((e) => e.path)).toEqual(["from"]);
     const count = await env.DB.prepare("SELECT count(*) AS n FROM alert_channels WHERE tenant_id = ?")
       .bind(tenant.id)
       .first<{ n: number }>();
