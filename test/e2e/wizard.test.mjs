@@ -483,6 +483,81 @@ async function fastForwardTo(time) {
   assert.ok(tick.ok, tick.line);
 }
 
+describe("an alert in operation: a rule fires, a signed webhook carries it, the console acknowledges it", {
+  timeout: 120_000,
+}, () => {
+  test("a usage rule on a key fires on the cron after three verifications; the receiver verifies the webhook; an admin acknowledges the alert in the console", {
+    timeout: 100_000,
+  }, async () => {
+    const tenant = await createTenant(kw, "Alerting tenant (e2e)");
+    const channel = await apiAs(kw, tenant.adminKey, "POST", "/api/v1/monitoring/channels", {
+      kind: "webhook",
+      name: "On-call",
+      url: hook.url,
+    });
+    assert.equal(channel.status, 201, JSON.stringify(channel.body));
+    const signingSecret = channel.body.signing_secret;
+    const issued = await apiAs(kw, tenant.adminKey, "POST", "/api/v1/keys", { name: "checkout" });
+    assert.equal(issued.status, 201, JSON.stringify(issued.body));
+    const rule = await apiAs(kw, tenant.adminKey, "POST", "/api/v1/monitoring/rules", {
+      kind: "usage_threshold",
+      name: "Checkout volume",
+      settings: { window: "hour", threshold: 3, key_id: issued.body.id },
+      channel_ids: [channel.body.channel.id],
+      severity: "critical",
+    });
+    assert.equal(rule.status, 201, JSON.stringify(rule.body));
+    for (let i = 0; i < 3; i++) assert.equal((await verifyAs(tenant.adminKey, issued.body.key)).valid, true);
+
+    // The recorder flushes its counts off the response path: tick until the cron's evaluation sees them.
+    const alert = await eventually(
+      "the usage rule to fire on a cron tick",
+      async () => {
+        await fastForwardTo(Date.now());
+        const list = await apiAs(kw, tenant.adminKey, "GET", "/api/v1/alerts?state=firing");
+        const found = list.body.items?.find((a) => a.kind === "usage_threshold");
+        return { done: Boolean(found), value: found ?? list.body };
+      },
+      { timeoutMs: 40_000, everyMs: 1_000 },
+    );
+    assert.deepEqual(alert.subject, { type: "key", id: issued.body.id });
+    assert.equal(alert.severity, "critical");
+
+    // The Queue consumer delivers it to the receiver, signed per Standard Webhooks.
+    const delivery = await eventually("the alert's webhook at the receiver", async () => {
+      const found = hook.received.find((r) => {
+        const body = JSON.parse(r.body);
+        return body.type === "alert.fired" && body.data?.alert?.id === alert.id;
+      });
+      return { done: Boolean(found), value: hook.received.length };
+    });
+    assert.ok(verifyStandardWebhook(signingSecret, delivery), "the receiver verifies the signature");
+    assert.ok(!verifyStandardWebhook(signingSecret, { ...delivery, body: delivery.body.replace("critical", "info") }));
+    const payload = JSON.parse(delivery.body).data.alert;
+    assert.equal(payload.url, `/console/#/alerts/${alert.id}`);
+    assert.ok(!delivery.body.includes(issued.body.key), "the message carries no key material");
+
+    await scenario("alerts", DESKTOP, async ({ page }) => {
+      await page.goto(payload.url);
+      await page.getByRole("heading", { name: "Sign in to the console" }).waitFor();
+      await signIn(page, tenant.adminKey);
+      await page.getByRole("heading", { name: payload.summary }).waitFor();
+      await page.locator('[data-state="firing"]').waitFor();
+      await page.getByRole("link", { name: "All alerts" }).click();
+      const row = page.locator(`tr[data-alert="${alert.id}"]`);
+      await row.waitFor();
+      await shot(page, "10-console-alerts");
+      await row.getByRole("button", { name: /^Acknowledge/ }).click();
+      await page.getByText("No firing alerts.").waitFor();
+      await page.getByRole("button", { name: "Acknowledged" }).click();
+      await page.locator(`tr[data-alert="${alert.id}"]`).waitFor();
+    });
+    const acknowledged = await apiAs(kw, tenant.adminKey, "GET", `/api/v1/alerts/${alert.id}`);
+    assert.equal(acknowledged.body.state, "acknowledged");
+    assert.ok(acknowledged.body.acknowledged_at);
+  });
+});
+
 describe("scheduled rotation of a wizard-issued key, fast-forwarded by the cron", {
   timeout: 120_000,
 }, () => {
