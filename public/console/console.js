@@ -88,8 +88,8 @@ async function boot() {
     if (err.status === 401 || err.status === 403) return signIn(err.status === 403 ? err.message : "");
     return page("Keywarden is unavailable", h("p", { text: err.message }));
   }
-  window.addEventListener("hashchange", route);
   await route();
 }
 
+window.addEventListener("hashchange", route);
 boot();

@@ -339,10 +339,11 @@ describe("the setup wizard in a browser", { timeout: 300_000 }, () => {
       await shot(page, "6-review");
       await page.getByRole("button", { name: "Commit setup" }).click();
       await page.getByRole("heading", { name: "Setup committed" }).waitFor();
-      await main.getByText("4 API keys").waitFor();
-      await main.getByText("2 credentials").waitFor();
-      await main.getByText("1 alert channel").waitFor();
-      await main.getByText("2 alert rules").waitFor();
+      const committed = page.getByRole("region", { name: "Setup committed" });
+      await committed.getByText("4 API keys").waitFor();
+      await committed.getByText("2 credentials").waitFor();
+      await committed.getByText("1 alert channel").waitFor();
+      await committed.getByText("2 alert rules").waitFor();
       await shot(page, "7-committed");
 
       // Through the API: the wizard's commit summary, then every created thing.
@@ -529,10 +530,12 @@ describe("an alert in operation: a rule fires, a signed webhook carries it, the 
         const body = JSON.parse(r.body);
         return body.type === "alert.fired" && body.data?.alert?.id === alert.id;
       });
-      return { done: Boolean(found), value: hook.received.length };
+      return { done: Boolean(found), value: found ?? hook.received.length };
     });
     assert.ok(verifyStandardWebhook(signingSecret, delivery), "the receiver verifies the signature");
-    assert.ok(!verifyStandardWebhook(signingSecret, { ...delivery, body: delivery.body.replace("critical", "info") }));
+    assert.ok(
+      !verifyStandardWebhook(signingSecret, { ...delivery, body: delivery.body.replace("critical", "info") }),
+    );
     const payload = JSON.parse(delivery.body).data.alert;
     assert.equal(payload.url, `/console/#/alerts/${alert.id}`);
     assert.ok(!delivery.body.includes(issued.body.key), "the message carries no key material");
