@@ -37,14 +37,10 @@ export async function renderAlerts(
   const ui = page("Alerts");
   const tabs = h(
     "p",
-    { class: "actions", role: "group", "aria-label": "Alert state" },
+    { class: "actions tabs", role: "group", "aria-label": "Alert state" },
     STATES.map((s) => {
-      const b = btn(
-        s[0].toUpperCase() + s.slice(1),
-        () => renderAlerts(page, s),
-        s === state ? "primary" : "",
-      );
-      if (s === state) b.setAttribute("aria-pressed", "true");
+      const b = btn(s[0].toUpperCase() + s.slice(1), () => renderAlerts(page, s));
+      b.setAttribute("aria-pressed", String(s === state));
       return b;
     }),
   );
