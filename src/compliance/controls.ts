@@ -80,33 +80,25 @@ const adminMfa: Check = (facts) => {
   return { status, evidence: [required, coverage] };
 };
 
-const ipFence: Check = (facts) => {
-  if (!facts.policy) return NO_POLICY;
-  const n = facts.policy.ipAllowlist;
-  return {
-    status: n > 0 ? "met" : "not_met",
-    evidence: [
-      {
-        source: "security_policies",
-        summary: n > 0 ? `management calls fenced to ${plural(n, "IP range")}` : "no IP allowlist",
-      },
-    ],
+/** Management calls fenced by one of the policy's allowlists (`count` entries of `unit`). */
+const fence =
+  (count: (policy: NonNullable<ComplianceFacts["policy"]>) => number, unit: string, none: string): Check =>
+  (facts) => {
+    if (!facts.policy) return NO_POLICY;
+    const n = count(facts.policy);
+    return {
+      status: n > 0 ? "met" : "not_met",
+      evidence: [
+        {
+          source: "security_policies",
+          summary: n > 0 ? `management calls fenced to ${plural(n, unit)}` : none,
+        },
+      ],
+    };
   };
-};
 
-const countryFence: Check = (facts) => {
-  if (!facts.policy) return NO_POLICY;
-  const n = facts.policy.countryAllowlist;
-  return {
-    status: n > 0 ? "met" : "not_met",
-    evidence: [
-      {
-        source: "security_policies",
-        summary: n > 0 ? `management calls fenced to ${plural(n, "country")}` : "no country allowlist",
-      },
-    ],
-  };
-};
+const ipFence = fence((policy) => policy.ipAllowlist, "IP range", "no IP allowlist");
+const countryFence = fence((policy) => policy.countryAllowlist, "country", "no country allowlist");
 
 /** Keys and credentials replaced within the policy's period (a cryptoperiod), and rotations that succeed. */
 const rotation: Check = (facts) => {

@@ -9,6 +9,7 @@ import type { Bindings } from "../env";
 import { ApiError } from "../errors";
 import type { Unsealed } from "../vault/keyring";
 import type { ChannelKind } from "./alert-kinds";
+import { diffByName, type NamedChange } from "./diff-by-name";
 import { assertDeliverableUrl } from "./outbound-url";
 
 /**
@@ -392,54 +393,18 @@ export function changedChannelFields(before: ChannelSpec, after: ChannelSpec): s
   return [...changed].sort();
 }
 
-export const CHANGES = ["added", "changed", "removed", "unchanged"] as const;
-export type Change = (typeof CHANGES)[number];
+export type ChannelChange = NamedChange<ChannelKind>;
 
-export interface ChannelChange {
-  name: string;
-  kind: ChannelKind;
-  change: Change;
-  /** The stored channel's id; null for one the commit adds. */
-  id: string | null;
-  /** Which settings differ (names only). */
-  fields: string[];
-}
-
-/**
- * How a wanted set of channels differs from the stored ones, matched by name (unique per tenant): a name
- * only wanted is added, a name only stored is removed, a name in both is unchanged or changed (a channel
- * whose kind changes is changed too: same name, new settings).
- */
+/** How wanted channels differ from the stored ones (a channel whose kind changes is changed: same name). */
 export function diffChannels(
   stored: readonly { row: ChannelRow; spec: ChannelSpec }[],
   wanted: readonly ChannelSpec[],
 ): ChannelChange[] {
-  const byName = new Map(stored.map((entry) => [entry.row.name, entry]));
-  const wantedNames = new Set(wanted.map((spec) => spec.name));
-  const changes: ChannelChange[] = wanted.map((spec) => {
-    const existing = byName.get(spec.name);
-    if (!existing) return { name: spec.name, kind: spec.kind, change: "added", id: null, fields: [] };
-    const fields = changedChannelFields(existing.spec, spec);
-    return {
-      name: spec.name,
-      kind: spec.kind,
-      change: fields.length ? "changed" : "unchanged",
-      id: existing.row.id,
-      fields,
-    };
-  });
-  for (const entry of stored) {
-    if (!wantedNames.has(entry.row.name)) {
-      changes.push({
-        name: entry.row.name,
-        kind: entry.row.kind,
-        change: "removed",
-        id: entry.row.id,
-        fields: [],
-      });
-    }
-  }
-  return changes;
+  return diffByName(
+    stored.map(({ row, spec }) => ({ id: row.id, name: row.name, kind: row.kind, current: spec })),
+    wanted,
+    changedChannelFields,
+  );
 }
 
 /** The stored channel as a spec, its secrets opened (for comparing, sending, or merging a PATCH into). */

@@ -7,8 +7,8 @@ import { alertChannels, alertRules } from "../db/schema";
 import { ApiError } from "../errors";
 import { isoTime } from "../openapi/shared";
 import { ALERT_SEVERITIES, type AlertSeverity, RULE_KINDS, type RuleKind } from "./alert-kinds";
-import type { Change } from "./channels";
 import { DEFAULT_COOLDOWN_SECONDS } from "./default-rules";
+import { diffByName, type NamedChange } from "./diff-by-name";
 import { RULE_SETTINGS_SCHEMAS } from "./rule-schemas";
 
 /**
@@ -282,13 +282,7 @@ export interface RuleShape {
   channels: readonly string[];
 }
 
-export interface RuleChange {
-  name: string;
-  kind: RuleKind;
-  change: Change;
-  id: string | null;
-  fields: string[];
-}
+export type RuleChange = NamedChange<RuleKind>;
 
 /** JSON with sorted keys, so settings that differ only in key order compare equal. */
 function canonical(value: unknown): string {
@@ -321,30 +315,10 @@ export function diffRules(
   wanted: readonly RuleShape[],
   managedKinds: readonly RuleKind[],
 ): RuleChange[] {
-  const byName = new Map(stored.map((entry) => [entry.row.name, entry]));
-  const wantedNames = new Set(wanted.map((rule) => rule.name));
-  const changes: RuleChange[] = wanted.map((rule) => {
-    const existing = byName.get(rule.name);
-    if (!existing) return { name: rule.name, kind: rule.kind, change: "added", id: null, fields: [] };
-    const fields = changedRuleFields(existing.shape, rule);
-    return {
-      name: rule.name,
-      kind: rule.kind,
-      change: fields.length ? "changed" : "unchanged",
-      id: existing.row.id,
-      fields,
-    };
-  });
-  for (const entry of stored) {
-    if (!wantedNames.has(entry.row.name) && managedKinds.includes(entry.row.kind)) {
-      changes.push({
-        name: entry.row.name,
-        kind: entry.row.kind,
-        change: "removed",
-        id: entry.row.id,
-        fields: [],
-      });
-    }
-  }
-  return changes;
+  return diffByName(
+    stored.map(({ row, shape }) => ({ id: row.id, name: row.name, kind: row.kind, current: shape })),
+    wanted,
+    changedRuleFields,
+    (kind) => managedKinds.includes(kind),
+  );
 }

@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { and, asc, desc, eq, lt, or } from "drizzle-orm";
+import { and, asc, desc, eq } from "drizzle-orm";
 import { auditActor } from "../audit/actor";
 import { commitWithAudit } from "../audit/audit-log";
 import { requireScope } from "../auth/authenticate";
@@ -21,7 +21,7 @@ import {
   resolveByPersonStatements,
 } from "../monitoring/alert-lifecycle";
 import { consoleLink } from "../monitoring/console-links";
-import { decodeCursor, encodeCursor } from "../openapi/cursor";
+import { keysetPage, olderThanCursor } from "../openapi/cursor";
 import {
   AUTH_PROBLEMS,
   bearerSecurity,
@@ -177,7 +177,7 @@ export const alertRoutes = createRouter()
   .openapi(listAlerts, async (c) => {
     const { tenantId } = c.get("principal");
     const { state, severity, kind, limit, cursor } = c.req.valid("query");
-    const after = cursor ? decodeCursor(cursor) : null;
+    const older = olderThanCursor(cursor, alerts.firedAt, alerts.id);
     const rows = await database(c.env.DB)
       .select()
       .from(alerts)
@@ -187,24 +187,17 @@ export const alertRoutes = createRouter()
           state ? eq(alerts.state, state) : undefined,
           severity ? eq(alerts.severity, severity) : undefined,
           kind ? eq(alerts.kind, kind) : undefined,
-          after
-            ? or(
-                lt(alerts.firedAt, after.createdAt),
-                and(eq(alerts.firedAt, after.createdAt), lt(alerts.id, after.id)),
-              )
-            : undefined,
+          older,
         ),
       )
       .orderBy(desc(alerts.firedAt), desc(alerts.id))
       .limit(limit + 1)
       .all();
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
+    const { page, nextCursor } = keysetPage(rows, limit, (row) => ({ createdAt: row.firedAt, id: row.id }));
     return c.json(
       {
         items: page.map((row) => alertView(row, c.env.PUBLIC_ORIGIN)),
-        next_cursor:
-          rows.length > limit && last ? encodeCursor({ createdAt: last.firedAt, id: last.id }) : null,
+        next_cursor: nextCursor,
       },
       200,
     );

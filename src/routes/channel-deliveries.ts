@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { and, desc, eq, lt, or } from "drizzle-orm";
+import { and, desc, eq } from "drizzle-orm";
 import { requireScope } from "../auth/authenticate";
 import { database } from "../db/client";
 import { alertChannels, alertDeliveries } from "../db/schema";
@@ -10,7 +10,7 @@ import {
   DELIVERY_STATES,
   DELIVERY_TRANSITIONS,
 } from "../monitoring/alert-kinds";
-import { decodeCursor, encodeCursor } from "../openapi/cursor";
+import { keysetPage, olderThanCursor } from "../openapi/cursor";
 import {
   AUTH_PROBLEMS,
   bearerSecurity,
@@ -87,7 +87,7 @@ export const channelDeliveryRoutes = createRouter().openapi(listDeliveries, asyn
   const { tenantId } = c.get("principal");
   const { id } = c.req.valid("param");
   const { state, limit, cursor } = c.req.valid("query");
-  const after = cursor ? decodeCursor(cursor) : null;
+  const older = olderThanCursor(cursor, alertDeliveries.createdAt, alertDeliveries.id);
   const db = database(c.env.DB);
   const channel = await db
     .select()
@@ -104,19 +104,13 @@ export const channelDeliveryRoutes = createRouter().openapi(listDeliveries, asyn
         eq(alertDeliveries.tenantId, tenantId),
         eq(alertDeliveries.channelId, id),
         state ? eq(alertDeliveries.state, state) : undefined,
-        after
-          ? or(
-              lt(alertDeliveries.createdAt, after.createdAt),
-              and(eq(alertDeliveries.createdAt, after.createdAt), lt(alertDeliveries.id, after.id)),
-            )
-          : undefined,
+        older,
       ),
     )
     .orderBy(desc(alertDeliveries.createdAt), desc(alertDeliveries.id))
     .limit(limit + 1)
     .all();
-  const page = rows.slice(0, limit);
-  const last = page.at(-1);
+  const { page, nextCursor } = keysetPage(rows, limit, (row) => row);
   return c.json(
     {
       channel: {
@@ -142,8 +136,7 @@ export const channelDeliveryRoutes = createRouter().openapi(listDeliveries, asyn
         delivered_at: isoTime(row.deliveredAt),
         updated_at: isoTime(row.updatedAt) as string,
       })),
-      next_cursor:
-        rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt, id: last.id }) : null,
+      next_cursor: nextCursor,
     },
     200,
   );

@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { and, desc, eq, lt, or } from "drizzle-orm";
+import { and, desc, eq } from "drizzle-orm";
 import type { Context } from "hono";
 import { auditActor } from "../audit/actor";
 import { commitWithAudit } from "../audit/audit-log";
@@ -50,7 +50,7 @@ import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { startCredentialRotation } from "../lifecycle/credential-rotation";
 import { RETEST_INTERVAL_MS } from "../lifecycle/retests";
-import { decodeCursor, encodeCursor } from "../openapi/cursor";
+import { keysetPage, olderThanCursor } from "../openapi/cursor";
 import {
   AUTH_PROBLEMS,
   bearerSecurity,
@@ -372,7 +372,7 @@ export const credentialRoutes = createRouter()
   .openapi(listCredentials, async (c) => {
     const { tenantId } = c.get("principal");
     const { limit, cursor, service, status } = c.req.valid("query");
-    const after = cursor ? decodeCursor(cursor) : null;
+    const older = olderThanCursor(cursor, credentials.createdAt, credentials.id);
     const db = database(c.env.DB);
     const rows = await credentialsWithCurrentVersion(db)
       .where(
@@ -380,24 +380,17 @@ export const credentialRoutes = createRouter()
           eq(credentials.tenantId, tenantId),
           eq(credentials.status, status),
           service ? eq(credentials.serviceId, service) : undefined,
-          after
-            ? or(
-                lt(credentials.createdAt, after.createdAt),
-                and(eq(credentials.createdAt, after.createdAt), lt(credentials.id, after.id)),
-              )
-            : undefined,
+          older,
         ),
       )
       .orderBy(desc(credentials.createdAt), desc(credentials.id))
       .limit(limit + 1)
       .all();
-    const page = rows.slice(0, limit);
-    const last = page.at(-1)?.credential;
+    const { page, nextCursor } = keysetPage(rows, limit, (row) => row.credential);
     return c.json(
       {
         items: await credentialViews(db, tenantId, page),
-        next_cursor:
-          rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt, id: last.id }) : null,
+        next_cursor: nextCursor,
       },
       200,
     );

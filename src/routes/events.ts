@@ -1,10 +1,10 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { and, desc, eq, lt, or } from "drizzle-orm";
+import { and, desc, eq } from "drizzle-orm";
 import { requireScope } from "../auth/authenticate";
 import { database } from "../db/client";
 import { events } from "../db/schema";
 import { EVENT_KINDS, EVENT_SEVERITIES } from "../lifecycle/event-kinds";
-import { decodeCursor, encodeCursor } from "../openapi/cursor";
+import { keysetPage, olderThanCursor } from "../openapi/cursor";
 import {
   AUTH_PROBLEMS,
   bearerSecurity,
@@ -55,7 +55,7 @@ const listEvents = createRoute({
 export const eventRoutes = createRouter().openapi(listEvents, async (c) => {
   const { tenantId } = c.get("principal");
   const { kind, subject_id, limit, cursor } = c.req.valid("query");
-  const after = cursor ? decodeCursor(cursor) : null;
+  const older = olderThanCursor(cursor, events.at, events.id);
   const rows = await database(c.env.DB)
     .select()
     .from(events)
@@ -64,16 +64,13 @@ export const eventRoutes = createRouter().openapi(listEvents, async (c) => {
         eq(events.tenantId, tenantId),
         kind ? eq(events.kind, kind) : undefined,
         subject_id ? eq(events.subjectId, subject_id) : undefined,
-        after
-          ? or(lt(events.at, after.createdAt), and(eq(events.at, after.createdAt), lt(events.id, after.id)))
-          : undefined,
+        older,
       ),
     )
     .orderBy(desc(events.at), desc(events.id))
     .limit(limit + 1)
     .all();
-  const page = rows.slice(0, limit);
-  const last = page.at(-1);
+  const { page, nextCursor } = keysetPage(rows, limit, (row) => ({ createdAt: row.at, id: row.id }));
   return c.json(
     {
       items: page.map((row) => ({
@@ -84,7 +81,7 @@ export const eventRoutes = createRouter().openapi(listEvents, async (c) => {
         at: isoTime(row.at) as string,
         detail: row.detail,
       })),
-      next_cursor: rows.length > limit && last ? encodeCursor({ createdAt: last.at, id: last.id }) : null,
+      next_cursor: nextCursor,
     },
     200,
   );

@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { and, desc, eq, gte, lt, or } from "drizzle-orm";
+import { and, desc, eq, gte } from "drizzle-orm";
 import { auditActor } from "../audit/actor";
 import { commitWithAudit } from "../audit/audit-log";
 import { requireScope } from "../auth/authenticate";
@@ -31,7 +31,7 @@ import {
 } from "../keys/key-schemas";
 import { keyView, keyViews } from "../keys/key-view";
 import { rotateKeyNow } from "../lifecycle/key-rotation";
-import { decodeCursor, encodeCursor } from "../openapi/cursor";
+import { keysetPage, olderThanCursor } from "../openapi/cursor";
 import {
   AUTH_PROBLEMS,
   bearerSecurity,
@@ -250,7 +250,7 @@ export const keyRoutes = createRouter()
   .openapi(listKeys, async (c) => {
     const { tenantId } = c.get("principal");
     const { limit, cursor, environment } = c.req.valid("query");
-    const after = cursor ? decodeCursor(cursor) : null;
+    const older = olderThanCursor(cursor, apiKeys.createdAt, apiKeys.id);
     const db = database(c.env.DB);
     const rows = await db
       .select()
@@ -259,24 +259,17 @@ export const keyRoutes = createRouter()
         and(
           eq(apiKeys.tenantId, tenantId),
           environment ? eq(apiKeys.environment, environment) : undefined,
-          after
-            ? or(
-                lt(apiKeys.createdAt, after.createdAt),
-                and(eq(apiKeys.createdAt, after.createdAt), lt(apiKeys.id, after.id)),
-              )
-            : undefined,
+          older,
         ),
       )
       .orderBy(desc(apiKeys.createdAt), desc(apiKeys.id))
       .limit(limit + 1)
       .all();
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
+    const { page, nextCursor } = keysetPage(rows, limit, (row) => row);
     return c.json(
       {
         items: await keyViews(db, tenantId, page),
-        next_cursor:
-          rows.length > limit && last ? encodeCursor({ createdAt: last.createdAt, id: last.id }) : null,
+        next_cursor: nextCursor,
       },
       200,
     );

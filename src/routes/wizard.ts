@@ -24,10 +24,10 @@ import { RETEST_INTERVAL_MS } from "../lifecycle/retests";
 import {
   assertChannelDeliverable,
   assertChannelReferences,
-  CHANGES,
   channelSpec,
   maskedChannel,
 } from "../monitoring/channels";
+import { CHANGES } from "../monitoring/diff-by-name";
 import { sendTestAlert } from "../monitoring/send-test-alert";
 import { newSigningSecret } from "../monitoring/standard-webhooks";
 import {

@@ -5,7 +5,6 @@ import type { Database } from "../db/client";
 import { alertRules } from "../db/schema";
 import type { RuleKind } from "../monitoring/alert-kinds";
 import {
-  type Change,
   type ChannelChange,
   type ChannelRow,
   type ChannelSpec,
@@ -18,6 +17,7 @@ import {
   tenantChannels,
 } from "../monitoring/channels";
 import { DEFAULT_COOLDOWN_SECONDS } from "../monitoring/default-rules";
+import type { Change } from "../monitoring/diff-by-name";
 import {
   diffRules,
   parseSettings,

@@ -36,7 +36,8 @@ import {
 } from "./body-arbitraries";
 import { VAULT_ENDPOINTS } from "./endpoints-vault";
 import { WIZARD_ENDPOINTS } from "./endpoints-wizard";
-import { makeTarget, type Target, type TargetKind, takeOutbound, useMockNetwork } from "./targets";
+import { MONITORING_ENDPOINTS } from "./endpoints-monitoring";
+import { bindRefs, makeTarget, type Target, type TargetKind, takeOutbound, useMockNetwork } from "./targets";
 import {
   type Body,
   byteLength,
@@ -92,7 +93,7 @@ export interface Endpoint {
   auth: "bootstrap" | "key" | "none";
   /** What the endpoint acts on (made fresh per tenant, and after a success that consumes it). */
   target: TargetKind | null;
-  /** Path parameters drawn per request (e.g. the service of POST …/keys/{service_id}). */
+  /** Path parameters drawn per request (e.g. the service of POST …/keys/{service_id}, or which stored channel). */
   variants?: string[];
   /** Whether the endpoint may call out at all (live checks, channel tests); any other never may. */
   network?: boolean;
@@ -228,7 +229,12 @@ const KEY_ENDPOINTS: Endpoint[] = [
   },
 ];
 
-const ENDPOINTS: Endpoint[] = [...KEY_ENDPOINTS, ...VAULT_ENDPOINTS, ...WIZARD_ENDPOINTS];
+const ENDPOINTS: Endpoint[] = [
+  ...KEY_ENDPOINTS,
+  ...VAULT_ENDPOINTS,
+  ...WIZARD_ENDPOINTS,
+  ...MONITORING_ENDPOINTS,
+];
 
 /**
  * The request body as the worker reads it, for the success checks; undefined when it is not JSON
@@ -293,8 +299,13 @@ export class EndpointDriver {
     };
   }
 
-  async run(body: Body, contentType: string | null = "application/json", variantIndex = 0): Promise<number> {
+  async run(
+    generated: Body,
+    contentType: string | null = "application/json",
+    variantIndex = 0,
+  ): Promise<number> {
     const ctx = await this.context(variantIndex);
+    const body = bindRefs(generated, ctx.target);
     const wizardId = ctx.target?.wizardId ?? null;
     // Taken, not read: a run that fails midway leaves no snapshot behind for the shrinking runs.
     const cached = this.cached;

@@ -1,6 +1,7 @@
 /**
- * What the body properties act on: an api key, a credential with known plaintext versions, or a
- * wizard walked to a given step. Each is made in a TenantBudget's current tenant and charged to it.
+ * What the body properties act on: an api key, a credential with known plaintext versions, a wizard
+ * walked to a given step, stored alert channels and rules, or a tenant's security policy. Each is made
+ * in a TenantBudget's current tenant (a policy target in a new one) and charged to it.
  */
 import { HttpResponse, http } from "msw";
 import { afterAll, beforeAll, expect } from "vitest";
@@ -8,7 +9,7 @@ import { randomBase62 } from "../../src/crypto/random";
 import type { TestTenant } from "../helpers/api";
 import { network } from "../setup/network";
 import { openaiKey } from "../wizard/helpers";
-import { send, type TenantBudget, wizardSnapshot } from "./worker-support";
+import { type Body, send, type TenantBudget, wizardSnapshot } from "./worker-support";
 
 export type TargetKind =
   | "key"
@@ -17,7 +18,10 @@ export type TargetKind =
   | "wizard-started"
   | "wizard-at-security"
   | "wizard-at-keys"
-  | "wizard-at-monitoring";
+  | "wizard-at-monitoring"
+  | "monitoring-channels"
+  | "monitoring-rules"
+  | "security-policy";
 
 export interface Target {
   kind: TargetKind;
@@ -32,6 +36,10 @@ export interface Target {
   /** A credential's plaintext and masked display fields, by version. */
   plaintext: Map<number, Record<string, string>>;
   display: Map<number, Record<string, string>>;
+  /** Ids a request body may name as `$ref:<name>` (see `bindRefs`): stored channels, a rule, a credential. */
+  refs?: Record<string, string>;
+  /** Stored monitoring records (a channel, a rule, the policy) as the API last showed them, by ref name. */
+  views?: Record<string, Record<string, unknown>>;
 }
 
 /** The services every wizard target selects (both probes are answered by the network mock). */
@@ -202,6 +210,116 @@ async function wizardTarget(budget: TenantBudget, kind: TargetKind): Promise<Tar
   };
 }
 
+/**
+ * A text body's `$ref:<name>` placeholders replaced by the target's ids, so generated bodies can name the
+ * target tenant's own channels, rule or SendGrid credential (ids are random, the generators are not).
+ */
+export function bindRefs(body: Body, target: Target | null): Body {
+  const refs = target?.refs;
+  if (!refs || typeof body !== "string") return body;
+  return body.replace(/\$ref:([a-z_]+)/g, (placeholder, name: string) => refs[name] ?? placeholder);
+}
+
+const hex = (length: number) =>
+  Array.from(crypto.getRandomValues(new Uint8Array(length / 2)), (b) => b.toString(16).padStart(2, "0")).join(
+    "",
+  );
+
+/** The channels of a "monitoring-channels" target, one of each kind; the ref name is the kind. */
+const storedChannels = () => ({
+  email: { kind: "email", name: "Stored email", to: "ops@example.com" },
+  slack: {
+    kind: "slack",
+    name: "Stored slack",
+    webhook_url: `https://hooks.slack.com/services/T${randomBase62(8)}/B${randomBase62(8)}/${randomBase62(24)}`,
+  },
+  webhook: { kind: "webhook", name: "Stored webhook", url: "https://hooks.example.com/keywarden" },
+  sms: {
+    kind: "sms",
+    name: "Stored sms",
+    to: "+15550100001",
+    from: "+15550100002",
+    twilio_account_sid: `AC${hex(32)}`,
+    twilio_auth_token: hex(32),
+  },
+});
+
+function monitoringTarget(
+  kind: TargetKind,
+  tenant: TestTenant,
+  rowId: string | null,
+  refs: Record<string, string>,
+  views: Record<string, Record<string, unknown>>,
+): Target {
+  return {
+    kind,
+    tenant,
+    rowId,
+    wizardId: null,
+    version: 0,
+    revision: 0,
+    plaintext: new Map(),
+    display: new Map(),
+    refs,
+    views,
+  };
+}
+
+/**
+ * A SendGrid credential and one stored channel of each kind. The credential is the target row, so every
+ * request also proves it left the credential alone.
+ */
+async function channelsTarget(budget: TenantBudget): Promise<Target> {
+  const tenant = await budget.take(5);
+  const credential = await ok(tenant, "POST", "/api/v1/credentials", {
+    service: "sendgrid",
+    environment: "development",
+    security_level: "basic",
+    name: "alert mail",
+    fields: { api_key: `SG.${randomBase62(22)}.${randomBase62(43)}` },
+  });
+  const refs: Record<string, string> = { sendgrid: credential.id as string };
+  const views: Record<string, Record<string, unknown>> = {};
+  for (const [name, channel] of Object.entries(storedChannels())) {
+    const created = await ok(tenant, "POST", "/api/v1/monitoring/channels", channel);
+    const view = created.channel as Record<string, unknown>;
+    refs[name] = view.id as string;
+    views[name] = view;
+  }
+  return monitoringTarget("monitoring-channels", tenant, refs.sendgrid as string, refs, views);
+}
+
+/** Two channels and a stored usage rule sending to the first. */
+async function rulesTarget(budget: TenantBudget): Promise<Target> {
+  const tenant = await budget.take(3);
+  const { email, slack } = storedChannels();
+  const a = (await ok(tenant, "POST", "/api/v1/monitoring/channels", email)).channel as { id: string };
+  const b = (await ok(tenant, "POST", "/api/v1/monitoring/channels", slack)).channel as { id: string };
+  const rule = await ok(tenant, "POST", "/api/v1/monitoring/rules", {
+    kind: "usage_threshold",
+    name: "Stored rule",
+    service_id: "stripe",
+    settings: { threshold: 1_000 },
+    channel_ids: [a.id],
+  });
+  const refs = { channel_a: a.id, channel_b: b.id, rule: rule.id as string };
+  return monitoringTarget("monitoring-rules", tenant, null, refs, { rule });
+}
+
+/** What a "security-policy" target's tenant starts with. */
+export const STORED_POLICY = { security_level: "basic", environment: "development", rotation_policy: "90_days" };
+
+/**
+ * A tenant of its own with a stored policy. Always a new tenant: a policy that requires 2FA leaves its
+ * tenant's un-enrolled admin key unable to write another (403), so such a success consumes the tenant.
+ */
+async function policyTarget(budget: TenantBudget): Promise<Target> {
+  budget.renew();
+  const tenant = await budget.take(2);
+  const policy = await ok(tenant, "PUT", "/api/v1/security-policy", STORED_POLICY);
+  return monitoringTarget("security-policy", tenant, null, {}, { policy });
+}
+
 /** A fresh target of the given kind in the budget's current tenant (bumps the budget's generation). */
 export async function makeTarget(kind: TargetKind, budget: TenantBudget): Promise<Target> {
   let target: Target;
@@ -219,6 +337,9 @@ export async function makeTarget(kind: TargetKind, budget: TenantBudget): Promis
     };
   } else if (kind === "credential") target = await credentialTarget(budget, 1);
   else if (kind === "credential-3-versions") target = await credentialTarget(budget, 3);
+  else if (kind === "monitoring-channels") target = await channelsTarget(budget);
+  else if (kind === "monitoring-rules") target = await rulesTarget(budget);
+  else if (kind === "security-policy") target = await policyTarget(budget);
   else target = await wizardTarget(budget, kind);
   budget.generation += 1;
   return target;

@@ -265,6 +265,11 @@ export class TenantBudget {
     return this.tenant;
   }
 
+  /** The next `take` starts a new tenant (for a target that changes its tenant as a whole, like its policy). */
+  renew(): void {
+    this.tenant = null;
+  }
+
   /** A fresh key in the current tenant (costs one request of its budget). */
   async newKey(name: string): Promise<{ tenant: TestTenant; id: string; key: string }> {
     const tenant = await this.take(1);
