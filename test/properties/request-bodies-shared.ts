@@ -34,9 +34,9 @@ import {
   schemaShapedTextArb,
   validTextArb,
 } from "./body-arbitraries";
+import { MONITORING_ENDPOINTS } from "./endpoints-monitoring";
 import { VAULT_ENDPOINTS } from "./endpoints-vault";
 import { WIZARD_ENDPOINTS } from "./endpoints-wizard";
-import { MONITORING_ENDPOINTS } from "./endpoints-monitoring";
 import { bindRefs, makeTarget, type Target, type TargetKind, takeOutbound, useMockNetwork } from "./targets";
 import {
   type Body,

@@ -307,7 +307,11 @@ async function rulesTarget(budget: TenantBudget): Promise<Target> {
 }
 
 /** What a "security-policy" target's tenant starts with. */
-export const STORED_POLICY = { security_level: "basic", environment: "development", rotation_policy: "90_days" };
+export const STORED_POLICY = {
+  security_level: "basic",
+  environment: "development",
+  rotation_policy: "90_days",
+};
 
 /**
  * A tenant of its own with a stored policy. Always a new tenant: a policy that requires 2FA leaves its
