@@ -187,8 +187,17 @@ const SETTINGS = {
   channel_failing: fc.record({ after_failures: int(1, 100) }, { requiredKeys: [] }),
 } satisfies Record<RuleKind, fc.Arbitrary<Record<string, unknown>>>;
 
-/** Settings of some kind, sometimes with a field no kind has (dropped), or a hostile dictionary. */
+/** Settings of some kind, sometimes with a field no kind has (dropped), prototype keys, or a hostile dictionary. */
 const settingsText = fc.oneof(
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      '{"__proto__":{"threshold":5}}',
+      '{"threshold":5,"__proto__":{"window":"week"}}',
+      '{"constructor":{"prototype":{"threshold":5}},"threshold_percent":5}',
+      '{"days_before":[1,1,1],"__proto__":null}',
+    ),
+  },
   {
     weight: 4,
     arbitrary: fc
