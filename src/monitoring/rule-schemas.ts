@@ -37,7 +37,12 @@ export const RULE_SETTINGS_SCHEMAS = {
     key_id: KeyFilter,
   }),
   expiry_warning: z.object({
-    days_before: z.array(z.number().int().min(1).max(365)).min(1).max(5).default([30, 7, 1]),
+    days_before: z
+      .array(z.number().int().min(1).max(365))
+      .min(1)
+      .max(5)
+      .refine((days) => new Set(days).size === days.length, { message: "the days must differ" })
+      .default([30, 7, 1]),
     subjects: z
       .array(z.enum(["key", "credential"]))
       .min(1)

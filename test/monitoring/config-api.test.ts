@@ -348,6 +348,10 @@ describe("alert rules after the wizard", () => {
       kind: "expiry_warning",
     });
     expect(rule.body.settings).toEqual({ days_before: [30, 7, 1], subjects: ["key", "credential"] });
+    const repeated = await api(tenant, "PATCH", `/monitoring/rules/${rule.body.id}`, {
+      settings: { days_before: [7, 7] },
+    });
+    expect(repeated.status).toBe(422);
     const patched = await api<RuleView>(tenant, "PATCH", `/monitoring/rules/${rule.body.id}`, {
       settings: { days_before: [14] },
       channel_ids: [channel.id],
