@@ -17,9 +17,10 @@
  * The engine's changes are not audit rows: the alerts table is their record (fired_at, last_seen_at,
  * resolved_at). People's changes (acknowledge, resolve) are audited by the routes.
  */
-import { and, eq, inArray, ne, sql } from "drizzle-orm";
+import { and, eq, ne, sql } from "drizzle-orm";
 import { newId } from "../crypto/random";
 import { type Database, database } from "../db/client";
+import { inJsonList } from "../db/in-list";
 import { alertDeliveries, alerts } from "../db/schema";
 import type { Bindings } from "../env";
 import type { AlertSeverity, AlertSubjectType } from "./alert-kinds";
@@ -126,12 +127,7 @@ async function openAlertsOf(db: Database, tenantIds: string[]): Promise<OpenAler
           severity: alerts.severity,
         })
         .from(alerts)
-        .where(
-          and(
-            sql`${alerts.tenantId} IN (SELECT value FROM json_each(${JSON.stringify(chunk)}))`,
-            ne(alerts.state, "resolved"),
-          ),
-        )
+        .where(and(inJsonList(alerts.tenantId, chunk), ne(alerts.state, "resolved")))
         .all()),
     );
   }
@@ -185,7 +181,7 @@ class BatchWriter {
     const statements = [...this.pending];
     if (this.seenIds.length > 0) {
       statements.push(
-        this.db.update(alerts).set({ lastSeenAt: this.now }).where(inArray(alerts.id, this.seenIds)),
+        this.db.update(alerts).set({ lastSeenAt: this.now }).where(inJsonList(alerts.id, this.seenIds)),
       );
     }
     if (this.firedIds.length > 0) {
@@ -196,8 +192,8 @@ class BatchWriter {
           .delete(alertDeliveries)
           .where(
             and(
-              inArray(alertDeliveries.alertId, this.firedIds),
-              sql`${alertDeliveries.alertId} NOT IN (SELECT ${alerts.id} FROM ${alerts} WHERE ${inArray(alerts.id, this.firedIds)})`,
+              inJsonList(alertDeliveries.alertId, this.firedIds),
+              sql`${alertDeliveries.alertId} NOT IN (SELECT ${alerts.id} FROM ${alerts} WHERE ${inJsonList(alerts.id, this.firedIds)})`,
             ),
           ),
       );

@@ -5,8 +5,9 @@
  * rotation.pickup_missed...) are what makes the engine look at once (src/monitoring/evaluate-now.ts); the
  * events an evaluation took into account are stamped `alerted_at` in its last batch.
  */
-import { inArray } from "drizzle-orm";
+
 import { database } from "../db/client";
+import { inJsonList } from "../db/in-list";
 import { events } from "../db/schema";
 import type { Bindings } from "../env";
 import type { RuleKind } from "./alert-kinds";
@@ -73,7 +74,7 @@ export async function applyStateRules(
   const report = await applyEvaluations(env, evaluations, now, {
     alongside: (db) =>
       eventIds.length > 0
-        ? [db.update(events).set({ alertedAt: now }).where(inArray(events.id, eventIds))]
+        ? [db.update(events).set({ alertedAt: now }).where(inJsonList(events.id, eventIds))]
         : [],
   });
   return { ...report, events: eventIds.length };

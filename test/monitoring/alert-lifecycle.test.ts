@@ -72,6 +72,20 @@ const evaluation = (
 });
 
 describe("alert lifecycle (applyEvaluations)", () => {
+  it("fires and then updates 300 alerts of a rule without channels in a tick: its id lists bind one parameter, not one per id (D1 allows 100)", async () => {
+    // Without channels every alert is a single statement, so a batch holds the most fired alerts.
+    const r = rule({ channelIds: [] });
+    const many = Array.from({ length: 300 }, (_, i) => condition(`key_${i}`));
+    const first = await applyEvaluations(env, [evaluation(r, many)], T0);
+    expect(first).toMatchObject({ fired: 300, updated: 0, resolved: 0 });
+    const again = await applyEvaluations(env, [evaluation(r, many)], T0 + HOUR);
+    expect(again).toMatchObject({ fired: 0, updated: 300, resolved: 0 });
+    const rows = await alertsOf(r.tenantId);
+    expect(rows).toHaveLength(300);
+    expect(rows.every((row) => row.last_seen_at === T0 + HOUR)).toBe(true);
+    expect(await deliveriesOf(r.tenantId)).toHaveLength(0);
+  });
+
   it("fires once with a 'fired' notification per channel, and de-duplicates while the condition stays true", async () => {
     const r = rule();
     const first = await applyEvaluations(env, [evaluation(r, [condition("key_1")])], T0);

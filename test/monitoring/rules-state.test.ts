@@ -382,4 +382,23 @@ describe("events", () => {
     const row = await env.DB.prepare("SELECT alerted_at FROM events WHERE id = ?").bind(eventId).first();
     expect(row).toEqual({ alerted_at: BASE + 1000 });
   });
+
+  it("stamps 150 events in one evaluation: their ids bind as one parameter (D1 allows 100)", async () => {
+    const tenant = await createTenant();
+    await env.DB.prepare(
+      `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 150)
+       INSERT INTO events (id, tenant_id, kind, severity, subject_type, subject_id, dedupe_key, detail, at)
+       SELECT ?1 || '_evt_' || i, ?1, 'rotation.started', 'info', 'key', 'key_x', ?1 || ':many:' || i, '{}', ?2 FROM n`,
+    )
+      .bind(tenant.id, BASE)
+      .run();
+    const first = await tick(tenant, BASE + 1000);
+    expect(first.events).toBe(150);
+    const left = await env.DB.prepare(
+      "SELECT count(*) AS n FROM events WHERE tenant_id = ? AND alerted_at IS NULL",
+    )
+      .bind(tenant.id)
+      .first<{ n: number }>();
+    expect(left?.n).toBe(0);
+  });
 });
