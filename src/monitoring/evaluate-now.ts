@@ -21,11 +21,8 @@ export async function evaluateTenantNow(
     await relayOutbox(env, now);
   } catch (error) {
     console.error(
-      JSON.stringify({
-        msg: "evaluation at once failed; the cron tick retries",
-        tenantId,
-        error: String(error),
-      }),
+      // The cron tick evaluates the same events again.
+      JSON.stringify({ event: "alert_evaluation_failed", tenant_id: tenantId, error: String(error) }),
     );
   }
 }
