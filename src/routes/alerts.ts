@@ -6,14 +6,7 @@ import { requireScope } from "../auth/authenticate";
 import { database } from "../db/client";
 import { alertDeliveries, alerts } from "../db/schema";
 import { ApiError } from "../errors";
-import {
-  ALERT_SEVERITIES,
-  ALERT_STATES,
-  ALERT_SUBJECT_TYPES,
-  DELIVERY_STATES,
-  DELIVERY_TRANSITIONS,
-  RULE_KINDS,
-} from "../monitoring/alert-kinds";
+import { ALERT_SEVERITIES, ALERT_STATES, ALERT_SUBJECT_TYPES, RULE_KINDS } from "../monitoring/alert-kinds";
 import {
   type AlertRow,
   acknowledgeStatements,
@@ -21,6 +14,7 @@ import {
   resolveByPersonStatements,
 } from "../monitoring/alert-lifecycle";
 import { consoleLink } from "../monitoring/console-links";
+import { DeliverySchema, deliveryView } from "../monitoring/delivery-view";
 import { keysetPage, olderThanCursor } from "../openapi/cursor";
 import {
   AUTH_PROBLEMS,
@@ -50,21 +44,6 @@ const AlertSchema = z
     console_url: z.string().nullable().describe("The console page of the alert."),
   })
   .openapi("Alert");
-
-const DeliverySchema = z
-  .object({
-    id: z.string(),
-    channel_id: z.string(),
-    transition: z.enum(DELIVERY_TRANSITIONS),
-    state: z.enum(DELIVERY_STATES),
-    attempts: z.number().int(),
-    last_status: z.number().int().nullable(),
-    last_error: z.string().nullable().describe("A stable reason code; never an answer body or a secret."),
-    latency_ms: z.number().int().nullable(),
-    created_at: z.string(),
-    delivered_at: z.string().nullable(),
-  })
-  .openapi("AlertDelivery");
 
 const listAlerts = createRoute({
   method: "get",
@@ -219,18 +198,7 @@ export const alertRoutes = createRouter()
     return c.json(
       {
         ...alertView(row, c.env.PUBLIC_ORIGIN),
-        deliveries: deliveries.map((d) => ({
-          id: d.id,
-          channel_id: d.channelId,
-          transition: d.transition,
-          state: d.state,
-          attempts: d.attempts,
-          last_status: d.lastStatus,
-          last_error: d.lastError,
-          latency_ms: d.latencyMs,
-          created_at: isoTime(d.createdAt) as string,
-          delivered_at: isoTime(d.deliveredAt),
-        })),
+        deliveries: deliveries.map(deliveryView),
       },
       200,
     );

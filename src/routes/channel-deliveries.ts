@@ -4,12 +4,8 @@ import { requireScope } from "../auth/authenticate";
 import { database } from "../db/client";
 import { alertChannels, alertDeliveries } from "../db/schema";
 import { ApiError } from "../errors";
-import {
-  CHANNEL_HEALTH,
-  CHANNEL_KINDS,
-  DELIVERY_STATES,
-  DELIVERY_TRANSITIONS,
-} from "../monitoring/alert-kinds";
+import { CHANNEL_HEALTH, CHANNEL_KINDS, DELIVERY_STATES } from "../monitoring/alert-kinds";
+import { DeliverySchema, deliveryView } from "../monitoring/delivery-view";
 import { keysetPage, olderThanCursor } from "../openapi/cursor";
 import {
   AUTH_PROBLEMS,
@@ -21,26 +17,6 @@ import {
   PageQuery,
   problems,
 } from "../openapi/shared";
-
-const DeliverySchema = z
-  .object({
-    id: z.string().describe("Also the `webhook-id` a webhook receiver de-duplicates on."),
-    alert_id: z.string(),
-    transition: z.enum(DELIVERY_TRANSITIONS),
-    state: z.enum(DELIVERY_STATES),
-    attempts: z.number().int(),
-    last_status: z.number().int().nullable().describe("The receiver's HTTP status on the last attempt."),
-    last_error: z
-      .string()
-      .nullable()
-      .describe("A fixed reason word (timeout, unreachable, http_503, ...), never an answer body."),
-    latency_ms: z.number().int().nullable(),
-    created_at: z.string(),
-    enqueued_at: z.string().nullable(),
-    delivered_at: z.string().nullable(),
-    updated_at: z.string(),
-  })
-  .openapi("AlertDelivery");
 
 const ChannelHealthSchema = z
   .object({
@@ -122,20 +98,7 @@ export const channelDeliveryRoutes = createRouter().openapi(listDeliveries, asyn
         last_delivery_at: isoTime(channel.lastDeliveryAt),
         last_error: channel.lastError,
       },
-      items: page.map((row) => ({
-        id: row.id,
-        alert_id: row.alertId,
-        transition: row.transition,
-        state: row.state,
-        attempts: row.attempts,
-        last_status: row.lastStatus,
-        last_error: row.lastError,
-        latency_ms: row.latencyMs,
-        created_at: isoTime(row.createdAt) as string,
-        enqueued_at: isoTime(row.enqueuedAt),
-        delivered_at: isoTime(row.deliveredAt),
-        updated_at: isoTime(row.updatedAt) as string,
-      })),
+      items: page.map(deliveryView),
       next_cursor: nextCursor,
     },
     200,
