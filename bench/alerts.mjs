@@ -93,16 +93,11 @@ async function fireTick(instance, scheduledTime, cron, index) {
 }
 
 async function runTickPart(shared) {
-  const { bench, root, work, buildDir, worker, secrets, ratelimitLimit } = shared;
+  const { root, ratelimitLimit } = shared;
   const interval = cronInterval(root);
   const instance = await startInstance({
+    ...shared,
     name: "alerts",
-    bench,
-    root,
-    work,
-    buildDir,
-    worker,
-    secrets,
     storedKeys: ALERTS_SETTINGS.keys,
     options: { entry: "scheduler-entry.mjs", leanRatelimit: false, ratelimitLimit },
   });
@@ -159,7 +154,7 @@ async function runTickPart(shared) {
 }
 
 async function runVerifyPart(shared, settings) {
-  const { bench, root, work, buildDir, worker, secrets, ratelimitLimit } = shared;
+  const { bench, ratelimitLimit } = shared;
   const load = forkWorker(join(bench, "load.mjs"));
   const instances = [];
   try {
@@ -169,13 +164,8 @@ async function runVerifyPart(shared, settings) {
     ]) {
       instances.push(
         await startInstance({
+          ...shared,
           name,
-          bench,
-          root,
-          work,
-          buildDir,
-          worker,
-          secrets,
           storedKeys: ALERTS_SETTINGS.verifyKeys,
           options: { leanRatelimit: true, ratelimitLimit, vars },
         }),

@@ -118,19 +118,20 @@ async function main(cleanup) {
   };
   const schedulerStage = () => timed("scheduler", () => runSchedulerStage(shared), schedulerReport);
   if (ONLY === "scheduler") return { scheduler: await schedulerStage() };
+  // The load the keyring and alerts stages put on their instances while they measure.
+  const trafficSettings = {
+    connections: SETTINGS.connections,
+    seconds: SETTINGS.seconds,
+    warmupSeconds: SETTINGS.warmupSeconds,
+    rounds: SETTINGS.rounds,
+  };
   const keyringStage = () =>
     timed(
       "keyring",
       () =>
         runKeyringStage({
           ...shared,
-          settings: {
-            connections: SETTINGS.connections,
-            seconds: SETTINGS.seconds,
-            warmupSeconds: SETTINGS.warmupSeconds,
-            rounds: SETTINGS.rounds,
-            vaultConnections: SETTINGS.vaultConnections,
-          },
+          settings: { ...trafficSettings, vaultConnections: SETTINGS.vaultConnections },
         }),
       keyringReport,
     );
@@ -141,12 +142,7 @@ async function main(cleanup) {
       () =>
         runAlertsStage({
           ...shared,
-          settings: {
-            connections: SETTINGS.connections,
-            seconds: SETTINGS.seconds,
-            warmupSeconds: SETTINGS.warmupSeconds,
-            rounds: SETTINGS.rounds,
-          },
+          settings: trafficSettings,
         }),
       alertsReport,
     );

@@ -179,17 +179,13 @@ async function checkDrained(instance, host, expected, lastTime) {
 }
 
 /** Starts its own instance, seeds it, drains the due items tick by tick, checks, stops the instance. */
-export async function runSchedulerStage({ bench, root, work, buildDir, worker, secrets, ratelimitLimit }) {
+export async function runSchedulerStage(shared) {
+  const { root, ratelimitLimit } = shared;
   const settings = SCHEDULER_SETTINGS;
   const interval = cronInterval(root);
   const instance = await startInstance({
+    ...shared,
     name: "scheduler",
-    bench,
-    root,
-    work,
-    buildDir,
-    worker,
-    secrets,
     storedKeys: settings.keys,
     options: { entry: "scheduler-entry.mjs", leanRatelimit: false, ratelimitLimit },
   });
@@ -281,7 +277,7 @@ export function schedulerReport(result) {
   const lines = [
     `Rotation scheduler (issue 9): ${int(result.keys)} keys and ${int(result.credentials)} credentials on a ${result.settings.rotationDays}-day schedule, ` +
       `${int(due.keys)} keys and ${int(due.credentials)} credentials due; cron "${interval.cron}" (${interval.seconds} s);`,
-    "one tick = the worker's scheduled handler (rotation claims, re-test enqueue, purges) with the event's time as now;",
+    "one tick = the worker's scheduled handler (rotation claims, re-test enqueue, purges, the alert tick) with the event's time as now;",
     "Workflows and the re-test queue are recorders in the isolate (bench/scheduler-entry.mjs); CPU = workerd process (worker + D1 simulator)",
     table(
       [

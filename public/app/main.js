@@ -1,7 +1,7 @@
 // The wizard shell: sign-in, the step indicator, resume after reload, and one place that shows problems.
 import { api, Problem, wizardPath } from "./api.js";
 import { announce, btn, clear, clearErrors, h, placeErrors, setFieldError, ul } from "./dom.js";
-import { signInForm } from "./sign-in.js";
+import { renderSessionBar, signInForm } from "./sign-in.js";
 import * as keys from "./steps/keys.js";
 import * as monitoring from "./steps/monitoring.js";
 import * as review from "./steps/review.js";
@@ -92,16 +92,7 @@ export const ctx = {
 };
 
 function renderWho() {
-  clear(
-    who,
-    session && [
-      h("span", { text: `Tenant ${session.tenant_id}` }),
-      btn("Sign out", async () => {
-        await api("DELETE", "/api/v1/auth/session").catch(() => null);
-        signIn("You are signed out.");
-      }),
-    ],
-  );
+  renderSessionBar(who, session, () => signIn("You are signed out."));
 }
 
 function renderNav() {

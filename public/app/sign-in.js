@@ -1,7 +1,7 @@
 // The sign-in form the wizard and the console share: an admin key (and a 2FA code once enrolled) is exchanged
 // for the session cookie; the page keeps neither.
 import { api } from "./api.js";
-import { field, h, input, setFieldError } from "./dom.js";
+import { btn, clear, field, h, input, setFieldError } from "./dom.js";
 
 /** The form; `onSignedIn(session)` runs after a successful exchange, `showProblem(text)` after a refusal. */
 export function signInForm({ onSignedIn, showProblem, busy }) {
@@ -43,4 +43,18 @@ export function signInForm({ onSignedIn, showProblem, busy }) {
     h("p", { class: "actions" }, submit),
   );
   return { form, focus: () => key.focus() };
+}
+
+/** The header's tenant and sign-out button; empty when signed out. `onSignedOut` runs after signing out. */
+export function renderSessionBar(container, session, onSignedOut) {
+  clear(
+    container,
+    session && [
+      h("span", { text: `Tenant ${session.tenant_id}` }),
+      btn("Sign out", async () => {
+        await api("DELETE", "/api/v1/auth/session").catch(() => null);
+        onSignedOut();
+      }),
+    ],
+  );
 }

@@ -1,8 +1,8 @@
 // The operating console: the same session cookie and API as the wizard. Pages are hash routes, so the links in
 // alert messages (`/console/#/alerts/<id>`, `#/keys/<id>`, `#/credentials/<id>`) open the object directly.
 import { api, Problem } from "../app/api.js";
-import { btn, clear, h } from "../app/dom.js";
-import { signInForm } from "../app/sign-in.js";
+import { clear, h } from "../app/dom.js";
+import { renderSessionBar, signInForm } from "../app/sign-in.js";
 import { renderAlert, renderAlerts } from "./alerts.js";
 import { renderSubject } from "./subject.js";
 
@@ -53,16 +53,7 @@ async function route() {
 }
 
 function renderWho(session) {
-  clear(
-    who,
-    session && [
-      h("span", { text: `Tenant ${session.tenant_id}` }),
-      btn("Sign out", async () => {
-        await api("DELETE", "/api/v1/auth/session").catch(() => null);
-        signIn("You are signed out.");
-      }),
-    ],
-  );
+  renderSessionBar(who, session, () => signIn("You are signed out."));
 }
 
 function signIn(note) {
