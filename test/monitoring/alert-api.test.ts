@@ -1,8 +1,8 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { newId } from "../../src/crypto/random";
 import { applyStateRules } from "../../src/monitoring/state-rules";
 import { call, callJson, createKey, createTenant, type TestTenant } from "../helpers/api";
+import { insertChannelRow } from "./channel-rows";
 
 const DAY = 86_400_000;
 /** Evaluations run at a fixed time a day ahead: the route's own clock (acknowledge, resolve) is later. */
@@ -23,16 +23,7 @@ interface AlertView {
   deliveries?: { channel_id: string; transition: string; state: string }[];
 }
 
-async function addChannel(tenant: TestTenant, name: string): Promise<string> {
-  const id = newId("chn");
-  await env.DB.prepare(
-    `INSERT INTO alert_channels (id, tenant_id, kind, name, config, sealed_secrets, dek_version, created_at, updated_at)
-     VALUES (?, ?, 'webhook', ?, '{}', '{}', 1, ?, ?)`,
-  )
-    .bind(id, tenant.id, name, BASE, BASE)
-    .run();
-  return id;
-}
+const addChannel = (tenant: TestTenant, name: string) => insertChannelRow(tenant, name, BASE);
 
 /** A tenant with `count` keys expiring within a week: one firing expiry alert per key, from the default rule. */
 async function tenantWithAlerts(count: number) {

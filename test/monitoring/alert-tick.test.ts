@@ -7,6 +7,7 @@ import worker from "../../src/index";
 import { runAlertTick } from "../../src/monitoring/alert-tick";
 import type { DeliveryMessage } from "../../src/monitoring/outbox";
 import { createKey, createTenant, type TestTenant } from "../helpers/api";
+import { insertChannelRow } from "./channel-rows";
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -24,16 +25,7 @@ function recordingQueue() {
   return { sent, env: { ...env, ALERT_QUEUE: queue as unknown as Queue } as Bindings };
 }
 
-async function addChannel(tenant: TestTenant, name: string): Promise<string> {
-  const id = newId("chn");
-  await env.DB.prepare(
-    `INSERT INTO alert_channels (id, tenant_id, kind, name, config, sealed_secrets, dek_version, created_at, updated_at)
-     VALUES (?, ?, 'webhook', ?, '{}', '{}', 1, ?, ?)`,
-  )
-    .bind(id, tenant.id, name, BASE, BASE)
-    .run();
-  return id;
-}
+const addChannel = (tenant: TestTenant, name: string) => insertChannelRow(tenant, name, BASE);
 
 async function expiringKey(tenant: TestTenant, inDays: number) {
   const key = await createKey(tenant);

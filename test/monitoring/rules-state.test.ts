@@ -6,6 +6,7 @@ import { loadRules } from "../../src/monitoring/rule-loader";
 import { applyStateRules } from "../../src/monitoring/state-rules";
 import { stripeKey } from "../credentials/samples";
 import { callJson, createKey, createTenant, type TestTenant } from "../helpers/api";
+import { insertChannelRow } from "./channel-rows";
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
@@ -42,22 +43,8 @@ async function sql(query: string, ...params: unknown[]) {
     .run();
 }
 
-async function addChannel(tenant: TestTenant, name: string, failures = 0): Promise<string> {
-  const id = newId("chn");
-  await sql(
-    `INSERT INTO alert_channels (id, tenant_id, kind, name, config, sealed_secrets, dek_version, consecutive_failures,
-       health, created_at, updated_at)
-     VALUES (?, ?, 'webhook', ?, '{}', '{}', 1, ?, ?, ?, ?)`,
-    id,
-    tenant.id,
-    name,
-    failures,
-    failures >= 3 ? "failing" : "healthy",
-    BASE,
-    BASE,
-  );
-  return id;
-}
+const addChannel = (tenant: TestTenant, name: string, failures = 0) =>
+  insertChannelRow(tenant, name, BASE, failures);
 
 async function addRule(
   tenant: TestTenant,
