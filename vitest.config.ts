@@ -154,7 +154,7 @@ export default defineConfig(async () => {
         : [
             // One workerd (and one D1 database) per worker for every file that leaves shared state as it
             // found it: starting a workerd and evaluating the app per file was a third of the suite's time.
-            project("shared", ["test/**/*.test.ts"], {
+            project("shared", ["test/**/*.test.ts", "packages/*/test/**/*.test.ts"], {
               exclude: [...ISOLATED, ...BUDGETS, ...KEK_MASTER_2, ...KEK_VAULT],
               isolate: false,
             }),

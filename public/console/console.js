@@ -4,7 +4,11 @@ import { api, Problem } from "../app/api.js";
 import { clear, h } from "../app/dom.js";
 import { renderSessionBar, signInForm } from "../app/sign-in.js";
 import { renderAlert, renderAlerts } from "./alerts.js";
-import { renderSubject } from "./subject.js";
+import { renderAudit } from "./audit.js";
+import { renderCredential, renderCredentials } from "./credentials.js";
+import { renderKey, renderKeys } from "./keys.js";
+import { renderChannel, renderMonitoring } from "./monitoring.js";
+import { renderSecurity } from "./security.js";
 
 const main = document.getElementById("main");
 const who = document.getElementById("who");
@@ -19,9 +23,16 @@ async function busy(button, fn) {
 }
 
 const ROUTES = [
+  [/^#\/keys$/, () => renderKeys(page)],
+  [/^#\/keys\/([\w-]+)$/, (id) => renderKey(page, id)],
+  [/^#\/credentials$/, () => renderCredentials(page)],
+  [/^#\/credentials\/([\w-]+)$/, (id) => renderCredential(page, id)],
   [/^#\/alerts\/([\w-]+)$/, (id) => renderAlert(page, id)],
-  [/^#\/(keys|credentials)\/([\w-]+)$/, (kind, id) => renderSubject(page, kind, id)],
   [/^(?:#\/alerts)?$/, () => renderAlerts(page)],
+  [/^#\/monitoring$/, () => renderMonitoring(page)],
+  [/^#\/monitoring\/channels\/([\w-]+)$/, (id) => renderChannel(page, id)],
+  [/^#\/audit$/, () => renderAudit(page)],
+  [/^#\/security$/, () => renderSecurity(page)],
 ];
 
 /** Replaces the page with a heading, an alert slot and `kids`; returns helpers the pages use. */

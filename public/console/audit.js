@@ -1,0 +1,2 @@
+// The audit log (helper H6 builds this out).
+export const renderAudit = (page) => page("Audit log");
