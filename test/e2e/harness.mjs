@@ -334,7 +334,7 @@ export async function launchBrowser() {
     ],
   });
   onStop(() => browser.close());
-  rmSync(SHOTS, { recursive: true, force: true });
+  // Each e2e file launches its own browser; `npm run test:e2e` empties the folder once before them all.
   mkdirSync(SHOTS, { recursive: true });
   return browser;
 }

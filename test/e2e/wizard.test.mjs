@@ -1,16 +1,15 @@
 // The whole setup wizard in a real browser (Debian's Chromium through playwright-core), against an
 // isolated `wrangler dev`, with provider probes answered by a local stand-in and a local webhook receiver.
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { configuredCrons, fireTick } from "../../scripts/local-cron.mjs";
+import { DESKTOP, PHONE, runScenario, shot } from "./browser.mjs";
 import {
   apiAs,
   createTenant,
   eventually,
   launchBrowser,
   randomAlnum,
-  SHOTS,
   startKeywarden,
   startProviderStandIn,
   startWebhookReceiver,
@@ -19,8 +18,6 @@ import {
   verifyStandardWebhook,
 } from "./harness.mjs";
 
-const DESKTOP = { width: 1280, height: 900 };
-const PHONE = { width: 390, height: 844 };
 let kw;
 let standIn;
 let hook;
@@ -53,52 +50,7 @@ after(
   { timeout: 60_000 },
 );
 
-/** A page that fails the test on a script error or a CSP violation. */
-async function openPage(viewport = DESKTOP) {
-  const context = await browser.newContext({ viewport, baseURL: kw.origin });
-  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: kw.origin });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
-  const problems = [];
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
-  page.on("console", (m) => {
-    // A 4xx/5xx answer is logged by Chromium as "Failed to load resource"; the tests provoke some on purpose.
-    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push(m.text());
-  });
-  // Anything outside 127.0.0.1 would be a CDN or a leak: refuse it and remember it.
-  await context.route(/^(?!http:\/\/127\.0\.0\.1[:/]).*/, (route) => {
-    problems.push(`outside request: ${route.request().url()}`);
-    return route.abort();
-  });
-  return { context, page, problems };
-}
-
-/** Runs a browser scenario; on failure it keeps a screenshot and the page's text for the report. */
-async function scenario(name, viewport, fn) {
-  const opened = await openPage(viewport);
-  try {
-    await fn(opened);
-    assert.deepEqual(opened.problems, []);
-  } catch (error) {
-    await opened.page.screenshot({ path: join(SHOTS, `FAILED-${name}.png`), fullPage: true }).catch(() => {});
-    const text = await opened.page
-      .locator("body")
-      .textContent()
-      .catch(() => "");
-    error.message += `\n--- page text ---\n${text.slice(0, 3000)}\n--- console ---\n${opened.problems.join("\n")}`;
-    throw error;
-  } finally {
-    await opened.context.close();
-  }
-}
-
-async function shot(page, name) {
-  const size = page.viewportSize();
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
-  await page.setViewportSize(PHONE);
-  await page.screenshot({ path: join(SHOTS, `${name}.phone.png`), fullPage: true });
-  await page.setViewportSize(size);
-}
+const scenario = (name, viewport, fn) => runScenario(browser, kw.origin, name, viewport, fn);
 
 const errorOf = async (page, control) => page.locator(`[id="${await control.getAttribute("id")}-err"]`);
 
