@@ -54,8 +54,18 @@ function page(title, ...kids) {
   };
 }
 
+/** Marks the nav link of the section being shown (`#/keys/<id>` is in Keys). */
+function markSection(hash) {
+  const section = hash.split("/").slice(0, 2).join("/");
+  for (const link of document.querySelectorAll(".console-nav a[href^='#/']")) {
+    if (link.getAttribute("href") === section) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
 async function route() {
   const hash = location.hash || "#/alerts";
+  markSection(hash);
   for (const [pattern, render] of ROUTES) {
     const match = pattern.exec(hash);
     if (match) return render(...match.slice(1));

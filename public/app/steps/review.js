@@ -138,6 +138,7 @@ export function render(body, ctx) {
           h(
             "p",
             { class: "actions" },
+            h("a", { href: "/console/#/keys", text: "Open the console" }),
             h("a", { href: "/docs/", text: "API reference" }),
             btn("Start a new wizard", ctx.startNew),
           ),
