@@ -132,7 +132,7 @@ export async function claimTotpCode(
 }
 
 /** The key's TOTP row (if any) and whether its tenant requires 2FA, in one query. */
-async function secondFactorState(db: Database, owner: KeyOwner) {
+export async function secondFactorState(db: Database, owner: KeyOwner) {
   const row = await db
     .select({ totp: adminTotp, require2fa: securityPolicies.require2fa })
     .from(tenants)
@@ -161,6 +161,8 @@ export async function assertSecondFactor(
       throw new ApiError(
         "FORBIDDEN",
         "This tenant requires 2FA: enroll this key with POST /api/v1/auth/totp/enroll and confirm it first.",
+        // Machine-readable for clients: the console's sign-in offers enrollment on exactly this answer.
+        { errors: [{ path: "totp", message: "not enrolled" }] },
       );
     }
     return;

@@ -2,7 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { deleteCookie, setCookie } from "hono/cookie";
 import { principalFromKey, requireScope, SESSION_COOKIE } from "../auth/authenticate";
 import { spendAuthAttempt } from "../auth/budgets";
-import { assertSecondFactor } from "../auth/second-factor";
+import { assertSecondFactor, secondFactorState } from "../auth/second-factor";
 import { issueSessionToken, SESSION_TTL_SECONDS } from "../auth/session-token";
 import { database } from "../db/client";
 import { ApiError } from "../errors";
@@ -26,6 +26,8 @@ const SessionSchema = z
 const createSession = createRoute({
   method: "post",
   path: "/",
+  operationId: "createSession",
+  security: [],
   tags: ["Auth"],
   summary: "Exchange an admin key for a short-lived wizard session cookie",
   description:
@@ -57,12 +59,19 @@ const createSession = createRoute({
 const currentSession = createRoute({
   method: "get",
   path: "/",
+  operationId: "getSession",
   tags: ["Auth"],
   summary: "Who am I (session or key)",
   security: bearerSecurity,
   middleware: [requireScope("wizard")] as const,
   responses: {
-    200: jsonContent(SessionSchema.omit({ expires_at: true }), "The caller."),
+    200: jsonContent(
+      SessionSchema.omit({ expires_at: true }).extend({
+        totp_enrolled: z.boolean().describe("Whether this key has confirmed TOTP enrollment."),
+        requires_2fa: z.boolean().describe("Whether the tenant's security policy requires 2FA."),
+      }),
+      "The caller, and its second factor (the console shows it and asks for a code only when one is needed).",
+    ),
     ...problems(...AUTH_PROBLEMS),
   },
 });
@@ -70,6 +79,8 @@ const currentSession = createRoute({
 const endSession = createRoute({
   method: "delete",
   path: "/",
+  operationId: "deleteSession",
+  security: [],
   tags: ["Auth"],
   summary: "Sign out (clears the cookie)",
   responses: { 204: { description: "Signed out." } },
@@ -108,10 +119,17 @@ export const authSessionRoutes = createRouter()
       NO_STORE,
     );
   })
-  .openapi(currentSession, (c) => {
+  .openapi(currentSession, async (c) => {
     const principal = c.get("principal");
+    const { totp, require2fa } = await secondFactorState(database(c.env.DB), principal);
     return c.json(
-      { tenant_id: principal.tenantId, key_id: principal.keyId, scopes: [...principal.scopes] },
+      {
+        tenant_id: principal.tenantId,
+        key_id: principal.keyId,
+        scopes: [...principal.scopes],
+        totp_enrolled: Boolean(totp?.confirmedAt),
+        requires_2fa: require2fa,
+      },
       200,
     );
   })
