@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { and, desc, eq, lt } from "drizzle-orm";
+import { and, desc, eq, gte, lt, sql } from "drizzle-orm";
 import { CHAIN_BREAKS, verifyAuditChain } from "../audit/audit-log";
 import { requireScope } from "../auth/authenticate";
 import { database } from "../db/client";
@@ -12,6 +12,7 @@ import {
   jsonContent,
   problems,
 } from "../openapi/shared";
+import { TimeParam } from "./usage";
 
 const AuditEntrySchema = z
   .object({
@@ -43,6 +44,14 @@ const listAudit = createRoute({
     query: z.object({
       limit: z.coerce.number().int().min(1).max(100).default(50),
       before_seq: z.coerce.number().int().min(1).optional(),
+      action: z
+        .string()
+        .regex(/^[a-z_]{1,40}(\.[a-z_]{1,40})?$/, "an action (key.revoke) or a family (key)")
+        .optional()
+        .describe("One action (`key.revoke`), or a family: `key` is every `key.*` action."),
+      actor_id: z.string().min(1).max(64).optional().describe("Only entries by this key (or `system`)."),
+      since: TimeParam.describe("RFC 3339 time or Unix seconds: entries at or after it."),
+      until: TimeParam.describe("RFC 3339 time or Unix seconds: entries before it (exclusive)."),
     }),
   },
   responses: {
@@ -50,7 +59,7 @@ const listAudit = createRoute({
       z.object({ items: z.array(AuditEntrySchema), next_before_seq: z.number().nullable() }),
       "Entries.",
     ),
-    ...problems(...AUTH_PROBLEMS),
+    ...problems(...AUTH_PROBLEMS, "VALIDATION_FAILED"),
   },
 });
 
@@ -90,11 +99,27 @@ const verifyAudit = createRoute({
 export const auditRoutes = createRouter()
   .openapi(listAudit, async (c) => {
     const { tenantId } = c.get("principal");
-    const { limit, before_seq } = c.req.valid("query");
+    const { limit, before_seq, action, actor_id, since, until } = c.req.valid("query");
+    // The filters narrow a walk of the tenant's log along its primary key, newest first; a family matches by
+    // its prefix with substr, so no LIKE wildcard (`_` is one) can widen it.
+    const family = action && !action.includes(".") ? `${action}.` : undefined;
     const rows = await database(c.env.DB)
       .select()
       .from(auditLog)
-      .where(and(eq(auditLog.tenantId, tenantId), before_seq ? lt(auditLog.seq, before_seq) : undefined))
+      .where(
+        and(
+          eq(auditLog.tenantId, tenantId),
+          before_seq ? lt(auditLog.seq, before_seq) : undefined,
+          family
+            ? sql`substr(${auditLog.action}, 1, ${family.length}) = ${family}`
+            : action
+              ? eq(auditLog.action, action)
+              : undefined,
+          actor_id ? eq(auditLog.actorId, actor_id) : undefined,
+          since !== undefined ? gte(auditLog.at, since) : undefined,
+          until !== undefined ? lt(auditLog.at, until) : undefined,
+        ),
+      )
       .orderBy(desc(auditLog.seq))
       .limit(limit + 1)
       .all();

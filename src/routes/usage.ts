@@ -21,7 +21,7 @@ import {
 } from "../openapi/shared";
 
 /** RFC 3339 with an offset, or Unix time in seconds. */
-const TimeParam = z
+export const TimeParam = z
   .union([z.string().regex(/^\d{1,11}$/), z.iso.datetime({ offset: true })])
   .transform((text) => (/^\d+$/.test(text) ? Number(text) * 1000 : Date.parse(text)))
   .optional();
