@@ -7,6 +7,7 @@ import type { AppEnv } from "./env";
 import { ApiError, problemResponse } from "./errors";
 import { createRouter } from "./openapi/shared";
 import { wellFormedJsonText } from "./openapi/well-formed-text";
+import { IMPORT_MAX_BODY_BYTES, IMPORT_PATH } from "./portability/limits";
 import { alertRoutes } from "./routes/alerts";
 import { auditRoutes } from "./routes/audit";
 import { authSessionRoutes } from "./routes/auth-session";
@@ -15,13 +16,15 @@ import { complianceRoutes } from "./routes/compliance";
 import { credentialRoutes } from "./routes/credentials";
 import { dataKeyRotationRoutes } from "./routes/data-key-rotation";
 import { eventRoutes } from "./routes/events";
+import { exportRoutes } from "./routes/export";
 import { healthRoutes } from "./routes/health";
 import { keyDeliveryRoutes } from "./routes/key-delivery";
 import { keyringRoutes } from "./routes/keyring";
 import { keyRoutes } from "./routes/keys";
 import { monitoringRoutes } from "./routes/monitoring";
 import { seedPageRoutes } from "./routes/seed-pages";
-import { serviceRoutes } from "./routes/services";
+import { seedServiceRoutes, serviceRoutes } from "./routes/services";
+import { tenantErasureRoutes } from "./routes/tenant-erasure";
 import { tenantRoutes } from "./routes/tenants";
 import { twoFactorRoutes } from "./routes/two-factor";
 import { usageRoutes } from "./routes/usage";
@@ -85,12 +88,21 @@ export function buildApp() {
     // response itself: c.header() after next() would rebuild the whole Response on every call.
     c.res.headers.set("cache-control", "no-store");
   });
-  app.use("/api/*", bodyLimit({ maxSize: MAX_BODY_BYTES }));
+  const apiBodyLimit = bodyLimit({ maxSize: MAX_BODY_BYTES });
+  // An import carries a whole tenant's export: its own, larger cap (src/portability/limits.ts).
+  const importBodyLimit = bodyLimit({
+    maxSize: IMPORT_MAX_BODY_BYTES,
+    onError: () => {
+      throw new ApiError("PAYLOAD_TOO_LARGE", `Imports are limited to ${IMPORT_MAX_BODY_BYTES} bytes.`);
+    },
+  });
+  app.use("/api/*", (c, next) => (c.req.path === IMPORT_PATH ? importBodyLimit : apiBodyLimit)(c, next));
   app.use("/api/*", wellFormedJsonText);
 
   app.route("/", healthRoutes);
   app.route("/", seedPageRoutes);
   app.route("/api/v1/tenants", tenantRoutes);
+  app.route("/api/v1/tenants", tenantErasureRoutes);
   app.route("/api/v1/keyring", keyringRoutes);
   app.route("/api/v1/keyring", dataKeyRotationRoutes);
   app.route("/api/v1/auth/session", authSessionRoutes);
@@ -105,11 +117,12 @@ export function buildApp() {
   app.route("/api/v1/wizard", wizardRoutes);
   app.route("/api/v1", monitoringRoutes);
   app.route("/api/v1/compliance", complianceRoutes);
+  app.route("/api/v1", exportRoutes);
   app.route("/api/v1", channelDeliveryRoutes);
   app.route("/api/v1", keyDeliveryRoutes);
   // The seed's wizard API, kept at its documented paths; the catalogue is also a v1 resource.
   app.route("/api/wizard", wizardSeedRoutes);
-  app.route("/api/wizard/api-keys/services", serviceRoutes);
+  app.route("/api/wizard/api-keys/services", seedServiceRoutes);
   app.route("/api/v1/services", serviceRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerKey", {
@@ -135,6 +148,8 @@ export function buildApp() {
       version: "1.0.0",
       description: "Edge-native API keys and third-party credential vault. Errors are RFC 9457 problem+json.",
     },
+    // Relative: the document is served by the deployment it describes, so clients resolve paths against it.
+    servers: [{ url: "/", description: "This Keywarden deployment (the origin serving this document)" }],
   });
 
   app.notFound(() => {

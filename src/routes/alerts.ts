@@ -48,6 +48,7 @@ const AlertSchema = z
 const listAlerts = createRoute({
   method: "get",
   path: "/",
+  operationId: "listAlerts",
   tags: ["Alerts"],
   summary: "Alerts, newest first",
   description:
@@ -76,6 +77,7 @@ const listAlerts = createRoute({
 const getAlert = createRoute({
   method: "get",
   path: "/{id}",
+  operationId: "getAlert",
   tags: ["Alerts"],
   summary: "One alert with its notifications",
   description:
@@ -95,6 +97,7 @@ const getAlert = createRoute({
 const acknowledgeAlert = createRoute({
   method: "post",
   path: "/{id}/acknowledge",
+  operationId: "acknowledgeAlert",
   tags: ["Alerts"],
   summary: "Acknowledge a firing alert",
   description:
@@ -113,6 +116,7 @@ const acknowledgeAlert = createRoute({
 const resolveAlert = createRoute({
   method: "post",
   path: "/{id}/resolve",
+  operationId: "resolveAlert",
   tags: ["Alerts"],
   summary: "Resolve an open alert by hand",
   description:

@@ -36,6 +36,7 @@ const AuditEntrySchema = z
 const listAudit = createRoute({
   method: "get",
   path: "/",
+  operationId: "listAuditEntries",
   tags: ["Audit"],
   summary: "The tenant's audit log, newest first",
   security: bearerSecurity,
@@ -66,6 +67,7 @@ const listAudit = createRoute({
 const verifyAudit = createRoute({
   method: "get",
   path: "/verify",
+  operationId: "verifyAuditChain",
   tags: ["Audit"],
   summary: "Re-check the tenant's keyed hash chain and name the first broken row",
   description:

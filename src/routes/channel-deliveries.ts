@@ -33,6 +33,7 @@ const ChannelHealthSchema = z
 const listDeliveries = createRoute({
   method: "get",
   path: "/monitoring/channels/{id}/deliveries",
+  operationId: "listChannelDeliveries",
   tags: ["Monitoring"],
   summary: "A channel's delivery log and health, newest first",
   description:

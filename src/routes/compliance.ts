@@ -28,6 +28,7 @@ const reportRoute = createRoute({
   tags: ["Compliance"],
   method: "get",
   path: "/report",
+  operationId: "getComplianceReport",
   summary: "Each control of a standard, computed from the tenant's live state, with its evidence",
   description:
     "JSON by default; a printable HTML page with `format=html` or `Accept: text/html`. The audit chain is " +

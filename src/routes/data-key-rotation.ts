@@ -6,6 +6,7 @@ import { rotateDekNow } from "../vault/dek-rotation";
 const rotateDataKey = createRoute({
   method: "post",
   path: "/tenants/{tenant_id}/data-key/rotate",
+  operationId: "rotateTenantDataKey",
   tags: ["Operator"],
   summary: "Rotate a tenant's data encryption key now (operator bootstrap token)",
   security: [{ bootstrapToken: [] }],

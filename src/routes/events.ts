@@ -28,6 +28,7 @@ const EventSchema = z
 const listEvents = createRoute({
   method: "get",
   path: "/",
+  operationId: "listEvents",
   tags: ["Events"],
   summary: "What happened: rotations, reminders, live-test changes, newest first",
   description:

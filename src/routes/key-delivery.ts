@@ -46,6 +46,7 @@ const PickedUpSchema = z
 const putEndpoint = createRoute({
   method: "put",
   path: ENDPOINT_PATH,
+  operationId: "setDeliveryEndpoint",
   tags: ["Rotation"],
   summary: "Register or replace where rotated keys are delivered",
   description:
@@ -66,6 +67,7 @@ const putEndpoint = createRoute({
 const getEndpoint = createRoute({
   method: "get",
   path: ENDPOINT_PATH,
+  operationId: "getDeliveryEndpoint",
   tags: ["Rotation"],
   summary: "The tenant's delivery endpoint (without its signing secret)",
   security: bearerSecurity,
@@ -79,6 +81,7 @@ const getEndpoint = createRoute({
 const deleteEndpoint = createRoute({
   method: "delete",
   path: ENDPOINT_PATH,
+  operationId: "deleteDeliveryEndpoint",
   tags: ["Rotation"],
   summary: "Remove the delivery endpoint: later rotated keys wait sealed for one-time pickup",
   security: bearerSecurity,
@@ -92,6 +95,7 @@ const deleteEndpoint = createRoute({
 const pickUpKey = createRoute({
   method: "post",
   path: "/keys/{id}/pickup",
+  operationId: "pickUpKey",
   tags: ["Keys"],
   summary: "Pick up an automatically rotated key, once",
   description:

@@ -105,6 +105,7 @@ const KeyringStatusSchema = z
 const getStatus = createRoute({
   method: "get",
   path: "/status",
+  operationId: "getKeyringStatus",
   tags: ["Operator"],
   summary: "What depends on each key-encryption key (operator bootstrap token)",
   security: [{ bootstrapToken: [] }],

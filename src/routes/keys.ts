@@ -88,6 +88,7 @@ async function findOwnKey(db: Database, tenantId: string, id: string): Promise<K
 const createKey = createRoute({
   method: "post",
   path: "/",
+  operationId: "createKey",
   tags,
   summary: "Create a key",
   description:
@@ -106,6 +107,7 @@ const createKey = createRoute({
 const listKeys = createRoute({
   method: "get",
   path: "/",
+  operationId: "listKeys",
   tags,
   summary: "List keys (masked), newest first",
   security: bearerSecurity,
@@ -120,6 +122,7 @@ const listKeys = createRoute({
 const getKey = createRoute({
   method: "get",
   path: "/{id}",
+  operationId: "getKey",
   tags,
   summary: "Get a key (masked)",
   security: bearerSecurity,
@@ -131,6 +134,7 @@ const getKey = createRoute({
 const updateKey = createRoute({
   method: "patch",
   path: "/{id}",
+  operationId: "updateKey",
   tags,
   summary: "Update a key's name, state, scopes, expiry or limits",
   description:
@@ -148,6 +152,7 @@ const updateKey = createRoute({
 const revokeKey = createRoute({
   method: "post",
   path: "/{id}/revoke",
+  operationId: "revokeKey",
   tags,
   summary: "Revoke a key (permanent; rejected on the next verify)",
   description:
@@ -165,6 +170,7 @@ const revokeKey = createRoute({
 const rotateKey = createRoute({
   method: "post",
   path: "/{id}/rotate",
+  operationId: "rotateKey",
   tags,
   summary: "Rotate a key now: a new key at once, the old one valid until the overlap ends",
   description:
@@ -187,6 +193,7 @@ const rotateKey = createRoute({
 const deleteKey = createRoute({
   method: "delete",
   path: "/{id}",
+  operationId: "deleteKey",
   tags,
   summary: "Delete a key",
   description:
@@ -204,6 +211,7 @@ const deleteKey = createRoute({
 const keyUsage = createRoute({
   method: "get",
   path: "/{id}/usage",
+  operationId: "getKeyUsage",
   tags,
   summary: "Per-day verification counts and the remaining uses",
   security: bearerSecurity,

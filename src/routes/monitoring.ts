@@ -158,12 +158,14 @@ const admin = routeWith("admin");
 const channelsRoute = read({
   method: "get",
   path: "/monitoring/channels",
+  operationId: "listChannels",
   summary: "The tenant's alert channels (secrets never shown), with their delivery health",
   responses: { 200: jsonContent(ListSchema(ChannelViewSchema), "Channels."), ...problems(...AUTH_PROBLEMS) },
 });
 const channelRoute = read({
   method: "get",
   path: "/monitoring/channels/{id}",
+  operationId: "getChannel",
   summary: "One alert channel",
   request: { params: IdParam },
   responses: {
@@ -174,6 +176,7 @@ const channelRoute = read({
 const createChannelRoute = write({
   method: "post",
   path: "/monitoring/channels",
+  operationId: "createChannel",
   summary: "Add an alert channel (secret settings sealed, never returned)",
   request: { body: jsonBody(ChannelSchema) },
   responses: {
@@ -184,6 +187,7 @@ const createChannelRoute = write({
 const updateChannelRoute = write({
   method: "patch",
   path: "/monitoring/channels/{id}",
+  operationId: "updateChannel",
   summary: "Change an alert channel; its secrets are sealed again under the current data key",
   request: { params: IdParam, body: jsonBody(ChannelPatchSchema) },
   responses: {
@@ -202,6 +206,7 @@ const updateChannelRoute = write({
 const deleteChannelRoute = write({
   method: "delete",
   path: "/monitoring/channels/{id}",
+  operationId: "deleteChannel",
   summary: "Delete an alert channel; it is taken out of every rule in the same batch",
   request: { params: IdParam },
   responses: { 204: { description: "Deleted." }, ...problems(...AUTH_PROBLEMS, "NOT_FOUND", "SEALED") },
@@ -209,6 +214,7 @@ const deleteChannelRoute = write({
 const testChannelRoute = write({
   method: "post",
   path: "/monitoring/channels/{id}/test",
+  operationId: "testChannel",
   summary: "Send a test message through a stored channel (the same path as real alerts)",
   request: { params: IdParam },
   responses: {
@@ -220,12 +226,14 @@ const testChannelRoute = write({
 const rulesRoute = read({
   method: "get",
   path: "/monitoring/rules",
+  operationId: "listRules",
   summary: "The tenant's stored alert rules (the defaults every tenant has are described in docs/alerts.md)",
   responses: { 200: jsonContent(ListSchema(RuleViewSchema), "Rules."), ...problems(...AUTH_PROBLEMS) },
 });
 const ruleRoute = read({
   method: "get",
   path: "/monitoring/rules/{id}",
+  operationId: "getRule",
   summary: "One alert rule",
   request: { params: IdParam },
   responses: { 200: jsonContent(RuleViewSchema, "The rule."), ...problems(...AUTH_PROBLEMS, "NOT_FOUND") },
@@ -233,6 +241,7 @@ const ruleRoute = read({
 const createRuleRoute = write({
   method: "post",
   path: "/monitoring/rules",
+  operationId: "createRule",
   summary: "Add an alert rule; a stored rule of a default kind replaces that default",
   request: { body: jsonBody(RuleInputSchema) },
   responses: {
@@ -243,6 +252,7 @@ const createRuleRoute = write({
 const updateRuleRoute = write({
   method: "patch",
   path: "/monitoring/rules/{id}",
+  operationId: "updateRule",
   summary: "Change an alert rule (its kind is fixed)",
   request: { params: IdParam, body: jsonBody(RulePatchSchema) },
   responses: {
@@ -253,6 +263,7 @@ const updateRuleRoute = write({
 const deleteRuleRoute = write({
   method: "delete",
   path: "/monitoring/rules/{id}",
+  operationId: "deleteRule",
   summary: "Delete an alert rule (a default kind's default applies again)",
   request: { params: IdParam },
   responses: { 204: { description: "Deleted." }, ...problems(...AUTH_PROBLEMS, "NOT_FOUND") },
@@ -261,6 +272,7 @@ const deleteRuleRoute = write({
 const policyRoute = read({
   method: "get",
   path: "/security-policy",
+  operationId: "getSecurityPolicy",
   summary: "The tenant's security policy",
   responses: {
     200: jsonContent(PolicyViewSchema, "The policy."),
@@ -273,6 +285,7 @@ const policyStepUp =
 const putPolicyRoute = admin({
   method: "put",
   path: "/security-policy",
+  operationId: "replaceSecurityPolicy",
   summary: "Replace the tenant's security policy",
   description: policyStepUp,
   request: { body: jsonBody(SecuritySettingsSchema) },
@@ -284,6 +297,7 @@ const putPolicyRoute = admin({
 const patchPolicyRoute = admin({
   method: "patch",
   path: "/security-policy",
+  operationId: "updateSecurityPolicy",
   summary: "Change some settings of the tenant's security policy",
   description: policyStepUp,
   request: { body: jsonBody(SecuritySettingsPatchSchema) },

@@ -27,24 +27,31 @@ const ServiceSchema = z
   })
   .openapi("Service");
 
-const servicesRoute = createRoute({
-  method: "get",
-  path: "/",
-  tags: ["Services"],
-  summary: "The service catalogue, optionally filtered by category",
-  request: { query: z.object({ category: CategorySchema.optional() }) },
-  responses: {
-    200: jsonContent(
-      z.object({ services: z.array(ServiceSchema), categories: z.array(z.string()) }),
-      "Services.",
-    ),
-    ...problems("VALIDATION_FAILED"),
-  },
-});
+// The same operation at two paths: each mount needs its own operationId (OpenAPI 3.1, 4.8.10.1: unique).
+const servicesRoute = (operationId: string) =>
+  createRoute({
+    method: "get",
+    path: "/",
+    operationId,
+    security: [],
+    tags: ["Services"],
+    summary: "The service catalogue, optionally filtered by category",
+    request: { query: z.object({ category: CategorySchema.optional() }) },
+    responses: {
+      200: jsonContent(
+        z.object({ services: z.array(ServiceSchema), categories: z.array(z.string()) }),
+        "Services.",
+      ),
+      ...problems("VALIDATION_FAILED"),
+    },
+  });
 
 /** The catalogue is public reference data: no tenant, no secrets. Mounted at the seed's path and under /api/v1. */
-export const serviceRoutes = createRouter().openapi(servicesRoute, (c) => {
-  const { category } = c.req.valid("query");
-  const services = listServices(category ? { category } : {});
-  return c.json({ services: services.map(describeService), categories: [...SERVICE_CATEGORIES] }, 200);
-});
+const catalogueRoutes = (operationId: string) =>
+  createRouter().openapi(servicesRoute(operationId), (c) => {
+    const { category } = c.req.valid("query");
+    const services = listServices(category ? { category } : {});
+    return c.json({ services: services.map(describeService), categories: [...SERVICE_CATEGORIES] }, 200);
+  });
+export const serviceRoutes = catalogueRoutes("listServices");
+export const seedServiceRoutes = catalogueRoutes("listWizardServices");

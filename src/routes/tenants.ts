@@ -27,6 +27,7 @@ const TenantSchema = z
 const createTenant = createRoute({
   method: "post",
   path: "/",
+  operationId: "createTenant",
   tags: ["Tenants"],
   summary: "Create a tenant and its first admin key (operator bootstrap token)",
   security: [{ bootstrapToken: [] }],

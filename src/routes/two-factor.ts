@@ -29,6 +29,7 @@ const route = <T extends Parameters<typeof createRoute>[0]>(config: T) =>
 const enrollRoute = route({
   method: "post",
   path: "/enroll",
+  operationId: "enrollTotp",
   summary: "Start TOTP enrollment for the calling admin key (the secret is shown once)",
   responses: {
     201: jsonContent(
@@ -46,6 +47,7 @@ const confirmRoute = createRoute({
   middleware: [spendAuthAttempt, requireScope("wizard")] as const,
   method: "post",
   path: "/confirm",
+  operationId: "confirmTotp",
   summary: "Confirm enrollment with a current code; from then on sign-in and step-up need a code",
   description:
     "Every call spends the client's sign-in attempt budget. A wrong code counts against the key's lockout " +

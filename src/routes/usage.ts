@@ -80,6 +80,7 @@ const UsageReportSchema = z
 const usageRoute = createRoute({
   method: "get",
   path: "/",
+  operationId: "getUsage",
   tags: ["Usage"],
   summary: "Verification counts per hour or day, by key, service or tenant, with the top N",
   description:

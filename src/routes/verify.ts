@@ -17,6 +17,7 @@ import {
 const verifyRoute = createRoute({
   method: "post",
   path: "/",
+  operationId: "verifyKey",
   tags: ["Keys"],
   summary: "Verify a key (the hot path). Always 200 with `valid` and `code` for an authorised caller.",
   security: bearerSecurity,

@@ -54,6 +54,8 @@ const SeedPolicySchema = z.preprocess(canonicalRotationPolicy, PolicySchema).ope
 const securityConfigurationsRoute = createRoute({
   method: "get",
   path: "/security-configurations",
+  operationId: "getWizardSecurityConfigurations",
+  security: [],
   tags,
   summary: "Security levels and what each turns on; environments, rotation policies, compliance standards",
   responses: {
@@ -74,6 +76,7 @@ const securityConfigurationsRoute = createRoute({
 const validateRoute = createRoute({
   method: "post",
   path: "/api-keys/validate",
+  operationId: "validateWizardCredential",
   tags,
   summary:
     "Check a credential's format, strength and environment (and optionally test it live) without storing it",
@@ -141,6 +144,7 @@ const GeneratedKeySchema = z
 const generateRoute = createRoute({
   method: "post",
   path: "/api-keys/generate",
+  operationId: "generateWizardKeys",
   tags,
   summary:
     "Issue one scoped Keywarden key per service, plus the secrets the catalogue says Keywarden can generate",
@@ -174,6 +178,7 @@ const generateRoute = createRoute({
 const tenantOverviewRoute = createRoute({
   method: "get",
   path: "/api-keys/tenant/{tenantId}",
+  operationId: "getWizardTenantOverview",
   tags,
   summary: "The caller's own tenant's keys and credentials, masked (any other tenant is 404)",
   security: bearerSecurity,

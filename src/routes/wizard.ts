@@ -231,12 +231,14 @@ const stateResponse = (description: string) => ({
 const startRoute = route({
   method: "post",
   path: "/",
+  operationId: "startWizard",
   summary: "Start a wizard",
   responses: { 201: jsonContent(WizardStateSchema, "The new wizard."), ...problems(...authProblems) },
 });
 const getRoute = route({
   method: "get",
   path: "/{id}",
+  operationId: "getWizard",
   summary: "The whole wizard state",
   request: { params: IdParam },
   responses: stateResponse("State."),
@@ -244,6 +246,7 @@ const getRoute = route({
 const servicesRoute = route({
   method: "put",
   path: "/{id}/steps/services",
+  operationId: "selectWizardServices",
   summary: "Step 1: select services",
   request: { params: IdParam, body: jsonBody(ServicesStepSchema) },
   responses: stateResponse("State."),
@@ -251,6 +254,7 @@ const servicesRoute = route({
 const securityRoute = route({
   method: "put",
   path: "/{id}/steps/security",
+  operationId: "setWizardSecurity",
   summary: "Step 2: security level, environment, rotation, access controls, compliance",
   request: { params: IdParam, body: jsonBody(SecurityStepSchema) },
   responses: stateResponse("State, with the compliance checklist."),
@@ -258,6 +262,7 @@ const securityRoute = route({
 const serviceKeysRoute = route({
   method: "post",
   path: "/{id}/keys/{service_id}",
+  operationId: "enterWizardServiceCredentials",
   summary: "Step 3: enter one service's credentials (validated, then stored encrypted in the wizard)",
   request: {
     params: IdParam.extend({ service_id: z.string().max(64) }),
@@ -274,6 +279,7 @@ const serviceKeysRoute = route({
 const generateRoute = route({
   method: "post",
   path: "/{id}/keys/generate",
+  operationId: "issueWizardKeys",
   summary:
     "Step 3: issue a Keywarden key per service and generate what the catalogue allows (plaintext once)",
   request: { params: IdParam, body: jsonBody(ConfirmStepSchema) },
@@ -288,6 +294,7 @@ const generateRoute = route({
 const testsRoute = route({
   method: "post",
   path: "/{id}/tests",
+  operationId: "runWizardTests",
   summary: "Step 4: run the live checks",
   request: {
     params: IdParam,
@@ -304,6 +311,7 @@ const testsRoute = route({
 const confirmKeysRoute = route({
   method: "put",
   path: "/{id}/steps/keys",
+  operationId: "confirmWizardKeys",
   summary: "Step 3: confirm (every service complete)",
   request: { params: IdParam, body: jsonBody(ConfirmStepSchema) },
   responses: stateResponse("State."),
@@ -311,6 +319,7 @@ const confirmKeysRoute = route({
 const confirmTestingRoute = route({
   method: "put",
   path: "/{id}/steps/testing",
+  operationId: "confirmWizardTesting",
   summary: "Step 4: confirm (every service tested, none invalid)",
   request: { params: IdParam, body: jsonBody(ConfirmStepSchema) },
   responses: stateResponse("State."),
@@ -318,6 +327,7 @@ const confirmTestingRoute = route({
 const monitoringRoute = route({
   method: "put",
   path: "/{id}/steps/monitoring",
+  operationId: "setWizardMonitoring",
   summary: "Step 5: alert channels and rules",
   request: { params: IdParam, body: jsonBody(MonitoringStepSchema) },
   responses: {
@@ -331,6 +341,7 @@ const monitoringRoute = route({
 const testChannelRoute = route({
   method: "post",
   path: "/{id}/monitoring/test",
+  operationId: "testWizardChannel",
   summary: "Step 5: send a test message through a channel",
   request: { params: IdParam, body: jsonBody(z.strictObject({ channel: ChannelSchema })) },
   responses: {
@@ -349,6 +360,7 @@ const testChannelRoute = route({
 const navigateRoute = route({
   method: "post",
   path: "/{id}/navigate",
+  operationId: "navigateWizard",
   summary: "Go back to a step already reached",
   request: { params: IdParam, body: jsonBody(z.strictObject({ step: StepSchema })) },
   responses: stateResponse("State."),
@@ -356,6 +368,7 @@ const navigateRoute = route({
 const commitRoute = route({
   method: "post",
   path: "/{id}/commit",
+  operationId: "commitWizard",
   summary: "Step 6: write everything to D1 in one batch (idempotent)",
   description:
     "The commit replaces the tenant's security policy, so it is a step-up: a browser session must have " +
@@ -398,6 +411,7 @@ const ChangesSchema = z
 const changesRoute = route({
   method: "get",
   path: "/{id}/changes",
+  operationId: "getWizardChanges",
   summary: "Step 6: what the commit would add, change, remove or leave unchanged",
   description:
     "Channels are matched by name and wizard rules by what they watch; stored channels missing from the " +
@@ -411,6 +425,7 @@ const changesRoute = route({
 const abandonRoute = route({
   method: "delete",
   path: "/{id}",
+  operationId: "abandonWizard",
   summary: "Abandon: wipe the wizard",
   request: { params: IdParam },
   responses: { 204: { description: "Wiped." }, ...problems(...authProblems) },
