@@ -10,6 +10,7 @@ import { wellFormedJsonText } from "./openapi/well-formed-text";
 import { IMPORT_MAX_BODY_BYTES, IMPORT_PATH } from "./portability/limits";
 import { alertRoutes } from "./routes/alerts";
 import { auditRoutes } from "./routes/audit";
+import { auditExportRoutes } from "./routes/audit-export";
 import { authSessionRoutes } from "./routes/auth-session";
 import { channelDeliveryRoutes } from "./routes/channel-deliveries";
 import { complianceRoutes } from "./routes/compliance";
@@ -111,6 +112,7 @@ export function buildApp() {
   app.route("/api/v1/keys", keyRoutes);
   app.route("/api/v1/credentials", credentialRoutes);
   app.route("/api/v1/audit", auditRoutes);
+  app.route("/api/v1/audit", auditExportRoutes);
   app.route("/api/v1/events", eventRoutes);
   app.route("/api/v1/alerts", alertRoutes);
   app.route("/api/v1/usage", usageRoutes);
