@@ -48,8 +48,11 @@ export interface NewVersion {
   serviceId: string;
   version: number;
   fields: Readonly<Record<string, string>>;
-  /** `pending` for a rotation's successor; null for a version that `makeCurrentStatements` labels next. */
-  stage: "current" | "pending" | null;
+  /**
+   * `pending` for a rotation's successor; null for a version that `makeCurrentStatements` labels next;
+   * `previous` only when an import restores a credential's versions with their labels as exported.
+   */
+  stage: "current" | "pending" | "previous" | null;
   /** The provider's id of the key the fields hold; by default what the service's rotator reads from them. */
   providerKeyId?: string | null;
   createdBy: string;

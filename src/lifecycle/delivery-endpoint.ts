@@ -38,7 +38,7 @@ export const MIN_RSA_BITS = 2048;
 const MAX_RSA_BITS = 8192;
 
 /** Private members of EC, OKP and RSA JWKs (RFC 7518 §6.2.2, §6.3.2; RFC 8037 §2), and a symmetric key's `k`. */
-const PRIVATE_JWK_MEMBERS = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] as const;
+export const PRIVATE_JWK_MEMBERS = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] as const;
 
 const Base64Url = z.string().regex(/^[A-Za-z0-9_-]+$/, "must be base64url without padding");
 
@@ -122,7 +122,7 @@ function bitLength(bytes: Uint8Array): number {
   return (bytes.length - first - 1) * 8 + (32 - Math.clz32(bytes[first] ?? 0));
 }
 
-function modulusBits(n: string): number {
+export function modulusBits(n: string): number {
   try {
     return bitLength(base64url.decode(n));
   } catch {
