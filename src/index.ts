@@ -29,6 +29,7 @@ export default {
 } satisfies ExportedHandler<Bindings>;
 
 export { AuditChain } from "./audit/audit-chain";
+export { TenantErasureWorkflow } from "./erasure/tenant-erasure-workflow";
 export { CredentialRotationWorkflow } from "./lifecycle/credential-rotation-workflow";
 export { KeyRotationWorkflow } from "./lifecycle/key-rotation-workflow";
 export { KeyLimiter } from "./limits/key-limiter";

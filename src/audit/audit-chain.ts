@@ -52,6 +52,19 @@ export class AuditChain extends DurableObject<Env> {
   }
 
   /**
+   * Tenant erasure (src/erasure/): forgets the recorded head once the tenant's rows are being deleted. Queued
+   * behind any batch still running, so no append lands after it unseen.
+   */
+  erase(): Promise<void> {
+    const run = this.tail.then(async () => {
+      await this.ctx.storage.deleteAll();
+      this.reconciled = false;
+    });
+    this.tail = run.catch(() => {});
+    return run;
+  }
+
+  /**
    * Runs one audited batch. A failure comes back as a value, not a throw: an exception leaving an RPC method
    * is also reported as uncaught on this side, and an expected refusal (a constraint, a compare-and-set that
    * lost) is not an incident to log.

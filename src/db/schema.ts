@@ -1,5 +1,6 @@
 import { sql } from "drizzle-orm";
 import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { ERASURE_STATES, ERASURE_STEPS } from "../erasure/erasure-kinds";
 import { EVENT_KINDS, EVENT_SEVERITIES, EVENT_SUBJECT_TYPES } from "../lifecycle/event-kinds";
 import {
   HANDOFF_METHODS,
@@ -184,6 +185,8 @@ export const keyOrigins = sqliteTable(
   (t) => [
     primaryKey({ columns: [t.keyId, t.kind, t.value] }),
     index("key_origins_first_seen_idx").on(t.firstSeenAt),
+    /** Tenant erasure deletes a tenant's rows in bounded chunks (src/erasure/tenant-tables.ts). */
+    index("key_origins_tenant_idx").on(t.tenantId),
   ],
 );
 
@@ -205,7 +208,11 @@ export const keyBaselines = sqliteTable(
     /** The hour (its first millisecond) last folded in: folding the same hour twice does nothing. */
     lastHour: integer("last_hour").notNull(),
   },
-  (t) => [primaryKey({ columns: [t.keyId, t.hourOfWeek] })],
+  (t) => [
+    primaryKey({ columns: [t.keyId, t.hourOfWeek] }),
+    /** Tenant erasure deletes a tenant's rows in bounded chunks (src/erasure/tenant-tables.ts). */
+    index("key_baselines_tenant_idx").on(t.tenantId),
+  ],
 );
 
 /** Append-only, hash-chained per tenant: each row's hash covers its content and the previous row's hash. */
@@ -368,6 +375,8 @@ export const rotationRuns = sqliteTable(
     index("rotation_runs_subject_idx").on(t.subjectId, t.startedAt),
     index("rotation_runs_overlap_idx").on(t.state, t.overlapEndsAt),
     index("rotation_runs_step_idx").on(t.state, t.step, t.updatedAt),
+    /** Tenant erasure deletes a tenant's rows in bounded chunks (src/erasure/tenant-tables.ts). */
+    index("rotation_runs_tenant_idx").on(t.tenantId),
   ],
 );
 
@@ -577,12 +586,17 @@ export const alertDeliveries = sqliteTable(
 );
 
 /** One row per committed wizard: the idempotency marker and the summary a retry returns. */
-export const wizardCommits = sqliteTable("wizard_commits", {
-  wizardId: text("wizard_id").primaryKey(),
-  tenantId: text("tenant_id").notNull(),
-  summary: text("summary", { mode: "json" }).$type<Record<string, unknown>>().notNull(),
-  committedAt: integer("committed_at").notNull(),
-});
+export const wizardCommits = sqliteTable(
+  "wizard_commits",
+  {
+    wizardId: text("wizard_id").primaryKey(),
+    tenantId: text("tenant_id").notNull(),
+    summary: text("summary", { mode: "json" }).$type<Record<string, unknown>>().notNull(),
+    committedAt: integer("committed_at").notNull(),
+  },
+  /** Tenant erasure deletes a tenant's rows in bounded chunks (src/erasure/tenant-tables.ts). */
+  (t) => [index("wizard_commits_tenant_idx").on(t.tenantId)],
+);
 
 /** TOTP second factor of one admin key (RFC 6238). The shared secret is ciphertext, AAD-bound to the key. */
 export const adminTotp = sqliteTable(
@@ -604,4 +618,39 @@ export const adminTotp = sqliteTable(
     createdAt: integer("created_at").notNull(),
   },
   (t) => [index("admin_totp_dek_idx").on(t.tenantId, t.dekVersion)],
+);
+
+/**
+ * One row per tenant erasure (GDPR Art. 17), written when the operator asks for it and kept after every other
+ * row of the tenant is gone: it is the receipt. It holds the tenant id, times, counts and the audit chain's
+ * last MAC, and nothing the tenant stored. Migration 0010's triggers make it permanent (never deleted, its
+ * identity and request time never changed) and let the tenant's rows be deleted only while it exists.
+ */
+export const tenantErasures = sqliteTable(
+  "tenant_erasures",
+  {
+    tenantId: text("tenant_id").primaryKey(),
+    /** The erasure's id, also its Workflow instance id. */
+    id: text("id").notNull(),
+    state: text("state", { enum: ERASURE_STATES }).notNull(),
+    step: text("step", { enum: ERASURE_STEPS }).notNull(),
+    /** When the tenant's keys were disabled and its schedules cleared, in the batch that wrote this row. */
+    requestedAt: integer("requested_at").notNull(),
+    /** When every data_keys row of the tenant was deleted: from then on none of its ciphertext decrypts. */
+    dekDestroyedAt: integer("dek_destroyed_at"),
+    dataKeysDestroyed: integer("data_keys_destroyed").notNull().default(0),
+    /** When the first pass over every tenant table found nothing left. */
+    rowsDeletedAt: integer("rows_deleted_at"),
+    completedAt: integer("completed_at"),
+    /** `{ table: rows deleted }`, counted in the batch that deleted them. */
+    rowsDeleted: text("rows_deleted", { mode: "json" }).$type<Record<string, number>>().notNull(),
+    /** `{ key_limiters, wizard_sessions, audit_chain }`: Durable Objects whose storage was cleared. */
+    objectsCleared: text("objects_cleared", { mode: "json" }).$type<Record<string, number>>().notNull(),
+    /** The tenant's last audit row before its log was deleted: its seq and chain MAC. */
+    auditHeadSeq: integer("audit_head_seq"),
+    auditHeadHash: text("audit_head_hash"),
+    /** HMAC-SHA-256 of the completed receipt under the `erasure-receipt` system key. */
+    receiptMac: text("receipt_mac"),
+  },
+  (t) => [uniqueIndex("tenant_erasures_id_idx").on(t.id)],
 );

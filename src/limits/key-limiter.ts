@@ -77,6 +77,11 @@ export class KeyLimiter extends DurableObject<Env> {
     return decision;
   }
 
+  /** Tenant erasure (src/erasure/): the key's counters go with its row. */
+  erase(): Promise<void> {
+    return this.ctx.storage.deleteAll();
+  }
+
   /** Current counters without consuming, for the key's GET view. */
   peek(policy: LimitPolicy): { remaining: number | null } {
     const state = this.ctx.storage.kv.get<LimiterState>("state");
