@@ -1149,7 +1149,7 @@ export interface components {
         CreateTenant: {
             name: string;
             /** @default kw */
-            key_prefix: string;
+            key_prefix?: string;
         };
         KeyringStatus: {
             /** @description Where new DEKs are wrapped: KEK_PROVIDER, and KEK_VERSION or Vault's latest key version. Null when the KEK settings are malformed (see `sealed`). */
@@ -1321,12 +1321,12 @@ export interface components {
              * @default live
              * @enum {string}
              */
-            environment: "live" | "test";
+            environment?: "live" | "test";
             /**
              * @default basic
              * @enum {string}
              */
-            security_level: "basic" | "enhanced" | "enterprise";
+            security_level?: "basic" | "enhanced" | "enterprise";
             prefix?: string;
             /** Format: date-time */
             expires_at?: string;
@@ -1464,7 +1464,7 @@ export interface components {
              * @default enhanced
              * @enum {string}
              */
-            security_level: "basic" | "enhanced" | "enterprise";
+            security_level?: "basic" | "enhanced" | "enterprise";
             name?: string;
             fields: {
                 [key: string]: string;
@@ -1519,7 +1519,7 @@ export interface components {
              * @description How long the old value stays valid at the provider after the new one is current.
              * @default 86400
              */
-            overlap_seconds: number;
+            overlap_seconds?: number;
         } | {
             /** @enum {string} */
             method: "provider";
@@ -1529,14 +1529,14 @@ export interface components {
              * @description How long the old value stays valid at the provider after the new one is current.
              * @default 86400
              */
-            overlap_seconds: number;
+            overlap_seconds?: number;
             /** @description A separate, least-privileged credential of the rotator's service that may mint and revoke. */
             rotator_credential_id: string;
             /**
              * @description Non-secret settings the provider's API needs (e.g. the AWS IAM user name).
              * @default {}
              */
-            settings: {
+            settings?: {
                 [key: string]: string;
             };
         } | {
@@ -1548,7 +1548,7 @@ export interface components {
              * @description How long the old value stays valid at the provider after the new one is current.
              * @default 86400
              */
-            overlap_seconds: number;
+            overlap_seconds?: number;
             /** @description https, port 443 or 8443, a public host. */
             endpoint_url: string;
         };
@@ -1704,20 +1704,20 @@ export interface components {
             rotation_policy: "30_days" | "60_days" | "90_days" | "custom" | "none";
             custom_rotation_days?: number;
             /** @default [] */
-            ip_allowlist: string[];
+            ip_allowlist?: string[];
             /** @default [] */
-            country_allowlist: string[];
+            country_allowlist?: string[];
             /** @default false */
-            require_2fa: boolean;
+            require_2fa?: boolean;
             /** @default [] */
-            compliance: ("soc2" | "gdpr" | "hipaa" | "pci_dss")[];
+            compliance?: ("soc2" | "gdpr" | "hipaa" | "pci_dss")[];
         };
         WizardConfirmStep: Record<string, never>;
         WizardMonitoringStep: {
             /** @default [] */
-            channels: components["schemas"]["WizardChannel"][];
+            channels?: components["schemas"]["WizardChannel"][];
             /** @default [] */
-            rules: components["schemas"]["WizardRule"][];
+            rules?: components["schemas"]["WizardRule"][];
         };
         WizardChannel: {
             /** @enum {string} */
@@ -1766,7 +1766,7 @@ export interface components {
              * @default day
              * @enum {string}
              */
-            window: "hour" | "day";
+            window?: "hour" | "day";
             channel_names: string[];
         } | {
             /** @enum {string} */
@@ -1874,23 +1874,23 @@ export interface components {
              * @description The kind's settings (see docs/alerts.md); missing ones take the kind's defaults.
              * @default {}
              */
-            settings: {
+            settings?: {
                 [key: string]: unknown;
             };
             /**
              * @description Where its alerts are sent; none: alerts are only listed by GET /api/v1/alerts.
              * @default []
              */
-            channel_ids: string[];
+            channel_ids?: string[];
             /**
              * @default warning
              * @enum {string}
              */
-            severity: "info" | "warning" | "critical";
+            severity?: "info" | "warning" | "critical";
             /** @default 3600 */
-            cooldown_seconds: number;
+            cooldown_seconds?: number;
             /** @default true */
-            enabled: boolean;
+            enabled?: boolean;
         };
         AlertRulePatch: {
             /** @description Unique within the tenant. */
@@ -2037,9 +2037,9 @@ export interface components {
              * @default enhanced
              * @enum {string}
              */
-            security_level: "basic" | "enhanced" | "enterprise";
+            security_level?: "basic" | "enhanced" | "enterprise";
             /** @default false */
-            live_check: boolean;
+            live_check?: boolean;
         };
         GeneratedKey: {
             service_id: string;
