@@ -4,13 +4,12 @@ import {
   assertValidFields,
   type CredentialRow,
   findVersionRow,
-  makeCurrentStatements,
-  nextVersionNumber,
   openVersion,
   sealedVersionStatements,
 } from "../credentials/credential-versions";
 import { isConcurrentChange } from "../credentials/preconditions";
 import { requireService } from "../credentials/require-service";
+import { newCurrentVersionStatements } from "../credentials/store-credential";
 import { newId } from "../crypto/random";
 import { type Database, database } from "../db/client";
 import { inJsonList } from "../db/in-list";
@@ -563,28 +562,25 @@ async function credentialUpdate(
   step: CredentialStep,
   actorId: string,
 ): Promise<Write> {
-  const row = step.row as CredentialRow;
   const fields = step.item.versions.find((v) => v.version === step.item.current_version)?.fields ?? {};
-  const version = await nextVersionNumber(db, row);
-  const insert = await sealedVersionStatements(keys, db, {
-    tenantId: row.tenantId,
-    credentialId: row.id,
-    serviceId: row.serviceId,
-    version,
+  const { next, statements } = await newCurrentVersionStatements(
+    keys,
+    db,
+    step.row as CredentialRow,
     fields,
-    stage: null,
-    createdBy: actorId,
-    now: plan.now,
-  });
-  const { statements } = makeCurrentStatements(db, row, version, plan.now);
+    {
+      createdBy: actorId,
+      now: plan.now,
+    },
+  );
   return {
-    statements: [...insert, ...statements],
+    statements,
     events: [
       {
         action: "credential.update",
         targetType: "credential",
-        targetId: row.id,
-        detail: { version, fields: Object.keys(fields).sort(), via: "import" },
+        targetId: next.id,
+        detail: { version: next.currentVersion, fields: Object.keys(fields).sort(), via: "import" },
       },
     ],
   };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { randomBase62 } from "../../src/crypto/random";
-import { call, callJson, createKey, createTenant, type TestTenant, verify } from "../helpers/api";
 import { stripeKey } from "../credentials/samples";
+import { call, callJson, createKey, createTenant, type TestTenant, verify } from "../helpers/api";
 import {
   changeStripe,
   exportWith,
@@ -39,7 +39,10 @@ async function populatedTenant(label: string) {
       kind: "failure_rate",
       name: "Failing verifies",
       settings: { threshold_percent: 25 },
-      channel_ids: [(slack.body.channel as { id: string }).id, (hook.body as unknown as { channel: { id: string } }).channel.id],
+      channel_ids: [
+        (slack.body.channel as { id: string }).id,
+        (hook.body as unknown as { channel: { id: string } }).channel.id,
+      ],
       severity: "critical",
     },
   });
@@ -91,21 +94,23 @@ describe("export then import into another tenant", () => {
       expect((await reveal(target, billing.id, index + 1)).secret_key).toBe(secret);
     }
     const payouts = await credentialNamed(target, "Payouts");
-    expect((await reveal(target, payouts.id)).secret_key).toBe((await reveal(source.tenant, source.payouts.id)).secret_key);
+    expect((await reveal(target, payouts.id)).secret_key).toBe(
+      (await reveal(source.tenant, source.payouts.id)).secret_key,
+    );
 
     const channels = await callJson<{ items: { id: string; name: string; kind: string }[] }>(
       "GET",
       "/api/v1/monitoring/channels",
       { key: target.adminKey },
     );
-    const rules = await callJson<{ items: { name: string; channel_ids: string[]; severity: string; settings: Record<string, unknown> }[] }>(
-      "GET",
-      "/api/v1/monitoring/rules",
-      { key: target.adminKey },
-    );
+    const rules = await callJson<{
+      items: { name: string; channel_ids: string[]; severity: string; settings: Record<string, unknown> }[];
+    }>("GET", "/api/v1/monitoring/rules", { key: target.adminKey });
     expect(rules.body.items).toHaveLength(1);
     // The rule names the importing tenant's own channels, not the source's ids.
-    expect([...(rules.body.items[0]?.channel_ids ?? [])].sort()).toEqual(channels.body.items.map((c) => c.id).sort());
+    expect([...(rules.body.items[0]?.channel_ids ?? [])].sort()).toEqual(
+      channels.body.items.map((c) => c.id).sort(),
+    );
     expect(rules.body.items[0]).toMatchObject({ severity: "critical", settings: { threshold_percent: 25 } });
     const policy = await callJson("GET", "/api/v1/security-policy", { key: target.adminKey });
     expect(policy.body).toMatchObject({ security_level: "basic", rotation_policy: "90_days" });

@@ -1,7 +1,7 @@
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
-import { callJson, type TestTenant } from "../helpers/api";
 import { stripeKey } from "../credentials/samples";
+import { callJson, type TestTenant } from "../helpers/api";
 
 export const PASSPHRASE = "correct horse battery staple 7";
 
@@ -15,7 +15,9 @@ export async function tenantState(tenantId: string, withAudit = false): Promise<
   return JSON.stringify({
     keys: await rowsOf("SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY id"),
     credentials: await rowsOf("SELECT * FROM credentials WHERE tenant_id = ? ORDER BY id"),
-    versions: await rowsOf("SELECT * FROM credential_versions WHERE tenant_id = ? ORDER BY credential_id, version"),
+    versions: await rowsOf(
+      "SELECT * FROM credential_versions WHERE tenant_id = ? ORDER BY credential_id, version",
+    ),
     channels: await rowsOf("SELECT * FROM alert_channels WHERE tenant_id = ? ORDER BY id"),
     rules: await rowsOf("SELECT * FROM alert_rules WHERE tenant_id = ? ORDER BY id"),
     policy: await rowsOf("SELECT * FROM security_policies WHERE tenant_id = ?"),
@@ -45,10 +47,14 @@ export async function changeStripe(tenant: TestTenant, id: string, etag: string,
 }
 
 export async function reveal(tenant: TestTenant, id: string, version?: number) {
-  const revealed = await callJson<{ fields: Record<string, string> }>("POST", `/api/v1/credentials/${id}/reveal`, {
-    key: tenant.adminKey,
-    body: version ? { version } : {},
-  });
+  const revealed = await callJson<{ fields: Record<string, string> }>(
+    "POST",
+    `/api/v1/credentials/${id}/reveal`,
+    {
+      key: tenant.adminKey,
+      body: version ? { version } : {},
+    },
+  );
   expect(revealed.status).toBe(200);
   return revealed.body.fields;
 }
@@ -62,18 +68,22 @@ export interface PlanEntry {
 type KindPlan = Record<"create" | "update" | "unchanged" | "conflicts", PlanEntry[]>;
 export type Plan = Record<"credentials" | "keys" | "channels" | "rules" | "policy", KindPlan>;
 
-export async function exportWith(tenant: TestTenant, body: Record<string, unknown> = { passphrase: PASSPHRASE }) {
+export async function exportWith(
+  tenant: TestTenant,
+  body: Record<string, unknown> = { passphrase: PASSPHRASE },
+) {
   const exported = await callJson<{ jwe: string }>("POST", "/api/v1/export", { key: tenant.adminKey, body });
   expect(exported.status, JSON.stringify(exported.body)).toBe(200);
   return exported.body.jwe;
 }
 
 export async function importInto(tenant: TestTenant, body: Record<string, unknown>) {
-  return callJson<{ dry_run: boolean; plan: Plan; code?: string; errors?: { path: string; message: string }[] }>(
-    "POST",
-    "/api/v1/import",
-    { key: tenant.adminKey, body },
-  );
+  return callJson<{
+    dry_run: boolean;
+    plan: Plan;
+    code?: string;
+    errors?: { path: string; message: string }[];
+  }>("POST", "/api/v1/import", { key: tenant.adminKey, body });
 }
 
 export const names = (entries: PlanEntry[]) => entries.map((entry) => entry.name).sort();
