@@ -1,12 +1,14 @@
 // Browser plumbing shared by the e2e files: a page that fails its test on a script error, a CSP violation or
 // any request that leaves 127.0.0.1; screenshots at desktop and phone size; axe-core's accessibility check.
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ROOT, SHOTS } from "./harness.mjs";
 
 export const DESKTOP = { width: 1280, height: 900 };
 export const PHONE = { width: 390, height: 844 };
-const AXE = join(ROOT, "node_modules", "axe-core", "axe.min.js");
+// Evaluated through the DevTools protocol: the page's CSP (script-src 'self') refuses an injected <script>.
+const AXE_SOURCE = readFileSync(join(ROOT, "node_modules", "axe-core", "axe.min.js"), "utf8");
 
 /** A browser context on Keywarden's origin that records every problem the page runs into. */
 export async function openPage(browser, origin, viewport = DESKTOP) {
@@ -61,7 +63,7 @@ export async function shot(page, name) {
  * violation and the elements it names. axe is loaded from node_modules, never from a CDN.
  */
 export async function assertAccessible(page, what) {
-  if (!(await page.evaluate(() => "axe" in window))) await page.addScriptTag({ path: AXE });
+  if (!(await page.evaluate(() => "axe" in window))) await page.evaluate(AXE_SOURCE);
   const violations = await page.evaluate(async () => {
     const result = await window.axe.run(document, {
       runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"] },
