@@ -1,7 +1,8 @@
 // The audit log: newest first, filtered by action (or a family such as `key`), actor and time range, paged
 // with `before_seq`; and the verdict of the keyed hash chain (GET /api/v1/audit/verify).
 import { api } from "../app/api.js";
-import { btn, clearErrors, field, h, input, placeErrors } from "../app/dom.js";
+import { btn, clear, clearErrors, field, h, input, placeErrors } from "../app/dom.js";
+import { labelCells } from "./cards.js";
 
 const FAMILIES = [
   "alert",
@@ -91,7 +92,7 @@ export async function renderAudit(page, filters = {}) {
     { class: "scroll", tabindex: "0", role: "region", "aria-label": "Audit entries table" },
     h(
       "table",
-      { class: "audit" },
+      { class: "audit cards" },
       h("caption", { class: "sr", text: "Audit entries, newest first" }),
       h(
         "thead",
@@ -156,6 +157,7 @@ export async function renderAudit(page, filters = {}) {
           ),
         ),
       );
+      labelCells(table);
       empty.hidden = rows.children.length > 0;
       more.dataset.before = String(result.next_before_seq ?? "");
       more.hidden = result.next_before_seq === null;
@@ -172,7 +174,8 @@ export async function renderAudit(page, filters = {}) {
       return ui.fail(err);
     }
     const again = btn("Verify again", () => verify(again));
-    chain.replaceChildren(
+    clear(
+      chain,
       h("h2", { id: "chain-h", text: "Chain" }),
       verdict.ok
         ? h(

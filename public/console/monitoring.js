@@ -3,6 +3,7 @@
 import { api, Problem } from "../app/api.js";
 import { announce, btn, clear, clearErrors, dl, field, group, h, input, placeErrors } from "../app/dom.js";
 import { shownOnce } from "../app/secrets.js";
+import { labelCells } from "./cards.js";
 
 const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
 const path = (...parts) => `/api/v1/monitoring/${parts.map(encodeURIComponent).join("/")}`;
@@ -252,7 +253,7 @@ function paintChannels(ui, box, channels, { reload }) {
         "td",
         { class: "row-actions" },
         sendTest(ui, channel, out),
-        editButton(channel.name, () => {
+        editButton(channel.name, (closed) => {
           const form = channelForm(ui, channel, {
             done: async (res) => {
               await reload(res.signing_secret && { name: res.channel.name, value: res.signing_secret });
@@ -260,7 +261,7 @@ function paintChannels(ui, box, channels, { reload }) {
             },
             cancel: () => {
               form.closest("tr").remove();
-              row.querySelector(`[aria-label="Edit ${CSS.escape(channel.name)}"]`)?.focus();
+              closed();
             },
           });
           row.after(h("tr", { class: "edit-row" }, h("td", { colspan: 5 }, form)));
@@ -282,14 +283,15 @@ function paintChannels(ui, box, channels, { reload }) {
     );
     return row;
   });
-  box.replaceChildren(
+  clear(
+    box,
     channels.length
       ? h(
           "div",
           { class: "scroll", tabindex: "0", role: "region", "aria-label": "Alert channels table" },
           h(
             "table",
-            {},
+            { class: "cards" },
             h("caption", { class: "sr", text: "Alert channels" }),
             h(
               "thead",
@@ -308,13 +310,17 @@ function paintChannels(ui, box, channels, { reload }) {
       : h("p", { text: "No channels yet: alerts are only listed on the Alerts page." }),
     h("p", { class: "actions" }, add),
   );
+  labelCells(box);
 }
 
 function editButton(name, open) {
   const button = btn("Edit", () => {
     if (button.getAttribute("aria-expanded") === "true") return;
     button.setAttribute("aria-expanded", "true");
-    open();
+    open(() => {
+      button.setAttribute("aria-expanded", "false");
+      button.focus();
+    });
   });
   button.setAttribute("aria-label", `Edit ${name}`);
   return button;
@@ -471,7 +477,7 @@ function paintRules(ui, box, rules, { channels, services, reload }) {
         "td",
         { class: "row-actions" },
         toggle,
-        editButton(rule.name, () => {
+        editButton(rule.name, (closed) => {
           const form = ruleForm(ui, rule, {
             channels,
             services,
@@ -481,7 +487,7 @@ function paintRules(ui, box, rules, { channels, services, reload }) {
             },
             cancel: () => {
               form.closest("tr").remove();
-              row.querySelector(`[aria-label="Edit ${CSS.escape(rule.name)}"]`)?.focus();
+              closed();
             },
           });
           row.after(h("tr", { class: "edit-row" }, h("td", { colspan: 6 }, form)));
@@ -502,14 +508,15 @@ function paintRules(ui, box, rules, { channels, services, reload }) {
     );
     return row;
   });
-  box.replaceChildren(
+  clear(
+    box,
     rules.length
       ? h(
           "div",
           { class: "scroll", tabindex: "0", role: "region", "aria-label": "Alert rules table" },
           h(
             "table",
-            {},
+            { class: "cards" },
             h("caption", { class: "sr", text: "Alert rules" }),
             h(
               "thead",
@@ -528,6 +535,7 @@ function paintRules(ui, box, rules, { channels, services, reload }) {
       : h("p", { text: "No stored rules: the defaults apply." }),
     h("p", { class: "actions" }, add),
   );
+  labelCells(box);
 }
 
 /** The settings controls of one rule kind; `read()` returns the settings object (empty fields left out). */
@@ -744,6 +752,7 @@ export async function renderChannel(page, id, state = "") {
         ),
       ),
     );
+    labelCells(body);
     more.dataset.cursor = pageOf.next_cursor ?? "";
     more.hidden = !pageOf.next_cursor;
   };
@@ -763,7 +772,8 @@ export async function renderChannel(page, id, state = "") {
       ["dead", "Gave up"],
     ].map(([value, text]) => h("option", { value, text, selected: value === state })),
   );
-  body.replaceChildren(
+  clear(
+    body,
     h(
       "section",
       { class: "card", "aria-labelledby": "chan-h" },
@@ -789,7 +799,7 @@ export async function renderChannel(page, id, state = "") {
         { class: "scroll", tabindex: "0", role: "region", "aria-label": "Delivery log table" },
         h(
           "table",
-          {},
+          { class: "cards" },
           h("caption", { class: "sr", text: `Deliveries to ${channel.name}, newest first` }),
           h(
             "thead",
@@ -805,7 +815,9 @@ export async function renderChannel(page, id, state = "") {
           rows,
         ),
       ),
-      first.items.length ? null : h("p", { text: "No deliveries yet." }),
+      first.items.length
+        ? null
+        : h("p", { text: state ? "No deliveries in this state." : "No deliveries yet." }),
       h("p", { class: "actions" }, more),
     ),
     h("p", {}, h("a", { href: "#/monitoring", text: "All channels and rules" })),

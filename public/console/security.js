@@ -13,6 +13,7 @@ import {
   placeErrors,
   setFieldError,
 } from "../app/dom.js";
+import { labelCells } from "./cards.js";
 import { codeInput, TOTP_HEADER, totpEnrollment } from "./totp.js";
 
 const ROTATION = {
@@ -356,6 +357,7 @@ function complianceSection(ui, config) {
               `/api/v1/compliance/report?standard=${encodeURIComponent(standard.value)}`,
             );
             out.replaceChildren(reportTable(report));
+            labelCells(out);
           } catch (err) {
             out.replaceChildren();
             ui.fail(err);
@@ -391,7 +393,7 @@ function reportTable(report) {
       { class: "scroll", tabindex: "0", role: "region", "aria-label": "Compliance controls table" },
       h(
         "table",
-        { class: "report" },
+        { class: "report cards" },
         h("caption", { class: "sr", text: `${report.name} controls` }),
         h(
           "thead",
