@@ -29,6 +29,7 @@ import { tenantErasureRoutes } from "./routes/tenant-erasure";
 import { tenantRoutes } from "./routes/tenants";
 import { twoFactorRoutes } from "./routes/two-factor";
 import { usageRoutes } from "./routes/usage";
+import { vaultImportRoutes } from "./routes/vault-import";
 import { verifyRoutes } from "./routes/verify";
 import { wizardRoutes } from "./routes/wizard";
 import { wizardSeedRoutes } from "./routes/wizard-seed";
@@ -120,6 +121,7 @@ export function buildApp() {
   app.route("/api/v1", monitoringRoutes);
   app.route("/api/v1/compliance", complianceRoutes);
   app.route("/api/v1", exportRoutes);
+  app.route("/api/v1/import/vault", vaultImportRoutes);
   app.route("/api/v1", channelDeliveryRoutes);
   app.route("/api/v1", keyDeliveryRoutes);
   // The seed's wizard API, kept at its documented paths; the catalogue is also a v1 resource.

@@ -46,13 +46,13 @@ export const DEFAULT_TRANSIT_KEY = "keywarden";
 export const DEFAULT_APPROLE_MOUNT = "approle";
 
 /** A mount path: one or more segments of Vault's path characters, joined by `/`. */
-const MOUNT = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
+export const MOUNT = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
 /** Vault's `framework.GenericNameRegex`: a word character at each end, `[\w.@-]` between. */
 const KEY_NAME = /^\w([\w.@-]*\w)?$/;
 /** A namespace path such as `admin` or `admin/team-a`. */
-const NAMESPACE = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
+export const NAMESPACE = /^[A-Za-z0-9_.-]+(\/[A-Za-z0-9_.-]+)*$/;
 /** Token, role id and secret id travel in headers or JSON: visible ASCII only, so none can split a header. */
-const CREDENTIAL = /^[\x21-\x7e]+$/;
+export const CREDENTIAL = /^[\x21-\x7e]+$/;
 
 function present(value: string | undefined): string | undefined {
   const trimmed = value?.trim();
@@ -60,23 +60,37 @@ function present(value: string | undefined): string | undefined {
 }
 
 /**
- * The Vault address: the outbound-call rule every other outbound call follows (threat model case 31: https
+ * A Vault address: the outbound-call rule every other outbound call follows (threat model case 31: https
  * on port 443 or 8443, no userinfo, no literal loopback, private, link-local or metadata address), and no
- * path, query or fragment (a trailing slash is tolerated).
+ * path, query or fragment (a trailing slash is tolerated). Returns the origin; VALIDATION_FAILED names
+ * `path`, never the value. Used for VAULT_ADDR and for the address of a Vault KV import.
  */
-function vaultAddress(raw: string): string {
+export function vaultOrigin(raw: string, path: string): string {
   let url: URL;
   try {
-    url = assertDeliverableUrl(raw, false, "VAULT_ADDR");
+    url = assertDeliverableUrl(raw, false, path);
   } catch (error) {
     const reason =
       error instanceof ApiError ? (error.extras.errors?.[0]?.message ?? "is refused") : "is refused";
-    throw new TypeError(`VAULT_ADDR ${reason} (Vault must be reached at https://<public host>[:8443]).`);
+    throw new ApiError(
+      "VALIDATION_FAILED",
+      `${path} ${reason} (Vault must be reached at https://<public host>[:8443]).`,
+      { errors: [{ path, message: reason }] },
+    );
   }
   if ((url.pathname !== "/" && url.pathname !== "") || url.search || url.hash) {
-    throw new TypeError("VAULT_ADDR must be an origin only (https://host[:port]), with no path or query.");
+    const reason = "must be an origin only (https://host[:port]), with no path or query";
+    throw new ApiError("VALIDATION_FAILED", `${path} ${reason}.`, { errors: [{ path, message: reason }] });
   }
   return url.origin;
+}
+
+function vaultAddress(raw: string): string {
+  try {
+    return vaultOrigin(raw, "VAULT_ADDR");
+  } catch (error) {
+    throw new TypeError(error instanceof ApiError ? error.detail : "VAULT_ADDR is refused.");
+  }
 }
 
 function credential(name: VaultEnvName, value: string): string {

@@ -113,7 +113,7 @@ function isTimeout(error: unknown): boolean {
  * Vault's `errors` strings, kept only when none of them contains one of this request's inputs (a Vault
  * behind a misbehaving proxy, or a future Vault, could echo a field), then truncated.
  */
-function vaultErrors(body: unknown, inputs: readonly string[]): string {
+export function vaultErrors(body: unknown, inputs: readonly string[]): string {
   if (!isObject(body) || !Array.isArray(body.errors)) return "";
   const strings = body.errors.filter((entry): entry is string => typeof entry === "string");
   const needles = inputs.filter((input) => input.length >= 4);
