@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { configuredCrons, fireTick } from "../../scripts/local-cron.mjs";
-import { DESKTOP, PHONE, runScenario, shot } from "./browser.mjs";
+import { assertAccessible, DESKTOP, PHONE, shot as photograph, runScenario } from "./browser.mjs";
 import {
   apiAs,
   createTenant,
@@ -51,6 +51,12 @@ after(
 );
 
 const scenario = (name, viewport, fn) => runScenario(browser, kw.origin, name, viewport, fn);
+
+/** Every page the wizard photographs also passes axe-core with no serious or critical violation. */
+async function shot(page, name) {
+  await assertAccessible(page, name);
+  await photograph(page, name);
+}
 
 const errorOf = async (page, control) => page.locator(`[id="${await control.getAttribute("id")}-err"]`);
 
