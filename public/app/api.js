@@ -11,8 +11,14 @@ export class Problem extends Error {
   }
 }
 
-export async function api(method, path, body) {
-  const init = { method, credentials: "same-origin", headers: { accept: "application/json" } };
+/** `headers`: extra request headers (a step-up code, If-Match). */
+export async function api(method, path, body, headers) {
+  return (await apiResponse(method, path, body, headers)).data;
+}
+
+/** `api`, also returning the response headers (an ETag for a later If-Match). */
+export async function apiResponse(method, path, body, headers = {}) {
+  const init = { method, credentials: "same-origin", headers: { ...headers, accept: "application/json" } };
   if (body !== undefined) {
     init.headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -26,10 +32,10 @@ export async function api(method, path, body) {
       detail: e.name === "TimeoutError" ? "The server did not answer in time." : "Keywarden is unreachable.",
     });
   }
-  if (res.status === 204) return null;
+  if (res.status === 204) return { data: null, headers: res.headers };
   const data = await res.json().catch(() => null);
   if (!res.ok) throw new Problem(res.status, data);
-  return data;
+  return { data, headers: res.headers };
 }
 
 export const wizardPath = (id, rest = "") => `/api/v1/wizard/${encodeURIComponent(id)}${rest}`;
