@@ -155,10 +155,11 @@ describe("@keywarden/hono: keywardenAuth against the running Keywarden", () => {
 
   it("reads the key where getKey says, takes its options from the context, and lets onError shape refusals", async () => {
     const { id, key } = await createKey(tenant, { scopes: ["orders:read"] });
-    const app = new Hono<{ Bindings: { KEYWARDEN_ROOT_KEY: string }; Variables: KeywardenVariables }>();
+    type ServiceEnv = { Bindings: { KEYWARDEN_ROOT_KEY: string } };
+    const app = new Hono<ServiceEnv & { Variables: KeywardenVariables }>();
     app.use(
       "*",
-      keywardenAuth((c) => ({
+      keywardenAuth<ServiceEnv>((c) => ({
         baseUrl: BASE,
         rootKey: c.env.KEYWARDEN_ROOT_KEY,
         fetch: keywarden,
