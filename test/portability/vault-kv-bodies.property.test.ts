@@ -11,6 +11,7 @@
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { randomBase62 } from "../../src/crypto/random";
+import type { VaultImportResult } from "../../src/portability/vault-kv-schemas";
 import { stripeKey } from "../credentials/samples";
 import {
   contentTypeArb,
@@ -105,7 +106,7 @@ describe("POST /api/v1/import/vault (threat model case 16)", () => {
         expect(vault.log.length, "a refused body reached Vault").toBe(vaultRequests);
     } else {
       expect(response.status).toBe(200);
-      const result = JSON.parse(response.text) as { dry_run: boolean; summary: Record<string, number> };
+      const result = JSON.parse(response.text) as VaultImportResult;
       const change = delta(before, after);
       if (result.dry_run || result.summary.create + result.summary.update === 0)
         expectUnchanged(before, after);
