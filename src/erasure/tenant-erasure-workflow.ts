@@ -2,22 +2,25 @@ import { WorkflowEntrypoint, type WorkflowEvent, type WorkflowStep } from "cloud
 import type { Bindings } from "../env";
 import { DB_STEP } from "../lifecycle/rotation-steps";
 import {
+  chunkOf,
   closeAuditChain,
   completeErasure,
   ERASURE_MAX_PASSES,
   ERASURE_SETTLE_MS,
+  ERASURE_SETTLED,
   type ErasureParams,
   eraseChunk,
   findErasure,
   markStep,
   shredDataKeys,
+  tablesWithRows,
 } from "./tenant-erasure";
 import { TENANT_TABLES } from "./tenant-tables";
 
 /**
  * The erasure of one tenant (docs/erasure.md). The DELETE request has already refused the tenant everywhere
  * (step 1); this destroys its DEKs (step 2), deletes its rows and Durable Object state table by table in
- * bounded chunks (step 3; a pass over every table, repeated until one finds nothing), waits until nothing can
+ * bounded chunks (step 3; passes until no table holds a row of the tenant), waits until nothing can
  * still write for the tenant, sweeps again (step 4), and writes the receipt (step 5). Every step is an
  * idempotent domain function in ./tenant-erasure, so a crash or a thrown step resumes where it stopped. Step
  * results are counts only.
@@ -37,8 +40,7 @@ export class TenantErasureWorkflow extends WorkflowEntrypoint<Bindings, ErasureP
     await step.do("shred", DB_STEP, () => shredDataKeys(env, params));
     await deleteEverything(step, env, params, "rows");
     await step.do("settling", DB_STEP, () => markStep(env, params, "settling"));
-    // Deployed, this waits out every wizard session's idle expiry (ERASURE_SETTLE_MS); tests disable sleeps.
-    await step.sleepUntil("settle", params.requestedAt + ERASURE_SETTLE_MS);
+    await settle(step);
     await step.do("sweeping", DB_STEP, () => markStep(env, params, "sweep"));
     await deleteEverything(step, env, params, "sweep");
     await step.do("receipt", DB_STEP, () => completeErasure(env, params));
@@ -47,8 +49,23 @@ export class TenantErasureWorkflow extends WorkflowEntrypoint<Bindings, ErasureP
 }
 
 /**
- * Passes over every tenant table (`<phase>:<table>:<chunk>`, later passes `<phase>-<n>:…`) until one deletes
- * nothing and leaves the tenant row gone.
+ * Waits ERASURE_SETTLE_MS: deployed, nothing sends ERASURE_SETTLED and the wait times out, by which time every
+ * wizard session of the tenant has expired and nothing that read the tenant before the request still runs.
+ * Tests end the wait with the event (after writing a late row, to see the sweep take it).
+ */
+async function settle(step: WorkflowStep): Promise<void> {
+  try {
+    await step.waitForEvent("settle", { type: ERASURE_SETTLED, timeout: ERASURE_SETTLE_MS });
+  } catch {
+    // The timeout: the wait is over.
+  }
+}
+
+/**
+ * Passes over the tenant's tables until none holds a row of it: each pass asks which tables still do
+ * (`<phase>:remaining`, later passes `<phase>-<n>:remaining`), then empties each in chunks
+ * (`<phase>:<table>:<chunk>`). A table is left when a chunk comes back short; a row that arrives after that
+ * is found by the next pass's question.
  */
 async function deleteEverything(
   step: WorkflowStep,
@@ -59,19 +76,17 @@ async function deleteEverything(
   for (let pass = 1; pass <= ERASURE_MAX_PASSES; pass++) {
     const label = pass === 1 ? phase : `${phase}-${pass}`;
     await step.do(`${label}:audit_chain`, DB_STEP, () => closeAuditChain(env, params));
-    let deleted = 0;
-    let blocked = false;
+    const remaining = await step.do(`${label}:remaining`, DB_STEP, () => tablesWithRows(env, params));
+    if (remaining.length === 0) return;
     for (const spec of TENANT_TABLES) {
+      if (!remaining.includes(spec.table)) continue;
       for (let n = 0; ; n++) {
         const outcome = await step.do(`${label}:${spec.table}:${n}`, DB_STEP, () =>
           eraseChunk(env, params, spec, phase),
         );
-        deleted += outcome.deleted;
-        blocked ||= outcome.blocked;
-        if (outcome.deleted === 0) break;
+        if (outcome.blocked || outcome.deleted < chunkOf(params, spec)) break;
       }
     }
-    if (deleted === 0 && !blocked) return;
   }
   throw new Error(`Rows of the tenant kept arriving through ${ERASURE_MAX_PASSES} passes.`);
 }

@@ -13,13 +13,13 @@ import { unseal } from "../vault/keyring";
 import { purposeKey } from "../vault/system-keys";
 import { WIZARD_IDLE_MS } from "../wizard/wizard-session";
 import type { ErasureStep } from "./erasure-kinds";
-import { CLEARED_OBJECTS, type TenantRow, type TenantTable } from "./tenant-tables";
+import { CLEARED_OBJECTS, TENANT_TABLES, type TenantRow, type TenantTable } from "./tenant-tables";
 
 /** Rows deleted per Workflow step and table (TenantTable.chunk overrides it where a row costs an object call). */
 export const ERASURE_CHUNK = 500;
 
 /**
- * How long after the request the Workflow waits before its final sweep. No request of the tenant
+ * How long the Workflow waits after its first deletion pass before the final sweep. No request of the tenant
  * authenticates after the request, so by then every wizard session of the tenant has been idle for a day and
  * its alarm has wiped it (WIZARD_IDLE_MS: uncommitted sessions are in no D1 table the erasure could read),
  * and any request or job that read the tenant before the request has long finished; the hour is margin for
@@ -27,7 +27,10 @@ export const ERASURE_CHUNK = 500;
  */
 export const ERASURE_SETTLE_MS = WIZARD_IDLE_MS + 60 * 60_000;
 
-/** Passes over every tenant table per phase, each until one finds nothing left. */
+/** The event that ends the settle wait early (tests only; deployed, the wait times out). */
+export const ERASURE_SETTLED = "erasure-settled";
+
+/** Passes over the tenant's tables per phase before the erasure gives up on rows that keep arriving. */
 export const ERASURE_MAX_PASSES = 5;
 
 export type ErasureRow = typeof tenantErasures.$inferSelect;
@@ -137,14 +140,16 @@ export async function requestErasure(
  */
 export async function startErasure(env: Bindings, row: ErasureRow): Promise<void> {
   if (row.state === "completed") return;
-  try {
-    await env.TENANT_ERASURE.create({ id: row.id, params: erasureParams(row) });
-  } catch (error) {
-    if (!String(error).includes("already_exists")) throw error;
-    const instance = await env.TENANT_ERASURE.get(row.id);
-    const { status } = await instance.status();
-    if (status === "errored" || status === "terminated") await instance.restart();
-  }
+  // createBatch reports an existing id as a per-instance error instead of throwing (as the scheduler relies on).
+  const { errors } = await env.TENANT_ERASURE.createBatch({
+    instances: [{ id: row.id, params: erasureParams(row) }],
+  });
+  const [error] = errors;
+  if (!error) return;
+  if (!error.message.includes("already_exists")) throw new Error(error.message);
+  const instance = await env.TENANT_ERASURE.get(row.id);
+  const { status } = await instance.status();
+  if (status === "errored" || status === "terminated") await instance.restart();
 }
 
 /**
@@ -215,6 +220,22 @@ export async function closeAuditChain(env: Bindings, params: ErasureParams): Pro
     .run();
 }
 
+/** Rows per chunk of one table in one erasure. */
+export const chunkOf = (params: ErasureParams, spec: TenantTable): number =>
+  params.chunk ?? spec.chunk ?? ERASURE_CHUNK;
+
+/** The tenant tables that still hold a row of the tenant: one index seek per table, in one batch. */
+export async function tablesWithRows(env: Bindings, params: ErasureParams): Promise<string[]> {
+  const answers = await env.DB.batch<{ found: number }>(
+    TENANT_TABLES.map((spec) =>
+      env.DB.prepare(
+        `SELECT EXISTS (SELECT 1 FROM ${spec.table} WHERE ${spec.tenantColumn} = ?) AS found`,
+      ).bind(params.tenantId),
+    ),
+  );
+  return TENANT_TABLES.filter((_, i) => answers[i]?.results[0]?.found === 1).map((spec) => spec.table);
+}
+
 export interface ChunkOutcome {
   deleted: number;
   /** The tenant row could not go yet: a row referencing it arrived after its table's pass. */
@@ -235,7 +256,7 @@ export async function eraseChunk(
   spec: TenantTable,
   step: ErasureStep,
 ): Promise<ChunkOutcome> {
-  const chunk = params.chunk ?? spec.chunk ?? ERASURE_CHUNK;
+  const chunk = chunkOf(params, spec);
   const columns = ["rowid AS row_id", ...(spec.objects?.columns ?? [])].join(", ");
   // Table and column names come from TENANT_TABLES, never from input.
   const { results } = await env.DB.prepare(

@@ -3,7 +3,7 @@
  * of Durable Object; its stored ciphertexts captured raw; erasures requested through the route and their
  * Workflows driven directly (sleeps off, so the settle wait passes at once).
  */
-import { introspectWorkflowInstance } from "cloudflare:test";
+import { introspectWorkflowInstance, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
 import { CHAIN_HEAD_KEY } from "../../src/audit/audit-chain";
@@ -21,7 +21,12 @@ import {
   usageCounts,
   wizardCommits,
 } from "../../src/db/schema";
-import type { ErasureParams } from "../../src/erasure/tenant-erasure";
+import {
+  ERASURE_SETTLED,
+  type ErasureParams,
+  erasureParams,
+  requestErasure,
+} from "../../src/erasure/tenant-erasure";
 import { ERASURE_RECORD_TABLES } from "../../src/erasure/tenant-tables";
 import { EVENT_KINDS } from "../../src/lifecycle/event-kinds";
 import { RULE_KINDS } from "../../src/monitoring/alert-kinds";
@@ -246,7 +251,6 @@ export async function erasableTenant(name: string): Promise<ErasableTenant> {
 
 /** What the tenant's Durable Objects hold: the limiter's counters, the wizard's state, the chain head. */
 export async function objectStorage(tenant: ErasableTenant) {
-  const { runInDurableObject } = await import("cloudflare:test");
   const entries = (stub: DurableObjectStub) =>
     runInDurableObject(stub, async (_instance, state) => [...state.storage.kv.list()].length);
   return {
@@ -292,28 +296,43 @@ export function receiptCall(tenantId: string) {
   return callJson<Receipt>("GET", `${erasurePath(tenantId)}/erasure`, { key: env.BOOTSTRAP_TOKEN });
 }
 
+export interface ErasureRun {
+  /** Rows per chunk, for every table (small values cross many chunk boundaries). */
+  chunk?: number;
+  /** Faults to inject (mocked step errors). */
+  modify?: (m: Modifier) => Promise<void>;
+  /** Work a crashed earlier run committed before the instance starts (domain functions called directly). */
+  before?: (params: ErasureParams) => Promise<void>;
+  /** Runs while the Workflow waits to settle (after its first deletion phase); the wait ends after it. */
+  whileSettling?: (params: ErasureParams) => Promise<void>;
+}
+
 /**
- * Introspects the erasure's Workflow before it is created (the DELETE creates it), lets `modify` inject
- * faults, then waits for it to end and returns its output.
+ * Records the erasure as the DELETE route does, introspects its Workflow instance (the id is the erasure
+ * id), starts it as startErasure does, and waits for it to end. The settle wait is ended by its event, at once or after
+ * `whileSettling`.
  */
 export async function eraseThroughWorkflow(
   tenantId: string,
-  modify: (m: Modifier) => Promise<void> = async () => {},
-  before: (params: ErasureParams) => Promise<void> = async () => {},
+  run: ErasureRun = {},
 ): Promise<{ output: unknown; erasureId: string }> {
-  // The instance id is only known once the erasure exists: request it with the Workflow binding's create
-  // deferred, as the route would, by recording the row first (requestErasure), then introspecting.
-  const { requestErasure, erasureParams, startErasure } = await import("../../src/erasure/tenant-erasure");
   const row = await requestErasure(env, tenantId, "req-test", Date.now());
+  const params = { ...erasureParams(row), ...(run.chunk === undefined ? {} : { chunk: run.chunk }) };
   const instance = await introspectWorkflowInstance(env.TENANT_ERASURE, row.id);
   try {
     await instance.modify(async (m) => {
-      await m.disableSleeps();
       await m.disableRetryDelays();
-      await modify(m);
+      if (!run.whileSettling) await m.mockEvent({ type: ERASURE_SETTLED, payload: {} });
+      await run.modify?.(m);
     });
-    await before(erasureParams(row));
-    await startErasure(env, row);
+    await run.before?.(params);
+    // As startErasure does, with the chunk size of the test.
+    await env.TENANT_ERASURE.create({ id: row.id, params });
+    if (run.whileSettling) {
+      await instance.waitForStepResult({ name: "settling" });
+      await run.whileSettling(params);
+      await (await env.TENANT_ERASURE.get(row.id)).sendEvent({ type: ERASURE_SETTLED, payload: {} });
+    }
     await instance.waitForStatus("complete");
     return { output: await instance.getOutput(), erasureId: row.id };
   } finally {

@@ -8,7 +8,7 @@ import { verifyAuditChain } from "../../src/audit/audit-log";
 import { DEK_USE, decryptText, IntegrityError } from "../../src/crypto/envelope";
 import { database } from "../../src/db/client";
 import { ERASURE_RECORD_TABLES, TENANT_TABLES } from "../../src/erasure/tenant-tables";
-import { dekBinding, forgetDataKeys } from "../../src/vault/data-keys";
+import { dekBinding, dekFor, forgetDataKeys } from "../../src/vault/data-keys";
 import { unseal } from "../../src/vault/keyring";
 import {
   type CapturedBlob,
@@ -71,7 +71,6 @@ describe("tenant erasure (GDPR Art. 17): crypto-shredding first, then every row,
     const keys = await unseal(env, db);
     // What any isolate would do: load the DEK the blob names from storage. None is left.
     forgetDataKeys();
-    const { dekFor } = await import("../../src/vault/data-keys");
     for (const captured of ciphertexts) {
       const context = { tenantId: erased.tenant.id, recordId: captured.recordId, field: captured.field };
       await expect(
