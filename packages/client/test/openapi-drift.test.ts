@@ -9,7 +9,18 @@ function differences(served: Document, stored: Document): string[] {
   const out: string[] = [];
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
   for (const key of new Set([...Object.keys(served), ...Object.keys(stored)])) {
-    if (key !== "paths" && !same(served[key], stored[key])) out.push(`#/${key}`);
+    if (key === "paths" || same(served[key], stored[key])) continue;
+    if (key !== "components") {
+      out.push(`#/${key}`);
+      continue;
+    }
+    // Name the schema (or other component) that changed.
+    const [a, b] = [served.components, stored.components] as Record<string, Record<string, unknown>>[];
+    for (const section of new Set([...Object.keys(a ?? {}), ...Object.keys(b ?? {})])) {
+      for (const name of new Set([...Object.keys(a?.[section] ?? {}), ...Object.keys(b?.[section] ?? {})])) {
+        if (!same(a?.[section]?.[name], b?.[section]?.[name])) out.push(`#/components/${section}/${name}`);
+      }
+    }
   }
   for (const path of new Set([...Object.keys(served.paths), ...Object.keys(stored.paths)])) {
     const a = served.paths[path] ?? {};
