@@ -402,7 +402,7 @@ function versionsSection(ui, cred, etag, again) {
 }
 
 /** The page of a credential that was just soft-deleted: when it goes for good, and the way back. */
-function renderDeleted(page, id, name, restorableUntil) {
+function renderDeleted(page, id, name) {
   const ui = page(`Credential ${name} deleted`);
   const restore = btn("Restore credential", () =>
     ui.busy(restore, async () => {
@@ -420,7 +420,7 @@ function renderDeleted(page, id, name, restorableUntil) {
       "div",
       { class: "card" },
       h("p", {
-        text: `It can be restored until ${when(restorableUntil)}; after that it is purged.`,
+        text: "It stays restorable for 30 days, here or in the Deleted tab of the credentials list; then it is purged.",
       }),
       h("p", { class: "actions" }, restore),
     ),
@@ -476,8 +476,7 @@ export async function renderCredential(page, id) {
     act: async () => {
       try {
         await api("DELETE", credPath(id), undefined, { "if-match": etag });
-        const restorableUntil = new Date(Date.now() + 30 * 86_400_000).toISOString();
-        renderDeleted(page, id, cred.name, restorableUntil);
+        renderDeleted(page, id, cred.name);
         announce(`Credential ${cred.name} deleted.`);
       } catch (err) {
         ui.fail(err);

@@ -2,7 +2,7 @@
 // stacked by outcome (valid and each failure code). The same numbers are a table for screen readers and
 // for anyone who wants them exact; the SVG itself is one image with a text summary.
 import { api } from "../app/api.js";
-import { field, h, uid } from "../app/dom.js";
+import { announce, clear, field, h, uid } from "../app/dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const HOUR = 3_600_000;
@@ -160,7 +160,7 @@ function table(buckets, granularity, captionText) {
   const used = buckets.filter((b) => b.requests || b.auth_failed);
   const codes = OUTCOMES.filter(([code]) => used.some((b) => b.counts[code] > 0));
   const authFailures = used.some((b) => b.auth_failed > 0);
-  if (!used.length) return h("p", { text: "No verifications in this period." });
+  if (!used.length) return null;
   return h(
     "details",
     { class: "usage-table" },
@@ -214,7 +214,7 @@ export function usageChart({ title = "Usage", query = {}, what, onError, range =
     { name: "usage-range" },
     RANGES.map((r) => h("option", { value: r.id, text: r.label, selected: r.id === range })),
   );
-  const figure = h("div", { class: "usage-figure", "aria-live": "polite", "aria-busy": "true" });
+  const figure = h("div", { class: "usage-figure", "aria-busy": "true" });
   const root = h(
     "section",
     { class: "card usage", "aria-labelledby": heading.id, "data-chart": "usage" },
@@ -229,7 +229,9 @@ export function usageChart({ title = "Usage", query = {}, what, onError, range =
     const { report, buckets, r } = drawn;
     const width = Math.max(280, Math.floor(figure.clientWidth || 600));
     const summary = summaryOf(report, what);
-    figure.replaceChildren(
+    const open = figure.querySelector("details")?.open ?? false;
+    clear(
+      figure,
       drawSvg(
         buckets,
         report.granularity,
@@ -241,10 +243,14 @@ export function usageChart({ title = "Usage", query = {}, what, onError, range =
       h("p", { class: "hint", text: summary }),
       table(buckets, report.granularity, `Verifications of ${what}, ${r.label.toLowerCase()}`),
     );
+    const details = figure.querySelector("details");
+    if (details) details.open = open;
     drawn.width = width;
+    return summary;
   };
 
-  const load = async () => {
+  /** `picked`: the person chose another period, so the new summary is announced (the figure is not live). */
+  const load = async (picked = false) => {
     const r = RANGES.find((x) => x.id === picker.value) ?? RANGES[2];
     figure.setAttribute("aria-busy", "true");
     const params = new URLSearchParams({
@@ -256,7 +262,8 @@ export function usageChart({ title = "Usage", query = {}, what, onError, range =
     try {
       const report = await api("GET", `/api/v1/usage?${params}`);
       drawn = { report, buckets: bucketsOf(report), r };
-      draw();
+      const summary = draw();
+      if (picked) announce(summary);
     } catch (err) {
       figure.replaceChildren(h("p", { text: "The usage could not be loaded." }));
       onError?.(err);
@@ -265,13 +272,13 @@ export function usageChart({ title = "Usage", query = {}, what, onError, range =
     }
   };
 
-  picker.addEventListener("change", load);
+  picker.addEventListener("change", () => load(true));
   // Drawn at the container's own width, so text stays legible on a phone; redrawn when that width changes.
   const resize = new ResizeObserver(() => {
     if (!root.isConnected) return resize.disconnect();
     if (drawn && Math.abs((figure.clientWidth || 0) - drawn.width) > 24) draw();
   });
   resize.observe(figure);
-  queueMicrotask(load);
+  queueMicrotask(() => load());
   return root;
 }
