@@ -25,10 +25,7 @@ import {
   type CredentialRow,
   findVersionRow,
   KEPT_VERSIONS,
-  makeCurrentStatements,
-  nextVersionNumber,
   openVersion,
-  sealedVersionStatements,
   visibleChange,
 } from "../credentials/credential-versions";
 import {
@@ -43,13 +40,12 @@ import { liveTestCredential } from "../credentials/live-test";
 import { assertIfMatch, concurrentChangeFailed } from "../credentials/preconditions";
 import { requireService } from "../credentials/require-service";
 import { configureRotation, credentialRotationOf, disableRotation } from "../credentials/rotation-config";
-import { newId } from "../crypto/random";
+import { createCredentialStatements, newCurrentVersionStatements } from "../credentials/store-credential";
 import { type Database, database } from "../db/client";
 import { credentials, credentialVersions } from "../db/schema";
 import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { startCredentialRotation } from "../lifecycle/credential-rotation";
-import { RETEST_INTERVAL_MS } from "../lifecycle/retests";
 import { keysetPage, olderThanCursor } from "../openapi/cursor";
 import {
   AUTH_PROBLEMS,
@@ -124,19 +120,8 @@ async function changeCredential(
     const { next, statement } = visibleChange(db, row, changes, now);
     return { next, statements: [statement] };
   }
-  const version = await nextVersionNumber(db, row);
-  const insert = await sealedVersionStatements(await unseal(c.env, db), db, {
-    tenantId: row.tenantId,
-    credentialId: row.id,
-    serviceId: row.serviceId,
-    version,
-    fields,
-    stage: null,
-    createdBy: c.get("principal").keyId,
-    now,
-  });
-  const { next, statements } = makeCurrentStatements(db, row, version, now, changes);
-  return { next, statements: [...insert, ...statements] };
+  const by = { createdBy: c.get("principal").keyId, now };
+  return newCurrentVersionStatements(await unseal(c.env, db), db, row, fields, by, changes);
 }
 
 function assertFresh(c: Context<AppEnv>, row: CredentialRow): void {
@@ -149,6 +134,7 @@ const route = <T extends Parameters<typeof createRoute>[0]>(config: T) =>
 const createCredential = route({
   method: "post",
   path: "/",
+  operationId: "createCredential",
   summary: "Store a credential set: validated, then encrypted field by field",
   middleware: [requireScope("credentials:write")] as const,
   request: { body: jsonBody(CreateCredentialSchema) },
@@ -160,6 +146,7 @@ const createCredential = route({
 const listCredentials = route({
   method: "get",
   path: "/",
+  operationId: "listCredentials",
   summary: "List credentials (masked), newest first",
   middleware: [requireScope("credentials:read")] as const,
   request: {
@@ -176,6 +163,7 @@ const listCredentials = route({
 const getCredential = route({
   method: "get",
   path: "/{id}",
+  operationId: "getCredential",
   summary: "Get a credential (masked) with its versions and ETag",
   middleware: [requireScope("credentials:read")] as const,
   request: { params: IdParam },
@@ -187,6 +175,7 @@ const getCredential = route({
 const updateCredential = route({
   method: "patch",
   path: "/{id}",
+  operationId: "updateCredential",
   summary: "Update: new field values make a new version. Requires If-Match.",
   middleware: [requireScope("credentials:write")] as const,
   request: { params: IdParam, headers: IfMatchHeader, body: jsonBody(UpdateCredentialSchema) },
@@ -205,6 +194,7 @@ const updateCredential = route({
 const rollbackCredential = route({
   method: "post",
   path: "/{id}/rollback",
+  operationId: "rollbackCredential",
   summary:
     "Make an older version current again (as a new version; the old current becomes previous). Requires If-Match.",
   middleware: [requireScope("credentials:write")] as const,
@@ -225,6 +215,7 @@ const rollbackCredential = route({
 const revealCredential = route({
   method: "post",
   path: "/{id}/reveal",
+  operationId: "revealCredential",
   summary: "Reveal plaintext values (credentials:reveal; audited; no-store)",
   middleware: [requireScope("credentials:reveal")] as const,
   request: { params: IdParam, body: jsonBody(RevealCredentialSchema) },
@@ -236,6 +227,7 @@ const revealCredential = route({
 const testCredential = route({
   method: "post",
   path: "/{id}/test",
+  operationId: "testCredential",
   summary: "Run the provider's live check and store the result",
   middleware: [requireScope("credentials:write")] as const,
   request: { params: IdParam },
@@ -247,6 +239,7 @@ const testCredential = route({
 const deleteCredential = route({
   method: "delete",
   path: "/{id}",
+  operationId: "deleteCredential",
   summary: "Soft-delete (restorable for 30 days). Requires If-Match.",
   middleware: [requireScope("credentials:write")] as const,
   request: { params: IdParam, headers: IfMatchHeader },
@@ -258,6 +251,7 @@ const deleteCredential = route({
 const restoreCredential = route({
   method: "post",
   path: "/{id}/restore",
+  operationId: "restoreCredential",
   summary: "Restore a soft-deleted credential within 30 days",
   middleware: [requireScope("credentials:write")] as const,
   request: { params: IdParam },
@@ -270,6 +264,7 @@ const restoreCredential = route({
 const configureCredentialRotation = route({
   method: "put",
   path: "/{id}/rotation",
+  operationId: "setCredentialRotation",
   summary: "Set how the credential rotates (assisted, provider or external) and its schedule",
   middleware: [requireScope("credentials:write")] as const,
   request: { params: IdParam, body: jsonBody(CredentialRotationConfigSchema) },
@@ -284,6 +279,7 @@ const configureCredentialRotation = route({
 const disableCredentialRotation = route({
   method: "delete",
   path: "/{id}/rotation",
+  operationId: "deleteCredentialRotation",
   summary: "Stop rotating the credential on a schedule",
   middleware: [requireScope("credentials:write")] as const,
   request: { params: IdParam },
@@ -295,6 +291,7 @@ const disableCredentialRotation = route({
 const rotateCredential = route({
   method: "post",
   path: "/{id}/rotate",
+  operationId: "rotateCredential",
   summary: "Rotate now: mint through the automatic method, or test and promote an entered new value",
   middleware: [requireScope("credentials:write")] as const,
   request: { params: IdParam, body: jsonBody(RotateCredentialSchema) },
@@ -310,63 +307,26 @@ export const credentialRoutes = createRouter()
     const body = c.req.valid("json");
     const service = requireService(body.service);
     const db = database(c.env.DB);
-    // The level the tenant's security policy chose is a floor: at enhanced or above, a key of the wrong
-    // mode for the environment is refused even when the body asks for basic.
-    const securityLevel = levelAtLeastPolicy(
-      body.security_level,
-      await tenantSecurityPolicy(db, principal.tenantId),
+    const { row, statements, warnings, event } = await createCredentialStatements(
+      await unseal(c.env, db),
+      db,
+      {
+        tenantId: principal.tenantId,
+        service,
+        environment: body.environment,
+        // The level the tenant's security policy chose is a floor: at enhanced or above, a key of the wrong
+        // mode for the environment is refused even when the body asks for basic.
+        securityLevel: levelAtLeastPolicy(
+          body.security_level,
+          await tenantSecurityPolicy(db, principal.tenantId),
+        ),
+        ...(body.name === undefined ? {} : { name: body.name }),
+        fields: body.fields,
+        createdBy: principal.keyId,
+        now: Date.now(),
+      },
     );
-    const now = Date.now();
-    const row: CredentialRow = {
-      id: newId("cred"),
-      tenantId: principal.tenantId,
-      serviceId: service.id,
-      environment: body.environment,
-      securityLevel,
-      name: body.name ?? `${service.name} (${body.environment})`,
-      revision: 1,
-      currentVersion: 1,
-      status: "active",
-      deletedAt: null,
-      lastTestStatus: null,
-      lastTestReason: null,
-      lastTestLatencyMs: null,
-      lastTestedAt: null,
-      providerExpiresAt: null,
-      providerAccount: null,
-      nextTestAt: now + RETEST_INTERVAL_MS,
-      createdBy: principal.keyId,
-      createdAt: now,
-      updatedAt: now,
-    };
-    const warnings = assertValidFields(service, row, body.fields);
-    const version = await sealedVersionStatements(await unseal(c.env, db), db, {
-      tenantId: row.tenantId,
-      credentialId: row.id,
-      serviceId: row.serviceId,
-      version: 1,
-      fields: body.fields,
-      stage: "current",
-      createdBy: principal.keyId,
-      now,
-    });
-    await commitWithAudit(
-      c.env,
-      auditActor(c),
-      [db.insert(credentials).values(row), ...version],
-      [
-        {
-          action: "credential.create",
-          targetType: "credential",
-          targetId: row.id,
-          detail: {
-            service: service.id,
-            environment: row.environment,
-            fields: Object.keys(body.fields).sort(),
-          },
-        },
-      ],
-    );
+    await commitWithAudit(c.env, auditActor(c), statements, [event]);
     return c.json(await detailOf(db, row, warnings), 201, { etag: etagOf(row) });
   })
   .openapi(listCredentials, async (c) => {
