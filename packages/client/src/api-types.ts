@@ -41,6 +41,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/tenants/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Erase a tenant and everything it stored (operator bootstrap token)
+         * @description Before answering, disables every key of the tenant, so its keys and sessions are refused on the next call. A Workflow then destroys its data keys (crypto-shredding: none of its ciphertext decrypts from then on), deletes its rows and Durable Object state in chunks, and writes a receipt: follow it on GET /api/v1/tenants/{id}/erasure. Cannot be undone. A repeated call answers the same erasure. Every call spends the client's sign-in attempt budget before the token is compared.
+         */
+        delete: operations["eraseTenant"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/tenants/{id}/erasure": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A tenant erasure's progress and receipt (operator bootstrap token)
+         * @description Times, counts and the audit chain's last MAC: nothing the tenant stored. Every call spends the client's sign-in attempt budget before the token is compared.
+         */
+        get: operations["getTenantErasure"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/keyring/status": {
         parameters: {
             query?: never;
@@ -429,6 +469,46 @@ export interface paths {
          * @description Recomputes every entry's HMAC and link, and compares the end of the chain with the head recorded outside the database, so an edited, reordered, rewritten or truncated log is reported at its first bad seq. After retention pruned the oldest rows, the walk starts at the retention horizon, which the chain's newest `audit.retention` row must attest.
          */
         get: operations["verifyAuditChain"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/audit/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Export the tenant's audit log as signed NDJSON with its chain hashes and a seal
+         * @description Streams one line per audit row (`seq`, `time`, `actor`, `action`, `subject`, `request_id`, `detail`, `prev_hash`, `hash`, and `sig`: an Ed25519 signature over the line) and a final seal line (a JWS over the tenant, range, row count, first `prev_hash`, head hash and the deployment's chain verdict). `scripts/verify-audit-export.mjs` checks it offline with the key from `GET /api/v1/audit/export-key` (docs/audit-export.md). The range defaults to the whole retained log and is fixed when the export starts; at most 100,000 rows per export, and the seal's `to_seq` says where it stopped. A broken chain is exported and marked in the seal, never refused. Each export is audited (`audit.export`).
+         */
+        get: operations["exportAuditLog"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/audit/export-key": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The public key that signs audit exports, as a JWK set
+         * @description Deployment-wide and public (it verifies, it cannot sign): pin it once and verify exports offline with `scripts/verify-audit-export.mjs --jwks <file>`. It stays the same across KEK rotations.
+         */
+        get: operations["getAuditExportKey"];
         put?: never;
         post?: never;
         delete?: never;
@@ -938,6 +1018,66 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Export the tenant as a JWE to a passphrase or a public key (audited; no-store)
+         * @description Admin scope and a step-up: a browser session must have signed in within 5 minutes, and a key that enrolled 2FA (or any key, once the policy requires 2FA) sends a current code (`totp` or `x-keywarden-totp`). The bundle holds every credential version decrypted, keys' metadata and hashes, the policy, channels with their secrets and rules. With `stream: true` or `Accept: application/x-ndjson` the answer is NDJSON, one JWE per line (required above 1,000 credentials or keys). See docs/export-import.md.
+         */
+        post: operations["exportTenant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Import an export into this tenant, or with dry_run list what would change
+         * @description Admin scope and a step-up: a browser session must have signed in within 5 minutes, and a key that enrolled 2FA (or any key, once the policy requires 2FA) sends a current code (`totp` or `x-keywarden-totp`). Merges: creates what is missing, updates what differs, never removes; conflicts are listed with their reason and skipped. Bodies up to 16777216 bytes. A tampered export is refused before anything is compared or written.
+         */
+        post: operations["importTenant"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/import/vault": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Import secrets from HashiCorp Vault KV version 2 into catalogue credentials (dry run for the plan)
+         * @description Reads each path (`GET /v1/{mount}/data/{path}`; a path ending in `/` is a folder, listed with `LIST /v1/{mount}/metadata/{path}`), maps the secret's keys to the service's fields (`field_map`, else the same names), validates them like any credential and matches them to the tenant's credentials by service, environment and name. `dry_run: true` answers the plan and writes nothing. Otherwise every new credential and new version is written in one audited batch, or, if any secret cannot be imported, nothing is (422, errors per path). Importing the same secrets again changes nothing. Vault's address must be https on 443 or 8443 at a public host; redirects are not followed. The token is used for this request only and never stored, logged or audited. See docs/vault-import.md.
+         */
+        post: operations["importFromVault"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/monitoring/channels/{id}/deliveries": {
         parameters: {
             query?: never;
@@ -1150,6 +1290,51 @@ export interface components {
             name: string;
             /** @default kw */
             key_prefix?: string;
+        };
+        TenantErasureStarted: {
+            erasure_id: string;
+            tenant_id: string;
+            /** @enum {string} */
+            state: "erasing" | "completed";
+            requested_at: string;
+        };
+        TenantErasure: {
+            erasure_id: string;
+            tenant_id: string;
+            /** @enum {string} */
+            state: "erasing" | "completed";
+            /**
+             * @description Where the erasure is (docs/erasure.md).
+             * @enum {string}
+             */
+            step: "refused" | "shredded" | "rows" | "settling" | "sweep" | "completed";
+            /** @description When every key of the tenant was disabled and its schedules cleared. */
+            requested_at: string;
+            /** @description When its data keys were destroyed: from then on none of its ciphertext decrypts. */
+            dek_destroyed_at: string | null;
+            /** @description When a first full pass left no row of the tenant. */
+            rows_deleted_at: string | null;
+            completed_at: string | null;
+            data_keys_destroyed: number;
+            /** @description Rows deleted, by table. */
+            rows_deleted: {
+                [key: string]: number;
+            };
+            /** @description Durable Objects whose storage was cleared, by kind. */
+            objects_cleared: {
+                key_limiters: number;
+                wizard_sessions: number;
+                audit_chain: number;
+            };
+            /** @description The tenant's last audit row before its log was deleted: its sequence number and chain MAC. */
+            audit_chain_head: {
+                seq: number;
+                mac: string;
+            } | null;
+            /** @description HMAC-SHA-256 of the completed receipt under a Keywarden system key. */
+            receipt_mac: string | null;
+            /** @description Whether the stored receipt still matches its MAC; null while the erasure runs. */
+            receipt_intact: boolean | null;
         };
         KeyringStatus: {
             /** @description Where new DEKs are wrapped: KEK_PROVIDER, and KEK_VERSION or Vault's latest key version. Null when the KEK settings are malformed (see `sealed`). */
@@ -1573,6 +1758,22 @@ export interface components {
             /** @description HMAC-SHA-256, under a key derived from the server's master key, over this entry and the previous entry's chain_hash. */
             chain_hash: string;
         };
+        AuditExportKeySet: {
+            keys: components["schemas"]["AuditExportKey"][];
+        };
+        AuditExportKey: {
+            /** @enum {string} */
+            kty: "OKP";
+            /** @enum {string} */
+            crv: "Ed25519";
+            x: string;
+            /** @description RFC 7638 thumbprint; the seal's JWS header names it. */
+            kid: string;
+            /** @enum {string} */
+            alg: "EdDSA";
+            /** @enum {string} */
+            use: "sig";
+        };
         EventList: {
             items: components["schemas"]["Event"][];
             next_cursor: string | null;
@@ -1956,6 +2157,339 @@ export interface components {
                 }[];
             }[];
         };
+        TenantExport: {
+            /** @description Compact JWE (RFC 7516) of the tenant bundle: PBES2-HS512+A256KW (p2c 100000) or ECDH-ES+A256KW / RSA-OAEP-256, with A256GCM. See docs/export-import.md. */
+            jwe: string;
+        };
+        ExportRequest: {
+            /** @description At least 16 characters. The export is encrypted with PBES2-HS512+A256KW (p2c 100000) and A256GCM; never stored or logged. */
+            passphrase?: string;
+            public_key?: components["schemas"]["ExportPublicJwk"];
+            /**
+             * @description Stream the export as application/x-ndjson, one JWE per line (also chosen by Accept).
+             * @default false
+             */
+            stream?: boolean;
+            /** @description A current 2FA code for the step-up (or send it in the `x-keywarden-totp` header). */
+            totp?: string;
+        };
+        /** @description The public key the export is encrypted to: EC P-256 or P-384, or OKP X25519 (ECDH-ES+A256KW), or RSA of at least 3072 bits (RSA-OAEP-256). Private members are refused. */
+        ExportPublicJwk: {
+            /** @enum {string} */
+            kty: "EC" | "OKP" | "RSA";
+            crv?: string;
+            x?: string;
+            y?: string;
+            n?: string;
+            e?: string;
+            /** @enum {string} */
+            alg?: "ECDH-ES+A256KW" | "RSA-OAEP-256";
+            /** @enum {string} */
+            use?: "enc";
+            kid?: string;
+        } & {
+            [key: string]: unknown;
+        };
+        ImportResult: {
+            dry_run: boolean;
+            plan: {
+                credentials: {
+                    create: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                    update: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                    unchanged: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                    conflicts: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                };
+                keys: {
+                    create: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                    update: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                    unchanged: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                    conflicts: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                };
+                channels: {
+                    create: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                    update: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                    unchanged: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                    conflicts: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                };
+                rules: {
+                    create: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                    update: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                    unchanged: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                    conflicts: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                };
+                policy: {
+                    create: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                    update: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                    unchanged: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                    conflicts: {
+                        name: string;
+                        /** @description Service/environment, channel or rule kind, or a key's display parts. */
+                        kind: string;
+                        /** @description Names of the settings that differ (update). */
+                        fields?: string[];
+                        /** @description Why it is not imported (conflict). */
+                        reason?: string;
+                    }[];
+                };
+            };
+        };
+        ImportRequest: {
+            /** @description The compact JWE of an export, or the NDJSON lines of a streamed export as one string. */
+            jwe: string;
+            /** @description At least 16 characters. The export is encrypted with PBES2-HS512+A256KW (p2c 100000) and A256GCM; never stored or logged. */
+            passphrase?: string;
+            private_key?: components["schemas"]["ImportPrivateJwk"];
+            /**
+             * @description Only compare: list what would change and write nothing.
+             * @default false
+             */
+            dry_run?: boolean;
+            /** @description A current 2FA code for the step-up (or send it in the `x-keywarden-totp` header). */
+            totp?: string;
+        };
+        /** @description The private key a public-key export was encrypted to. Used for this request only. */
+        ImportPrivateJwk: {
+            /** @enum {string} */
+            kty: "EC" | "OKP" | "RSA";
+            crv?: string;
+            x?: string;
+            y?: string;
+            n?: string;
+            e?: string;
+            /** @enum {string} */
+            alg?: "ECDH-ES+A256KW" | "RSA-OAEP-256";
+            /** @enum {string} */
+            use?: "enc";
+            kid?: string;
+            d: string;
+            p?: string;
+            q?: string;
+            dp?: string;
+            dq?: string;
+            qi?: string;
+        } & {
+            [key: string]: unknown;
+        };
+        VaultImportResult: {
+            dry_run: boolean;
+            summary: {
+                create?: number;
+                update?: number;
+                unchanged?: number;
+                invalid?: number;
+                skipped?: number;
+            };
+            items: components["schemas"]["VaultImportItem"][];
+        };
+        VaultImportItem: {
+            /** @description The secret's path below the mount (a skipped sub-folder ends with `/`). */
+            path: string;
+            vault_version?: number;
+            service: string;
+            /** @enum {string} */
+            environment: "development" | "staging" | "production";
+            name?: string;
+            /** @enum {string} */
+            action: "create" | "update" | "unchanged" | "invalid" | "skipped";
+            /** @description The credential updated or left unchanged; after an import, also the one created. */
+            credential_id?: string;
+            /** @description The catalogue fields the secret fills (names only). */
+            fields?: string[];
+            /** @description Keys of the secret no field takes (names only). */
+            ignored_keys?: string[];
+            warnings?: string[];
+            errors?: {
+                path: string;
+                message: string;
+            }[];
+        };
+        VaultImport: {
+            /** @description Vault's origin: https://host[:8443], a public address. */
+            address: string;
+            /** @description A Vault token with read (and list, for folders) on the paths. Used for this request only: never stored, logged or audited. */
+            token: string;
+            /** @description Sent as X-Vault-Namespace. */
+            namespace?: string;
+            /** @description Where the KV version 2 engine is mounted, e.g. `secret`. */
+            mount: string;
+            paths: {
+                path: string;
+                /** @description The catalogue service the secret holds (GET /api/v1/services). */
+                service: string;
+                /** @enum {string} */
+                environment: "development" | "staging" | "production";
+                /**
+                 * @default enhanced
+                 * @enum {string}
+                 */
+                security_level?: "basic" | "enhanced" | "enterprise";
+                /** @description The credential's name; default the secret's path. Not for a folder (each secret takes its path). */
+                name?: string;
+                /** @description A KV version to import; default the latest. Not for a folder. */
+                version?: number;
+                /** @description Catalogue field → Vault key, e.g. {"secret_key": "STRIPE_SECRET_KEY"}. Fields not named here are read from the Vault key of the same name. */
+                field_map?: {
+                    [key: string]: string;
+                };
+            }[];
+            /**
+             * @description Read and validate everything, write nothing: the plan.
+             * @default false
+             */
+            dry_run?: boolean;
+        };
         AlertDeliveryList: {
             channel: components["schemas"]["AlertChannelHealth"];
             items: components["schemas"]["AlertDelivery"][];
@@ -2199,6 +2733,142 @@ export interface operations {
             };
             /** @description UNAUTHENTICATED */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description SEALED */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    eraseTenant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The erasure (started now, or earlier). */
+            202: {
+                headers: {
+                    /** @description The erasure's receipt. */
+                    location: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TenantErasureStarted"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description NOT_FOUND */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description SEALED */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getTenantErasure: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The erasure. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TenantErasure"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description NOT_FOUND */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4402,6 +5072,103 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description SEALED */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    exportAuditLog: {
+        parameters: {
+            query?: {
+                from_seq?: number;
+                to_seq?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description NDJSON: the row lines, then the seal line. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": string;
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description FORBIDDEN */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description SEALED */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getAuditExportKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key set. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditExportKeySet"];
                 };
             };
             /** @description SEALED */
@@ -7089,6 +7856,268 @@ export interface operations {
             };
             /** @description RATE_LIMITED */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description SEALED */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    exportTenant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExportRequest"];
+            };
+        };
+        responses: {
+            /** @description The encrypted export. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TenantExport"];
+                    "application/x-ndjson": string;
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description FORBIDDEN */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description INTEGRITY_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description SEALED */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    importTenant: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ImportRequest"];
+            };
+        };
+        responses: {
+            /** @description The plan; applied unless dry_run. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportResult"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description FORBIDDEN */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description INTEGRITY_ERROR */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description SEALED */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    importFromVault: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VaultImport"];
+            };
+        };
+        responses: {
+            /** @description The plan (dry run) or what was imported. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VaultImportResult"];
+                };
+            };
+            /** @description UNAUTHENTICATED */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description FORBIDDEN */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description CONFLICT */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description RATE_LIMITED */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description UPSTREAM_UNAVAILABLE */
+            502: {
                 headers: {
                     [name: string]: unknown;
                 };
