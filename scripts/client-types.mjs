@@ -13,7 +13,11 @@ const ROOT = resolve(fileURLToPath(new URL("..", import.meta.url)));
 const DOCUMENT = join(ROOT, "packages/client/openapi.json");
 const TYPES = join(ROOT, "packages/client/src/api-types.ts");
 
-const { default: openapiTS, astToString, COMMENT_HEADER } = await import(
+const {
+  default: openapiTS,
+  astToString,
+  COMMENT_HEADER,
+} = await import(
   pathToFileURL(join(ROOT, "packages/client/node_modules/openapi-typescript/dist/index.mjs")).href
 );
 
