@@ -122,7 +122,15 @@ export function confirmButton(label, { question, confirm, ariaLabel, cls, act })
   const no = btn("Cancel", close);
   const box = h(
     "span",
-    { class: "confirm", role: "group", "aria-label": ariaLabel ?? label, hidden: true },
+    {
+      class: "confirm",
+      role: "group",
+      "aria-label": ariaLabel ?? label,
+      hidden: true,
+      onkeydown: (e) => {
+        if (e.key === "Escape") close();
+      },
+    },
     h("span", { text: question }),
     yes,
     no,
