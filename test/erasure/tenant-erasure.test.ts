@@ -196,7 +196,7 @@ describe("what the database still refuses after an erasure", () => {
         .run(),
     ).rejects.toThrow();
 
-  it("keeps other tenants' audit rows append-only: no delete, no update, no horizon removed", async () => {
+  it("keeps other tenants' audit rows append-only: no delete, no update, no horizon removed (threat model case 19)", async () => {
     const seq = 5;
     await refused("DELETE FROM audit_log WHERE tenant_id = ? AND seq = ?", bystander.tenant.id, seq);
     await refused(
