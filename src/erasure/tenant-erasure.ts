@@ -1,4 +1,7 @@
 import { eq } from "drizzle-orm";
+import { CompactSign } from "jose";
+import { AUDIT_SEAL_ALG } from "../audit/audit-export-format";
+import { auditSealKey } from "../audit/audit-export-key";
 import { type AuditActor, commitWithAudit } from "../audit/audit-log";
 import { secretsEqual } from "../crypto/constant-time";
 import { toHex, utf8 } from "../crypto/encoding";
@@ -356,6 +359,22 @@ export async function completeErasure(env: Bindings, params: ErasureParams): Pro
   )
     .bind(completed.completedAt, completed.rowsDeletedAt, mac, params.tenantId)
     .run();
+}
+
+/** The JWS `typ` of a signed receipt: a verifier checks it, so no other Keywarden signature passes for one. */
+export const ERASURE_RECEIPT_TYP = "keywarden-erasure-receipt";
+
+/**
+ * A compact JWS (RFC 7515, EdDSA per RFC 8037) over the receipt, by the deployment's audit export key, so
+ * anyone can verify it offline with the public key of GET /api/v1/audit/export-key: the receipt is evidence
+ * for the tenant and its auditors, not only for Keywarden. Ed25519 signatures are deterministic, so signing
+ * the same intact receipt again gives the same JWS; only a receipt whose MAC still holds is signed.
+ */
+export async function signReceipt(env: Bindings, receipt: Record<string, unknown>): Promise<string> {
+  const key = await auditSealKey(env);
+  return new CompactSign(utf8(JSON.stringify(receipt)))
+    .setProtectedHeader({ alg: AUDIT_SEAL_ALG, kid: key.publicJwk.kid, typ: ERASURE_RECEIPT_TYP })
+    .sign(key.privateKey);
 }
 
 /** Whether a completed receipt still carries the MAC Keywarden wrote; null while the erasure runs. */

@@ -6,6 +6,7 @@ import {
   findErasure,
   receiptIntact,
   requestErasure,
+  signReceipt,
   startErasure,
 } from "../erasure/tenant-erasure";
 import { CLEARED_OBJECTS } from "../erasure/tenant-tables";
@@ -53,6 +54,14 @@ const ErasureReceiptSchema = z
       .boolean()
       .nullable()
       .describe("Whether the stored receipt still matches its MAC; null while the erasure runs."),
+    receipt_jws: z
+      .string()
+      .nullable()
+      .describe(
+        "A compact JWS (EdDSA, typ keywarden-erasure-receipt) whose payload is this receipt without " +
+          "receipt_intact and receipt_jws, verifiable with the key of GET /api/v1/audit/export-key; null " +
+          "unless the erasure completed and its receipt is intact.",
+      ),
   })
   .openapi("TenantErasure");
 
@@ -88,8 +97,9 @@ const getErasure = createRoute({
   summary: "A tenant erasure's progress and receipt (operator bootstrap token)",
   security: [{ bootstrapToken: [] }],
   description:
-    "Times, counts and the audit chain's last MAC: nothing the tenant stored. Every call spends the " +
-    "client's sign-in attempt budget before the token is compared.",
+    "Times, counts and the audit chain's last MAC: nothing the tenant stored. A completed, intact receipt " +
+    "is signed (receipt_jws) with the key of GET /api/v1/audit/export-key, so anyone can verify it offline " +
+    "(docs/erasure.md). Every call spends the client's sign-in attempt budget before the token is compared.",
   middleware: operatorAuth,
   request: { params: TenantParam },
   responses: {
@@ -100,7 +110,10 @@ const getErasure = createRoute({
 
 const receiptPath = (tenantId: string) => `/api/v1/tenants/${encodeURIComponent(tenantId)}/erasure`;
 
-function receiptView(row: ErasureRow, intact: boolean | null): z.infer<typeof ErasureReceiptSchema> {
+type ReceiptView = z.infer<typeof ErasureReceiptSchema>;
+type SignedPart = Omit<ReceiptView, "receipt_intact" | "receipt_jws">;
+
+function receiptView(row: ErasureRow): SignedPart {
   return {
     erasure_id: row.id,
     tenant_id: row.tenantId,
@@ -118,7 +131,6 @@ function receiptView(row: ErasureRow, intact: boolean | null): z.infer<typeof Er
         ? null
         : { seq: row.auditHeadSeq, mac: row.auditHeadHash },
     receipt_mac: row.receiptMac,
-    receipt_intact: intact,
   };
 }
 
@@ -141,5 +153,8 @@ export const tenantErasureRoutes = createRouter()
   .openapi(getErasure, async (c) => {
     const row = await findErasure(c.env, c.req.valid("param").id);
     if (!row) throw new ApiError("NOT_FOUND", "No erasure was requested for this tenant.");
-    return c.json(receiptView(row, await receiptIntact(c.env, row)), 200);
+    const view = receiptView(row);
+    const intact = await receiptIntact(c.env, row);
+    const jws = intact ? await signReceipt(c.env, view) : null;
+    return c.json({ ...view, receipt_intact: intact, receipt_jws: jws } satisfies ReceiptView, 200);
   });

@@ -289,6 +289,7 @@ export interface Receipt {
   audit_chain_head: { seq: number; mac: string } | null;
   receipt_mac: string | null;
   receipt_intact: boolean | null;
+  receipt_jws: string | null;
 }
 
 /** GET /api/v1/tenants/{id}/erasure as the operator. */

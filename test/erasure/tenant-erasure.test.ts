@@ -3,13 +3,16 @@
  * of Durable Object is erased through its Workflow, next to a bystander tenant built the same way.
  */
 import { env } from "cloudflare:workers";
+import { base64url, compactVerify, importJWK, type JWK } from "jose";
 import { beforeAll, describe, expect, it } from "vitest";
 import { verifyAuditChain } from "../../src/audit/audit-log";
 import { DEK_USE, decryptText, IntegrityError } from "../../src/crypto/envelope";
 import { database } from "../../src/db/client";
+import { ERASURE_RECEIPT_TYP } from "../../src/erasure/tenant-erasure";
 import { ERASURE_RECORD_TABLES, TENANT_TABLES } from "../../src/erasure/tenant-tables";
 import { dekBinding, dekFor, forgetDataKeys } from "../../src/vault/data-keys";
 import { unseal } from "../../src/vault/keyring";
+import { callJson } from "../helpers/api";
 import {
   type CapturedBlob,
   captureCiphertexts,
@@ -154,6 +157,7 @@ describe("tenant erasure (GDPR Art. 17): crypto-shredding first, then every row,
         "erasure_id",
         "objects_cleared",
         "receipt_intact",
+        "receipt_jws",
         "receipt_mac",
         "requested_at",
         "rows_deleted",
@@ -174,11 +178,31 @@ describe("tenant erasure (GDPR Art. 17): crypto-shredding first, then every row,
         .run();
     await edit(receipt.data_keys_destroyed + 1);
     try {
-      expect((await receiptCall(erased.tenant.id)).body.receipt_intact).toBe(false);
+      // An edited receipt reads as broken and is not signed.
+      expect((await receiptCall(erased.tenant.id)).body).toMatchObject({
+        receipt_intact: false,
+        receipt_jws: null,
+      });
     } finally {
       await edit(receipt.data_keys_destroyed);
     }
     expect((await receiptCall(erased.tenant.id)).body.receipt_intact).toBe(true);
+  });
+
+  it("signs the completed receipt so that anyone can verify it offline with the deployment's public key", async () => {
+    const { body: keySet } = await callJson<{ keys: JWK[] }>("GET", "/api/v1/audit/export-key");
+    const [publicJwk] = keySet.keys;
+    const jws = receipt.receipt_jws as string;
+    const { payload, protectedHeader } = await compactVerify(jws, await importJWK(publicJwk as JWK, "EdDSA"));
+    expect(protectedHeader).toMatchObject({ alg: "EdDSA", typ: ERASURE_RECEIPT_TYP, kid: publicJwk?.kid });
+    const { receipt_intact: _intact, receipt_jws: _jws, ...signed } = receipt;
+    expect(JSON.parse(new TextDecoder().decode(payload))).toEqual(signed);
+    // The same receipt signs the same way (Ed25519 is deterministic); a forged payload does not verify.
+    expect((await receiptCall(erased.tenant.id)).body.receipt_jws).toBe(jws);
+    const [header, , signature] = jws.split(".");
+    const forgedPayload = base64url.encode(JSON.stringify({ ...signed, data_keys_destroyed: 0 }));
+    const forged = `${header}.${forgedPayload}.${signature}`;
+    await expect(compactVerify(forged, await importJWK(publicJwk as JWK, "EdDSA"))).rejects.toThrow();
   });
 
   it("leaves another tenant untouched: every row as before, and its audit chain still verifies", async () => {
