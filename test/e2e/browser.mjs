@@ -10,9 +10,12 @@ export const PHONE = { width: 390, height: 844 };
 // Evaluated through the DevTools protocol: the page's CSP (script-src 'self') refuses an injected <script>.
 const AXE_SOURCE = readFileSync(join(ROOT, "node_modules", "axe-core", "axe.min.js"), "utf8");
 
-/** A browser context on Keywarden's origin that records every problem the page runs into. */
-export async function openPage(browser, origin, viewport = DESKTOP) {
-  const context = await browser.newContext({ viewport, baseURL: origin });
+/**
+ * A browser context on Keywarden's origin that records every problem the page runs into. `storageState`
+ * (from `context.storageState()`) starts it signed in, without spending the per-client sign-in budget again.
+ */
+export async function openPage(browser, origin, viewport = DESKTOP, storageState = undefined) {
+  const context = await browser.newContext({ viewport, baseURL: origin, storageState });
   await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin });
   const page = await context.newPage();
   page.setDefaultTimeout(15_000);
@@ -31,8 +34,8 @@ export async function openPage(browser, origin, viewport = DESKTOP) {
 }
 
 /** Runs a browser scenario; on failure it keeps a screenshot and the page's text for the report. */
-export async function runScenario(browser, origin, name, viewport, fn) {
-  const opened = await openPage(browser, origin, viewport);
+export async function runScenario(browser, origin, name, viewport, fn, storageState = undefined) {
+  const opened = await openPage(browser, origin, viewport, storageState);
   try {
     await fn(opened);
     assert.deepEqual(opened.problems, []);

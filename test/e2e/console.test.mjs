@@ -11,6 +11,7 @@ import {
   randomAlnum,
   startKeywarden,
   startProviderStandIn,
+  startWebhookReceiver,
   stopAll,
   totpCode,
 } from "./harness.mjs";
@@ -38,6 +39,13 @@ after(
 );
 
 const scenario = (name, viewport, fn) => runScenario(browser, kw.origin, name, viewport, fn);
+/**
+ * The tenant admin's signed-in browser state, saved by the first scenario. Sign-in and TOTP attempts share a
+ * budget of 10 a minute per client (wrangler.toml AUTH_SIGN_IN_LIMITER), and every request here comes from
+ * 127.0.0.1: the later scenarios start signed in instead of signing in again.
+ */
+let adminSession;
+const asAdmin = (name, viewport, fn) => runScenario(browser, kw.origin, name, viewport, fn, adminSession);
 
 async function signIn(page, key) {
   await page.getByLabel("Admin key").fill(key);
@@ -72,6 +80,7 @@ describe("the console in a browser", { timeout: 400_000 }, () => {
     const stored = await apiAs(kw, tenant.adminKey, "POST", "/api/v1/credentials", {
       service: "stripe",
       environment: "production",
+      name: "Tour",
       fields: { secret_key: stripeKey },
     });
     assert.equal(stored.status, 201, JSON.stringify(stored.body));
@@ -79,14 +88,21 @@ describe("the console in a browser", { timeout: 400_000 }, () => {
     assert.equal(issued.status, 201, JSON.stringify(issued.body));
     assert.equal((await verify(issued.body.key)).valid, true);
 
-    for (const viewport of [DESKTOP, PHONE]) {
-      const size = viewport === DESKTOP ? "desktop" : "phone";
-      await scenario(`tour-${size}`, viewport, async ({ page }) => {
-        await page.goto("/console/");
-        await page.getByRole("heading", { name: "Sign in to the console" }).waitFor();
-        await assertAccessible(page, `sign-in (${size})`);
-        await signIn(page, tenant.adminKey);
-        await page.getByRole("heading", { level: 1, name: "Alerts" }).waitFor();
+    await scenario("tour", DESKTOP, async ({ context, page }) => {
+      await page.goto("/console/");
+      await page.getByRole("heading", { name: "Sign in to the console" }).waitFor();
+      await assertAccessible(page, "sign-in (desktop)");
+      await page.setViewportSize(PHONE);
+      await assertAccessible(page, "sign-in (phone)");
+      await page.setViewportSize(DESKTOP);
+      await signIn(page, tenant.adminKey);
+      await page.getByRole("heading", { level: 1, name: "Alerts" }).waitFor();
+      adminSession = await context.storageState();
+      for (const [viewport, size] of [
+        [DESKTOP, "desktop"],
+        [PHONE, "phone"],
+      ]) {
+        await page.setViewportSize(viewport);
         for (const [link, heading] of [
           ["Keys", "Keys"],
           ["Credentials", "Credentials"],
@@ -100,8 +116,18 @@ describe("the console in a browser", { timeout: 400_000 }, () => {
           await assertAccessible(page, `${heading} (${size})`);
           if (viewport === DESKTOP) await shot(page, `console-${link.toLowerCase().replaceAll(" ", "-")}`);
         }
-      });
-    }
+        // The pages an alert message links to.
+        for (const [hash, heading] of [
+          [`#/keys/${issued.body.id}`, "Key tour key"],
+          [`#/credentials/${stored.body.id}`, "Credential Tour"],
+        ]) {
+          await page.goto(`/console/${hash}`);
+          await page.getByRole("heading", { level: 1, name: heading }).waitFor();
+          await page.waitForLoadState("networkidle");
+          await assertAccessible(page, `${heading} (${size})`);
+        }
+      }
+    });
   });
 
   test("an admin enrolls TOTP from the QR code's secret on the Security page; the next sign-in needs a code", {
@@ -174,5 +200,164 @@ describe("the console in a browser", { timeout: 400_000 }, () => {
     });
     const session = await apiAs(kw, admin.adminKey, "GET", "/api/v1/auth/session");
     assert.equal(session.body.totp_enrolled, true, JSON.stringify(session.body));
+  });
+
+  test("an admin creates, rotates and revokes a key in the console, and verify follows each step", {
+    timeout: 120_000,
+  }, async () => {
+    await asAdmin("keys", DESKTOP, async ({ page }) => {
+      await page.goto("/console/#/keys");
+      await page.getByRole("heading", { level: 1, name: "Keys" }).waitFor();
+      await page.getByRole("button", { name: "Create a key" }).click();
+      const form = page.getByRole("form", { name: "Create a key" });
+      await form.getByLabel("Name", { exact: true }).fill("checkout service");
+      await form.getByLabel("Custom scopes").fill("orders:read");
+      await form.getByRole("button", { name: "Create key" }).click();
+      await page.getByRole("heading", { name: "Key “checkout service” created" }).waitFor();
+      // Shown once: copied from the page, as an admin would.
+      await page.getByRole("group", { name: "New key" }).getByRole("button", { name: "Copy" }).click();
+      const first = await page.evaluate(() => navigator.clipboard.readText());
+      const created = await verify(first);
+      assert.equal(created.valid, true, JSON.stringify(created));
+      assert.ok(created.scopes.includes("orders:read"));
+
+      await page.getByRole("link", { name: "Open the new key" }).click();
+      await page.getByRole("heading", { level: 1, name: "Key checkout service" }).waitFor();
+      await page.locator("section[data-chart=usage] svg[role=img]").waitFor();
+      await shot(page, "console-key");
+      await page.getByRole("button", { name: "Rotate now…" }).click();
+      const rotate = page.getByRole("form", { name: "Rotate the key" });
+      await rotate.getByLabel("Overlap (hours)", { exact: true }).fill("1");
+      await rotate.getByRole("button", { name: "Rotate key" }).click();
+      await page.getByRole("heading", { name: "Key rotated" }).waitFor();
+      await page.getByRole("group", { name: "New key" }).getByRole("button", { name: "Copy" }).click();
+      const second = await page.evaluate(() => navigator.clipboard.readText());
+      assert.notEqual(second, first);
+      // During the overlap both verify; the old one names its successor.
+      const [old, next] = [await verify(first), await verify(second)];
+      assert.equal(old.valid, true, JSON.stringify(old));
+      assert.equal(old.replaced_by, next.key_id);
+      assert.equal(next.valid, true, JSON.stringify(next));
+
+      await page.getByRole("link", { name: "Open the new key" }).click();
+      await page.getByRole("button", { name: "Revoke this key" }).click();
+      await page.getByRole("button", { name: "Revoke key" }).click();
+      await page
+        .locator("#live")
+        .filter({ hasText: /revoked/i })
+        .waitFor();
+      const revoked = await verify(second);
+      assert.equal(revoked.valid, false);
+      assert.equal(revoked.code, "DISABLED");
+    });
+  });
+
+  test("an admin tests a credential, sees its new version fail, and rolls it back in the console", {
+    timeout: 120_000,
+  }, async () => {
+    const [good, bad] = [`sk_live_${randomAlnum(32)}`, `sk_live_${randomAlnum(32)}`];
+    standIn.accept(good);
+    const created = await apiAs(kw, tenant.adminKey, "POST", "/api/v1/credentials", {
+      service: "stripe",
+      environment: "production",
+      name: "Payments",
+      fields: { secret_key: good },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const id = created.body.id;
+    // A second version the provider does not know, as after a botched manual change.
+    const current = await fetch(`${kw.origin}/api/v1/credentials/${id}`, {
+      headers: { authorization: `Bearer ${tenant.adminKey}` },
+    });
+    const changed = await fetch(`${kw.origin}/api/v1/credentials/${id}`, {
+      method: "PATCH",
+      headers: {
+        authorization: `Bearer ${tenant.adminKey}`,
+        "content-type": "application/json",
+        "if-match": current.headers.get("etag"),
+      },
+      body: JSON.stringify({ fields: { secret_key: bad } }),
+    });
+    assert.equal(changed.status, 200, await changed.text());
+
+    await asAdmin("credentials", DESKTOP, async ({ page }) => {
+      await page.goto(`/console/#/credentials/${id}`);
+      await page.getByRole("heading", { level: 1, name: "Credential Payments" }).waitFor();
+      await page.getByRole("button", { name: "Test now" }).click();
+      await page
+        .locator("#live")
+        .filter({ hasText: /^Live test: invalid/ })
+        .waitFor();
+      await shot(page, "console-credential");
+      await page.getByRole("button", { name: "Roll back to version 1" }).click();
+      await page
+        .locator("#live")
+        .filter({ hasText: /^Rolled back/ })
+        .waitFor();
+      await page.getByRole("button", { name: "Test now" }).click();
+      await page
+        .locator("#live")
+        .filter({ hasText: /^Live test: valid/ })
+        .waitFor();
+    });
+    const revealed = await apiAs(kw, tenant.adminKey, "POST", `/api/v1/credentials/${id}/reveal`, {});
+    assert.equal(revealed.body.fields.secret_key, good, "the rolled-back value is current again");
+  });
+
+  test("an admin adds a webhook channel and a rule, sends a test, and reads the delivery log, the audit chain and a compliance report", {
+    timeout: 120_000,
+  }, async () => {
+    const hook = await startWebhookReceiver();
+    await asAdmin("monitoring", DESKTOP, async ({ page }) => {
+      await page.goto("/console/#/monitoring");
+      await page.getByRole("heading", { level: 1, name: "Channels and rules" }).waitFor();
+      await page.getByRole("button", { name: "Add channel" }).click();
+      const channelForm = page.getByRole("form", { name: "New channel" });
+      await channelForm.getByLabel("Kind").selectOption("webhook");
+      await channelForm.getByLabel("Channel name").fill("On-call");
+      await channelForm.getByLabel("Webhook URL (https)").fill(hook.url);
+      await channelForm.getByRole("button", { name: "Add channel" }).click();
+      await page.getByRole("group", { name: "On-call signing secret" }).waitFor();
+      const channelRow = page.locator("tr[data-channel]", { hasText: "On-call" });
+      await channelRow.getByRole("button", { name: "Send test to On-call" }).click();
+      await channelRow.getByText("Test delivered (HTTP 204).").waitFor();
+      assert.equal(hook.received.length, 1);
+
+      await page.getByRole("button", { name: "Add rule" }).click();
+      const ruleForm = page.getByRole("form", { name: "New rule" });
+      await ruleForm.getByLabel("Kind").selectOption("usage_threshold");
+      await ruleForm.getByLabel("Rule name").fill("Checkout volume");
+      await ruleForm.getByLabel("Requests in the window").fill("100");
+      await ruleForm.getByRole("group", { name: "Notify" }).getByLabel("On-call").check();
+      await ruleForm.getByRole("button", { name: "Add rule" }).click();
+      await page.locator("tr[data-rule]", { hasText: "Checkout volume" }).waitFor();
+      await shot(page, "console-monitoring");
+
+      await channelRow.getByRole("link", { name: "On-call" }).click();
+      await page.getByRole("heading", { name: "Delivery log" }).waitFor();
+      // A test send is not an alert's delivery: the log stays empty until a rule fires.
+      await page.getByText("No deliveries yet.").waitFor();
+      await assertAccessible(page, "channel page");
+      await shot(page, "console-channel");
+
+      await openSection(page, "Audit", "Audit log");
+      await page.locator("[data-chain=ok]").waitFor();
+      await page.getByLabel("Action").fill("channel");
+      await page.getByRole("button", { name: "Apply filters" }).click();
+      await page.locator("tr[data-seq]").first().waitFor();
+      const actions = await page.locator("tr[data-seq] code").allTextContents();
+      assert.ok(actions.length > 0 && actions.every((a) => a.startsWith("channel.")), actions.join(", "));
+
+      await openSection(page, "Security", "Security");
+      await page.getByLabel("Standard").selectOption("soc2");
+      await page.getByRole("button", { name: "Show report" }).click();
+      await page.locator("[data-report=soc2] tbody tr").first().waitFor();
+      await shot(page, "console-security-report");
+    });
+    const rules = await apiAs(kw, tenant.adminKey, "GET", "/api/v1/monitoring/rules");
+    const rule = rules.body.items.find((r) => r.name === "Checkout volume");
+    const channels = await apiAs(kw, tenant.adminKey, "GET", "/api/v1/monitoring/channels");
+    assert.deepEqual(rule.channel_ids, [channels.body.items.find((c) => c.name === "On-call").id]);
+    assert.equal(rule.settings.threshold, 100);
   });
 });
