@@ -70,7 +70,7 @@ export interface paths {
         };
         /**
          * A tenant erasure's progress and receipt (operator bootstrap token)
-         * @description Times, counts and the audit chain's last MAC: nothing the tenant stored. Every call spends the client's sign-in attempt budget before the token is compared.
+         * @description Times, counts and the audit chain's last MAC: nothing the tenant stored. A completed, intact receipt is signed (receipt_jws) with the key of GET /api/v1/audit/export-key, so anyone can verify it offline (docs/erasure.md). Every call spends the client's sign-in attempt budget before the token is compared.
          */
         get: operations["getTenantErasure"];
         put?: never;
@@ -1335,6 +1335,8 @@ export interface components {
             receipt_mac: string | null;
             /** @description Whether the stored receipt still matches its MAC; null while the erasure runs. */
             receipt_intact: boolean | null;
+            /** @description A compact JWS (EdDSA, typ keywarden-erasure-receipt) whose payload is this receipt without receipt_intact and receipt_jws, verifiable with the key of GET /api/v1/audit/export-key; null unless the erasure completed and its receipt is intact. */
+            receipt_jws: string | null;
         };
         KeyringStatus: {
             /** @description Where new DEKs are wrapped: KEK_PROVIDER, and KEK_VERSION or Vault's latest key version. Null when the KEK settings are malformed (see `sealed`). */
