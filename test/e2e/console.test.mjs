@@ -68,6 +68,12 @@ async function openSection(page, link, heading) {
   );
 }
 
+/** Waits until every part of the page has rendered what it fetched (no "Loading…" placeholder is left). */
+async function loaded(page) {
+  await page.waitForLoadState("networkidle");
+  await page.waitForFunction(() => !document.getElementById("main")?.textContent?.includes("Loading…"));
+}
+
 const verify = async (key) => (await apiAs(kw, tenant.adminKey, "POST", "/api/v1/keys/verify", { key })).body;
 
 describe("the console in a browser", { timeout: 400_000 }, () => {
@@ -112,7 +118,7 @@ describe("the console in a browser", { timeout: 400_000 }, () => {
           ["Security", "Security"],
         ]) {
           await openSection(page, link, heading);
-          await page.waitForLoadState("networkidle");
+          await loaded(page);
           await assertAccessible(page, `${heading} (${size})`);
           if (viewport === DESKTOP) await shot(page, `console-${link.toLowerCase().replaceAll(" ", "-")}`);
         }
@@ -123,7 +129,7 @@ describe("the console in a browser", { timeout: 400_000 }, () => {
         ]) {
           await page.goto(`/console/${hash}`);
           await page.getByRole("heading", { level: 1, name: heading }).waitFor();
-          await page.waitForLoadState("networkidle");
+          await loaded(page);
           await assertAccessible(page, `${heading} (${size})`);
         }
       }
