@@ -26,19 +26,19 @@ export interface NewCredential {
 }
 
 /**
- * THE way a credential comes into being (POST /credentials, the Vault KV import): validated against the
- * catalogue (VALIDATION_FAILED naming fields, never values), its values sealed as version 1 labelled current.
- * Returns the row, the statements for the caller's audited batch, the validation warnings and the audit event.
+ * A credential row as it comes into being (created, or imported from an export): revision 1, never tested,
+ * its first live test due one retest interval from `now`. `fields` names it and may carry an exported
+ * credential's version, status and creation time.
  */
-export async function createCredentialStatements(keys: Unsealed, db: Database, input: NewCredential) {
-  const { service, now } = input;
-  const row: CredentialRow = {
-    id: newId("cred"),
-    tenantId: input.tenantId,
-    serviceId: service.id,
-    environment: input.environment,
-    securityLevel: input.securityLevel,
-    name: input.name ?? `${service.name} (${input.environment})`,
+export function newCredentialRow(
+  fields: Pick<
+    CredentialRow,
+    "id" | "tenantId" | "serviceId" | "environment" | "securityLevel" | "name" | "createdBy"
+  > &
+    Partial<Pick<CredentialRow, "currentVersion" | "status" | "deletedAt" | "createdAt">>,
+  now: number,
+): CredentialRow {
+  return {
     revision: 1,
     currentVersion: 1,
     status: "active",
@@ -50,10 +50,31 @@ export async function createCredentialStatements(keys: Unsealed, db: Database, i
     providerExpiresAt: null,
     providerAccount: null,
     nextTestAt: now + RETEST_INTERVAL_MS,
-    createdBy: input.createdBy,
     createdAt: now,
     updatedAt: now,
+    ...fields,
   };
+}
+
+/**
+ * THE way a credential comes into being (POST /credentials, the Vault KV import): validated against the
+ * catalogue (VALIDATION_FAILED naming fields, never values), its values sealed as version 1 labelled current.
+ * Returns the row, the statements for the caller's audited batch, the validation warnings and the audit event.
+ */
+export async function createCredentialStatements(keys: Unsealed, db: Database, input: NewCredential) {
+  const { service, now } = input;
+  const row = newCredentialRow(
+    {
+      id: newId("cred"),
+      tenantId: input.tenantId,
+      serviceId: service.id,
+      environment: input.environment,
+      securityLevel: input.securityLevel,
+      name: input.name ?? `${service.name} (${input.environment})`,
+      createdBy: input.createdBy,
+    },
+    now,
+  );
   const warnings = assertValidFields(service, row, input.fields);
   const version = await sealedVersionStatements(keys, db, {
     tenantId: row.tenantId,

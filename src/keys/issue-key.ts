@@ -10,7 +10,7 @@ import {
   type RatelimitSchema,
   type UsageLimitSchema,
 } from "./key-schemas";
-import { ratelimitOf, usageLimitOf } from "./key-view";
+import { ratelimitColumns, ratelimitOf, usageLimitColumns, usageLimitOf } from "./key-view";
 
 type KeyRow = typeof apiKeys.$inferSelect;
 
@@ -63,11 +63,8 @@ export async function mintKey(
     expiresAt: settings.expiresAt,
     ipAllowlist: settings.ipAllowlist,
     countryAllowlist: settings.countryAllowlist,
-    ratelimitLimit: settings.ratelimit?.limit ?? null,
-    ratelimitWindowMs: settings.ratelimit?.window_ms ?? null,
-    usageLimit: settings.usageLimit?.remaining ?? null,
-    refillAmount: settings.usageLimit?.refill_amount ?? null,
-    refillIntervalMs: settings.usageLimit?.refill_interval_ms ?? null,
+    ...ratelimitColumns(settings.ratelimit),
+    ...usageLimitColumns(settings.usageLimit),
     limitsVersion: 1,
     metadata: settings.metadata,
     backupOfId: extra.backupOfId ?? null,

@@ -22,11 +22,25 @@ export function usageLimitOf(row: KeyRow): z.infer<typeof UsageLimitSchema> | nu
   };
 }
 
+/** The row's columns for a ratelimit (`ratelimitOf`'s inverse); null clears them. */
+export function ratelimitColumns(ratelimit: z.infer<typeof RatelimitSchema> | null) {
+  return { ratelimitLimit: ratelimit?.limit ?? null, ratelimitWindowMs: ratelimit?.window_ms ?? null };
+}
+
+/** The row's columns for a usage limit (`usageLimitOf`'s inverse); null clears them. */
+export function usageLimitColumns(usageLimit: z.infer<typeof UsageLimitSchema> | null) {
+  return {
+    usageLimit: usageLimit?.remaining ?? null,
+    refillAmount: usageLimit?.refill_amount ?? null,
+    refillIntervalMs: usageLimit?.refill_interval_ms ?? null,
+  };
+}
+
 /**
- * The only way a key row leaves the service: no hash, no plaintext. `run` is the key's latest rotation run
- * (`latestRuns`), for its `rotation.state`; a key without one is idle.
+ * What a key row shows of itself wherever it leaves the service (the API's key view, the tenant export's
+ * bundle): no hash, no plaintext. Each caller adds its own fields.
  */
-export function keyView(row: KeyRow, run?: RotationRun): z.infer<typeof KeySchema> {
+export function keyFields(row: KeyRow) {
   return {
     id: row.id,
     name: row.name,
@@ -46,6 +60,16 @@ export function keyView(row: KeyRow, run?: RotationRun): z.infer<typeof KeySchem
     service_id: row.serviceId,
     backup_of_id: row.backupOfId,
     rotated_to_id: row.rotatedToId,
+  };
+}
+
+/**
+ * The only way a key row leaves the service through the API: no hash, no plaintext. `run` is the key's
+ * latest rotation run (`latestRuns`), for its `rotation.state`; a key without one is idle.
+ */
+export function keyView(row: KeyRow, run?: RotationRun): z.infer<typeof KeySchema> {
+  return {
+    ...keyFields(row),
     rotation: rotationView(
       { policyDays: row.rotationDays, nextRotationAt: row.nextRotationAt, lastRotatedAt: row.lastRotatedAt },
       run,

@@ -66,11 +66,10 @@ export const BundleCredentialSchema = z
       });
   });
 
+/** A key: the fields of its API view (`keyFields`), then what an import needs to recreate it. */
 export const BundleKeySchema = z.strictObject({
   id: Id,
   name: z.string().min(1).max(200),
-  /** SHA-256 of the whole key (src/crypto/keys.ts): what verify looks keys up by. Never the key itself. */
-  hash: z.string().regex(/^[0-9a-f]{64}$/),
   start: z.string().max(32),
   last4: z.string().max(8),
   environment: z.enum(["live", "test"]),
@@ -85,14 +84,16 @@ export const BundleKeySchema = z.strictObject({
   usage_limit: UsageLimitSchema.nullable(),
   metadata: MetadataSchema.nullable(),
   service_id: z.string().max(64).nullable(),
+  backup_of_id: Id.nullable(),
+  rotated_to_id: Id.nullable(),
+  /** SHA-256 of the whole key (src/crypto/keys.ts): what verify looks keys up by. Never the key itself. */
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
   rotation_days: z.number().int().min(1).max(3650).nullable(),
   rotation_overlap_seconds: z
     .number()
     .int()
     .min(0)
     .max(30 * 86_400),
-  backup_of_id: Id.nullable(),
-  rotated_to_id: Id.nullable(),
   rotated_from_id: Id.nullable(),
   last_rotated_at: Time.nullable(),
   created_at: Time,

@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, or } from "drizzle-orm";
+import { eq } from "drizzle-orm";
 import { type AuditActor, type AuditEvent, commitWithAudit } from "../audit/audit-log";
 import {
   assertValidFields,
@@ -9,7 +9,7 @@ import {
 } from "../credentials/credential-versions";
 import { isConcurrentChange } from "../credentials/preconditions";
 import { requireService } from "../credentials/require-service";
-import { newCurrentVersionStatements } from "../credentials/store-credential";
+import { newCredentialRow, newCurrentVersionStatements } from "../credentials/store-credential";
 import { newId } from "../crypto/random";
 import { type Database, database } from "../db/client";
 import { inJsonList } from "../db/in-list";
@@ -18,8 +18,8 @@ import type { Bindings } from "../env";
 import { ApiError } from "../errors";
 import { nextRotationAt } from "../keys/issue-key";
 import { forgetCachedKey } from "../keys/key-record";
+import { ratelimitColumns, usageLimitColumns } from "../keys/key-view";
 import type { RequestOrigin } from "../keys/verify-key";
-import { RETEST_INTERVAL_MS } from "../lifecycle/retests";
 import {
   assertChannelDeliverable,
   assertChannelReferences,
@@ -64,6 +64,7 @@ import {
   type BundleRule,
   type TenantBundle,
 } from "./bundle";
+import { tenantRowPages } from "./tenant-pages";
 
 /**
  * Import merges a bundle into the calling tenant; it never removes anything the bundle does not name.
@@ -156,29 +157,8 @@ const credentialKey = (c: { service: string; environment: string; name: string }
 /** The tenant's credentials, read in bounded keyset pages (no secrets: rows only). */
 async function tenantCredentialRows(db: Database, tenantId: string): Promise<CredentialRow[]> {
   const all: CredentialRow[] = [];
-  let cursor: CredentialRow | undefined;
-  for (;;) {
-    const page = await db
-      .select()
-      .from(credentials)
-      .where(
-        and(
-          eq(credentials.tenantId, tenantId),
-          cursor
-            ? or(
-                gt(credentials.createdAt, cursor.createdAt),
-                and(eq(credentials.createdAt, cursor.createdAt), gt(credentials.id, cursor.id)),
-              )
-            : undefined,
-        ),
-      )
-      .orderBy(asc(credentials.createdAt), asc(credentials.id))
-      .limit(500)
-      .all();
-    all.push(...page);
-    cursor = page[page.length - 1];
-    if (page.length < 500) return all;
-  }
+  for await (const page of tenantRowPages(db, credentials, tenantId, 500)) all.push(...page);
+  return all;
 }
 
 async function planCredentials(
@@ -494,37 +474,33 @@ interface Write {
 
 const ms = (iso: string | null) => (iso === null ? null : Date.parse(iso));
 
+/** What every write of one applied plan shares. */
+interface Writer {
+  keys: Unsealed;
+  db: Database;
+  plan: ImportPlan;
+  actorId: string;
+}
+
 /** The statements that create one credential with every exported version, stage labels as they were. */
-async function credentialCreate(
-  keys: Unsealed,
-  db: Database,
-  plan: ImportPlan,
-  step: CredentialStep,
-  actorId: string,
-): Promise<Write> {
+async function credentialCreate({ keys, db, plan, actorId }: Writer, step: CredentialStep): Promise<Write> {
   const { item } = step;
-  const row: CredentialRow = {
-    id: step.targetId,
-    tenantId: plan.tenantId,
-    serviceId: item.service,
-    environment: item.environment,
-    securityLevel: step.securityLevel,
-    name: item.name,
-    revision: 1,
-    currentVersion: item.current_version,
-    status: item.status,
-    deletedAt: ms(item.deleted_at),
-    lastTestStatus: null,
-    lastTestReason: null,
-    lastTestLatencyMs: null,
-    lastTestedAt: null,
-    providerExpiresAt: null,
-    providerAccount: null,
-    nextTestAt: plan.now + RETEST_INTERVAL_MS,
-    createdBy: actorId,
-    createdAt: ms(item.created_at) as number,
-    updatedAt: plan.now,
-  };
+  const row = newCredentialRow(
+    {
+      id: step.targetId,
+      tenantId: plan.tenantId,
+      serviceId: item.service,
+      environment: item.environment,
+      securityLevel: step.securityLevel,
+      name: item.name,
+      currentVersion: item.current_version,
+      status: item.status,
+      deletedAt: ms(item.deleted_at),
+      createdBy: actorId,
+      createdAt: ms(item.created_at) as number,
+    },
+    plan.now,
+  );
   const statements: Statement[] = [db.insert(credentials).values(row)];
   for (const version of item.versions) {
     statements.push(
@@ -555,13 +531,7 @@ async function credentialCreate(
 }
 
 /** The bundle's current value as this credential's new current version: the same path as an admin's PATCH. */
-async function credentialUpdate(
-  keys: Unsealed,
-  db: Database,
-  plan: ImportPlan,
-  step: CredentialStep,
-  actorId: string,
-): Promise<Write> {
+async function credentialUpdate({ keys, db, plan, actorId }: Writer, step: CredentialStep): Promise<Write> {
   const fields = step.item.versions.find((v) => v.version === step.item.current_version)?.fields ?? {};
   const { next, statements } = await newCurrentVersionStatements(
     keys,
@@ -586,13 +556,7 @@ async function credentialUpdate(
   };
 }
 
-function keyCreate(
-  db: Database,
-  plan: ImportPlan,
-  step: KeyStep,
-  keyIds: ReadonlyMap<string, string>,
-  actorId: string,
-): Write {
+function keyCreate({ db, plan, actorId }: Writer, step: KeyStep, keyIds: ReadonlyMap<string, string>): Write {
   const { item } = step;
   const link = (id: string | null) => (id === null ? null : (keyIds.get(id) ?? null));
   const revokedAt = ms(item.revoked_at);
@@ -611,11 +575,8 @@ function keyCreate(
     expiresAt: ms(item.expires_at),
     ipAllowlist: item.ip_allowlist,
     countryAllowlist: item.country_allowlist,
-    ratelimitLimit: item.ratelimit?.limit ?? null,
-    ratelimitWindowMs: item.ratelimit?.window_ms ?? null,
-    usageLimit: item.usage_limit?.remaining ?? null,
-    refillAmount: item.usage_limit?.refill_amount ?? null,
-    refillIntervalMs: item.usage_limit?.refill_interval_ms ?? null,
+    ...ratelimitColumns(item.ratelimit),
+    ...usageLimitColumns(item.usage_limit),
     limitsVersion: 1,
     metadata: item.metadata,
     backupOfId: link(item.backup_of_id),
@@ -691,12 +652,11 @@ export async function applyImport(
   plan: ImportPlan,
 ): Promise<void> {
   const db = database(env.DB);
+  const writer: Writer = { keys, db, plan, actorId: actor.actorId };
   const credentialWrites: Write[] = [];
   for (const step of plan.credentials) {
-    if (step.outcome === "create")
-      credentialWrites.push(await credentialCreate(keys, db, plan, step, actor.actorId));
-    if (step.outcome === "update")
-      credentialWrites.push(await credentialUpdate(keys, db, plan, step, actor.actorId));
+    if (step.outcome === "create") credentialWrites.push(await credentialCreate(writer, step));
+    if (step.outcome === "update") credentialWrites.push(await credentialUpdate(writer, step));
   }
   await commitInBatches(env, actor, credentialWrites);
 
@@ -706,7 +666,7 @@ export async function applyImport(
   await commitInBatches(
     env,
     actor,
-    plan.keys.filter((s) => s.outcome === "create").map((s) => keyCreate(db, plan, s, keyIds, actor.actorId)),
+    plan.keys.filter((s) => s.outcome === "create").map((s) => keyCreate(writer, s, keyIds)),
   );
 
   const channelWrites: Write[] = [];

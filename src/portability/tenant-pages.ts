@@ -1,11 +1,11 @@
 import { and, asc, count, eq, gt, or } from "drizzle-orm";
-import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
 import { openVersion } from "../credentials/credential-versions";
 import type { Database } from "../db/client";
 import { inJsonList } from "../db/in-list";
 import { alertChannels, alertRules, apiKeys, credentials, credentialVersions } from "../db/schema";
-import { ratelimitOf, usageLimitOf } from "../keys/key-view";
+import { keyFields } from "../keys/key-view";
 import { storedSpec, tenantChannels } from "../monitoring/channels";
+import type { Cursor } from "../openapi/cursor";
 import { isoTime } from "../openapi/shared";
 import { settingsOfPolicy, tenantSecurityPolicy } from "../policy/security-policy";
 import { MAX_RULES } from "../routes/monitoring";
@@ -23,16 +23,40 @@ const iso = (ms: number) => isoTime(ms) as string;
 type CredentialRow = typeof credentials.$inferSelect;
 type KeyRow = typeof apiKeys.$inferSelect;
 
-/** `(created_at, id) > cursor`: the ascending keyset walk over the tenant indexes on (tenant, created_at, id). */
-function after(
-  columns: { createdAt: SQLiteColumn; id: SQLiteColumn },
-  cursor: { createdAt: number; id: string } | null,
-) {
-  if (!cursor) return undefined;
-  return or(
-    gt(columns.createdAt, cursor.createdAt),
-    and(eq(columns.createdAt, cursor.createdAt), gt(columns.id, cursor.id)),
-  );
+type PagedTable = typeof credentials | typeof apiKeys;
+
+/**
+ * The tenant's rows of `table`, `pageSize` at a time: an ascending keyset walk over the tenant indexes on
+ * (tenant, created_at, id), each page `(created_at, id) >` the last row of the one before.
+ */
+export async function* tenantRowPages<T extends PagedTable>(
+  db: Database,
+  table: T,
+  tenantId: string,
+  pageSize: number,
+): AsyncGenerator<T["$inferSelect"][]> {
+  const paged: PagedTable = table;
+  let cursor: Cursor | null = null;
+  for (;;) {
+    const after = cursor
+      ? or(
+          gt(paged.createdAt, cursor.createdAt),
+          and(eq(paged.createdAt, cursor.createdAt), gt(paged.id, cursor.id)),
+        )
+      : undefined;
+    const rows: T["$inferSelect"][] = await db
+      .select()
+      .from(paged)
+      .where(and(eq(paged.tenantId, tenantId), after))
+      .orderBy(asc(paged.createdAt), asc(paged.id))
+      .limit(pageSize)
+      .all();
+    if (rows.length === 0) return;
+    yield rows;
+    const last = rows[rows.length - 1] as T["$inferSelect"];
+    cursor = { createdAt: last.createdAt, id: last.id };
+    if (rows.length < pageSize) return;
+  }
 }
 
 async function credentialPage(
@@ -83,29 +107,14 @@ async function credentialPage(
   return items;
 }
 
+/** The key's view fields (`keyFields`, as the API shows them) and what an import needs to recreate it. */
 function keyItem(row: KeyRow): BundleKey {
   return {
-    id: row.id,
-    name: row.name,
-    hash: row.hash,
-    start: row.start,
-    last4: row.last4,
-    environment: row.environment,
-    security_level: row.securityLevel,
-    scopes: row.scopes,
-    enabled: row.enabled,
-    revoked_at: isoTime(row.revokedAt),
-    expires_at: isoTime(row.expiresAt),
-    ip_allowlist: row.ipAllowlist,
-    country_allowlist: row.countryAllowlist,
-    ratelimit: ratelimitOf(row),
-    usage_limit: usageLimitOf(row),
+    ...keyFields(row),
     metadata: row.metadata as BundleKey["metadata"],
-    service_id: row.serviceId,
+    hash: row.hash,
     rotation_days: row.rotationDays,
     rotation_overlap_seconds: row.rotationOverlapSeconds,
-    backup_of_id: row.backupOfId,
-    rotated_to_id: row.rotatedToId,
     rotated_from_id: row.rotatedFromId,
     last_rotated_at: isoTime(row.lastRotatedAt),
     created_at: iso(row.createdAt),
@@ -123,37 +132,10 @@ export async function* tenantPages(
   tenantId: string,
   pageSize = EXPORT_PAGE_SIZE,
 ): AsyncGenerator<BundlePage> {
-  let cursor: { createdAt: number; id: string } | null = null;
-  for (;;) {
-    const rows: CredentialRow[] = await db
-      .select()
-      .from(credentials)
-      .where(and(eq(credentials.tenantId, tenantId), after(credentials, cursor)))
-      .orderBy(asc(credentials.createdAt), asc(credentials.id))
-      .limit(pageSize)
-      .all();
-    if (rows.length === 0) break;
+  for await (const rows of tenantRowPages(db, credentials, tenantId, pageSize))
     yield { kind: "credentials", items: await credentialPage(keys, db, rows) };
-    const last = rows[rows.length - 1] as CredentialRow;
-    cursor = { createdAt: last.createdAt, id: last.id };
-    if (rows.length < pageSize) break;
-  }
-
-  cursor = null;
-  for (;;) {
-    const rows: KeyRow[] = await db
-      .select()
-      .from(apiKeys)
-      .where(and(eq(apiKeys.tenantId, tenantId), after(apiKeys, cursor)))
-      .orderBy(asc(apiKeys.createdAt), asc(apiKeys.id))
-      .limit(pageSize)
-      .all();
-    if (rows.length === 0) break;
+  for await (const rows of tenantRowPages(db, apiKeys, tenantId, pageSize))
     yield { kind: "keys", items: rows.map(keyItem) };
-    const last = rows[rows.length - 1] as KeyRow;
-    cursor = { createdAt: last.createdAt, id: last.id };
-    if (rows.length < pageSize) break;
-  }
 
   // A tenant has at most MAX_CHANNELS channels and MAX_RULES rules (src/routes/monitoring.ts): one page each.
   const channelRows = await tenantChannels(db, tenantId);

@@ -29,7 +29,7 @@ import {
   RotateKeySchema,
   UpdateKeySchema,
 } from "../keys/key-schemas";
-import { keyView, keyViews } from "../keys/key-view";
+import { keyView, keyViews, ratelimitColumns, usageLimitColumns } from "../keys/key-view";
 import { rotateKeyNow } from "../lifecycle/key-rotation";
 import { keysetPage, olderThanCursor } from "../openapi/cursor";
 import {
@@ -310,19 +310,8 @@ export const keyRoutes = createRouter()
       ...(body.rotation !== undefined ? await rotationChanges(db, row, body.rotation, now) : {}),
       ...(body.ip_allowlist !== undefined ? { ipAllowlist: body.ip_allowlist } : {}),
       ...(body.country_allowlist !== undefined ? { countryAllowlist: body.country_allowlist } : {}),
-      ...(body.ratelimit !== undefined
-        ? {
-            ratelimitLimit: body.ratelimit?.limit ?? null,
-            ratelimitWindowMs: body.ratelimit?.window_ms ?? null,
-          }
-        : {}),
-      ...(body.usage_limit !== undefined
-        ? {
-            usageLimit: body.usage_limit?.remaining ?? null,
-            refillAmount: body.usage_limit?.refill_amount ?? null,
-            refillIntervalMs: body.usage_limit?.refill_interval_ms ?? null,
-          }
-        : {}),
+      ...(body.ratelimit !== undefined ? ratelimitColumns(body.ratelimit) : {}),
+      ...(body.usage_limit !== undefined ? usageLimitColumns(body.usage_limit) : {}),
       ...(body.metadata !== undefined ? { metadata: body.metadata } : {}),
       ...(limitsChanged ? { limitsVersion: row.limitsVersion + 1 } : {}),
       updatedAt: now,
