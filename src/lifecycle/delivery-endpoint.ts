@@ -1,13 +1,19 @@
 import { z } from "@hono/zod-openapi";
 import { eq } from "drizzle-orm";
-import { base64url, CompactEncrypt, calculateJwkThumbprint, importJWK, type JWK } from "jose";
+import { CompactEncrypt, calculateJwkThumbprint, importJWK, type JWK } from "jose";
 import type { AuditEvent, commitWithAudit } from "../audit/audit-log";
 import { openValues, sealValues } from "../credentials/sealed-fields";
 import { utf8 } from "../crypto/encoding";
+import {
+  invalidJwk,
+  type JwkPolicy,
+  publicJwkMembers,
+  publicKeyMembers,
+  refusePrivateMembers,
+} from "../crypto/public-jwk";
 import type { Database } from "../db/client";
 import { keyDeliveryEndpoints } from "../db/schema";
 import type { Bindings } from "../env";
-import { ApiError } from "../errors";
 import { assertDeliverableUrl } from "../monitoring/outbound-url";
 import { newSigningSecret } from "../monitoring/standard-webhooks";
 import { isoTime } from "../openapi/shared";
@@ -35,38 +41,17 @@ export const DELIVERY_CONTENT_ENCRYPTION = "A256GCM";
 
 /** NIST SP 800-57 Part 1 Rev. 5 Table 2: RSA below 2048 bits is no longer acceptable for key transport. */
 export const MIN_RSA_BITS = 2048;
-const MAX_RSA_BITS = 8192;
 
-/** Private members of EC, OKP and RSA JWKs (RFC 7518 §6.2.2, §6.3.2; RFC 8037 §2), and a symmetric key's `k`. */
-export const PRIVATE_JWK_MEMBERS = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"] as const;
-
-const Base64Url = z.string().regex(/^[A-Za-z0-9_-]+$/, "must be base64url without padding");
+const DELIVERY_JWK_POLICY: JwkPolicy = {
+  field: "public_jwk",
+  ecAlg: "ECDH-ES",
+  curves: ["P-256"],
+  minRsaBits: MIN_RSA_BITS,
+};
 
 export const PublicJwkSchema = z
-  .looseObject({
-    kty: z.enum(["EC", "OKP", "RSA"]),
-    crv: z.string().max(16).optional(),
-    x: Base64Url.max(64).optional(),
-    y: Base64Url.max(64).optional(),
-    n: Base64Url.max(1400).optional(),
-    e: Base64Url.max(8).optional(),
-    alg: z.enum(["ECDH-ES", "RSA-OAEP-256"]).optional(),
-    use: z.literal("enc").optional(),
-    kid: z.string().max(200).optional(),
-  })
-  .superRefine((jwk, ctx) => {
-    // The private half must never reach Keywarden: refusing it (rather than stripping it) tells the tenant
-    // that they pasted the wrong key and should treat it as exposed.
-    for (const member of PRIVATE_JWK_MEMBERS) {
-      if (member in jwk) {
-        ctx.addIssue({
-          code: "custom",
-          path: [member],
-          message: "is a private key member: register the public key only",
-        });
-      }
-    }
-  })
+  .looseObject(publicJwkMembers(["ECDH-ES", "RSA-OAEP-256"], 64))
+  .superRefine(refusePrivateMembers("is a private key member: register the public key only"))
   .openapi("DeliveryPublicJwk", {
     description:
       "The public key rotated keys are encrypted to: EC P-256 or OKP X25519 (ECDH-ES), or RSA of at least " +
@@ -110,58 +95,19 @@ export const RegisteredDeliveryEndpointSchema = DeliveryEndpointSchema.extend({
 
 export type PublicJwkInput = z.infer<typeof PublicJwkSchema>;
 
-function invalidKey(path: string, message: string): ApiError {
-  return new ApiError("VALIDATION_FAILED", `The public key ${message}.`, {
-    errors: [{ path: `public_jwk.${path}`, message }],
-  });
-}
-
-function bitLength(bytes: Uint8Array): number {
-  const first = bytes.findIndex((byte) => byte !== 0);
-  if (first < 0) return 0;
-  return (bytes.length - first - 1) * 8 + (32 - Math.clz32(bytes[first] ?? 0));
-}
-
-export function modulusBits(n: string): number {
-  try {
-    return bitLength(base64url.decode(n));
-  } catch {
-    return 0;
-  }
-}
-
 /**
- * Keeps only the members that define the public key, and the algorithm it will be used with. Everything
- * else the tenant sent (`kid`, `use`, `key_ops`, certificates) is dropped: Keywarden names the key by its
- * thumbprint.
+ * Keeps only the members that define the public key (`publicKeyMembers`), and the algorithm it will be used
+ * with. Keywarden names the key by its thumbprint.
  */
 function canonicalPublicJwk(jwk: PublicJwkInput): { jwk: Record<string, string>; alg: DeliveryKeyAlg } {
-  if (jwk.kty === "RSA") {
-    if (!jwk.n || !jwk.e) throw invalidKey("n", "needs both n and e");
-    if (jwk.alg && jwk.alg !== "RSA-OAEP-256") throw invalidKey("alg", "of an RSA key must be RSA-OAEP-256");
-    const bits = modulusBits(jwk.n);
-    if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS)
-      throw invalidKey("n", `must be an RSA modulus of ${MIN_RSA_BITS} to ${MAX_RSA_BITS} bits`);
-    return {
-      jwk: { kty: "RSA", n: jwk.n, e: jwk.e, alg: DELIVERY_KEY_ALGS.RSA },
-      alg: DELIVERY_KEY_ALGS.RSA,
-    };
-  }
-  if (jwk.alg && jwk.alg !== "ECDH-ES") throw invalidKey("alg", "of an EC or OKP key must be ECDH-ES");
-  if (jwk.kty === "EC") {
-    if (jwk.crv !== "P-256") throw invalidKey("crv", "must be on curve P-256");
-    if (!jwk.x || !jwk.y) throw invalidKey("x", "needs both x and y");
-    return {
-      jwk: { kty: "EC", crv: "P-256", x: jwk.x, y: jwk.y, alg: DELIVERY_KEY_ALGS["EC:P-256"] },
-      alg: DELIVERY_KEY_ALGS["EC:P-256"],
-    };
-  }
-  if (jwk.crv !== "X25519") throw invalidKey("crv", "of an OKP key must be X25519");
-  if (!jwk.x || jwk.y) throw invalidKey("x", "of an X25519 key is x alone");
-  return {
-    jwk: { kty: "OKP", crv: "X25519", x: jwk.x, alg: DELIVERY_KEY_ALGS["OKP:X25519"] },
-    alg: DELIVERY_KEY_ALGS["OKP:X25519"],
-  };
+  const members = publicKeyMembers(jwk, DELIVERY_JWK_POLICY);
+  const alg =
+    members.kty === "RSA"
+      ? DELIVERY_KEY_ALGS.RSA
+      : members.kty === "EC"
+        ? DELIVERY_KEY_ALGS["EC:P-256"]
+        : DELIVERY_KEY_ALGS["OKP:X25519"];
+  return { jwk: { ...members, alg }, alg };
 }
 
 /** The RFC 7638 thumbprint of a stored key: Keywarden's name for it, and the `kid` of its JWEs. */
@@ -182,7 +128,7 @@ export async function acceptPublicJwk(input: PublicJwkInput) {
   try {
     await importJWK(jwk as JWK, alg);
   } catch {
-    throw invalidKey("kty", "could not be imported: check its members");
+    throw invalidJwk(DELIVERY_JWK_POLICY, "kty", "could not be imported: check its members");
   }
   return { jwk, alg, fingerprint: await keyFingerprint(jwk) };
 }

@@ -10,8 +10,16 @@ import {
 } from "jose";
 import { hasObviousRun } from "../catalog/placeholders";
 import { utf8 } from "../crypto/encoding";
+import {
+  Base64UrlSchema,
+  invalidJwk,
+  type JwkPolicy,
+  publicJwkMembers,
+  publicKeyMembers,
+  refusePrivateMembers,
+} from "../crypto/public-jwk";
 import { ApiError } from "../errors";
-import { keyFingerprint, modulusBits, PRIVATE_JWK_MEMBERS } from "../lifecycle/delivery-endpoint";
+import { keyFingerprint } from "../lifecycle/delivery-endpoint";
 
 /**
  * The JWE algorithms of an export (RFC 7516, RFC 7518). The content is always AES-256-GCM (§5.3). Its key
@@ -51,36 +59,19 @@ export const PassphraseSchema = z
  * RSA-2048.)
  */
 export const MIN_EXPORT_RSA_BITS = 3072;
-const MAX_RSA_BITS = 8192;
-const EXPORT_CURVES = { EC: ["P-256", "P-384"], OKP: ["X25519"] } as const;
 
-const Base64Url = z.string().regex(/^[A-Za-z0-9_-]+$/, "must be base64url without padding");
-
-const jwkMembers = {
-  kty: z.enum(["EC", "OKP", "RSA"]),
-  crv: z.string().max(16).optional(),
-  x: Base64Url.max(128).optional(),
-  y: Base64Url.max(128).optional(),
-  n: Base64Url.max(1400).optional(),
-  e: Base64Url.max(8).optional(),
-  alg: z.enum(PUBLIC_KEY_ALGS).optional(),
-  use: z.literal("enc").optional(),
-  kid: z.string().max(200).optional(),
+const EXPORT_JWK_POLICY: JwkPolicy = {
+  field: "public_key",
+  ecAlg: "ECDH-ES+A256KW",
+  curves: ["P-256", "P-384"],
+  minRsaBits: MIN_EXPORT_RSA_BITS,
 };
+
+const jwkMembers = publicJwkMembers(PUBLIC_KEY_ALGS, 128);
 
 export const ExportPublicJwkSchema = z
   .looseObject(jwkMembers)
-  .superRefine((jwk, ctx) => {
-    // The private half must never reach Keywarden: refused, not stripped, so the tenant learns the key leaked.
-    for (const member of PRIVATE_JWK_MEMBERS) {
-      if (member in jwk)
-        ctx.addIssue({
-          code: "custom",
-          path: [member],
-          message: "is a private key member: send the public key",
-        });
-    }
-  })
+  .superRefine(refusePrivateMembers("is a private key member: send the public key"))
   .openapi("ExportPublicJwk", {
     description:
       "The public key the export is encrypted to: EC P-256 or P-384, or OKP X25519 (ECDH-ES+A256KW), or RSA of " +
@@ -91,12 +82,12 @@ export const ExportPublicJwkSchema = z
 export const ImportPrivateJwkSchema = z
   .looseObject({
     ...jwkMembers,
-    d: Base64Url.max(1400),
-    p: Base64Url.max(1400).optional(),
-    q: Base64Url.max(1400).optional(),
-    dp: Base64Url.max(1400).optional(),
-    dq: Base64Url.max(1400).optional(),
-    qi: Base64Url.max(1400).optional(),
+    d: Base64UrlSchema.max(1400),
+    p: Base64UrlSchema.max(1400).optional(),
+    q: Base64UrlSchema.max(1400).optional(),
+    dp: Base64UrlSchema.max(1400).optional(),
+    dq: Base64UrlSchema.max(1400).optional(),
+    qi: Base64UrlSchema.max(1400).optional(),
   })
   .openapi("ImportPrivateJwk", {
     description: "The private key a public-key export was encrypted to. Used for this request only.",
@@ -115,33 +106,10 @@ export type Opener =
   | { kind: "passphrase"; passphrase: string }
   | { kind: "private_key"; jwk: ImportPrivateJwk };
 
-function invalidKey(path: string, message: string): ApiError {
-  return new ApiError("VALIDATION_FAILED", `The public key ${message}.`, {
-    errors: [{ path: `public_key.${path}`, message }],
-  });
-}
-
 /** The public members of an accepted key and the algorithm it is used with; anything else is refused. */
 function exportKeyShape(jwk: ExportPublicJwk): { jwk: JWK; alg: PublicKeyAlg } {
-  if (jwk.kty === "RSA") {
-    if (!jwk.n || !jwk.e) throw invalidKey("n", "needs both n and e");
-    if (jwk.alg && jwk.alg !== "RSA-OAEP-256") throw invalidKey("alg", "of an RSA key must be RSA-OAEP-256");
-    const bits = modulusBits(jwk.n);
-    if (bits < MIN_EXPORT_RSA_BITS || bits > MAX_RSA_BITS)
-      throw invalidKey("n", `must be an RSA modulus of ${MIN_EXPORT_RSA_BITS} to ${MAX_RSA_BITS} bits`);
-    return { jwk: { kty: "RSA", n: jwk.n, e: jwk.e }, alg: "RSA-OAEP-256" };
-  }
-  if (jwk.alg && jwk.alg !== "ECDH-ES+A256KW")
-    throw invalidKey("alg", "of an EC or OKP key must be ECDH-ES+A256KW");
-  if (jwk.kty === "EC") {
-    if (!(EXPORT_CURVES.EC as readonly string[]).includes(jwk.crv ?? ""))
-      throw invalidKey("crv", "must be on curve P-256 or P-384");
-    if (!jwk.x || !jwk.y) throw invalidKey("x", "needs both x and y");
-    return { jwk: { kty: "EC", crv: jwk.crv, x: jwk.x, y: jwk.y }, alg: "ECDH-ES+A256KW" };
-  }
-  if (jwk.crv !== "X25519") throw invalidKey("crv", "of an OKP key must be X25519");
-  if (!jwk.x || jwk.y) throw invalidKey("x", "of an X25519 key is x alone");
-  return { jwk: { kty: "OKP", crv: "X25519", x: jwk.x }, alg: "ECDH-ES+A256KW" };
+  const members = publicKeyMembers(jwk, EXPORT_JWK_POLICY);
+  return { jwk: members, alg: members.kty === "RSA" ? "RSA-OAEP-256" : "ECDH-ES+A256KW" };
 }
 
 /** Imports the tenant's public key (WebCrypto refuses a point off the curve or a broken RSA key). */
@@ -151,7 +119,7 @@ export async function publicKeyRecipient(input: ExportPublicJwk): Promise<Recipi
   try {
     key = (await importJWK(jwk, alg)) as CryptoKey;
   } catch {
-    throw invalidKey("kty", "could not be imported: check its members");
+    throw invalidJwk(EXPORT_JWK_POLICY, "kty", "could not be imported: check its members");
   }
   return { kind: "public_key", key, alg, kid: await keyFingerprint(jwk as Record<string, string>) };
 }
