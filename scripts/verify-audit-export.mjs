@@ -2,7 +2,8 @@
 // Verifies a Keywarden audit export (GET /api/v1/audit/export) offline: the seal's signature, every line's
 // signature, the seq run and hash linkage, and the seal's range, count and chain verdict. The checks live in
 // src/audit/audit-export-format.ts, shared with the Worker and the tests; Node >= 22.18 runs it as is (it
-// strips the TypeScript types). Usage: docs/audit-export.md, or run with --help.
+// strips the TypeScript types). `npm run verify:audit-export -- <args>` runs it with the repository's Node 22
+// (the `node` devDependency) whatever node is on PATH. Usage: docs/audit-export.md, or run with --help.
 import { readFile } from "node:fs/promises";
 import { parseArgs } from "node:util";
 
@@ -74,7 +75,10 @@ async function main() {
   if (positionals.length !== 1) fail("Give exactly one export file.");
   if (Boolean(values.jwks) === Boolean(values["jwks-url"])) fail("Give one of --jwks or --jwks-url.");
   if (!process.features.typescript) {
-    fail(`Node ${process.versions.node} cannot load the TypeScript verifier: use Node 22.18 or later.`);
+    fail(
+      `Node ${process.versions.node} cannot load the TypeScript verifier: run it as ` +
+        "`npm run verify:audit-export -- <args>` (the repository's Node 22), or with Node 22.18 or later.",
+    );
   }
   const { verifyAuditExport } = await import("../src/audit/audit-export-format.ts");
   let text;

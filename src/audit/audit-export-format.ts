@@ -143,7 +143,8 @@ export interface JwkSet {
 }
 
 const HASH = /^[0-9a-f]{64}$/;
-const ROW_KEYS = [
+/** The members of a row line, in the order the export writes them (docs/audit-export.md). */
+export const ROW_KEYS = [
   "type",
   "seq",
   "time",

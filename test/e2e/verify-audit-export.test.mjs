@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { CompactSign, calculateJwkThumbprint, exportJWK } from "jose";
@@ -18,16 +18,19 @@ import {
 } from "../../src/audit/audit-export-format.ts";
 
 const SCRIPT = fileURLToPath(new URL("../../scripts/verify-audit-export.mjs", import.meta.url));
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const TENANT = "ten_0000000000000000000000";
 
-function run(args, input) {
+function exec(file, args, { input, ...options } = {}) {
   return new Promise((resolve) => {
-    const child = execFile(process.execPath, [SCRIPT, ...args], (error, stdout, stderr) =>
+    const child = execFile(file, args, options, (error, stdout, stderr) =>
       resolve({ code: error ? error.code : 0, stdout, stderr }),
     );
     if (input !== undefined) child.stdin.end(input);
   });
 }
+
+const run = (args, input) => exec(process.execPath, [SCRIPT, ...args], { input });
 
 /** A three-row export whose hashes link, sealed like the Worker seals it. */
 async function buildExport(keys) {
@@ -119,6 +122,23 @@ describe("scripts/verify-audit-export.mjs", () => {
       problems: [],
       truncated: false,
     });
+  });
+
+  test("the documented `npm run verify:audit-export` runs it with the repository's Node 22, whatever node PATH has", async () => {
+    // A fresh clone may have an older system Node (20 cannot strip types); npm puts node_modules/.bin,
+    // where the `node` devDependency lives, first on the script's PATH. The caller's copy of that folder is
+    // taken off PATH here so that only npm's lookup can find it.
+    const path = (process.env.PATH ?? "")
+      .split(delimiter)
+      .filter((dir) => !dir.endsWith(join("node_modules", ".bin")))
+      .join(delimiter);
+    const { code, stdout, stderr } = await exec(
+      "npm",
+      ["run", "--silent", "verify:audit-export", "--", exportPath, "--jwks", jwksPath],
+      { cwd: ROOT, env: { ...process.env, PATH: path } },
+    );
+    assert.equal(code, 0, stderr);
+    assert.match(stdout, new RegExp(`^VERIFIED: 3 row lines of tenant ${TENANT}, seq 1\\.\\.3\\n`));
   });
 
   test("exits 2 with the usage on a missing key set or file", async () => {
