@@ -12,17 +12,11 @@
  *   prefix): 403 `{"errors":["permission denied"]}`; X-Vault-Namespace when the stand-in has a namespace;
  * - a mount it does not have: 404 `no handler for route`; `seal()`: 503 `{"errors":["Vault is sealed"]}`;
  *   `goUnreachable()`: every request fails at the network level; `faults.next("read" | "list", fault)` shapes
- *   one answer (see ../lifecycle/stand-ins/common.ts), e.g. a 307 redirect.
+ *   one answer (see ../lifecycle/stand-ins/common.ts), e.g. a 307 redirect. The HTTP layer (all but the
+ *   engine's routes, token check and answers) is ../vault/vault-stand-in.ts, shared with the transit stand-in.
  */
-import { type HttpHandler, HttpResponse, http } from "msw";
-import {
-  FaultQueue,
-  type MswRequest,
-  type Received,
-  received,
-  withFault,
-} from "../lifecycle/stand-ins/common";
-import { VAULT_MESSAGES } from "../vault/transit-stand-in";
+import type { MswRequest } from "../lifecycle/stand-ins/common";
+import { VaultStandIn, vaultEnvelope, vaultError } from "../vault/vault-stand-in";
 
 export type KvOperation = "read" | "list";
 
@@ -44,43 +38,25 @@ interface Version {
   destroyed: boolean;
 }
 
-function vaultError(status: number, ...errors: string[]): Response {
-  return HttpResponse.json({ errors }, { status });
-}
-
 /** Vault's response envelope around `data`, with the status the plugin chose. */
 function envelope(data: Record<string, unknown>, status = 200): Response {
-  return HttpResponse.json(
-    {
-      request_id: crypto.randomUUID(),
-      lease_id: "",
-      renewable: false,
-      lease_duration: 0,
-      data,
-      wrap_info: null,
-      warnings: null,
-      auth: null,
-      mount_type: "kv",
-    },
-    { status },
-  );
+  return vaultEnvelope({ data, mount_type: "kv" }, status);
 }
 
-export class VaultKvStandIn {
-  readonly handlers: HttpHandler[];
-  readonly faults = new FaultQueue();
-  readonly log: Received[] = [];
+interface KvRoute {
+  operation: KvOperation;
+  path: string;
+}
+
+export class VaultKvStandIn extends VaultStandIn<KvOperation, KvRoute> {
   readonly mount: string;
   private readonly secrets = new Map<string, Version[]>();
   private readonly denied: string[] = [];
-  private sealed = false;
-  private unreachable = false;
   private clock = Date.UTC(2026, 0, 1);
 
   constructor(private readonly options: KvStandInOptions) {
+    super(options.addr, options.namespace);
     this.mount = options.mount ?? "secret";
-    const origin = new URL(options.addr).origin;
-    this.handlers = [http.all(`${origin}/v1/*`, ({ request }) => this.handle(request))];
   }
 
   /** `POST /v1/:mount/data/:path`: a new version of the secret. Returns its version number. */
@@ -116,54 +92,25 @@ export class VaultKvStandIn {
     this.denied.push(prefix);
   }
 
-  seal(): void {
-    this.sealed = true;
-  }
-
-  goUnreachable(): void {
-    this.unreachable = true;
-  }
-
-  /** Requests that reached the stand-in for one operation. */
-  count(operation: KvOperation): number {
-    return this.log.filter((entry) => entry.operation === operation).length;
-  }
-
   private tick(): string {
     this.clock += 1000;
     return new Date(this.clock).toISOString();
   }
 
-  private async handle(request: MswRequest): Promise<Response> {
-    if (this.unreachable) return HttpResponse.error();
-    const url = new URL(request.url);
-    const route = this.route(request.method, url);
-    if (!route) {
-      const path = url.pathname.replace(/^\/v1\//, "");
-      return vaultError(404, `no handler for route "${path}". route entry not found.`);
-    }
-    this.log.push(await received(route.operation, request));
-    if (this.sealed) return vaultError(503, VAULT_MESSAGES.sealed);
-    if (
-      this.options.namespace !== undefined &&
-      request.headers.get("x-vault-namespace") !== this.options.namespace
-    ) {
-      return vaultError(403, VAULT_MESSAGES.permissionDenied);
-    }
-    if (
-      request.headers.get("x-vault-token") !== this.options.token ||
-      this.denied.some((prefix) => route.path.startsWith(prefix))
-    ) {
-      return vaultError(403, VAULT_MESSAGES.permissionDenied);
-    }
-    return withFault(this.faults.take(route.operation), () =>
-      route.operation === "read"
-        ? this.read(route.path, url.searchParams.get("version"))
-        : this.list(route.path),
+  protected authorized(route: KvRoute, request: MswRequest): boolean {
+    return (
+      request.headers.get("x-vault-token") === this.options.token &&
+      !this.denied.some((prefix) => route.path.startsWith(prefix))
     );
   }
 
-  private route(method: string, url: URL): { operation: KvOperation; path: string } | null {
+  protected answer(route: KvRoute, _request: MswRequest, url: URL): Response {
+    return route.operation === "read"
+      ? this.read(route.path, url.searchParams.get("version"))
+      : this.list(route.path);
+  }
+
+  protected route(method: string, url: URL): KvRoute | null {
     const prefix = `/v1/${this.mount}/`;
     if (!url.pathname.startsWith(prefix)) return null;
     const rest = url.pathname.slice(prefix.length);

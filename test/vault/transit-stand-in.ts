@@ -16,18 +16,11 @@
  *   the stand-in has a namespace, AppRole login issuing tokens with a lease; `expireTokens()` ends every
  *   issued token, as a TTL running out or a revocation would;
  * - `seal()`: every request is 503 {"errors":["Vault is sealed"]}; `goUnreachable()`: every request fails
- *   at the network level; `faults.next(operation, fault)` shapes one answer (see common.ts).
+ *   at the network level; `faults.next(operation, fault)` shapes one answer (see common.ts). The HTTP layer
+ *   (all but the engine's routes, token check and answers) is ./vault-stand-in.ts, shared with the KV stand-in.
  */
-import { type HttpHandler, HttpResponse, http } from "msw";
-import {
-  BASE62,
-  FaultQueue,
-  type MswRequest,
-  type Received,
-  randomFrom,
-  received,
-  withFault,
-} from "../lifecycle/stand-ins/common";
+import { BASE62, type MswRequest, randomFrom } from "../lifecycle/stand-ins/common";
+import { VAULT_HTTP_MESSAGES, VaultStandIn, vaultEnvelope, vaultError } from "./vault-stand-in";
 
 export type TransitOperation = "login" | "keyInfo" | "encrypt" | "decrypt" | "rewrap";
 
@@ -55,8 +48,7 @@ export interface TransitStandInOptions {
 
 /** Vault's keysutil messages, verbatim. */
 export const VAULT_MESSAGES = {
-  permissionDenied: "permission denied",
-  sealed: "Vault is sealed",
+  ...VAULT_HTTP_MESSAGES,
   keyNotFound: "encryption key not found",
   authFailed: "cipher: message authentication failed",
   tooOld: "ciphertext or signature version is disallowed by policy (too old)",
@@ -76,21 +68,8 @@ export const VAULT_MESSAGES = {
 
 const NONCE_BYTES = 12;
 
-function vaultError(status: number, ...errors: string[]): Response {
-  return HttpResponse.json({ errors }, { status });
-}
-
 function vaultData(data: Record<string, unknown>): Response {
-  return HttpResponse.json({
-    request_id: crypto.randomUUID(),
-    lease_id: "",
-    renewable: false,
-    lease_duration: 0,
-    data,
-    wrap_info: null,
-    warnings: null,
-    auth: null,
-  });
+  return vaultEnvelope({ data });
 }
 
 /** Go's base64.StdEncoding.DecodeString: padded standard alphabet, or null. */
@@ -106,18 +85,14 @@ function encodeBase64(bytes: Uint8Array): string {
   return btoa(binary);
 }
 
-export class TransitStandIn {
-  readonly handlers: HttpHandler[];
-  readonly faults = new FaultQueue();
-  /** Requests per operation that reached the stand-in (an unreachable Vault receives none). */
-  readonly counts: Record<TransitOperation, number> = {
-    login: 0,
-    keyInfo: 0,
-    encrypt: 0,
-    decrypt: 0,
-    rewrap: 0,
-  };
-  readonly log: Received[] = [];
+const TRANSIT_OPERATIONS: readonly TransitOperation[] = ["login", "keyInfo", "encrypt", "decrypt", "rewrap"];
+
+interface TransitRoute {
+  operation: TransitOperation;
+  keyName?: string;
+}
+
+export class TransitStandIn extends VaultStandIn<TransitOperation, TransitRoute> {
   readonly keyName: string;
   readonly mount: string;
   readonly approleMount: string;
@@ -125,17 +100,21 @@ export class TransitStandIn {
   private readonly versions = new Map<number, Uint8Array<ArrayBuffer>>();
   private minDecryptionVersion = 1;
   private readonly issuedTokens = new Set<string>();
-  private sealed = false;
-  private unreachable = false;
 
   constructor(private readonly options: TransitStandInOptions) {
+    super(options.addr, options.namespace);
     this.keyName = options.keyName ?? "keywarden";
     this.mount = options.mount ?? "transit";
     this.approleMount = options.approleMount ?? "approle";
     this.derived = options.derived ?? true;
     this.addVersion();
-    const origin = new URL(options.addr).origin;
-    this.handlers = [http.all(`${origin}/v1/*`, ({ request }) => this.handle(request))];
+  }
+
+  /** Requests per operation that reached the stand-in (an unreachable Vault receives none). */
+  get counts(): Record<TransitOperation, number> {
+    return Object.fromEntries(
+      TRANSIT_OPERATIONS.map((operation) => [operation, this.count(operation)]),
+    ) as Record<TransitOperation, number>;
   }
 
   get latestVersion(): number {
@@ -156,22 +135,6 @@ export class TransitStandIn {
     this.minDecryptionVersion = version;
   }
 
-  seal(): void {
-    this.sealed = true;
-  }
-
-  unseal(): void {
-    this.sealed = false;
-  }
-
-  goUnreachable(): void {
-    this.unreachable = true;
-  }
-
-  comeBack(): void {
-    this.unreachable = false;
-  }
-
   /** Every token AppRole login issued stops working (TTL reached, or revoked). */
   expireTokens(): void {
     this.issuedTokens.clear();
@@ -181,56 +144,40 @@ export class TransitStandIn {
     this.versions.set(this.versions.size + 1, crypto.getRandomValues(new Uint8Array(32)));
   }
 
-  private async handle(request: MswRequest): Promise<Response> {
-    if (this.unreachable) return HttpResponse.error();
-    const path = new URL(request.url).pathname;
-    const route = this.route(request.method, path);
-    if (!route) {
-      return vaultError(404, `no handler for route "${path.replace(/^\/v1\//, "")}". route entry not found.`);
-    }
-    this.counts[route.operation] += 1;
-    this.log.push(await received(route.operation, request));
-    if (this.sealed) return vaultError(503, VAULT_MESSAGES.sealed);
-    if (
-      this.options.namespace !== undefined &&
-      request.headers.get("x-vault-namespace") !== this.options.namespace
-    ) {
-      return vaultError(403, VAULT_MESSAGES.permissionDenied);
-    }
-    if (route.operation !== "login" && !this.tokenAccepted(request.headers.get("x-vault-token"))) {
-      return vaultError(403, VAULT_MESSAGES.permissionDenied);
-    }
-    const fault = this.faults.take(route.operation);
-    return withFault(fault, async () => {
-      let body: Record<string, unknown> = {};
-      if (request.method !== "GET") {
-        try {
-          const parsed: unknown = JSON.parse(new TextDecoder().decode(await request.clone().arrayBuffer()));
-          if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
-            body = parsed as Record<string, unknown>;
-          }
-        } catch {
-          return vaultError(400, "failed to parse JSON input");
-        }
-      }
-      if (route.operation === "login") return this.login(body);
-      if (route.keyName !== this.keyName) {
-        return route.operation === "keyInfo" ? vaultError(404) : vaultError(400, VAULT_MESSAGES.keyNotFound);
-      }
-      switch (route.operation) {
-        case "keyInfo":
-          return this.readKey();
-        case "encrypt":
-          return this.encryptRoute(body);
-        case "decrypt":
-          return this.decryptRoute(body);
-        case "rewrap":
-          return this.rewrapRoute(body);
-      }
-    });
+  protected authorized(route: TransitRoute, request: MswRequest): boolean {
+    return route.operation === "login" || this.tokenAccepted(request.headers.get("x-vault-token"));
   }
 
-  private route(method: string, path: string): { operation: TransitOperation; keyName?: string } | null {
+  protected async answer(route: TransitRoute, request: MswRequest): Promise<Response> {
+    let body: Record<string, unknown> = {};
+    if (request.method !== "GET") {
+      try {
+        const parsed: unknown = JSON.parse(new TextDecoder().decode(await request.clone().arrayBuffer()));
+        if (typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)) {
+          body = parsed as Record<string, unknown>;
+        }
+      } catch {
+        return vaultError(400, "failed to parse JSON input");
+      }
+    }
+    if (route.operation === "login") return this.login(body);
+    if (route.keyName !== this.keyName) {
+      return route.operation === "keyInfo" ? vaultError(404) : vaultError(400, VAULT_MESSAGES.keyNotFound);
+    }
+    switch (route.operation) {
+      case "keyInfo":
+        return this.readKey();
+      case "encrypt":
+        return this.encryptRoute(body);
+      case "decrypt":
+        return this.decryptRoute(body);
+      case "rewrap":
+        return this.rewrapRoute(body);
+    }
+  }
+
+  protected route(method: string, url: URL): TransitRoute | null {
+    const path = url.pathname;
     if (method === "POST" && path === `/v1/auth/${this.approleMount}/login`) return { operation: "login" };
     const prefix = `/v1/${this.mount}/`;
     if (!path.startsWith(prefix)) return null;
@@ -258,14 +205,8 @@ export class TransitStandIn {
     const token = `hvs.${randomFrom(BASE62, 24)}`;
     this.issuedTokens.add(token);
     const lease = this.options.leaseSeconds ?? 3600;
-    return HttpResponse.json({
-      request_id: crypto.randomUUID(),
-      lease_id: "",
-      renewable: false,
-      lease_duration: 0,
+    return vaultEnvelope({
       data: null,
-      wrap_info: null,
-      warnings: null,
       auth: {
         client_token: token,
         accessor: randomFrom(BASE62, 24),
