@@ -1,9 +1,10 @@
 // Alerts: what is firing, acknowledged or resolved, and the two things a person does with one.
 import { api } from "../app/api.js";
 import { announce, btn, dl, h } from "../app/dom.js";
+import { dataTable } from "./cards.js";
+import { actionButton, when } from "./subject.js";
 
 const STATES = ["firing", "acknowledged", "resolved"];
-const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
 const subjectLink = ({ type, id }) =>
   type === "key" || type === "credential"
     ? h("a", { href: `#/${type}s/${encodeURIComponent(id)}`, text: `${type} ${id}` })
@@ -12,17 +13,11 @@ const subjectLink = ({ type, id }) =>
 /** Acknowledge or resolve buttons for an open alert; `after` re-renders. */
 function actions(ui, alert, after) {
   const act = (label, verb) => {
-    const button = btn(label, () =>
-      ui.busy(button, async () => {
-        try {
-          await api("POST", `/api/v1/alerts/${encodeURIComponent(alert.id)}/${verb}`, {});
-          announce(`Alert ${verb === "acknowledge" ? "acknowledged" : "resolved"}.`);
-          await after();
-        } catch (err) {
-          ui.fail(err);
-        }
-      }),
-    );
+    const button = actionButton(ui, label, async () => {
+      await api("POST", `/api/v1/alerts/${encodeURIComponent(alert.id)}/${verb}`, {});
+      announce(`Alert ${verb === "acknowledge" ? "acknowledged" : "resolved"}.`);
+      await after();
+    });
     button.setAttribute("aria-label", `${label}: ${alert.summary ?? alert.kind}`);
     return button;
   };
@@ -72,21 +67,7 @@ export async function renderAlerts(
       ),
     );
     body.replaceChildren(
-      h(
-        "table",
-        {},
-        h("caption", { class: "sr", text: `${state} alerts` }),
-        h(
-          "thead",
-          {},
-          h(
-            "tr",
-            {},
-            ["Severity", "Alert", "About", "Fired", "Actions"].map((t) => h("th", { scope: "col", text: t })),
-          ),
-        ),
-        h("tbody", {}, rows),
-      ),
+      dataTable(`${state} alerts`, ["Severity", "Alert", "About", "Fired", "Actions"], rows),
     );
   } catch (err) {
     body.replaceChildren();

@@ -2,7 +2,8 @@
 // with `before_seq`; and the verdict of the keyed hash chain (GET /api/v1/audit/verify).
 import { api } from "../app/api.js";
 import { btn, clear, clearErrors, field, h, input, placeErrors } from "../app/dom.js";
-import { labelCells } from "./cards.js";
+import { dataTable, labelCells, tableRegion } from "./cards.js";
+import { when } from "./subject.js";
 
 const FAMILIES = [
   "alert",
@@ -30,7 +31,6 @@ const ACTIONS = [
   "totp.lockout",
   "wizard.commit",
 ];
-const when = (iso) => new Date(iso).toLocaleString();
 const target = (type, id) =>
   type === "key" || type === "credential"
     ? h("a", { href: `#/${type}s/${encodeURIComponent(id)}`, text: `${type} ${id}` })
@@ -87,25 +87,13 @@ export async function renderAudit(page, filters = {}) {
     ),
   );
   const rows = h("tbody");
-  const table = h(
-    "div",
-    { class: "scroll", tabindex: "0", role: "region", "aria-label": "Audit entries table" },
-    h(
-      "table",
-      { class: "audit cards" },
-      h("caption", { class: "sr", text: "Audit entries, newest first" }),
-      h(
-        "thead",
-        {},
-        h(
-          "tr",
-          {},
-          ["Seq", "Time", "Actor", "Action", "About", "Detail"].map((t) =>
-            h("th", { scope: "col", text: t }),
-          ),
-        ),
-      ),
+  const table = tableRegion(
+    "Audit entries table",
+    dataTable(
+      "Audit entries, newest first",
+      ["Seq", "Time", "Actor", "Action", "About", "Detail"],
       rows,
+      "audit cards",
     ),
   );
   const empty = h("p", { hidden: true, text: "No entries match." });

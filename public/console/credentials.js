@@ -2,10 +2,13 @@
 // credential's page: live test now, reveal with step-up, versions with their stage labels and rollback, delete.
 import { api, apiResponse } from "../app/api.js";
 import { announce, btn, clear, clearErrors, dl, field, h, placeErrors } from "../app/dom.js";
+import { dataTable } from "./cards.js";
 import {
+  actionButton,
   badge,
   confirmButton,
-  pagedList,
+  filteredList,
+  filterForm,
   rotationPairs,
   section,
   signInAgain,
@@ -52,24 +55,6 @@ function rotationCell(rotation) {
   return rotation?.method ?? "not configured";
 }
 
-function table(caption, columns, rows) {
-  return h(
-    "table",
-    { class: "stack" },
-    h("caption", { class: "sr", text: caption }),
-    h(
-      "thead",
-      {},
-      h(
-        "tr",
-        {},
-        columns.map((t) => h("th", { scope: "col", text: t })),
-      ),
-    ),
-    h("tbody", {}, rows),
-  );
-}
-
 const cell = (label, ...kids) => h("td", { "data-label": label }, kids);
 
 function activeGroups(items, services) {
@@ -83,7 +68,7 @@ function activeGroups(items, services) {
         "section",
         { class: "card", "aria-label": title, "data-service": id },
         h("h2", {}, title, h("span", { class: "badge", text: String(creds.length) })),
-        table(
+        dataTable(
           `${title} credentials`,
           [
             "Name",
@@ -107,6 +92,7 @@ function activeGroups(items, services) {
               cell("Rotation", rotationCell(cred.rotation)),
             ),
           ),
+          "stack",
         ),
       );
     });
@@ -116,21 +102,15 @@ function deletedTable(ui, items, services, after) {
   return h(
     "section",
     { class: "card", "aria-label": "Deleted credentials" },
-    table(
+    dataTable(
       "Deleted credentials",
       ["Name", "Service", "Environment", "Deleted", "Restorable until", "Actions"],
       items.map((cred) => {
-        const restore = btn("Restore", () =>
-          ui.busy(restore, async () => {
-            try {
-              await api("POST", credPath(cred.id, "/restore"), {});
-              announce(`Credential ${cred.name} restored.`);
-              await after();
-            } catch (err) {
-              ui.fail(err);
-            }
-          }),
-        );
+        const restore = actionButton(ui, "Restore", async () => {
+          await api("POST", credPath(cred.id, "/restore"), {});
+          announce(`Credential ${cred.name} restored.`);
+          await after();
+        });
         restore.setAttribute("aria-label", `Restore ${cred.name}`);
         return h(
           "tr",
@@ -143,6 +123,7 @@ function deletedTable(ui, items, services, after) {
           cell("Actions", restore),
         );
       }),
+      "stack",
     ),
   );
 }
@@ -181,87 +162,50 @@ export async function renderCredentials(page, { status = "active" } = {}) {
     ),
   );
   const search = h("input", { type: "search", name: "q", autocomplete: "off" });
-  const count = h("p", { class: "count", role: "status" });
-  const body = h("div", {}, h("p", { text: "Loading…" }));
-  const more = btn("Load more credentials", () =>
-    ui.busy(more, async () => {
-      try {
-        await list.more();
-        show();
-      } catch (err) {
-        ui.fail(err);
-      }
-    }),
-  );
-  more.hidden = true;
-  let list;
-
-  const show = () => {
-    const q = search.value.trim().toLowerCase();
-    const items = list.state.items.filter(
-      (c) =>
-        (!environment.value || c.environment === environment.value) &&
-        (!q || c.name.toLowerCase().includes(q) || c.id.toLowerCase().includes(q)),
-    );
-    const total = list.state.items.length;
-    count.textContent = `${items.length} of ${total} loaded credential${total === 1 ? "" : "s"} shown${list.state.next ? "; more can be loaded" : ""}.`;
-    more.hidden = !list.state.next;
-    clear(
-      body,
-      items.length
+  const { parts, load, show } = filteredList(ui, {
+    noun: "credential",
+    path: (cursor) =>
+      `/api/v1/credentials?${new URLSearchParams({
+        limit: "100",
+        status,
+        ...(service.value ? { service: service.value } : {}),
+        ...(cursor ? { cursor } : {}),
+      })}`,
+    select: (all) => {
+      const q = search.value.trim().toLowerCase();
+      return all.filter(
+        (c) =>
+          (!environment.value || c.environment === environment.value) &&
+          (!q || c.name.toLowerCase().includes(q) || c.id.toLowerCase().includes(q)),
+      );
+    },
+    paint: (shown, all) =>
+      shown.length
         ? status === "deleted"
-          ? deletedTable(ui, items, services, () => renderCredentials(page, { status }))
-          : activeGroups(items, services)
+          ? deletedTable(ui, shown, services, () => renderCredentials(page, { status }))
+          : activeGroups(shown, services)
         : h("p", {
             class: "card",
-            text: total
+            text: all.length
               ? "No credential matches these filters."
               : status === "deleted"
                 ? "No deleted credentials within the 30-day restore window."
                 : "No credentials yet. The setup wizard stores them.",
           }),
-    );
-  };
-
-  const load = async () => {
-    list = pagedList(
-      (cursor) =>
-        `/api/v1/credentials?${new URLSearchParams({
-          limit: "100",
-          status,
-          ...(service.value ? { service: service.value } : {}),
-          ...(cursor ? { cursor } : {}),
-        })}`,
-    );
-    try {
-      await list.load();
-      show();
-    } catch (err) {
-      body.replaceChildren();
-      ui.fail(err);
-    }
-  };
+  });
   service.addEventListener("change", load);
-  environment.addEventListener("change", () => list && show());
-  search.addEventListener("input", () => list && show());
+  environment.addEventListener("change", show);
+  search.addEventListener("input", show);
 
   ui.main.append(
     tabs,
-    h(
-      "form",
-      {
-        role: "search",
-        class: "card filters3",
-        "aria-label": "Filter credentials",
-        onsubmit: (e) => e.preventDefault(),
-      },
+    filterForm(
+      "Filter credentials",
       field("Search", search, { hint: "Name or id." }),
       field("Service", service),
       field("Environment", environment),
     ),
-    count,
-    body,
-    h("p", { class: "actions" }, more),
+    parts,
   );
   await load();
 }
@@ -359,15 +303,14 @@ function revealSection(ui, cred, service) {
 function versionsSection(ui, cred, etag, again) {
   return section(
     "Versions",
-    table(
+    dataTable(
       "Versions",
       ["Version", "Stage", "Created", "Created by", "Actions"],
       cred.versions.map((v) => {
-        let action = null;
-        if (v.stage !== "current" && v.stage !== "pending") {
-          action = btn(`Roll back to version ${v.version}`, () =>
-            ui.busy(action, async () => {
-              try {
+        const action =
+          v.stage === "current" || v.stage === "pending"
+            ? null
+            : actionButton(ui, `Roll back to version ${v.version}`, async () => {
                 const next = await api(
                   "POST",
                   credPath(cred.id, "/rollback"),
@@ -377,12 +320,7 @@ function versionsSection(ui, cred, etag, again) {
                 await again(
                   `Rolled back: version ${v.version}'s values are current again, as version ${next.version}.`,
                 );
-              } catch (err) {
-                ui.fail(err);
-              }
-            }),
-          );
-        }
+              });
         return h(
           "tr",
           { "data-version": String(v.version) },
@@ -393,6 +331,7 @@ function versionsSection(ui, cred, etag, again) {
           cell("Actions", action),
         );
       }),
+      "stack",
     ),
     h("p", {
       class: "hint",
@@ -404,17 +343,11 @@ function versionsSection(ui, cred, etag, again) {
 /** The page of a credential that was just soft-deleted: when it goes for good, and the way back. */
 function renderDeleted(page, id, name) {
   const ui = page(`Credential ${name} deleted`);
-  const restore = btn("Restore credential", () =>
-    ui.busy(restore, async () => {
-      try {
-        await api("POST", credPath(id, "/restore"), {});
-        await renderCredential(page, id);
-        announce(`Credential ${name} restored.`);
-      } catch (err) {
-        ui.fail(err);
-      }
-    }),
-  );
+  const restore = actionButton(ui, "Restore credential", async () => {
+    await api("POST", credPath(id, "/restore"), {});
+    await renderCredential(page, id);
+    announce(`Credential ${name} restored.`);
+  });
   ui.main.append(
     h(
       "div",
@@ -459,28 +392,18 @@ export async function renderCredential(page, id) {
   ui.main.querySelector("h1").textContent = `Credential ${cred.name}`;
   const label = (name) => service?.fields.find((f) => f.name === name)?.label ?? name;
 
-  const test = btn("Test now", () =>
-    ui.busy(test, async () => {
-      try {
-        const result = await api("POST", credPath(id, "/test"), {});
-        await again(`Live test: ${result.status}. ${result.reason}`);
-      } catch (err) {
-        ui.fail(err);
-      }
-    }),
-  );
-  const remove = confirmButton("Delete…", {
+  const test = actionButton(ui, "Test now", async () => {
+    const result = await api("POST", credPath(id, "/test"), {});
+    await again(`Live test: ${result.status}. ${result.reason}`);
+  });
+  const remove = confirmButton(ui, "Delete…", {
     question: "Delete this credential? It can be restored for 30 days.",
     confirm: "Delete credential",
     ariaLabel: "Delete this credential",
     act: async () => {
-      try {
-        await api("DELETE", credPath(id), undefined, { "if-match": etag });
-        renderDeleted(page, id, cred.name);
-        announce(`Credential ${cred.name} deleted.`);
-      } catch (err) {
-        ui.fail(err);
-      }
+      await api("DELETE", credPath(id), undefined, { "if-match": etag });
+      renderDeleted(page, id, cred.name);
+      announce(`Credential ${cred.name} deleted.`);
     },
   });
   const t = cred.last_test;

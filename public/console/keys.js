@@ -1,25 +1,18 @@
 // Keys: the list with search and filters, creation (the plaintext shown once), and each key's page with its
 // state, rotation, usage chart and the actions on it (disable or enable, rotate with an overlap, revoke, edit).
 import { api } from "../app/api.js";
-import {
-  announce,
-  btn,
-  clearErrors,
-  dl,
-  field,
-  group,
-  h,
-  input,
-  placeErrors,
-  setFieldError,
-} from "../app/dom.js";
+import { announce, clearErrors, dl, field, group, h, input, placeErrors, setFieldError } from "../app/dom.js";
 import { shownOnce } from "../app/secrets.js";
+import { dataTable } from "./cards.js";
 import {
+  actionButton,
   badge,
   confirmButton,
+  disclosure,
+  filteredList,
+  filterForm,
   listOf,
   numberOf,
-  pagedList,
   rotationPairs,
   section,
   signInAgain,
@@ -328,90 +321,47 @@ export async function renderKeys(page, { notice } = {}) {
     h("option", { value: "", text: "All" }),
     Object.entries(STATES).map(([value, [text]]) => h("option", { value, text })),
   );
-  const status = h("p", { class: "count", role: "status" });
-  const body = h("div", {}, h("p", { text: "Loading…" }));
-  const more = btn("Load more keys", () =>
-    ui.busy(more, async () => {
-      try {
-        await list.more();
-        show();
-      } catch (err) {
-        ui.fail(err);
-      }
-    }),
-  );
-  more.hidden = true;
-  let list;
-
-  const show = () => {
-    const q = search.value.trim().toLowerCase();
-    const items = list.state.items.filter(
-      (k) =>
-        (!q || [k.name, k.start, k.id].some((v) => v?.toLowerCase().includes(q))) &&
-        (!service.value || (k.service_id ?? "-") === service.value) &&
-        (!state.value || keyState(k) === state.value),
-    );
-    const seen = new Set(list.state.items.map((k) => k.service_id ?? "-"));
-    const chosen = service.value;
-    const serviceLabel = (id) => (id === "-" ? "No service" : (services.get(id) ?? id));
-    const options = [...seen].sort().map((id) => h("option", { value: id, text: serviceLabel(id) }));
-    service.replaceChildren(h("option", { value: "", text: "All" }), ...options);
-    service.value = chosen;
-    status.textContent = `${items.length} of ${list.state.items.length} loaded key${list.state.items.length === 1 ? "" : "s"} shown${list.state.next ? "; more can be loaded" : ""}.`;
-    more.hidden = !list.state.next;
-    body.replaceChildren(
-      items.length
-        ? h(
-            "table",
-            { class: "stack" },
-            h("caption", { class: "sr", text: "Keys" }),
-            h(
-              "thead",
-              {},
-              h(
-                "tr",
-                {},
-                ["Name", "Key", "Environment", "Service", "State", "Last used", "Next rotation"].map((t) =>
-                  h("th", { scope: "col", text: t }),
-                ),
-              ),
-            ),
-            h("tbody", {}, keyRows(items, services)),
+  const serviceLabel = (id) => (id === "-" ? "No service" : (services.get(id) ?? id));
+  const { parts, load, show } = filteredList(ui, {
+    noun: "key",
+    path: (cursor) =>
+      `/api/v1/keys?${new URLSearchParams({
+        limit: "100",
+        ...(environment.value ? { environment: environment.value } : {}),
+        ...(cursor ? { cursor } : {}),
+      })}`,
+    select: (all) => {
+      const q = search.value.trim().toLowerCase();
+      return all.filter(
+        (k) =>
+          (!q || [k.name, k.start, k.id].some((v) => v?.toLowerCase().includes(q))) &&
+          (!service.value || (k.service_id ?? "-") === service.value) &&
+          (!state.value || keyState(k) === state.value),
+      );
+    },
+    paint: (shown, all) => {
+      // The service filter offers the services of the keys loaded so far.
+      const chosen = service.value;
+      const seen = [...new Set(all.map((k) => k.service_id ?? "-"))].sort();
+      service.replaceChildren(
+        h("option", { value: "", text: "All" }),
+        ...seen.map((id) => h("option", { value: id, text: serviceLabel(id) })),
+      );
+      service.value = chosen;
+      return shown.length
+        ? dataTable(
+            "Keys",
+            ["Name", "Key", "Environment", "Service", "State", "Last used", "Next rotation"],
+            keyRows(shown, services),
+            "stack",
           )
-        : h("p", { text: list.state.items.length ? "No key matches these filters." : "No keys yet." }),
-    );
-  };
-
-  const load = async () => {
-    list = pagedList(
-      (cursor) =>
-        `/api/v1/keys?${new URLSearchParams({
-          limit: "100",
-          ...(environment.value ? { environment: environment.value } : {}),
-          ...(cursor ? { cursor } : {}),
-        })}`,
-    );
-    try {
-      await list.load();
-      show();
-    } catch (err) {
-      body.replaceChildren();
-      ui.fail(err);
-    }
-  };
-
-  const formId = "create-key";
-  const toggle = btn("Create a key", () => {
-    const open = toggle.getAttribute("aria-expanded") !== "true";
-    toggle.setAttribute("aria-expanded", String(open));
-    formBox.hidden = !open;
-    if (open) formBox.querySelector("input")?.focus();
+        : h("p", { text: all.length ? "No key matches these filters." : "No keys yet." });
+    },
   });
-  toggle.setAttribute("aria-expanded", "false");
-  toggle.setAttribute("aria-controls", formId);
+
   const formBox = h(
     "div",
-    { id: formId, hidden: true },
+    { id: "create-key" },
     createForm(ui, services, async (created) => {
       const once = shownOnce([
         { label: "New key", value: created.key },
@@ -429,35 +379,24 @@ export async function renderKeys(page, { notice } = {}) {
       announce(`Key ${created.name} created. Copy it now: it is shown once.`);
     }),
   );
+  const toggle = disclosure("Create a key", formBox);
 
-  search.addEventListener("input", () => list && show());
-  service.addEventListener("change", () => list && show());
-  state.addEventListener("change", () => list && show());
+  search.addEventListener("input", show);
+  service.addEventListener("change", show);
+  state.addEventListener("change", show);
   environment.addEventListener("change", load);
 
   ui.main.append(
     notice ?? [],
     h("div", { class: "card" }, h("p", { class: "actions" }, toggle), formBox),
-    h(
-      "form",
-      {
-        role: "search",
-        class: "card filters4",
-        "aria-label": "Filter keys",
-        onsubmit: (e) => e.preventDefault(),
-      },
+    filterForm(
+      "Filter keys",
       field("Search", search, { hint: "Name, start of the key, or id." }),
       field("Environment", environment),
       field("Service", service),
       field("State", state),
     ),
-    h(
-      "section",
-      { class: "card", "aria-label": "Key list" },
-      status,
-      body,
-      h("p", { class: "actions" }, more),
-    ),
+    h("section", { class: "card", "aria-label": "Key list" }, parts),
     usageChart({ title: "Usage of all keys", what: "all keys", onError: (err) => ui.fail(err) }),
   );
   notice?.querySelector("h2")?.focus();
@@ -678,38 +617,21 @@ export async function renderKey(page, id, { notice } = {}) {
   const state = keyState(key);
   const live = state !== "revoked";
 
-  const toggleEnabled = btn(key.enabled ? "Disable key" : "Enable key", () =>
-    ui.busy(toggleEnabled, async () => {
-      try {
-        await api("PATCH", keyPath(id), { enabled: !key.enabled });
-        await again(key.enabled ? "Key disabled: it fails verification now." : "Key enabled.");
-      } catch (err) {
-        ui.fail(err);
-      }
-    }),
-  );
-  const revoke = confirmButton("Revoke…", {
+  const toggleEnabled = actionButton(ui, key.enabled ? "Disable key" : "Enable key", async () => {
+    await api("PATCH", keyPath(id), { enabled: !key.enabled });
+    await again(key.enabled ? "Key disabled: it fails verification now." : "Key enabled.");
+  });
+  const revoke = confirmButton(ui, "Revoke…", {
     question: "Revoke this key for good? It fails verification at once.",
     confirm: "Revoke key",
     ariaLabel: "Revoke this key",
     act: async () => {
-      try {
-        await api("POST", keyPath(id, "/revoke"), {});
-        await again("Key revoked.");
-      } catch (err) {
-        ui.fail(err);
-      }
+      await api("POST", keyPath(id, "/revoke"), {});
+      await again("Key revoked.");
     },
   });
-  const rotateBox = h("div", { id: "rotate-key", hidden: true });
-  const rotate = btn("Rotate now…", () => {
-    const open = rotate.getAttribute("aria-expanded") !== "true";
-    rotate.setAttribute("aria-expanded", String(open));
-    rotateBox.hidden = !open;
-    if (open) rotateBox.querySelector("input")?.focus();
-  });
-  rotate.setAttribute("aria-expanded", "false");
-  rotate.setAttribute("aria-controls", "rotate-key");
+  const rotateBox = h("div", { id: "rotate-key" });
+  const rotate = disclosure("Rotate now…", rotateBox);
   if (live && state !== "rotated" && state !== "expired" && key.enabled) {
     rotateBox.append(
       rotateForm(ui, key, async (rotated) => {

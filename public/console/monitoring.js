@@ -1,36 +1,13 @@
 // Channels and rules: where alerts go (each channel with its health, a real "send test" and its delivery log)
 // and when they fire. The alerts themselves are on the Alerts page (alerts.js).
 import { api, Problem } from "../app/api.js";
+import { CHANNEL_KINDS, channelFieldLabel, channelKindLabel, channelSetting } from "../app/channel-kinds.js";
 import { announce, btn, clear, clearErrors, dl, field, group, h, input, placeErrors } from "../app/dom.js";
 import { shownOnce } from "../app/secrets.js";
-import { labelCells } from "./cards.js";
+import { dataTable, labelCells, tableRegion } from "./cards.js";
+import { actionButton, confirmButton, formOpener, listOf, section, when } from "./subject.js";
 
-const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
 const path = (...parts) => `/api/v1/monitoring/${parts.map(encodeURIComponent).join("/")}`;
-
-// Each channel kind's settings (src/monitoring/channels.ts ChannelSchema): [field, label, input type, secret].
-const CHANNELS = {
-  email: [
-    "Email",
-    [
-      ["to", "Email address", "email"],
-      ["via", "Send with", "select:email_binding=Keywarden's mail binding,sendgrid=Our SendGrid credential"],
-      ["credential_id", "SendGrid credential id (with SendGrid)", "text"],
-      ["from", "From address (with SendGrid; verified there)", "email"],
-    ],
-  ],
-  slack: ["Slack", [["webhook_url", "Slack incoming webhook URL", "url", true]]],
-  webhook: ["Webhook", [["url", "Webhook URL (https)", "url"]]],
-  sms: [
-    "SMS (Twilio)",
-    [
-      ["to", "Send to (E.164, e.g. +14155550100)", "tel"],
-      ["from", "From (your Twilio number)", "tel"],
-      ["twilio_account_sid", "Twilio account SID", "text"],
-      ["twilio_auth_token", "Twilio auth token", "password", true],
-    ],
-  ],
-};
 
 // Each rule kind's settings (src/monitoring/rule-schemas.ts): [field, label, type, hint]. Empty: the default.
 const KEY = ["key_id", "Only this key id", "text", "Empty: every key in scope."];
@@ -103,24 +80,6 @@ const options = (spec) =>
     .split(",")
     .map((pair) => pair.split("="));
 
-/** A confirm step in place of a destructive button: "Delete" becomes "Delete X" + "Keep". */
-function confirmable(label, what, action) {
-  const slot = h("span", { class: "confirm" });
-  const start = btn(label, () => {
-    const yes = btn(`${label} ${what}`, () => action(yes));
-    yes.classList.add("danger");
-    const no = btn("Keep", () => {
-      slot.replaceChildren(start);
-      start.focus();
-    });
-    slot.replaceChildren(h("span", { class: "hint", text: "Sure? " }), yes, no);
-    yes.focus();
-  });
-  start.setAttribute("aria-label", `${label} ${what}`);
-  slot.append(start);
-  return slot;
-}
-
 /** Shows a refusal: field errors next to their controls, the rest in the page's alert. */
 function refuse(ui, form, err) {
   if (!(err instanceof Problem) || err.status === 401 || !form) return ui.fail(err);
@@ -175,20 +134,16 @@ export async function renderMonitoring(page, secret) {
   const once = h("div");
   ui.main.append(
     once,
-    h(
-      "section",
-      { class: "card", "aria-labelledby": "channels-h" },
-      h("h2", { id: "channels-h", text: "Alert channels" }),
+    section(
+      "Alert channels",
       h("p", {
         class: "hint",
         text: "Messages go only to https URLs on public hosts, never follow redirects, and time out after 5 seconds. Secret settings are stored encrypted and never shown again.",
       }),
       channelsBox,
     ),
-    h(
-      "section",
-      { class: "card", "aria-labelledby": "rules-h" },
-      h("h2", { id: "rules-h", text: "Alert rules" }),
+    section(
+      "Alert rules",
       h("p", {
         class: "hint",
         text: "Without a stored rule of their kind, the defaults apply: expiry reminders (30, 7, 1 days), rotation due, overdue or failed, a failing live re-test and a failing channel, sent to every channel. A stored rule of one of those kinds, even a disabled one, replaces its default.",
@@ -219,26 +174,19 @@ export async function renderMonitoring(page, secret) {
 }
 
 function paintChannels(ui, box, channels, { reload }) {
-  const add = btn("Add channel", () => {
-    add.hidden = true;
-    const form = channelForm(ui, null, {
+  // The form of a new (channel null) or a stored channel; a new webhook secret is shown once after the save.
+  const form = (channel) => (close) =>
+    channelForm(ui, channel, {
       done: async (res) => {
         await reload(res.signing_secret && { name: res.channel.name, value: res.signing_secret });
-        announce(`Channel ${res.channel.name} added.`);
+        announce(`Channel ${res.channel.name} ${channel ? "saved" : "added"}.`);
       },
-      cancel: () => {
-        form.remove();
-        add.hidden = false;
-        add.focus();
-      },
+      cancel: close,
     });
-    box.append(form);
-    form.querySelector("select, input")?.focus();
-  });
-  add.classList.add("primary");
+  const add = formOpener("Add channel", form(null), "primary");
   const rows = channels.map((channel) => {
     const out = h("span", { "aria-live": "polite" });
-    const row = h(
+    return h(
       "tr",
       { "data-channel": channel.id },
       h(
@@ -246,65 +194,29 @@ function paintChannels(ui, box, channels, { reload }) {
         { scope: "row" },
         h("a", { href: `#/monitoring/channels/${encodeURIComponent(channel.id)}`, text: channel.name }),
       ),
-      h("td", { text: CHANNELS[channel.kind]?.[0] ?? channel.kind }),
+      h("td", { text: channelKindLabel(channel.kind) }),
       h("td", {}, healthBadge(channel), channel.last_error ? ` ${channel.last_error}` : ""),
       h("td", { text: when(channel.last_delivery_at) }),
       h(
         "td",
         { class: "row-actions" },
         sendTest(ui, channel, out),
-        editButton(channel.name, (closed) => {
-          const form = channelForm(ui, channel, {
-            done: async (res) => {
-              await reload(res.signing_secret && { name: res.channel.name, value: res.signing_secret });
-              announce(`Channel ${res.channel.name} saved.`);
-            },
-            cancel: () => {
-              form.closest("tr").remove();
-              closed();
-            },
-          });
-          row.after(h("tr", { class: "edit-row" }, h("td", { colspan: 5 }, form)));
-          form.querySelector("input")?.focus();
-        }),
-        confirmable("Delete", channel.name, (button) =>
-          ui.busy(button, async () => {
-            try {
-              await api("DELETE", path("channels", channel.id));
-            } catch (err) {
-              return ui.fail(err);
-            }
-            await reload();
-            announce(`Channel ${channel.name} deleted.`);
-          }),
-        ),
+        editInRow(channel.name, form(channel)),
+        deleteButton(ui, "Channel", channel.name, path("channels", channel.id), reload),
         out,
       ),
     );
-    return row;
   });
   clear(
     box,
     channels.length
-      ? h(
-          "div",
-          { class: "scroll", tabindex: "0", role: "region", "aria-label": "Alert channels table" },
-          h(
-            "table",
-            { class: "cards" },
-            h("caption", { class: "sr", text: "Alert channels" }),
-            h(
-              "thead",
-              {},
-              h(
-                "tr",
-                {},
-                ["Channel", "Kind", "Health", "Last delivery", "Actions"].map((t) =>
-                  h("th", { scope: "col", text: t }),
-                ),
-              ),
-            ),
-            h("tbody", {}, rows),
+      ? tableRegion(
+          "Alert channels table",
+          dataTable(
+            "Alert channels",
+            ["Channel", "Kind", "Health", "Last delivery", "Actions"],
+            rows,
+            "cards",
           ),
         )
       : h("p", { text: "No channels yet: alerts are only listed on the Alerts page." }),
@@ -313,28 +225,68 @@ function paintChannels(ui, box, channels, { reload }) {
   labelCells(box);
 }
 
-function editButton(name, open) {
+/**
+ * "Edit" for a table row: `make(close)` builds the form, shown in a row of its own below; its Cancel calls
+ * `close`, which removes that row and gives the button back its focus.
+ */
+function editInRow(name, make) {
   const button = btn("Edit", () => {
     if (button.getAttribute("aria-expanded") === "true") return;
     button.setAttribute("aria-expanded", "true");
-    open(() => {
+    const row = button.closest("tr");
+    const form = make(() => {
+      editRow.remove();
       button.setAttribute("aria-expanded", "false");
       button.focus();
     });
+    const editRow = h("tr", { class: "edit-row" }, h("td", { colspan: row.cells.length }, form));
+    row.after(editRow);
+    form.querySelector("input")?.focus();
   });
   button.setAttribute("aria-label", `Edit ${name}`);
   return button;
 }
 
+/** "Delete" for a stored channel or rule (`what`): "Sure?" with "Delete <name>" and "Keep"; then a repaint. */
+function deleteButton(ui, what, name, url, reload) {
+  return confirmButton(ui, "Delete", {
+    question: "Sure?",
+    confirm: `Delete ${name}`,
+    ariaLabel: `Delete ${name}`,
+    cancel: "Keep",
+    act: async () => {
+      await api("DELETE", url);
+      await reload();
+      announce(`${what} ${name} deleted.`);
+    },
+  });
+}
+
+/** Stores a new (`id` null: POST) or changed (PATCH) channel or rule; a refusal is shown at the form. */
+async function store(ui, form, collection, id, body, done) {
+  let res;
+  try {
+    res = id ? await api("PATCH", path(collection, id), body) : await api("POST", path(collection), body);
+  } catch (err) {
+    return refuse(ui, form, err);
+  }
+  await done(res);
+}
+
+/** The kind picker of a channel or rule form (`kinds`: [id, label]); a stored one's kind is fixed. */
+const kindSelect = (kinds, current) =>
+  h(
+    "select",
+    { disabled: Boolean(current) },
+    kinds.map(([id, label]) => h("option", { value: id, text: label, selected: id === current })),
+  );
+
 /** Create (channel null) or edit a channel. A secret left empty when editing keeps the stored one. */
 function channelForm(ui, channel, { done, cancel }) {
   const editing = Boolean(channel);
-  const kind = h(
-    "select",
-    { disabled: editing },
-    Object.entries(CHANNELS).map(([id, [label]]) =>
-      h("option", { value: id, text: label, selected: id === channel?.kind }),
-    ),
+  const kind = kindSelect(
+    Object.entries(CHANNEL_KINDS).map(([id, { label }]) => [id, label]),
+    channel?.kind,
   );
   const name = input({ value: channel?.name ?? "", maxLength: 60 });
   const fieldsBox = h("div", { class: "grid2" });
@@ -343,15 +295,16 @@ function channelForm(ui, channel, { done, cancel }) {
     for (const k of Object.keys(controls)) delete controls[k];
     clear(
       fieldsBox,
-      CHANNELS[kind.value][1].map(([key, label, type, secret]) => {
+      CHANNEL_KINDS[kind.value].fields.map(({ name: key, label, type, secret, options: choices }) => {
         const stored = channel?.config?.[key] ?? "";
-        const control = type.startsWith("select:")
-          ? h(
-              "select",
-              {},
-              options(type).map(([value, text]) => h("option", { value, text, selected: value === stored })),
-            )
-          : input({ type, value: secret ? "" : stored });
+        const control =
+          type === "select"
+            ? h(
+                "select",
+                {},
+                choices.map(([value, text]) => h("option", { value, text, selected: value === stored })),
+              )
+            : input({ type, value: secret ? "" : stored });
         controls[key] = control;
         return field(label, control, {
           path: key,
@@ -391,15 +344,7 @@ function channelForm(ui, channel, { done, cancel }) {
             else if (key === "credential_id") body.credential_id = null;
           }
           if (editing && rotate.checked) body.rotate_signing_secret = true;
-          let res;
-          try {
-            res = editing
-              ? await api("PATCH", path("channels", channel.id), body)
-              : await api("POST", path("channels"), body);
-          } catch (err) {
-            return refuse(ui, form, err);
-          }
-          await done(res);
+          await store(ui, form, "channels", channel?.id, body, done);
         });
       },
     },
@@ -428,39 +373,26 @@ function channelForm(ui, channel, { done, cancel }) {
 
 function paintRules(ui, box, rules, { channels, services, reload }) {
   const channelName = (id) => channels.find((c) => c.id === id)?.name ?? id;
-  const add = btn("Add rule", () => {
-    add.hidden = true;
-    const form = ruleForm(ui, null, {
+  // The form of a new (rule null) or a stored rule.
+  const form = (rule) => (close) =>
+    ruleForm(ui, rule, {
       channels,
       services,
-      done: async (rule) => {
+      done: async (saved) => {
         await reload();
-        announce(`Rule ${rule.name} added.`);
+        announce(`Rule ${saved.name} ${rule ? "saved" : "added"}.`);
       },
-      cancel: () => {
-        form.remove();
-        add.hidden = false;
-        add.focus();
-      },
+      cancel: close,
     });
-    box.append(form);
-    form.querySelector("select")?.focus();
-  });
-  add.classList.add("primary");
+  const add = formOpener("Add rule", form(null), "primary");
   const rows = rules.map((rule) => {
-    const toggle = btn(rule.enabled ? "Disable" : "Enable", () =>
-      ui.busy(toggle, async () => {
-        try {
-          await api("PATCH", path("rules", rule.id), { enabled: !rule.enabled });
-        } catch (err) {
-          return ui.fail(err);
-        }
-        await reload();
-        announce(`Rule ${rule.name} ${rule.enabled ? "disabled" : "enabled"}.`);
-      }),
-    );
+    const toggle = actionButton(ui, rule.enabled ? "Disable" : "Enable", async () => {
+      await api("PATCH", path("rules", rule.id), { enabled: !rule.enabled });
+      await reload();
+      announce(`Rule ${rule.name} ${rule.enabled ? "disabled" : "enabled"}.`);
+    });
     toggle.setAttribute("aria-label", `${rule.enabled ? "Disable" : "Enable"} ${rule.name}`);
-    const row = h(
+    return h(
       "tr",
       { "data-rule": rule.id },
       h("th", { scope: "row", text: rule.name }),
@@ -477,59 +409,21 @@ function paintRules(ui, box, rules, { channels, services, reload }) {
         "td",
         { class: "row-actions" },
         toggle,
-        editButton(rule.name, (closed) => {
-          const form = ruleForm(ui, rule, {
-            channels,
-            services,
-            done: async (saved) => {
-              await reload();
-              announce(`Rule ${saved.name} saved.`);
-            },
-            cancel: () => {
-              form.closest("tr").remove();
-              closed();
-            },
-          });
-          row.after(h("tr", { class: "edit-row" }, h("td", { colspan: 6 }, form)));
-          form.querySelector("input")?.focus();
-        }),
-        confirmable("Delete", rule.name, (button) =>
-          ui.busy(button, async () => {
-            try {
-              await api("DELETE", path("rules", rule.id));
-            } catch (err) {
-              return ui.fail(err);
-            }
-            await reload();
-            announce(`Rule ${rule.name} deleted.`);
-          }),
-        ),
+        editInRow(rule.name, form(rule)),
+        deleteButton(ui, "Rule", rule.name, path("rules", rule.id), reload),
       ),
     );
-    return row;
   });
   clear(
     box,
     rules.length
-      ? h(
-          "div",
-          { class: "scroll", tabindex: "0", role: "region", "aria-label": "Alert rules table" },
-          h(
-            "table",
-            { class: "cards" },
-            h("caption", { class: "sr", text: "Alert rules" }),
-            h(
-              "thead",
-              {},
-              h(
-                "tr",
-                {},
-                ["Rule", "Kind", "Severity", "Notifies", "State", "Actions"].map((t) =>
-                  h("th", { scope: "col", text: t }),
-                ),
-              ),
-            ),
-            h("tbody", {}, rows),
+      ? tableRegion(
+          "Alert rules table",
+          dataTable(
+            "Alert rules",
+            ["Rule", "Kind", "Severity", "Notifies", "State", "Actions"],
+            rows,
+            "cards",
           ),
         )
       : h("p", { text: "No stored rules: the defaults apply." }),
@@ -579,11 +473,7 @@ function settingsControls(kind, settings) {
       const text = control.value.trim();
       if (!text) return;
       if (type === "number") out[key] = Number(text);
-      else if (type === "days")
-        out[key] = text
-          .split(/[\s,]+/)
-          .filter(Boolean)
-          .map(Number);
+      else if (type === "days") out[key] = listOf(text).map(Number);
       else out[key] = text;
     });
     return field(label, control, { path: `settings.${key}`, hint });
@@ -601,12 +491,9 @@ function settingsControls(kind, settings) {
 /** Create (rule null) or edit a rule; the kind of a stored rule is fixed. */
 function ruleForm(ui, rule, { channels, services, done, cancel }) {
   const editing = Boolean(rule);
-  const kind = h(
-    "select",
-    { disabled: editing },
-    Object.entries(RULES).map(([id, [label]]) =>
-      h("option", { value: id, text: label, selected: id === rule?.kind }),
-    ),
+  const kind = kindSelect(
+    Object.entries(RULES).map(([id, [label]]) => [id, label]),
+    rule?.kind,
   );
   const name = input({ value: rule?.name ?? "", maxLength: 80 });
   const service = h(
@@ -666,15 +553,7 @@ function ruleForm(ui, rule, { channels, services, done, cancel }) {
             cooldown_seconds: Math.round(Number(cooldown.value || 0) * 60),
             enabled: enabled.checked,
           };
-          let saved;
-          try {
-            saved = editing
-              ? await api("PATCH", path("rules", rule.id), body)
-              : await api("POST", path("rules"), body);
-          } catch (err) {
-            return refuse(ui, form, err);
-          }
-          await done(saved);
+          await store(ui, form, "rules", rule?.id, body, done);
         });
       },
     },
@@ -774,45 +653,34 @@ export async function renderChannel(page, id, state = "") {
   );
   clear(
     body,
-    h(
-      "section",
-      { class: "card", "aria-labelledby": "chan-h" },
-      h("h2", { id: "chan-h", text: "Channel" }),
+    section(
+      "Channel",
       dl([
-        ["Kind", CHANNELS[channel.kind]?.[0] ?? channel.kind],
+        ["Kind", channelKindLabel(channel.kind)],
         ["Health", healthBadge(first.channel)],
         ["Last delivery", when(first.channel.last_delivery_at)],
         ["Last error", first.channel.last_error ?? "—"],
-        ...Object.entries(channel.config).map(([k, v]) => [k.replaceAll("_", " "), v]),
-        ["Stored encrypted", channel.secret_fields.length ? channel.secret_fields.join(", ") : "—"],
+        ...Object.entries(channel.config).map(([k, v]) => channelSetting(channel.kind, k, v)),
+        [
+          "Stored encrypted",
+          channel.secret_fields.length
+            ? channel.secret_fields.map((name) => channelFieldLabel(channel.kind, name)).join(", ")
+            : "—",
+        ],
       ]),
       h("p", { class: "actions" }, sendTest(ui, channel, out)),
       out,
     ),
-    h(
-      "section",
-      { class: "card", "aria-labelledby": "log-h" },
-      h("h2", { id: "log-h", text: "Delivery log" }),
+    section(
+      "Delivery log",
       h("div", { class: "inline-form" }, field("Show", filter)),
-      h(
-        "div",
-        { class: "scroll", tabindex: "0", role: "region", "aria-label": "Delivery log table" },
-        h(
-          "table",
-          { class: "cards" },
-          h("caption", { class: "sr", text: `Deliveries to ${channel.name}, newest first` }),
-          h(
-            "thead",
-            {},
-            h(
-              "tr",
-              {},
-              ["Sent", "Alert", "State", "Attempts", "Last answer", "Error", "Latency"].map((t) =>
-                h("th", { scope: "col", text: t }),
-              ),
-            ),
-          ),
+      tableRegion(
+        "Delivery log table",
+        dataTable(
+          `Deliveries to ${channel.name}, newest first`,
+          ["Sent", "Alert", "State", "Attempts", "Last answer", "Error", "Latency"],
           rows,
+          "cards",
         ),
       ),
       first.items.length

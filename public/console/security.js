@@ -13,7 +13,8 @@ import {
   placeErrors,
   setFieldError,
 } from "../app/dom.js";
-import { labelCells } from "./cards.js";
+import { dataTable, labelCells, tableRegion } from "./cards.js";
+import { formOpener, listOf, section, when } from "./subject.js";
 import { codeInput, TOTP_HEADER, totpEnrollment } from "./totp.js";
 
 const ROTATION = {
@@ -30,14 +31,7 @@ const STATUS = {
   not_applicable: ["", "Not applicable"],
 };
 const cap = (s) => `${s[0].toUpperCase()}${s.slice(1)}`;
-const split = (text) => text.split(/[\s,]+/).filter(Boolean);
 const list = (items) => (items.length ? items.join(", ") : "None");
-const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
-const section = (title, ...kids) => {
-  const heading = h("h2", { text: title });
-  heading.id = `sec-${title.toLowerCase().replace(/\W+/g, "-")}`;
-  return h("section", { class: "card", "aria-labelledby": heading.id }, heading, kids);
-};
 
 export async function renderSecurity(page) {
   const ui = page("Security");
@@ -151,20 +145,10 @@ function policyView(policy, config) {
 
 function policySection(ui, session, policy, config, rerender) {
   const view = h("div", { "data-policy-view": "" }, policyView(policy, config));
-  const edit = btn(policy ? "Edit policy" : "Set a policy", () => {
-    edit.hidden = true;
-    const form = policyForm(ui, session, policy, config, {
-      saved: rerender,
-      cancel: () => {
-        form.remove();
-        edit.hidden = false;
-        edit.focus();
-      },
-    });
-    body.append(form);
-    form.querySelector("select")?.focus();
-  });
-  const body = section(
+  const edit = formOpener(policy ? "Edit policy" : "Set a policy", (close) =>
+    policyForm(ui, session, policy, config, { saved: rerender, cancel: close }),
+  );
+  return section(
     "Security policy",
     h("p", {
       class: "hint",
@@ -173,7 +157,6 @@ function policySection(ui, session, policy, config, rerender) {
     view,
     h("p", { class: "actions" }, edit),
   );
-  return body;
 }
 
 function policyForm(ui, session, policy, config, { saved, cancel }) {
@@ -243,8 +226,8 @@ function policyForm(ui, session, policy, config, { saved, cancel }) {
           security_level: level.value,
           environment: environment.value,
           rotation_policy: rotation.value,
-          ip_allowlist: split(ip.value),
-          country_allowlist: split(country.value.toUpperCase()),
+          ip_allowlist: listOf(ip.value),
+          country_allowlist: listOf(country.value.toUpperCase()),
           require_2fa: twofa.checked,
           compliance: standards.filter(([box]) => box.checked).map(([box]) => box.value),
         };
@@ -388,52 +371,38 @@ function reportTable(report) {
     "div",
     { "data-report": report.standard },
     h("p", { text: `${report.name}, generated ${when(report.generated_at)}: ${counts}.` }),
-    h(
-      "div",
-      { class: "scroll", tabindex: "0", role: "region", "aria-label": "Compliance controls table" },
-      h(
-        "table",
-        { class: "report cards" },
-        h("caption", { class: "sr", text: `${report.name} controls` }),
-        h(
-          "thead",
-          {},
+    tableRegion(
+      "Compliance controls table",
+      dataTable(
+        `${report.name} controls`,
+        ["Control", "Status", "Evidence"],
+        report.controls.map((control) =>
           h(
             "tr",
             {},
-            ["Control", "Status", "Evidence"].map((t) => h("th", { scope: "col", text: t })),
-          ),
-        ),
-        h(
-          "tbody",
-          {},
-          report.controls.map((control) =>
+            h("th", { scope: "row", "data-control": control.id, text: control.title }),
             h(
-              "tr",
+              "td",
               {},
-              h("th", { scope: "row", "data-control": control.id, text: control.title }),
+              h("span", {
+                class: `badge ${STATUS[control.status]?.[0] ?? ""}`,
+                text: STATUS[control.status]?.[1] ?? control.status,
+              }),
+            ),
+            h(
+              "td",
+              {},
               h(
-                "td",
-                {},
-                h("span", {
-                  class: `badge ${STATUS[control.status]?.[0] ?? ""}`,
-                  text: STATUS[control.status]?.[1] ?? control.status,
-                }),
-              ),
-              h(
-                "td",
-                {},
-                h(
-                  "ul",
-                  { class: "evidence" },
-                  control.evidence.map((e) =>
-                    h("li", {}, h("span", { class: "src", text: e.source }), `: ${e.summary}`),
-                  ),
+                "ul",
+                { class: "evidence" },
+                control.evidence.map((e) =>
+                  h("li", {}, h("span", { class: "src", text: e.source }), `: ${e.summary}`),
                 ),
               ),
             ),
           ),
         ),
+        "report cards",
       ),
     ),
   );

@@ -1,5 +1,6 @@
-// Pieces the key and credential pages share (the two kinds of object an alert links to): times, state
-// badges, the rotation summary, the step-up code field, an inline confirmation and a paged list.
+// Pieces the console pages share: times, state badges, section cards, list inputs, a disclosure button, an
+// inline confirmation and a filtered paged list; and, for keys and credentials (the two kinds of object an
+// alert links to), the rotation summary and the step-up code field.
 import { api } from "../app/api.js";
 import { announce, btn, clear, field, h, input, placeErrors, setFieldError, uid } from "../app/dom.js";
 
@@ -88,10 +89,11 @@ export function signInAgain(slot, err) {
 }
 
 /**
- * A button that asks before acting: the first press shows the question with "confirm" and "cancel" buttons
- * next to it (keyboard focus moves to the confirm button); `act` runs on confirm.
+ * A button that asks before acting: the first press shows the question with `confirm` and `cancel` buttons
+ * next to it (keyboard focus moves to the confirm button; Escape or `cancel` goes back); `act` runs on confirm,
+ * a failure is shown in the page's alert.
  */
-export function confirmButton(label, { question, confirm, ariaLabel, cls, act }) {
+export function confirmButton(ui, label, { question, confirm, ariaLabel, cancel = "Cancel", cls, act }) {
   const open = btn(
     label,
     () => {
@@ -113,13 +115,15 @@ export function confirmButton(label, { question, confirm, ariaLabel, cls, act })
       yes.disabled = no.disabled = true;
       try {
         await act();
+      } catch (err) {
+        ui.fail(err);
       } finally {
         yes.disabled = no.disabled = false;
       }
     },
     "danger",
   );
-  const no = btn("Cancel", close);
+  const no = btn(cancel, close);
   const box = h(
     "span",
     {
@@ -138,11 +142,66 @@ export function confirmButton(label, { question, confirm, ariaLabel, cls, act })
   return h("span", { class: "confirm-wrap" }, open, box);
 }
 
+/** A button whose action runs with the button disabled; a failure is shown in the page's alert. */
+export function actionButton(ui, label, act) {
+  const button = btn(label, () =>
+    ui.busy(button, async () => {
+      try {
+        await act();
+      } catch (err) {
+        ui.fail(err);
+      }
+    }),
+  );
+  return button;
+}
+
+/**
+ * A button that shows and hides `box` (closed at first; `aria-expanded`, `aria-controls`); opening it moves
+ * focus to the box's first input.
+ */
+export function disclosure(label, box) {
+  box.id ||= uid();
+  box.hidden = true;
+  const button = btn(label, () => {
+    const open = button.getAttribute("aria-expanded") !== "true";
+    button.setAttribute("aria-expanded", String(open));
+    box.hidden = !open;
+    if (open) box.querySelector("input")?.focus();
+  });
+  button.setAttribute("aria-expanded", "false");
+  button.setAttribute("aria-controls", box.id);
+  return button;
+}
+
+/**
+ * A button that opens a form below its paragraph and hides while the form is open: `make(close)` builds the
+ * form, whose Cancel calls `close` (the form goes, the button comes back with focus). Opening focuses the
+ * form's first control.
+ */
+export function formOpener(label, make, cls) {
+  const open = btn(
+    label,
+    () => {
+      open.hidden = true;
+      const form = make(() => {
+        form.remove();
+        open.hidden = false;
+        open.focus();
+      });
+      open.parentElement.after(form);
+      form.querySelector("select, input")?.focus();
+    },
+    cls,
+  );
+  return open;
+}
+
 /**
  * A list read page by page through the API's cursor: `load()` fetches the first page, `more()` the next;
  * `items` is everything fetched so far. `path(cursor)` builds the URL.
  */
-export function pagedList(path) {
+function pagedList(path) {
   const state = { items: [], next: null };
   return {
     state,
@@ -160,6 +219,59 @@ export function pagedList(path) {
     },
   };
 }
+
+/**
+ * A list read page by page and filtered in the page: a count (a status message), the shown items and a
+ * "Load more <noun>s" button. `path(cursor)` builds a page's URL (read when `load()` starts over, so it can
+ * carry the list route's own filters); `select(all)` returns the items the page's own filters keep; `paint(shown, all)` returns what
+ * the body shows. `show()` repaints after a filter changed (nothing before the first page arrived).
+ * Returns `{ parts, load, show }`; `parts` go into the page.
+ */
+export function filteredList(ui, { noun, path, select, paint }) {
+  const count = h("p", { class: "count", role: "status" });
+  const body = h("div", {}, h("p", { text: "Loading…" }));
+  let list = null;
+  const show = () => {
+    if (!list) return;
+    const all = list.state.items;
+    const shown = select(all);
+    count.textContent = `${shown.length} of ${all.length} loaded ${noun}${all.length === 1 ? "" : "s"} shown${list.state.next ? "; more can be loaded" : ""}.`;
+    more.hidden = !list.state.next;
+    clear(body, paint(shown, all));
+  };
+  const more = actionButton(ui, `Load more ${noun}s`, async () => {
+    await list.more();
+    show();
+  });
+  more.hidden = true;
+  const load = async () => {
+    list = pagedList(path);
+    try {
+      await list.load();
+      show();
+    } catch (err) {
+      body.replaceChildren();
+      ui.fail(err);
+    }
+  };
+  return { parts: [count, body, h("p", { class: "actions" }, more)], load, show };
+}
+
+/**
+ * The filters above a filtered list: a search landmark that is never submitted (the list follows each change),
+ * one column per field on a wide screen (console.css `filters3`, `filters4`).
+ */
+export const filterForm = (label, ...fields) =>
+  h(
+    "form",
+    {
+      role: "search",
+      class: `card filters${fields.length}`,
+      "aria-label": label,
+      onsubmit: (e) => e.preventDefault(),
+    },
+    fields,
+  );
 
 /** Lines of a textarea or a comma list, trimmed, empty ones dropped. */
 export const listOf = (text) =>

@@ -1,22 +1,9 @@
 // Step 5: alert channels (each with a real "send test") and the rules that use them.
+import { CHANNEL_KINDS, wizardFields } from "../channel-kinds.js";
 import { add, btn, clear, field, group, h, input } from "../dom.js";
 import { shownOnce } from "../secrets.js";
 import { carry } from "./review.js";
 
-const CHANNELS = {
-  email: ["Email", [["to", "Email address", "email"]]],
-  slack: ["Slack", [["webhook_url", "Slack incoming webhook URL", "url", true]]],
-  webhook: ["Webhook", [["url", "Webhook URL (https)", "url"]]],
-  sms: [
-    "SMS (Twilio)",
-    [
-      ["to", "Send to (E.164, e.g. +14155550100)", "tel"],
-      ["from", "From (your Twilio number)", "tel"],
-      ["twilio_account_sid", "Twilio account SID", "text"],
-      ["twilio_auth_token", "Twilio auth token", "password", true],
-    ],
-  ],
-};
 const RULES = {
   usage_threshold: ["Usage threshold", { threshold: 10000, window: "day" }],
   failure_rate: ["Failure rate", { threshold_percent: 5 }],
@@ -43,7 +30,7 @@ export function render(body, ctx) {
     for (const ch of draft.channels) {
       if (ch.signing_secret) stored[ch.name] = ch.signing_secret;
       delete ch.signing_secret;
-      for (const [k, , , secret] of CHANNELS[ch.kind][1]) if (secret) ch[k] = "";
+      for (const f of CHANNEL_KINDS[ch.kind].fields) if (f.secret) ch[f.name] = "";
     }
   }
   const chans = h("div");
@@ -62,7 +49,7 @@ export function render(body, ctx) {
   };
 
   function channel(ch, i) {
-    const [kind, fields] = CHANNELS[ch.kind];
+    const kind = CHANNEL_KINDS[ch.kind].label;
     const p = `channels.${i}`;
     const result = h("p", { "aria-live": "polite" });
     const secret = h("div");
@@ -108,7 +95,7 @@ export function render(body, ctx) {
       { class: "card" },
       h("legend", { text: `${kind} channel` }),
       bind(ch, "name", "Channel name", `${p}.name`),
-      fields.map(([k, label, type]) => bind(ch, k, label, `${p}.${k}`, { type })),
+      wizardFields(ch.kind).map(({ name, label, type }) => bind(ch, name, label, `${p}.${name}`, { type })),
       ch.kind === "webhook" &&
         h("p", {
           class: "hint",
@@ -197,7 +184,7 @@ export function render(body, ctx) {
     h(
       "p",
       { class: "actions" },
-      entries.map(([kind, [label]]) =>
+      entries.map(([kind, label]) =>
         btn(`Add ${box === chans ? `${label} channel` : `${label.toLowerCase()} rule`}`, () => {
           make(kind);
           paint(box);
@@ -234,16 +221,23 @@ export function render(body, ctx) {
       text: "Messages go only to https URLs on public hosts, never follow redirects, and time out after 5 seconds.",
     }),
     chans,
-    adders(chans, Object.entries(CHANNELS), (kind) => draft.channels.push({ kind, name: "" })),
+    adders(
+      chans,
+      Object.entries(CHANNEL_KINDS).map(([kind, { label }]) => [kind, label]),
+      (kind) => draft.channels.push({ kind, name: "" }),
+    ),
     h("h2", { text: "Alert rules" }),
     rules,
-    adders(rules, Object.entries(RULES), (kind) =>
-      draft.rules.push({
-        kind,
-        ...(kind === "expiry_warning" ? {} : { service_id: ids[0] }),
-        ...RULES[kind][1],
-        channel_names: [],
-      }),
+    adders(
+      rules,
+      Object.entries(RULES).map(([kind, [label]]) => [kind, label]),
+      (kind) =>
+        draft.rules.push({
+          kind,
+          ...(kind === "expiry_warning" ? {} : { service_id: ids[0] }),
+          ...RULES[kind][1],
+          channel_names: [],
+        }),
     ),
     h(
       "p",
