@@ -1,29 +1,22 @@
-import { env } from "cloudflare:workers";
 import { expect } from "vitest";
 import { stripeKey } from "../credentials/samples";
 import { callJson, type TestTenant } from "../helpers/api";
+import { tenantRows } from "../helpers/db";
 
 export const PASSPHRASE = "correct horse battery staple 7";
 
 /** Every row the tenant owns in the tables an import writes (and its audit log when asked). */
-export async function tenantState(tenantId: string, withAudit = false): Promise<string> {
-  const rowsOf = async (sql: string) => {
-    const { results } = await env.DB.prepare(sql).bind(tenantId).all();
-    for (const row of results) delete row.last_used_at;
-    return results;
-  };
-  return JSON.stringify({
-    keys: await rowsOf("SELECT * FROM api_keys WHERE tenant_id = ? ORDER BY id"),
-    credentials: await rowsOf("SELECT * FROM credentials WHERE tenant_id = ? ORDER BY id"),
-    versions: await rowsOf(
-      "SELECT * FROM credential_versions WHERE tenant_id = ? ORDER BY credential_id, version",
-    ),
-    channels: await rowsOf("SELECT * FROM alert_channels WHERE tenant_id = ? ORDER BY id"),
-    rules: await rowsOf("SELECT * FROM alert_rules WHERE tenant_id = ? ORDER BY id"),
-    policy: await rowsOf("SELECT * FROM security_policies WHERE tenant_id = ?"),
-    data_keys: await rowsOf("SELECT * FROM data_keys WHERE tenant_id = ? ORDER BY version"),
-    ...(withAudit ? { audit: await rowsOf("SELECT * FROM audit_log WHERE tenant_id = ? ORDER BY seq") } : {}),
-  });
+export function tenantState(tenantId: string, withAudit = false): Promise<string> {
+  return tenantRows(tenantId, [
+    "keys",
+    "credentials",
+    "versions",
+    "channels",
+    "rules",
+    "policy",
+    "data_keys",
+    ...(withAudit ? (["audit"] as const) : []),
+  ]);
 }
 
 export async function storeStripe(tenant: TestTenant, name: string, secret = stripeKey()) {

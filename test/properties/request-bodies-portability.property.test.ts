@@ -3,7 +3,8 @@
  * generated bodies each (650 mixed hostile, 275 schema-shaped, 25 oversize, 50 with a wrong content type)
  * through the real worker, with the generators of body-arbitraries.ts. The shared driver
  * (request-bodies-shared.ts) holds every body over 64 KiB to 413, which the import route deliberately does
- * not (it takes a whole tenant's export, up to 16 MiB), so these two run here with the same checks:
+ * not (it takes a whole tenant's export, up to 16 MiB), so these two run through standalone-bodies.ts, with
+ * the same checks:
  * - no 5xx, no silent 429, every 4xx problem+json with a known code;
  * - a rejection writes nothing at all (the write watch over every table) and calls nothing out;
  * - a 2xx has exactly its effect: an export adds its one audit row and nothing else; a dry run writes
@@ -11,33 +12,13 @@
  * - Object.prototype is never polluted.
  */
 import fc from "fast-check";
-import { beforeAll, describe, expect, inject, it } from "vitest";
+import { beforeAll, expect, inject } from "vitest";
 import { createTenant } from "../helpers/api";
 import { storeStripe } from "../portability/export-support";
-import { runs } from "../setup/fast-check";
-import {
-  contentTypeArb,
-  type FieldMap,
-  hostileBodyArb,
-  hostileStringArb,
-  MAX_BODY_BYTES,
-  oversizeTextArb,
-  schemaShapedTextArb,
-} from "./body-arbitraries";
-import { takeOutbound, useMockNetwork } from "./targets";
-import {
-  type Body,
-  byteLength,
-  counts,
-  delta,
-  expectNoPrototypePollution,
-  expectNotRateLimited,
-  expectProblem,
-  expectUnchanged,
-  NO_CHANGE,
-  send,
-  TenantBudget,
-} from "./worker-support";
+import { type FieldMap, hostileStringArb } from "./body-arbitraries";
+import { describeStandaloneBodyProperties, type StandaloneEndpoint } from "./standalone-bodies";
+import { useMockNetwork } from "./targets";
+import { NO_CHANGE, send } from "./worker-support";
 
 const PASSPHRASE = "property passphrase of the suite";
 /**
@@ -101,27 +82,14 @@ const importValidArb = fc
   .boolean()
   .map((dryRun) => `{"jwe":${str(realExport)},"private_key":${str(P256_PRIVATE)},"dry_run":${dryRun}}`);
 
-type Check = (
-  status: number,
-  text: string,
-  headers: Headers,
-  change: ReturnType<typeof delta>,
-  request: unknown,
-) => void;
-
-interface Subject {
-  path: string;
-  fields: FieldMap;
-  valid: fc.Arbitrary<string>;
-  onSuccess: Check;
-}
-
-const SUBJECTS: Subject[] = [
+const SUBJECTS: StandaloneEndpoint[] = [
   {
     path: "/api/v1/export",
     fields: EXPORT_FIELDS,
     valid: exportValidArb,
-    onSuccess: (status, text, headers, change) => {
+    oversize: { statuses: [413] },
+    timeoutMs: TIMEOUT_MS,
+    onSuccess: ({ status, text, headers }, { change }) => {
       expect(status).toBe(200);
       expect(headers.get("cache-control")).toBe("no-store");
       if ((headers.get("content-type") ?? "").startsWith("application/x-ndjson"))
@@ -134,7 +102,12 @@ const SUBJECTS: Subject[] = [
     path: "/api/v1/import",
     fields: IMPORT_FIELDS,
     valid: importValidArb,
-    onSuccess: (status, text, _headers, change, request) => {
+    oversize: {
+      statuses: [413, 422],
+      note: "the import takes up to 16 MiB: a large body is read, then invalid",
+    },
+    timeoutMs: TIMEOUT_MS,
+    onSuccess: ({ status, text }, { change }, request) => {
       expect(status).toBe(200);
       const body = JSON.parse(text) as { dry_run: boolean; plan: Record<string, { conflicts: unknown[] }> };
       expect(body.dry_run).toBe((request as { dry_run?: boolean }).dry_run === true);
@@ -161,90 +134,4 @@ beforeAll(async () => {
   realExport = (JSON.parse(response.text) as { jwe: string }).jwe;
 });
 
-describe.each(SUBJECTS)("POST $path (threat model case 16)", (subject) => {
-  const budget = new TenantBudget(`portability ${subject.path}`);
-
-  async function run(body: Body, contentType: string | null = "application/json"): Promise<number> {
-    const tenant = await budget.take(1);
-    const before = await counts();
-    takeOutbound();
-    const response = await send("POST", subject.path, { body, contentType, bearer: tenant.adminKey });
-    expectNotRateLimited(response.status, subject.path);
-    expect(response.status, response.text.slice(0, 300)).toBeLessThan(500);
-    const after = await counts();
-    expect(takeOutbound(), "an export or import called out").toEqual([]);
-    if (response.status >= 400) {
-      expectProblem(response);
-      expectUnchanged(before, after);
-    } else {
-      let request: unknown;
-      try {
-        request = JSON.parse(typeof body === "string" ? body : new TextDecoder().decode(body as Uint8Array));
-      } catch {
-        request = undefined;
-      }
-      subject.onSuccess(response.status, response.text, response.headers, delta(before, after), request);
-    }
-    if (subject.path === "/api/v1/export" && byteLength(body) > MAX_BODY_BYTES)
-      expect(response.status).toBe(413);
-    expectNoPrototypePollution();
-    return response.status;
-  }
-
-  it(
-    "650 mixed hostile bodies: only legal 2xx or problem+json 4xx, and a rejection changes nothing",
-    async () => {
-      const seen = new Map<number, number>();
-      await fc.assert(
-        fc.asyncProperty(hostileBodyArb(subject.fields, [], subject.valid), async ({ body }) => {
-          const status = await run(body);
-          seen.set(status, (seen.get(status) ?? 0) + 1);
-        }),
-        { numRuns: runs(650) },
-      );
-      expect(seen.get(422) ?? 0).toBeGreaterThan(0);
-      expect(seen.get(400) ?? 0).toBeGreaterThan(0);
-      expect(seen.get(200) ?? 0).toBeGreaterThan(0);
-    },
-    TIMEOUT_MS,
-  );
-
-  it(
-    "275 schema-shaped bodies (valid and hostile field values, dangerous keys): same guarantees",
-    async () => {
-      await fc.assert(
-        fc.asyncProperty(
-          fc.oneof(
-            { weight: 3, arbitrary: schemaShapedTextArb(subject.fields) },
-            { weight: 1, arbitrary: subject.valid },
-          ),
-          async (body) => {
-            await run(body);
-          },
-        ),
-        { numRuns: runs(275) },
-      );
-    },
-    TIMEOUT_MS,
-  );
-
-  it("25 oversize bodies: the export refuses them with 413, the import (16 MiB cap) as invalid; nothing changes", async () => {
-    await fc.assert(
-      fc.asyncProperty(oversizeTextArb, async (body) => {
-        const status = await run(body);
-        expect([413, 422]).toContain(status);
-      }),
-      { numRuns: runs(25) },
-    );
-  });
-
-  it("50 bodies with a content type that is not JSON: refused, nothing changes", async () => {
-    await fc.assert(
-      fc.asyncProperty(contentTypeArb, subject.valid, async (contentType, body) => {
-        const status = await run(body, contentType);
-        if (status < 300) expect(contentType ?? "").toMatch(/json/i);
-      }),
-      { numRuns: runs(50) },
-    );
-  });
-});
+for (const subject of SUBJECTS) describeStandaloneBodyProperties(subject);

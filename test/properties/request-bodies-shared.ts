@@ -41,6 +41,7 @@ import { bindRefs, makeTarget, type Target, type TargetKind, takeOutbound, useMo
 import {
   type Body,
   byteLength,
+  CONTENT_TYPE_RUNS,
   type Counts,
   counts,
   type Delta,
@@ -49,7 +50,11 @@ import {
   expectNotRateLimited,
   expectProblem,
   expectUnchanged,
+  MIXED_RUNS,
   NO_CHANGE,
+  OVERSIZE_RUNS,
+  parsedRequest,
+  SHAPED_RUNS,
   send,
   TenantBudget,
   wizardSnapshot,
@@ -236,21 +241,6 @@ const ENDPOINTS: Endpoint[] = [
   ...MONITORING_ENDPOINTS,
 ];
 
-/**
- * The request body as the worker reads it, for the success checks; undefined when it is not JSON
- * text. Request.json() decodes UTF-8 the WHATWG way, which drops one leading BOM, so "\ufeff{…}"
- * is a legal body.
- */
-function parsedRequest(body: Body): unknown {
-  try {
-    if (typeof body === "string") return JSON.parse(body.replace(/^\ufeff/, ""));
-    if (body instanceof Uint8Array) return JSON.parse(new TextDecoder().decode(body));
-  } catch {
-    // not JSON: only a rejection is legal, and that needs no request
-  }
-  return undefined;
-}
-
 /** Drives one endpoint with generated bodies and checks every response. */
 export class EndpointDriver {
   private readonly budget: TenantBudget;
@@ -428,16 +418,8 @@ export function validBodyArb(endpoint: Endpoint): fc.Arbitrary<string> {
   return endpoint.valid ?? validTextArb(endpoint.fields, endpoint.required);
 }
 
-// 650 mixed + 275 schema-shaped + 25 oversize + 50 wrong-content-type = 1,000 generated bodies
-// per endpoint (plus the two 64 KiB boundary bodies and the deep-nesting cases).
-const MIXED_RUNS = 650;
-const SHAPED_RUNS = 275;
-const OVERSIZE_RUNS = 25;
-const CONTENT_TYPE_RUNS = 50;
+// Plus the two 64 KiB boundary bodies and the deep-nesting cases.
 const MAX_TARGET_REFRESHES = 15;
-if (MIXED_RUNS + SHAPED_RUNS + OVERSIZE_RUNS + CONTENT_TYPE_RUNS < 1_000) {
-  throw new Error("threat model case 16 needs at least 1,000 generated bodies per endpoint");
-}
 
 /** The endpoints of the given labels, in order; throws on an unknown label. */
 export function endpointsByLabel(labels: string[]): Endpoint[] {

@@ -47,6 +47,31 @@ export async function send(
   return { status: response.status, headers: response.headers, text: await response.text() };
 }
 
+// threat model case 16: 650 mixed + 275 schema-shaped + 25 oversize + 50 wrong-content-type = 1,000
+// generated bodies per endpoint.
+export const MIXED_RUNS = 650;
+export const SHAPED_RUNS = 275;
+export const OVERSIZE_RUNS = 25;
+export const CONTENT_TYPE_RUNS = 50;
+if (MIXED_RUNS + SHAPED_RUNS + OVERSIZE_RUNS + CONTENT_TYPE_RUNS < 1_000) {
+  throw new Error("threat model case 16 needs at least 1,000 generated bodies per endpoint");
+}
+
+/**
+ * The request body as the worker reads it, for the success checks; undefined when it is not JSON
+ * text. Request.json() decodes UTF-8 the WHATWG way, which drops one leading BOM, so "\ufeff{…}"
+ * is a legal body.
+ */
+export function parsedRequest(body: Body): unknown {
+  try {
+    if (typeof body === "string") return JSON.parse(body.replace(/^\ufeff/, ""));
+    if (body instanceof Uint8Array) return JSON.parse(new TextDecoder().decode(body));
+  } catch {
+    // not JSON: only a rejection is legal, and that needs no request
+  }
+  return undefined;
+}
+
 export function byteLength(body: Body): number {
   if (body === undefined) return 0;
   if (typeof body === "string") return new TextEncoder().encode(body).byteLength;
