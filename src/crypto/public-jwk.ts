@@ -17,7 +17,7 @@ export const MAX_RSA_BITS = 8192;
 export const Base64UrlSchema = z.string().regex(/^[A-Za-z0-9_-]+$/, "must be base64url without padding");
 
 /** The members a public encryption JWK may carry (RFC 7517 §4, RFC 7518 §6), `x` and `y` up to `coordinateMax`. */
-export function publicJwkMembers<const Algs extends readonly [string, ...string[]]>(
+function publicJwkMembers<const Algs extends readonly [string, ...string[]]>(
   algs: Algs,
   coordinateMax: number,
 ) {
@@ -38,7 +38,7 @@ export function publicJwkMembers<const Algs extends readonly [string, ...string[
  * A `superRefine` refusing every private member. The private half must never reach Keywarden: refusing it
  * (rather than stripping it) tells the tenant that they pasted the wrong key and should treat it as exposed.
  */
-export function refusePrivateMembers(message: string) {
+function refusePrivateMembers(message: string) {
   return (jwk: Record<string, unknown>, ctx: z.RefinementCtx): void => {
     for (const member of PRIVATE_JWK_MEMBERS) {
       if (member in jwk) ctx.addIssue({ code: "custom", path: [member], message });
@@ -47,7 +47,7 @@ export function refusePrivateMembers(message: string) {
 }
 
 /** What one use of a public JWK accepts. */
-export interface JwkPolicy {
+interface JwkPolicy<Algs extends readonly [string, ...string[]]> {
   /** The request body's member holding the key: named in VALIDATION_FAILED paths. */
   field: string;
   /** The algorithm EC and OKP keys are used with. */
@@ -55,9 +55,15 @@ export interface JwkPolicy {
   /** The EC curves accepted (OKP is always X25519). */
   curves: readonly string[];
   minRsaBits: number;
+  /** The `alg` values the key may name. */
+  algs: Algs;
+  /** The most base64url characters of `x` and `y`. */
+  coordinateMax: number;
+  /** The VALIDATION_FAILED message for a private member. */
+  privateMemberMessage: string;
 }
 
-export function invalidJwk(policy: JwkPolicy, path: string, message: string): ApiError {
+function invalidJwk(policy: { field: string }, path: string, message: string): ApiError {
   return new ApiError("VALIDATION_FAILED", `The public key ${message}.`, {
     errors: [{ path: `${policy.field}.${path}`, message }],
   });
@@ -97,7 +103,10 @@ export type PublicKeyMembers =
  * naming the member otherwise. Everything else the tenant sent (`kid`, `use`, `key_ops`, certificates) is
  * dropped. RSA is used with RSA-OAEP-256 only (not RSA1_5, open to padding-oracle attacks, nor OAEP with SHA-1).
  */
-export function publicKeyMembers(jwk: PublicJwkInput, policy: JwkPolicy): PublicKeyMembers {
+function publicKeyMembers(
+  jwk: PublicJwkInput,
+  policy: Pick<JwkPolicy<readonly [string]>, "field" | "ecAlg" | "curves" | "minRsaBits">,
+): PublicKeyMembers {
   const invalid = (path: string, message: string) => invalidJwk(policy, path, message);
   if (jwk.kty === "RSA") {
     if (!jwk.n || !jwk.e) throw invalid("n", "needs both n and e");
@@ -118,4 +127,19 @@ export function publicKeyMembers(jwk: PublicJwkInput, policy: JwkPolicy): Public
   if (jwk.crv !== "X25519") throw invalid("crv", "of an OKP key must be X25519");
   if (!jwk.x || jwk.y) throw invalid("x", "of an X25519 key is x alone");
   return { kty: "OKP", crv: "X25519", x: jwk.x };
+}
+
+/**
+ * One use of tenant-supplied public JWKs: its body members (`members`, to extend), the request schema
+ * refusing private members (`schema`, to name with `.openapi`), the check keeping only the members that
+ * define an accepted key (`publicMembers`), and its VALIDATION_FAILED (`invalid`).
+ */
+export function publicJwkRule<const Algs extends readonly [string, ...string[]]>(policy: JwkPolicy<Algs>) {
+  const members = publicJwkMembers(policy.algs, policy.coordinateMax);
+  return {
+    members,
+    schema: z.looseObject(members).superRefine(refusePrivateMembers(policy.privateMemberMessage)),
+    publicMembers: (jwk: PublicJwkInput) => publicKeyMembers(jwk, policy),
+    invalid: (path: string, message: string) => invalidJwk(policy, path, message),
+  };
 }

@@ -4,13 +4,7 @@ import { CompactEncrypt, calculateJwkThumbprint, importJWK, type JWK } from "jos
 import type { AuditEvent, commitWithAudit } from "../audit/audit-log";
 import { openValues, sealValues } from "../credentials/sealed-fields";
 import { utf8 } from "../crypto/encoding";
-import {
-  invalidJwk,
-  type JwkPolicy,
-  publicJwkMembers,
-  publicKeyMembers,
-  refusePrivateMembers,
-} from "../crypto/public-jwk";
+import { publicJwkRule } from "../crypto/public-jwk";
 import type { Database } from "../db/client";
 import { keyDeliveryEndpoints } from "../db/schema";
 import type { Bindings } from "../env";
@@ -42,27 +36,27 @@ export const DELIVERY_CONTENT_ENCRYPTION = "A256GCM";
 /** NIST SP 800-57 Part 1 Rev. 5 Table 2: RSA below 2048 bits is no longer acceptable for key transport. */
 export const MIN_RSA_BITS = 2048;
 
-const DELIVERY_JWK_POLICY: JwkPolicy = {
+const deliveryJwk = publicJwkRule({
   field: "public_jwk",
+  algs: ["ECDH-ES", "RSA-OAEP-256"],
   ecAlg: "ECDH-ES",
   curves: ["P-256"],
   minRsaBits: MIN_RSA_BITS,
-};
+  coordinateMax: 64,
+  privateMemberMessage: "is a private key member: register the public key only",
+});
 
-export const PublicJwkSchema = z
-  .looseObject(publicJwkMembers(["ECDH-ES", "RSA-OAEP-256"], 64))
-  .superRefine(refusePrivateMembers("is a private key member: register the public key only"))
-  .openapi("DeliveryPublicJwk", {
-    description:
-      "The public key rotated keys are encrypted to: EC P-256 or OKP X25519 (ECDH-ES), or RSA of at least " +
-      "2048 bits (RSA-OAEP-256). Private members (`d`, `p`, `q`, ...) are refused.",
-    example: {
-      kty: "EC",
-      crv: "P-256",
-      x: "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
-      y: "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
-    },
-  });
+export const PublicJwkSchema = deliveryJwk.schema.openapi("DeliveryPublicJwk", {
+  description:
+    "The public key rotated keys are encrypted to: EC P-256 or OKP X25519 (ECDH-ES), or RSA of at least " +
+    "2048 bits (RSA-OAEP-256). Private members (`d`, `p`, `q`, ...) are refused.",
+  example: {
+    kty: "EC",
+    crv: "P-256",
+    x: "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+    y: "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+  },
+});
 
 export const DeliveryEndpointBodySchema = z
   .strictObject({
@@ -100,7 +94,7 @@ export type PublicJwkInput = z.infer<typeof PublicJwkSchema>;
  * with. Keywarden names the key by its thumbprint.
  */
 function canonicalPublicJwk(jwk: PublicJwkInput): { jwk: Record<string, string>; alg: DeliveryKeyAlg } {
-  const members = publicKeyMembers(jwk, DELIVERY_JWK_POLICY);
+  const members = deliveryJwk.publicMembers(jwk);
   const alg =
     members.kty === "RSA"
       ? DELIVERY_KEY_ALGS.RSA
@@ -128,7 +122,7 @@ export async function acceptPublicJwk(input: PublicJwkInput) {
   try {
     await importJWK(jwk as JWK, alg);
   } catch {
-    throw invalidJwk(DELIVERY_JWK_POLICY, "kty", "could not be imported: check its members");
+    throw deliveryJwk.invalid("kty", "could not be imported: check its members");
   }
   return { jwk, alg, fingerprint: await keyFingerprint(jwk) };
 }

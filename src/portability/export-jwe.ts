@@ -10,14 +10,7 @@ import {
 } from "jose";
 import { hasObviousRun } from "../catalog/placeholders";
 import { utf8 } from "../crypto/encoding";
-import {
-  Base64UrlSchema,
-  invalidJwk,
-  type JwkPolicy,
-  publicJwkMembers,
-  publicKeyMembers,
-  refusePrivateMembers,
-} from "../crypto/public-jwk";
+import { Base64UrlSchema, publicJwkRule } from "../crypto/public-jwk";
 import { ApiError } from "../errors";
 import { keyFingerprint } from "../lifecycle/delivery-endpoint";
 
@@ -60,28 +53,26 @@ export const PassphraseSchema = z
  */
 export const MIN_EXPORT_RSA_BITS = 3072;
 
-const EXPORT_JWK_POLICY: JwkPolicy = {
+const exportJwk = publicJwkRule({
   field: "public_key",
+  algs: PUBLIC_KEY_ALGS,
   ecAlg: "ECDH-ES+A256KW",
   curves: ["P-256", "P-384"],
   minRsaBits: MIN_EXPORT_RSA_BITS,
-};
+  coordinateMax: 128,
+  privateMemberMessage: "is a private key member: send the public key",
+});
 
-const jwkMembers = publicJwkMembers(PUBLIC_KEY_ALGS, 128);
-
-export const ExportPublicJwkSchema = z
-  .looseObject(jwkMembers)
-  .superRefine(refusePrivateMembers("is a private key member: send the public key"))
-  .openapi("ExportPublicJwk", {
-    description:
-      "The public key the export is encrypted to: EC P-256 or P-384, or OKP X25519 (ECDH-ES+A256KW), or RSA of " +
-      `at least ${MIN_EXPORT_RSA_BITS} bits (RSA-OAEP-256). Private members are refused.`,
-  });
+export const ExportPublicJwkSchema = exportJwk.schema.openapi("ExportPublicJwk", {
+  description:
+    "The public key the export is encrypted to: EC P-256 or P-384, or OKP X25519 (ECDH-ES+A256KW), or RSA of " +
+    `at least ${MIN_EXPORT_RSA_BITS} bits (RSA-OAEP-256). Private members are refused.`,
+});
 
 /** Only for importing a public-key export: used for this one request, never stored or logged. */
 export const ImportPrivateJwkSchema = z
   .looseObject({
-    ...jwkMembers,
+    ...exportJwk.members,
     d: Base64UrlSchema.max(1400),
     p: Base64UrlSchema.max(1400).optional(),
     q: Base64UrlSchema.max(1400).optional(),
@@ -108,7 +99,7 @@ export type Opener =
 
 /** The public members of an accepted key and the algorithm it is used with; anything else is refused. */
 function exportKeyShape(jwk: ExportPublicJwk): { jwk: JWK; alg: PublicKeyAlg } {
-  const members = publicKeyMembers(jwk, EXPORT_JWK_POLICY);
+  const members = exportJwk.publicMembers(jwk);
   return { jwk: members, alg: members.kty === "RSA" ? "RSA-OAEP-256" : "ECDH-ES+A256KW" };
 }
 
@@ -119,7 +110,7 @@ export async function publicKeyRecipient(input: ExportPublicJwk): Promise<Recipi
   try {
     key = (await importJWK(jwk, alg)) as CryptoKey;
   } catch {
-    throw invalidJwk(EXPORT_JWK_POLICY, "kty", "could not be imported: check its members");
+    throw exportJwk.invalid("kty", "could not be imported: check its members");
   }
   return { kind: "public_key", key, alg, kid: await keyFingerprint(jwk as Record<string, string>) };
 }
