@@ -11,6 +11,9 @@ export class Problem extends Error {
   }
 }
 
+/** The header a step-up operation carries its two-factor code in (src/auth/step-up.ts TOTP_HEADER). */
+export const TOTP_HEADER = "x-keywarden-totp";
+
 /** `headers`: extra request headers (a step-up code, If-Match). */
 export async function api(method, path, body, headers) {
   return (await apiResponse(method, path, body, headers)).data;

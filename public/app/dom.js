@@ -26,6 +26,9 @@ export const clear = (el, ...kids) => {
 };
 export const btn = (text, onclick, cls) => h("button", { type: "button", class: cls, text, onclick });
 export const input = (props) => h("input", { autocomplete: "off", spellcheck: "false", ...props });
+/** A 6-digit code field (numeric keyboard on phones; the browser may offer a one-time code). */
+export const codeInput = (props = {}) =>
+  input({ inputMode: "numeric", autocomplete: "one-time-code", pattern: "[0-9]{6}", maxLength: 6, ...props });
 export const ul = (items, cls) => h("ul", { class: cls }, items);
 export const dl = (pairs) =>
   h(

@@ -2,12 +2,12 @@
 // for the session cookie; the page keeps neither. A key of a tenant that requires 2FA which has not enrolled
 // yet is offered enrollment right here (with the typed key as a bearer token), then signs in with a code.
 import { api } from "./api.js";
-import { announce, btn, clear, field, h, input, setFieldError, uid } from "./dom.js";
+import { announce, btn, clear, codeInput, field, h, input, setFieldError, uid } from "./dom.js";
 
 /** The form; `onSignedIn(session)` runs after a successful exchange, `showProblem(text)` after a refusal. */
 export function signInForm({ onSignedIn, showProblem, busy }) {
   const key = input({ type: "password", name: "key" });
-  const totp = input({ name: "totp", inputMode: "numeric", autocomplete: "one-time-code", maxLength: 6 });
+  const totp = codeInput({ name: "totp" });
   const submit = h("button", { class: "primary", text: "Sign in" });
   const form = h(
     "form",

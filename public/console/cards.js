@@ -4,10 +4,10 @@ import { h } from "../app/dom.js";
 
 /**
  * A table with a caption for screen readers and one header row; `rows` are its body rows, or a tbody the caller
- * fills later. `cls`: the table's class (`cards`, `stack`, ...), none when left out.
+ * fills later (then calls `labelCells`). `cls`: the table's class (`cards`, `stack`, ...), none when left out.
  */
 export function dataTable(caption, columns, rows, cls) {
-  return h(
+  const table = h(
     "table",
     { class: cls },
     h("caption", { class: "sr", text: caption }),
@@ -22,6 +22,8 @@ export function dataTable(caption, columns, rows, cls) {
     ),
     rows?.tagName === "TBODY" ? rows : h("tbody", {}, rows),
   );
+  if (table.classList.contains("cards")) labelCells(table);
+  return table;
 }
 
 /** A table wider than a narrow screen, in a region of its own that the keyboard can focus and scroll. */
@@ -30,7 +32,8 @@ export const tableRegion = (label, table) =>
 
 /** Labels each cell of the `cards` tables under `root` with its column (a row of another shape gets none). */
 export function labelCells(root) {
-  for (const table of root.querySelectorAll("table.cards")) {
+  const tables = root.matches("table.cards") ? [root] : root.querySelectorAll("table.cards");
+  for (const table of tables) {
     const names = [...(table.tHead?.rows[0]?.cells ?? [])].map((cell) => cell.textContent);
     for (const body of table.tBodies)
       for (const row of body.rows)

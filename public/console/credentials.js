@@ -1,7 +1,7 @@
 // Credentials: the list by service with each one's status, the soft-deleted ones with restore, and each
 // credential's page: live test now, reveal with step-up, versions with their stage labels and rollback, delete.
 import { api, apiResponse } from "../app/api.js";
-import { announce, btn, clear, clearErrors, dl, field, h, placeErrors } from "../app/dom.js";
+import { announce, btn, clear, clearErrors, dl, field, h } from "../app/dom.js";
 import { dataTable } from "./cards.js";
 import {
   actionButton,
@@ -9,6 +9,7 @@ import {
   confirmButton,
   filteredList,
   filterForm,
+  formRefused,
   rotationPairs,
   section,
   signInAgain,
@@ -205,7 +206,7 @@ export async function renderCredentials(page, { status = "active" } = {}) {
       field("Service", service),
       field("Environment", environment),
     ),
-    parts,
+    ...parts,
   );
   await load();
 }
@@ -279,8 +280,7 @@ function revealSection(ui, cred, service) {
             announce(`Version ${revealed.version} revealed.`);
           } catch (err) {
             if (stepUp.refused(err) || signInAgain(slot, err)) return;
-            if (err.errors?.length) placeErrors(form, err.errors);
-            ui.fail(err);
+            formRefused(ui, form, err);
           }
         });
       },

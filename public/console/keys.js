@@ -1,7 +1,7 @@
 // Keys: the list with search and filters, creation (the plaintext shown once), and each key's page with its
 // state, rotation, usage chart and the actions on it (disable or enable, rotate with an overlap, revoke, edit).
 import { api } from "../app/api.js";
-import { announce, clearErrors, dl, field, group, h, input, placeErrors, setFieldError } from "../app/dom.js";
+import { announce, clearErrors, dl, field, group, h, input, setFieldError } from "../app/dom.js";
 import { shownOnce } from "../app/secrets.js";
 import { dataTable } from "./cards.js";
 import {
@@ -11,6 +11,7 @@ import {
   disclosure,
   filteredList,
   filterForm,
+  formRefused,
   listOf,
   numberOf,
   rotationPairs,
@@ -147,16 +148,6 @@ function limitFields(key) {
   return { el, read };
 }
 
-/** Field errors next to their controls, the rest in the page's alert; focus goes to the first bad field. */
-function formProblem(ui, form, err) {
-  if (err?.errors?.length) {
-    placeErrors(form, err.errors);
-    form.querySelector("[aria-invalid=true]")?.focus();
-  }
-  announce(err?.message ?? "Something went wrong.");
-  ui.fail(err);
-}
-
 const sameList = (a, b) => JSON.stringify([...(a ?? [])].sort()) === JSON.stringify([...(b ?? [])].sort());
 
 // --- the list -------------------------------------------------------------------------------------------
@@ -237,7 +228,7 @@ function createForm(ui, services, onCreated) {
             await onCreated(created);
           } catch (err) {
             if (stepUp.refused(err)) return;
-            formProblem(ui, form, err);
+            formRefused(ui, form, err);
           }
         });
       },
@@ -489,7 +480,7 @@ function rotateForm(ui, key, onRotated) {
             await onRotated(rotated);
           } catch (err) {
             if (stepUp?.refused(err) || signInAgain(slot, err)) return;
-            formProblem(ui, form, err);
+            formRefused(ui, form, err);
           }
         });
       },
@@ -560,7 +551,7 @@ function editForm(ui, key, held, onSaved) {
             const saved = await api("PATCH", keyPath(key.id), body);
             await onSaved(saved);
           } catch (err) {
-            formProblem(ui, form, err);
+            formRefused(ui, form, err);
           }
         });
       },

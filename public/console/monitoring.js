@@ -1,11 +1,11 @@
 // Channels and rules: where alerts go (each channel with its health, a real "send test" and its delivery log)
 // and when they fire. The alerts themselves are on the Alerts page (alerts.js).
-import { api, Problem } from "../app/api.js";
+import { api } from "../app/api.js";
 import { CHANNEL_KINDS, channelFieldLabel, channelKindLabel, channelSetting } from "../app/channel-kinds.js";
-import { announce, btn, clear, clearErrors, dl, field, group, h, input, placeErrors } from "../app/dom.js";
+import { announce, btn, clear, clearErrors, dl, field, group, h, input } from "../app/dom.js";
 import { shownOnce } from "../app/secrets.js";
 import { dataTable, labelCells, tableRegion } from "./cards.js";
-import { actionButton, confirmButton, formOpener, listOf, section, when } from "./subject.js";
+import { actionButton, confirmButton, formOpener, formRefused, listOf, section, when } from "./subject.js";
 
 const path = (...parts) => `/api/v1/monitoring/${parts.map(encodeURIComponent).join("/")}`;
 
@@ -79,14 +79,6 @@ const options = (spec) =>
     .split(":")[1]
     .split(",")
     .map((pair) => pair.split("="));
-
-/** Shows a refusal: field errors next to their controls, the rest in the page's alert. */
-function refuse(ui, form, err) {
-  if (!(err instanceof Problem) || err.status === 401 || !form) return ui.fail(err);
-  const rest = placeErrors(form, err.errors);
-  ui.fail(new Problem(err.status, { detail: [err.message, ...rest].join(" ") }));
-  form.querySelector("[aria-invalid]")?.focus();
-}
 
 function testResult(result) {
   if (result.delivered)
@@ -207,22 +199,24 @@ function paintChannels(ui, box, channels, { reload }) {
       ),
     );
   });
+  paintList(box, {
+    label: "Alert channels",
+    columns: ["Channel", "Kind", "Health", "Last delivery", "Actions"],
+    rows,
+    empty: "No channels yet: alerts are only listed on the Alerts page.",
+    add,
+  });
+}
+
+/** The stored channels or rules: their table (`empty` said instead when there are none), "Add" below. */
+function paintList(box, { label, columns, rows, empty, add }) {
   clear(
     box,
-    channels.length
-      ? tableRegion(
-          "Alert channels table",
-          dataTable(
-            "Alert channels",
-            ["Channel", "Kind", "Health", "Last delivery", "Actions"],
-            rows,
-            "cards",
-          ),
-        )
-      : h("p", { text: "No channels yet: alerts are only listed on the Alerts page." }),
+    rows.length
+      ? tableRegion(`${label} table`, dataTable(label, columns, rows, "cards"))
+      : h("p", { text: empty }),
     h("p", { class: "actions" }, add),
   );
-  labelCells(box);
 }
 
 /**
@@ -268,7 +262,7 @@ async function store(ui, form, collection, id, body, done) {
   try {
     res = id ? await api("PATCH", path(collection, id), body) : await api("POST", path(collection), body);
   } catch (err) {
-    return refuse(ui, form, err);
+    return formRefused(ui, form, err);
   }
   await done(res);
 }
@@ -414,22 +408,13 @@ function paintRules(ui, box, rules, { channels, services, reload }) {
       ),
     );
   });
-  clear(
-    box,
-    rules.length
-      ? tableRegion(
-          "Alert rules table",
-          dataTable(
-            "Alert rules",
-            ["Rule", "Kind", "Severity", "Notifies", "State", "Actions"],
-            rows,
-            "cards",
-          ),
-        )
-      : h("p", { text: "No stored rules: the defaults apply." }),
-    h("p", { class: "actions" }, add),
-  );
-  labelCells(box);
+  paintList(box, {
+    label: "Alert rules",
+    columns: ["Rule", "Kind", "Severity", "Notifies", "State", "Actions"],
+    rows,
+    empty: "No stored rules: the defaults apply.",
+    add,
+  });
 }
 
 /** The settings controls of one rule kind; `read()` returns the settings object (empty fields left out). */

@@ -1,21 +1,10 @@
 // Security: this key's two-factor sign-in (enrollment with a QR code drawn in the page), what to do when an
 // authenticator is lost, the tenant's security policy (edited with step-up), and the compliance report.
-import { api, Problem } from "../app/api.js";
-import {
-  announce,
-  btn,
-  clearErrors,
-  dl,
-  field,
-  group,
-  h,
-  input,
-  placeErrors,
-  setFieldError,
-} from "../app/dom.js";
-import { dataTable, labelCells, tableRegion } from "./cards.js";
-import { formOpener, listOf, section, when } from "./subject.js";
-import { codeInput, TOTP_HEADER, totpEnrollment } from "./totp.js";
+import { api, Problem, TOTP_HEADER } from "../app/api.js";
+import { announce, btn, clearErrors, codeInput, dl, field, group, h, input } from "../app/dom.js";
+import { dataTable, tableRegion } from "./cards.js";
+import { formOpener, formRefused, listOf, section, signInAgain, when } from "./subject.js";
+import { totpEnrollment } from "./totp.js";
 
 const ROTATION = {
   "30_days": "Every 30 days",
@@ -205,7 +194,7 @@ function policyForm(ui, session, policy, config, { saved, cancel }) {
   });
   const needsCode = session.totp_enrolled || Boolean(policy?.require_2fa);
   const code = codeInput({ name: "step-up-code" });
-  const stepUp = h("p", { class: "actions", hidden: true });
+  const stepUp = h("div", { class: "alert", hidden: true });
   const sync = () => {
     const l = config.security_levels.find((x) => x.id === level.value);
     daysField.hidden = rotation.value !== "custom";
@@ -283,29 +272,12 @@ function policyForm(ui, session, policy, config, { saved, cancel }) {
 
   function refused(err) {
     const totpError = err.errors?.find((x) => x.path === "totp");
-    if (err.status === 401 && !totpError) {
-      // The step-up window (5 minutes after sign-in) has passed: sign in again, then come back here.
-      stepUp.replaceChildren(
-        h("span", { text: `${err.message} ` }),
-        btn("Sign in again", async () => {
-          await api("DELETE", "/api/v1/auth/session").catch(() => null);
-          location.reload();
-        }),
-      );
-      stepUp.hidden = false;
-      return ui.fail(new Problem(0, { detail: err.message }));
-    }
-    if (totpError) {
-      if (!form.contains(code)) form.insertBefore(field("Two-factor code", code, { path: "totp" }), stepUp);
-      setFieldError(code, totpError.message);
-      code.focus();
-    }
-    const rest = placeErrors(
-      form,
-      err.errors.filter((x) => x !== totpError),
-    );
-    ui.fail(new Problem(0, { detail: [err.message, ...rest].join(" ") }));
-    form.querySelector("[aria-invalid]")?.focus();
+    // The step-up window (5 minutes after sign-in) has passed: sign in again, then come back here.
+    if (!totpError && signInAgain(stepUp, err)) return ui.fail(new Problem(0, { detail: err.message }));
+    // A code is needed after all (2FA applies now): the field appears to take it.
+    if (totpError && !form.contains(code))
+      form.insertBefore(field("Two-factor code", code, { path: "totp" }), stepUp);
+    formRefused(ui, form, err);
   }
   sync();
   return form;
@@ -340,7 +312,6 @@ function complianceSection(ui, config) {
               `/api/v1/compliance/report?standard=${encodeURIComponent(standard.value)}`,
             );
             out.replaceChildren(reportTable(report));
-            labelCells(out);
           } catch (err) {
             out.replaceChildren();
             ui.fail(err);

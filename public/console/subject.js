@@ -1,8 +1,8 @@
 // Pieces the console pages share: times, state badges, section cards, list inputs, a disclosure button, an
 // inline confirmation and a filtered paged list; and, for keys and credentials (the two kinds of object an
 // alert links to), the rotation summary and the step-up code field.
-import { api } from "../app/api.js";
-import { announce, btn, clear, field, h, input, placeErrors, setFieldError, uid } from "../app/dom.js";
+import { api, Problem, TOTP_HEADER } from "../app/api.js";
+import { announce, btn, clear, codeInput, field, h, placeErrors, setFieldError, uid } from "../app/dom.js";
 
 export const when = (iso) => (iso ? new Date(iso).toLocaleString() : "—");
 
@@ -41,20 +41,14 @@ export function rotationPairs(rotation = {}) {
  * (also a 401) is left to the caller.
  */
 export function stepUpCode(hint) {
-  const control = input({
-    name: "totp",
-    inputMode: "numeric",
-    autocomplete: "one-time-code",
-    maxLength: 6,
-    pattern: "[0-9]*",
-  });
+  const control = codeInput({ name: "totp" });
   const wrap = field("Two-factor code", control, { path: "totp", hint });
   return {
     el: wrap,
     value: () => control.value.trim(),
     headers() {
       const code = control.value.trim();
-      return code ? { "x-keywarden-totp": code } : {};
+      return code ? { [TOTP_HEADER]: code } : {};
     },
     reset() {
       control.value = "";
@@ -68,6 +62,19 @@ export function stepUpCode(hint) {
       return true;
     },
   };
+}
+
+/**
+ * A refused form: each problem with a `path` next to its control, the message and the other problems in the
+ * page's alert, focus on the first control marked invalid. A 401 without field problems (the session ended)
+ * and anything that is not a problem go to the page as they are.
+ */
+export function formRefused(ui, form, err) {
+  if (!(err instanceof Problem) || (err.status === 401 && !err.errors.length)) return ui.fail(err);
+  const rest = placeErrors(form, err.errors);
+  // Status 0: a message for the alert only (a 401 here is a wrong code, not the end of the session).
+  ui.fail(new Problem(0, { detail: [err.message, ...rest].join(" ") }));
+  form.querySelector("[aria-invalid]")?.focus();
 }
 
 /**

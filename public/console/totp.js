@@ -3,12 +3,10 @@
 // secret), the secret as text for manual entry, and the first code to confirm. Used by the Security page (with
 // the session) and by the sign-in form (with the typed key as a bearer token, before any session exists).
 import { api } from "../app/api.js";
-import { announce, field, h, input, setFieldError } from "../app/dom.js";
+import { announce, codeInput, field, h, setFieldError } from "../app/dom.js";
 import { qrcode } from "../vendor/qrcode.mjs";
 
 const SVG = "http://www.w3.org/2000/svg";
-/** The header a step-up operation carries its code in (src/auth/step-up.ts TOTP_HEADER). */
-export const TOTP_HEADER = "x-keywarden-totp";
 
 const svg = (tag, attrs) => {
   const el = document.createElementNS(SVG, tag);
@@ -42,17 +40,6 @@ export function qrSvg(text, label) {
 
 /** The secret in groups of four, as authenticator apps show and accept it. */
 const grouped = (secret) => secret.replace(/(.{4})(?=.)/g, "$1 ");
-
-/** A 6-digit code field (labelled, numeric keyboard on phones, the browser may offer a one-time code). */
-export function codeInput(props = {}) {
-  return input({
-    inputMode: "numeric",
-    autocomplete: "one-time-code",
-    pattern: "[0-9]{6}",
-    maxLength: 6,
-    ...props,
-  });
-}
 
 /**
  * The enrollment panel. `headers` authenticates the two calls (empty: the session cookie); `busy(button, fn)`
