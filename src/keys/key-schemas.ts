@@ -3,6 +3,7 @@ import { CUSTOM_SCOPE_PATTERN, ROLES } from "../auth/scopes";
 import { PREFIX_PATTERN } from "../crypto/keys";
 import { RotationSchema } from "../lifecycle/rotation-schema";
 import { parseCidr } from "./ip-allowlist";
+import { KEY_STATES } from "./key-state";
 import { VERIFY_CODES } from "./verify-key";
 
 const MAX_METADATA_BYTES = 4096;
@@ -11,6 +12,7 @@ export const ScopesSchema = z.array(z.string().regex(CUSTOM_SCOPE_PATTERN)).max(
 export const RoleSchema = z.enum(Object.keys(ROLES) as [keyof typeof ROLES, ...(keyof typeof ROLES)[]]);
 export const EnvironmentSchema = z.enum(["live", "test"]);
 export const SecurityLevelSchema = z.enum(["basic", "enhanced", "enterprise"]);
+export const KeyStateSchema = z.enum(KEY_STATES);
 
 export const CidrSchema = z
   .string()
@@ -136,6 +138,11 @@ export const KeySchema = z
     security_level: SecurityLevelSchema,
     scopes: z.array(z.string()),
     enabled: z.boolean(),
+    state: KeyStateSchema.describe(
+      "Where the key stands when it was read, the first that holds: `revoked`; `expired` (at or past " +
+        "`expires_at`); `disabled`; `rotated` (replaced by `rotated_to_id`, still verifying until the overlap " +
+        "ends); otherwise `active`. The same rule as the list's `state` filter.",
+    ),
     revoked_at: z.string().nullable(),
     expires_at: z.string().nullable(),
     ip_allowlist: z.array(z.string()).nullable(),

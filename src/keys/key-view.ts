@@ -4,6 +4,7 @@ import type { apiKeys } from "../db/schema";
 import { latestRuns, type RotationRun, rotationView } from "../lifecycle/rotation-runs";
 import { isoTime } from "../openapi/shared";
 import type { KeySchema, RatelimitSchema, UsageLimitSchema } from "./key-schemas";
+import { keyStateOf } from "./key-state";
 
 type KeyRow = typeof apiKeys.$inferSelect;
 
@@ -65,11 +66,13 @@ export function keyFields(row: KeyRow) {
 
 /**
  * The only way a key row leaves the service through the API: no hash, no plaintext. `run` is the key's
- * latest rotation run (`latestRuns`), for its `rotation.state`; a key without one is idle.
+ * latest rotation run (`latestRuns`), for its `rotation.state`; a key without one is idle. `state` is judged
+ * at `now` (a list passes the time its filter used).
  */
-export function keyView(row: KeyRow, run?: RotationRun): z.infer<typeof KeySchema> {
+export function keyView(row: KeyRow, run?: RotationRun, now = Date.now()): z.infer<typeof KeySchema> {
   return {
     ...keyFields(row),
+    state: keyStateOf(row, now),
     rotation: rotationView(
       { policyDays: row.rotationDays, nextRotationAt: row.nextRotationAt, lastRotatedAt: row.lastRotatedAt },
       run,
@@ -81,11 +84,11 @@ export function keyView(row: KeyRow, run?: RotationRun): z.infer<typeof KeySchem
 }
 
 /** Views of a tenant's keys with their rotation state, in one extra query for the whole page. */
-export async function keyViews(db: Database, tenantId: string, rows: readonly KeyRow[]) {
+export async function keyViews(db: Database, tenantId: string, rows: readonly KeyRow[], now = Date.now()) {
   const runs = await latestRuns(
     db,
     tenantId,
     rows.map((row) => row.id),
   );
-  return rows.map((row) => keyView(row, runs.get(row.id)));
+  return rows.map((row) => keyView(row, runs.get(row.id), now));
 }

@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { and, desc, eq } from "drizzle-orm";
+import { and, desc, eq, or } from "drizzle-orm";
 import type { Context } from "hono";
 import { auditActor } from "../audit/actor";
 import { commitWithAudit } from "../audit/audit-log";
@@ -8,6 +8,7 @@ import { assertStepUp } from "../auth/step-up";
 import {
   CreateCredentialSchema,
   CredentialDetailSchema,
+  CredentialEnvironmentSchema,
   CredentialListSchema,
   CredentialRotationConfigSchema,
   CredentialRotationConfiguredSchema,
@@ -59,6 +60,7 @@ import {
   PageQuery,
   problems,
 } from "../openapi/shared";
+import { containsText, SearchTextSchema } from "../openapi/text-search";
 import { levelAtLeastPolicy, tenantSecurityPolicy } from "../policy/security-policy";
 import { unseal } from "../vault/keyring";
 
@@ -148,16 +150,24 @@ const listCredentials = route({
   path: "/",
   operationId: "listCredentials",
   summary: "List credentials (masked), newest first",
+  description:
+    "The filters combine (all must hold) and page with the cursor: a page holds only matching credentials, " +
+    "and `next_cursor` continues the same filtered list (send the same filters with it).",
   middleware: [requireScope("credentials:read")] as const,
   request: {
     query: PageQuery.extend({
-      service: z.string().max(64).optional(),
+      service: z.string().max(64).optional().describe("Only credentials of this catalogue service."),
       status: z.enum(["active", "deleted"]).default("active"),
+      environment: CredentialEnvironmentSchema.optional().describe("Only credentials of this environment."),
+      q: SearchTextSchema.describe(
+        "Search: credentials whose name contains the text (ASCII case-insensitive) or whose id is exactly it. " +
+          "`%`, `_` and `\\` match themselves. Trimmed; empty means no search.",
+      ),
     }),
   },
   responses: {
     200: jsonContent(CredentialListSchema, "A page."),
-    ...problems(...AUTH_PROBLEMS, "BAD_REQUEST"),
+    ...problems(...AUTH_PROBLEMS, "BAD_REQUEST", "VALIDATION_FAILED"),
   },
 });
 const getCredential = route({
@@ -331,7 +341,7 @@ export const credentialRoutes = createRouter()
   })
   .openapi(listCredentials, async (c) => {
     const { tenantId } = c.get("principal");
-    const { limit, cursor, service, status } = c.req.valid("query");
+    const { limit, cursor, service, status, environment, q } = c.req.valid("query");
     const older = olderThanCursor(cursor, credentials.createdAt, credentials.id);
     const db = database(c.env.DB);
     const rows = await credentialsWithCurrentVersion(db)
@@ -340,6 +350,8 @@ export const credentialRoutes = createRouter()
           eq(credentials.tenantId, tenantId),
           eq(credentials.status, status),
           service ? eq(credentials.serviceId, service) : undefined,
+          environment ? eq(credentials.environment, environment) : undefined,
+          q ? or(containsText(credentials.name, q), eq(credentials.id, q)) : undefined,
           older,
         ),
       )

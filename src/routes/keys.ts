@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { and, desc, eq, gte } from "drizzle-orm";
+import { and, desc, eq, gte, or } from "drizzle-orm";
 import { auditActor } from "../audit/actor";
 import { commitWithAudit } from "../audit/audit-log";
 import { requireScope } from "../auth/authenticate";
@@ -21,14 +21,17 @@ import { forgetCachedKey, toKeyRecord } from "../keys/key-record";
 import {
   CreatedKeySchema,
   CreateKeySchema,
+  EnvironmentSchema,
   KeyListSchema,
   type KeyRotationSettingsSchema,
   KeySchema,
+  KeyStateSchema,
   KeyUsageSchema,
   RotatedKeySchema,
   RotateKeySchema,
   UpdateKeySchema,
 } from "../keys/key-schemas";
+import { keyStateWhere } from "../keys/key-state";
 import { keyView, keyViews, ratelimitColumns, usageLimitColumns } from "../keys/key-view";
 import { rotateKeyNow } from "../lifecycle/key-rotation";
 import { keysetPage, olderThanCursor } from "../openapi/cursor";
@@ -44,6 +47,7 @@ import {
   PageQuery,
   problems,
 } from "../openapi/shared";
+import { containsText, SearchTextSchema, startsWithText } from "../openapi/text-search";
 import { keySettingsUnderPolicy, tenantKeyDefaults, tenantSecurityPolicy } from "../policy/security-policy";
 
 type KeyRow = typeof apiKeys.$inferSelect;
@@ -110,12 +114,27 @@ const listKeys = createRoute({
   operationId: "listKeys",
   tags,
   summary: "List keys (masked), newest first",
+  description:
+    "The filters combine (all must hold) and page with the cursor: a page holds only matching keys, and " +
+    "`next_cursor` continues the same filtered list (send the same filters with it).",
   security: bearerSecurity,
   middleware: [requireScope("keys:read")] as const,
-  request: { query: PageQuery.extend({ environment: z.enum(["live", "test"]).optional() }) },
+  request: {
+    query: PageQuery.extend({
+      environment: EnvironmentSchema.optional().describe("Only keys of this environment."),
+      service_id: z.string().min(1).max(64).optional().describe("Only keys bound to this service id."),
+      state: KeyStateSchema.optional().describe(
+        "Only keys in this state when the request is served (the key's `state`, see the Key schema).",
+      ),
+      q: SearchTextSchema.describe(
+        "Search: keys whose name contains the text (ASCII case-insensitive), whose `start` begins with it, " +
+          "or whose id is exactly it. `%`, `_` and `\\` match themselves. Trimmed; empty means no search.",
+      ),
+    }),
+  },
   responses: {
     200: jsonContent(KeyListSchema, "A page of keys."),
-    ...problems(...AUTH_PROBLEMS, "BAD_REQUEST"),
+    ...problems(...AUTH_PROBLEMS, "BAD_REQUEST", "VALIDATION_FAILED"),
   },
 });
 
@@ -257,8 +276,10 @@ export const keyRoutes = createRouter()
   })
   .openapi(listKeys, async (c) => {
     const { tenantId } = c.get("principal");
-    const { limit, cursor, environment } = c.req.valid("query");
+    const { limit, cursor, environment, service_id, state, q } = c.req.valid("query");
     const older = olderThanCursor(cursor, apiKeys.createdAt, apiKeys.id);
+    // One clock for the filter and the views: a key is listed under the state it shows.
+    const now = Date.now();
     const db = database(c.env.DB);
     const rows = await db
       .select()
@@ -267,6 +288,11 @@ export const keyRoutes = createRouter()
         and(
           eq(apiKeys.tenantId, tenantId),
           environment ? eq(apiKeys.environment, environment) : undefined,
+          service_id ? eq(apiKeys.serviceId, service_id) : undefined,
+          state ? keyStateWhere(state, now) : undefined,
+          q
+            ? or(containsText(apiKeys.name, q), startsWithText(apiKeys.start, q), eq(apiKeys.id, q))
+            : undefined,
           older,
         ),
       )
@@ -276,7 +302,7 @@ export const keyRoutes = createRouter()
     const { page, nextCursor } = keysetPage(rows, limit, (row) => row);
     return c.json(
       {
-        items: await keyViews(db, tenantId, page),
+        items: await keyViews(db, tenantId, page, now),
         next_cursor: nextCursor,
       },
       200,
