@@ -157,11 +157,14 @@ const listCredentials = route({
   request: {
     query: PageQuery.extend({
       service: z.string().max(64).optional().describe("Only credentials of this catalogue service."),
-      status: z.enum(["active", "deleted"]).default("active"),
+      status: z
+        .enum(["active", "deleted"])
+        .default("active")
+        .describe("Active credentials (the default) or soft-deleted ones."),
       environment: CredentialEnvironmentSchema.optional().describe("Only credentials of this environment."),
       q: SearchTextSchema.describe(
         "Search: credentials whose name contains the text (ASCII case-insensitive) or whose id is exactly it. " +
-          "`%`, `_` and `\\` match themselves. Trimmed; empty means no search.",
+          "`%`, `_` and `\\` are ordinary characters. Trimmed; empty means no search.",
       ),
     }),
   },

@@ -128,7 +128,7 @@ const listKeys = createRoute({
       ),
       q: SearchTextSchema.describe(
         "Search: keys whose name contains the text (ASCII case-insensitive), whose `start` begins with it, " +
-          "or whose id is exactly it. `%`, `_` and `\\` match themselves. Trimmed; empty means no search.",
+          "or whose id is exactly it. `%`, `_` and `\\` are ordinary characters. Trimmed; empty means no search.",
       ),
     }),
   },

@@ -112,13 +112,14 @@ describe("GET /api/v1/credentials filters: environment and q, with service and s
   });
 
   it("never lists another tenant's credentials, whatever the filters (threat model case 1)", async () => {
-    for (const filters of [
+    const everything: Record<string, string>[] = [
       {},
       { q: ids.otherTenant as string },
       { q: "payments staging" },
       { environment: "staging" },
       { status: "deleted" },
-    ]) {
+    ];
+    for (const filters of everything) {
       const { items } = await listAll(tenant, filters);
       expect(items.map((c) => c.id)).not.toContain(ids.otherTenant);
     }
@@ -143,9 +144,11 @@ describe("GET /api/v1/credentials filters: environment and q, with service and s
   });
 });
 
-describe("GET /api/v1/credentials: LIKE metacharacters in q match themselves (threat model case 17)", () => {
+describe("GET /api/v1/credentials: SQL and LIKE metacharacters and NUL in q match literally (threat model case 17)", () => {
   let tenant: TestTenant;
   let before: string;
+  // 100 characters: a LIKE pattern of it would exceed D1's 50-byte limit on LIKE patterns.
+  const long = `long name ${"y".repeat(90)}`;
   const names = [
     "quota 100% used",
     "quota 1000 used",
@@ -153,6 +156,8 @@ describe("GET /api/v1/credentials: LIKE metacharacters in q match themselves (th
     "apiXkey main",
     "ci\\deploy",
     "cideploy",
+    "nul\u0000name",
+    long,
   ];
 
   beforeAll(async () => {
@@ -168,13 +173,19 @@ describe("GET /api/v1/credentials: LIKE metacharacters in q match themselves (th
     ["_", ["api_key main"]],
     ["i\\d", ["ci\\deploy"]],
     ["\\", ["ci\\deploy"]],
+    ["\u0000", ["nul\u0000name"]],
+    ["l\u0000x", []],
     ["' OR '1'='1", []],
   ];
   for (const [q, expected] of cases) {
-    it(`q=${JSON.stringify(q)} lists ${expected.length ? expected.join(", ") : "nothing"}`, async () => {
+    it(`q=${JSON.stringify(q)} lists ${expected.length ? expected.map((name) => JSON.stringify(name)).join(", ") : "nothing"}`, async () => {
       expect(await namesOf(tenant, { q })).toEqual(expected);
     });
   }
+
+  it("a 100-character q finds the credential whose whole name it is", async () => {
+    expect(await namesOf(tenant, { q: long.toUpperCase() })).toEqual([long]);
+  });
 
   it("changes nothing: the tenant's rows after every search are the rows before", async () => {
     expect(await snapshotTenantRows(tenant.id)).toBe(before);

@@ -1,8 +1,11 @@
 import { env } from "cloudflare:workers";
+import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import { KEY_STATES } from "../../src/keys/key-state";
 import { call, callJson, createKey, createTenant, type TestTenant } from "../helpers/api";
 import { snapshotTenantRows } from "../helpers/db";
+import { FRAGMENTS, sqlishArb } from "../properties/sql-arbitraries";
+import { runs } from "../setup/fast-check";
 
 interface KeyItem {
   id: string;
@@ -177,7 +180,7 @@ describe("GET /api/v1/keys filters: environment, service_id, state and q", () =>
   });
 
   it("never lists another tenant's keys, whatever the filters (threat model case 1)", async () => {
-    const everything = [
+    const everything: Record<string, string>[] = [
       {},
       { q: ids.otherTenant as string },
       { q: "alpha" },
@@ -216,11 +219,22 @@ describe("GET /api/v1/keys filters: environment, service_id, state and q", () =>
   });
 });
 
-describe("GET /api/v1/keys: LIKE metacharacters in q match themselves (threat model case 17)", () => {
+describe("GET /api/v1/keys: SQL and LIKE metacharacters, NUL and long text in q match literally (threat model case 17)", () => {
   let tenant: TestTenant;
   let lookalikeId: string;
   let before: string;
-  const names = ["disk 100% full", "disk 1000 full", "snake_case", "snakeXcase", "back\\slash", "backslash"];
+  // 100 characters: a LIKE pattern of it would exceed D1's 50-byte limit on LIKE patterns.
+  const long = `long name ${"x".repeat(90)}`;
+  const names = [
+    "disk 100% full",
+    "disk 1000 full",
+    "snake_case",
+    "snakeXcase",
+    "back\\slash",
+    "backslash",
+    "nul\u0000byte",
+    long,
+  ];
 
   beforeAll(async () => {
     tenant = await createTenant("list filters metacharacters");
@@ -240,14 +254,23 @@ describe("GET /api/v1/keys: LIKE metacharacters in q match themselves (threat mo
     ["k\\s", ["back\\slash"]],
     ["\\", ["back\\slash"]],
     ["\\%", []],
+    // A NUL is a character like any other (LIKE would stop reading its pattern there).
+    ["\u0000", ["nul\u0000byte"]],
+    ["l\u0000b", ["nul\u0000byte"]],
+    ["l\u0000x", []],
     ["' OR 1=1 --", []],
     ['"; DROP TABLE api_keys; --', []],
   ];
   for (const [q, expected] of cases) {
-    it(`q=${JSON.stringify(q)} lists ${expected.length ? expected.join(", ") : "nothing"}`, async () => {
+    it(`q=${JSON.stringify(q)} lists ${expected.length ? expected.map((name) => JSON.stringify(name)).join(", ") : "nothing"}`, async () => {
       expect(await namesOf(tenant, { q })).toEqual(expected);
     });
   }
+
+  it("a 100-character q finds the key whose whole name it is", async () => {
+    expect(await namesOf(tenant, { q: long.toUpperCase() })).toEqual([long]);
+    expect(await namesOf(tenant, { q: `${long.slice(40)}!` })).toEqual([]);
+  });
 
   it("an underscore in q is not a one-character wildcard against the key's start either", async () => {
     const all = (await listAll(tenant)).items;
@@ -262,6 +285,57 @@ describe("GET /api/v1/keys: LIKE metacharacters in q match themselves (threat mo
 
   it("changes nothing: the tenant's rows after every search are the rows before", async () => {
     expect(await snapshotTenantRows(tenant.id)).toBe(before);
+  });
+});
+
+describe("GET /api/v1/keys: generated q is matched literally (threat model case 17)", () => {
+  let tenant: TestTenant;
+  let keys: KeyItem[];
+  // Names made of the SQL fragments themselves: wildcards, quotes, escapes, comments, NUL.
+  const names = [...new Set(FRAGMENTS.map((f) => f.trim()).filter(Boolean))];
+
+  beforeAll(async () => {
+    tenant = await createTenant("list filters generated q");
+    for (const name of names) await createKey(tenant, { name, scopes: ["orders:read"] });
+    keys = (await listAll(tenant)).items;
+    expect(keys).toHaveLength(names.length + 1);
+  });
+
+  /** What q must find: the name contains it (ASCII case folded, as LIKE does), the start begins with it, or the id is it. */
+  const fold = (text: string) => text.replace(/[A-Z]/g, (ch) => ch.toLowerCase());
+  const literalMatches = (q: string) =>
+    keys
+      .filter((k) => fold(k.name).includes(fold(q)) || fold(k.start).startsWith(fold(q)) || k.id === q)
+      .map((k) => k.id)
+      .sort();
+
+  const pieceOfAName = fc
+    .constantFrom(...names)
+    .chain((name) =>
+      fc
+        .tuple(fc.nat(name.length), fc.nat(name.length))
+        .map(([a, b]) => name.slice(Math.min(a, b), Math.max(a, b))),
+    );
+  const searchText = fc
+    .oneof(sqlishArb, pieceOfAName, fc.constantFrom("%", "_", "\\", "%%", "_%", "\\%", "kw_", "kw%"))
+    .map((q) => q.trim())
+    .filter((q) => q.length > 0 && q.length <= 100);
+
+  it("lists exactly the keys that contain the text as typed, for generated text", async () => {
+    await fc.assert(
+      fc.asyncProperty(searchText, async (q) => {
+        const response = await callJson<KeyPage>(
+          "GET",
+          `/api/v1/keys?${new URLSearchParams({ q, limit: "100" })}`,
+          {
+            key: tenant.adminKey,
+          },
+        );
+        expect(response.status).toBe(200);
+        expect(response.body.items.map((k) => k.id).sort()).toEqual(literalMatches(q));
+      }),
+      { numRuns: runs(100) },
+    );
   });
 });
 

@@ -168,7 +168,7 @@ describe("SQL metacharacters in ids, cursors and query parameters", () => {
 
   const query = (params: Record<string, string>) => `?${new URLSearchParams(params).toString()}`;
 
-  it("list filters (environment, limit, cursor, sort/order) never 5xx, never widen the result, change nothing", async () => {
+  it("list filters (environment, service_id, state, q, limit, cursor, sort/order) never 5xx, never widen the result, change nothing", async () => {
     const ownIds = new Set(
       (
         await env.DB.prepare("SELECT id FROM api_keys WHERE tenant_id = ?")
@@ -178,11 +178,26 @@ describe("SQL metacharacters in ids, cursors and query parameters", () => {
     );
     await fc.assert(
       fc.asyncProperty(
-        fc.constantFrom("environment", "limit", "cursor", "sort", "order", "tenant_id"),
+        fc.constantFrom(
+          "environment",
+          "service_id",
+          "state",
+          "q",
+          "limit",
+          "cursor",
+          "sort",
+          "order",
+          "tenant_id",
+        ),
         sqlishArb,
         async (param, value) => {
           const response = await probe("GET", `/api/v1/keys${query({ [param]: value })}`);
-          if (param === "environment") expect(response.status).toBe(422);
+          if (param === "environment" || param === "state") expect(response.status).toBe(422);
+          if (param === "service_id") expect(response.status).toBe(value.length <= 64 ? 200 : 422);
+          if (param === "q") {
+            expect(response.status).toBe(value.trim().length <= 100 ? 200 : 422);
+            if (response.status === 200) await expectSearchResult(value.trim(), response.text);
+          }
           if (param === "limit") {
             // z.coerce.number(): Number(value) must be an integer in 1..100, else 422.
             const n = Number(value);
@@ -197,10 +212,29 @@ describe("SQL metacharacters in ids, cursors and query parameters", () => {
           }
         },
       ),
-      { numRuns: runs(80) },
+      { numRuns: runs(120) },
     );
     await expectWorldIntact();
   });
+
+  /**
+   * `q` matched literally: exactly the first page of the tenant's keys whose name contains it (ASCII
+   * case-insensitive, as SQLite's LIKE folds case), whose start begins with it, or whose id is it.
+   */
+  async function expectSearchResult(q: string, text: string) {
+    const fold = (s: string) => s.replace(/[A-Z]/g, (ch) => ch.toLowerCase());
+    const { results } = await env.DB.prepare(
+      "SELECT id, name, start FROM api_keys WHERE tenant_id = ? ORDER BY created_at DESC, id DESC",
+    )
+      .bind(tenant.id)
+      .all<{ id: string; name: string; start: string }>();
+    const expected = results
+      .filter((k) => !q || fold(k.name).includes(fold(q)) || fold(k.start).startsWith(fold(q)) || k.id === q)
+      .slice(0, 20)
+      .map((k) => k.id);
+    const items = (JSON.parse(text) as { items: { id: string }[] }).items;
+    expect(items.map((k) => k.id)).toEqual(expected);
+  }
 
   it("base64 cursors carrying SQL are refused with 400 unless they decode to the strict cursor grammar", async () => {
     await fc.assert(

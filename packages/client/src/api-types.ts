@@ -204,7 +204,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List keys (masked), newest first */
+        /**
+         * List keys (masked), newest first
+         * @description The filters combine (all must hold) and page with the cursor: a page holds only matching keys, and `next_cursor` continues the same filtered list (send the same filters with it).
+         */
         get: operations["listKeys"];
         put?: never;
         /**
@@ -307,7 +310,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List credentials (masked), newest first */
+        /**
+         * List credentials (masked), newest first
+         * @description The filters combine (all must hold) and page with the cursor: a page holds only matching credentials, and `next_cursor` continues the same filtered list (send the same filters with it).
+         */
         get: operations["listCredentials"];
         put?: never;
         /** Store a credential set: validated, then encrypted field by field */
@@ -1475,6 +1481,11 @@ export interface components {
             security_level: "basic" | "enhanced" | "enterprise";
             scopes: string[];
             enabled: boolean;
+            /**
+             * @description Where the key stands when it was read, the first that holds: `revoked`; `expired` (at or past `expires_at`); `disabled`; `rotated` (replaced by `rotated_to_id`, still verifying until the overlap ends); otherwise `active`. The same rule as the list's `state` filter.
+             * @enum {string}
+             */
+            state: "active" | "disabled" | "rotated" | "expired" | "revoked";
             revoked_at: string | null;
             expires_at: string | null;
             ip_allowlist: string[] | null;
@@ -2701,6 +2712,11 @@ export interface operations {
                             security_level: "basic" | "enhanced" | "enterprise";
                             scopes: string[];
                             enabled: boolean;
+                            /**
+                             * @description Where the key stands when it was read, the first that holds: `revoked`; `expired` (at or past `expires_at`); `disabled`; `rotated` (replaced by `rotated_to_id`, still verifying until the overlap ends); otherwise `active`. The same rule as the list's `state` filter.
+                             * @enum {string}
+                             */
+                            state: "active" | "disabled" | "rotated" | "expired" | "revoked";
                             revoked_at: string | null;
                             expires_at: string | null;
                             ip_allowlist: string[] | null;
@@ -3401,7 +3417,14 @@ export interface operations {
             query?: {
                 limit?: number;
                 cursor?: string;
+                /** @description Only keys of this environment. */
                 environment?: "live" | "test";
+                /** @description Only keys bound to this service id. */
+                service_id?: string;
+                /** @description Only keys in this state when the request is served (the key's `state`, see the Key schema). */
+                state?: "active" | "disabled" | "rotated" | "expired" | "revoked";
+                /** @description Search: keys whose name contains the text (ASCII case-insensitive), whose `start` begins with it, or whose id is exactly it. `%`, `_` and `\` are ordinary characters. Trimmed; empty means no search. */
+                q?: string;
             };
             header?: never;
             path?: never;
@@ -3438,6 +3461,15 @@ export interface operations {
             };
             /** @description FORBIDDEN */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3976,8 +4008,14 @@ export interface operations {
             query?: {
                 limit?: number;
                 cursor?: string;
+                /** @description Only credentials of this catalogue service. */
                 service?: string;
+                /** @description Active credentials (the default) or soft-deleted ones. */
                 status?: "active" | "deleted";
+                /** @description Only credentials of this environment. */
+                environment?: "development" | "staging" | "production";
+                /** @description Search: credentials whose name contains the text (ASCII case-insensitive) or whose id is exactly it. `%`, `_` and `\` are ordinary characters. Trimmed; empty means no search. */
+                q?: string;
             };
             header?: never;
             path?: never;
@@ -4014,6 +4052,15 @@ export interface operations {
             };
             /** @description FORBIDDEN */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description VALIDATION_FAILED */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
