@@ -1,8 +1,9 @@
 import type { z } from "@hono/zod-openapi";
-import { and, eq, inArray } from "drizzle-orm";
+import { and, eq } from "drizzle-orm";
 import type { AuditActor } from "../audit/audit-log";
 import { commitWithAudit } from "../audit/audit-log";
 import { type Database, database } from "../db/client";
+import { inJsonList } from "../db/in-list";
 import { credentialRotations, credentials } from "../db/schema";
 import type { Bindings } from "../env";
 import { ApiError } from "../errors";
@@ -76,10 +77,7 @@ export async function credentialRotationViews(
         .select()
         .from(credentialRotations)
         .where(
-          and(
-            eq(credentialRotations.tenantId, tenantId),
-            inArray(credentialRotations.credentialId, [...ids]),
-          ),
+          and(eq(credentialRotations.tenantId, tenantId), inJsonList(credentialRotations.credentialId, ids)),
         )
         .all()
     : [];

@@ -1,5 +1,6 @@
-import { and, desc, eq, inArray } from "drizzle-orm";
+import { and, desc, eq } from "drizzle-orm";
 import type { Database } from "../db/client";
+import { inJsonList } from "../db/in-list";
 import { rotationRuns } from "../db/schema";
 import { ApiError } from "../errors";
 import { isoTime } from "../openapi/shared";
@@ -105,7 +106,7 @@ export async function latestRuns(
   const rows = await db
     .select()
     .from(rotationRuns)
-    .where(and(eq(rotationRuns.tenantId, tenantId), inArray(rotationRuns.subjectId, [...subjectIds])))
+    .where(and(eq(rotationRuns.tenantId, tenantId), inJsonList(rotationRuns.subjectId, subjectIds)))
     .orderBy(desc(rotationRuns.startedAt))
     .all();
   const latest = new Map<string, RotationRun>();

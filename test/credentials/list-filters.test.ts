@@ -228,3 +228,24 @@ describe("GET /api/v1/credentials: a filtered list pages within the filter", () 
     });
   }
 });
+
+describe("GET /api/v1/credentials: a full page of 100 credentials", () => {
+  it("is served whole, filtered or not (its rotation lookups bind the ids as one parameter: D1 allows 100)", async () => {
+    const tenant = await createTenant("credential filters full page");
+    for (let i = 0; i < 101; i += 1) await store(tenant, "sendgrid", "staging", `bulk ${i}`);
+    const first = await callJson<CredentialPage>("GET", "/api/v1/credentials?limit=100", {
+      key: tenant.adminKey,
+    });
+    expect(first.status).toBe(200);
+    expect(first.body.items).toHaveLength(100);
+    expect(first.body.next_cursor).not.toBeNull();
+    const filtered = await callJson<CredentialPage>(
+      "GET",
+      "/api/v1/credentials?limit=100&environment=staging&q=bulk",
+      { key: tenant.adminKey },
+    );
+    expect(filtered.status).toBe(200);
+    expect(filtered.body.items).toHaveLength(100);
+    expect(filtered.body.next_cursor).not.toBeNull();
+  });
+});

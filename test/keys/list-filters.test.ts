@@ -376,3 +376,20 @@ describe("GET /api/v1/keys: a filtered list pages within the filter", () => {
     });
   }
 });
+
+describe("GET /api/v1/keys: a full page of 100 keys", () => {
+  it("is served whole, filtered or not (its rotation lookup binds the ids as one parameter: D1 allows 100)", async () => {
+    const tenant = await createTenant("list filters full page");
+    for (let i = 0; i < 100; i += 1) await createKey(tenant, { name: `bulk ${i}`, scopes: ["orders:read"] });
+    const first = await callJson<KeyPage>("GET", "/api/v1/keys?limit=100", { key: tenant.adminKey });
+    expect(first.status).toBe(200);
+    expect(first.body.items).toHaveLength(100);
+    expect(first.body.next_cursor).not.toBeNull();
+    const filtered = await callJson<KeyPage>("GET", "/api/v1/keys?limit=100&q=bulk&state=active", {
+      key: tenant.adminKey,
+    });
+    expect(filtered.status).toBe(200);
+    expect(filtered.body.items).toHaveLength(100);
+    expect(filtered.body.next_cursor).toBeNull();
+  });
+});
