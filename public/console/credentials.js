@@ -130,8 +130,9 @@ function deletedTable(ui, items, services, after) {
 }
 
 /**
- * `#/credentials`: active ones grouped by service, or the soft-deleted ones. The service filter is the list
- * route's own parameter; environment and the name search are applied here to the pages fetched so far.
+ * `#/credentials`: active ones grouped by service, or the soft-deleted ones. Service, environment and the search
+ * are parameters of the list route, so they reach credentials beyond the pages loaded so far; a change starts
+ * the list over from its first page (the search once typing pauses).
  */
 export async function renderCredentials(page, { status = "active" } = {}) {
   const ui = page(status === "deleted" ? "Deleted credentials" : "Credentials");
@@ -162,47 +163,39 @@ export async function renderCredentials(page, { status = "active" } = {}) {
       h("option", { value: v, text: v[0].toUpperCase() + v.slice(1) }),
     ),
   );
-  const search = h("input", { type: "search", name: "q", autocomplete: "off" });
-  const { parts, load, show } = filteredList(ui, {
+  const search = h("input", { type: "search", name: "q", autocomplete: "off", maxLength: 100 });
+  const filters = () => ({
+    ...(search.value.trim() ? { q: search.value.trim() } : {}),
+    ...(service.value ? { service: service.value } : {}),
+    ...(environment.value ? { environment: environment.value } : {}),
+  });
+  const { parts, load, loadSoon } = filteredList(ui, {
     noun: "credential",
     path: (cursor) =>
-      `/api/v1/credentials?${new URLSearchParams({
-        limit: "100",
-        status,
-        ...(service.value ? { service: service.value } : {}),
-        ...(cursor ? { cursor } : {}),
-      })}`,
-    select: (all) => {
-      const q = search.value.trim().toLowerCase();
-      return all.filter(
-        (c) =>
-          (!environment.value || c.environment === environment.value) &&
-          (!q || c.name.toLowerCase().includes(q) || c.id.toLowerCase().includes(q)),
-      );
-    },
-    paint: (shown, all) =>
-      shown.length
+      `/api/v1/credentials?${new URLSearchParams({ limit: "100", status, ...filters(), ...(cursor ? { cursor } : {}) })}`,
+    paint: (items) =>
+      items.length
         ? status === "deleted"
-          ? deletedTable(ui, shown, services, () => renderCredentials(page, { status }))
-          : activeGroups(shown, services)
+          ? deletedTable(ui, items, services, () => renderCredentials(page, { status }))
+          : activeGroups(items, services)
         : h("p", {
             class: "card",
-            text: all.length
+            text: Object.keys(filters()).length
               ? "No credential matches these filters."
               : status === "deleted"
                 ? "No deleted credentials within the 30-day restore window."
                 : "No credentials yet. The setup wizard stores them.",
           }),
   });
+  search.addEventListener("input", loadSoon);
   service.addEventListener("change", load);
-  environment.addEventListener("change", show);
-  search.addEventListener("input", show);
+  environment.addEventListener("change", load);
 
   ui.main.append(
     tabs,
     filterForm(
       "Filter credentials",
-      field("Search", search, { hint: "Name or id." }),
+      field("Search", search, { hint: "Part of the name, or the whole id." }),
       field("Service", service),
       field("Environment", environment),
     ),

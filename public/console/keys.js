@@ -23,6 +23,10 @@ import {
 import { usageChart } from "./usage-chart.js";
 
 const ROLE_LABELS = { read_only: "Read only", read_write: "Read and write", admin: "Admin (every scope)" };
+/**
+ * The words for the API's key `state` (src/keys/key-state.ts defines the states; the list's State filter sends
+ * them as they are).
+ */
 const STATES = {
   active: ["Active", "ok"],
   disabled: ["Disabled", "warn"],
@@ -31,17 +35,8 @@ const STATES = {
   revoked: ["Revoked", "bad"],
 };
 
-/** One word for where a key stands; the list filters on it. */
-export function keyState(key, now = Date.now()) {
-  if (key.revoked_at) return "revoked";
-  if (key.expires_at && Date.parse(key.expires_at) <= now) return "expired";
-  if (!key.enabled) return "disabled";
-  if (key.rotated_to_id) return "rotated";
-  return "active";
-}
-
 const stateBadge = (key) => {
-  const [text, tone] = STATES[keyState(key)];
+  const [text, tone] = STATES[key.state] ?? [key.state, null];
   return badge(text, tone);
 };
 
@@ -291,13 +286,13 @@ function keyRows(items, services) {
 }
 
 /**
- * `#/keys`. Environment is the list route's own filter; service, state and the text search are applied here
- * to the pages fetched so far (the route has no such parameters), so "Load more" widens what they search.
+ * `#/keys`. Every filter is a parameter of the list route, so a search finds keys beyond the pages loaded so
+ * far; a change starts the list over from its first page (the search once typing pauses).
  */
 export async function renderKeys(page, { notice } = {}) {
   const ui = page("Keys");
   const services = await serviceNames();
-  const search = input({ type: "search", name: "q" });
+  const search = input({ type: "search", name: "q", maxLength: 100, autocomplete: "off" });
   const environment = h(
     "select",
     { name: "environment" },
@@ -305,48 +300,43 @@ export async function renderKeys(page, { notice } = {}) {
     h("option", { value: "live", text: "Live" }),
     h("option", { value: "test", text: "Test" }),
   );
-  const service = h("select", { name: "service" }, h("option", { value: "", text: "All" }));
+  const service = h(
+    "select",
+    { name: "service" },
+    h("option", { value: "", text: "All" }),
+    [...services]
+      .sort(([, a], [, b]) => a.localeCompare(b))
+      .map(([id, name]) => h("option", { value: id, text: name })),
+  );
   const state = h(
     "select",
     { name: "state" },
     h("option", { value: "", text: "All" }),
     Object.entries(STATES).map(([value, [text]]) => h("option", { value, text })),
   );
-  const serviceLabel = (id) => (id === "-" ? "No service" : (services.get(id) ?? id));
-  const { parts, load, show } = filteredList(ui, {
+  const filters = () => ({
+    ...(search.value.trim() ? { q: search.value.trim() } : {}),
+    ...(environment.value ? { environment: environment.value } : {}),
+    ...(service.value ? { service_id: service.value } : {}),
+    ...(state.value ? { state: state.value } : {}),
+  });
+  const { parts, load, loadSoon } = filteredList(ui, {
     noun: "key",
     path: (cursor) =>
-      `/api/v1/keys?${new URLSearchParams({
-        limit: "100",
-        ...(environment.value ? { environment: environment.value } : {}),
-        ...(cursor ? { cursor } : {}),
-      })}`,
-    select: (all) => {
-      const q = search.value.trim().toLowerCase();
-      return all.filter(
-        (k) =>
-          (!q || [k.name, k.start, k.id].some((v) => v?.toLowerCase().includes(q))) &&
-          (!service.value || (k.service_id ?? "-") === service.value) &&
-          (!state.value || keyState(k) === state.value),
-      );
-    },
-    paint: (shown, all) => {
-      // The service filter offers the services of the keys loaded so far.
-      const chosen = service.value;
-      const seen = [...new Set(all.map((k) => k.service_id ?? "-"))].sort();
-      service.replaceChildren(
-        h("option", { value: "", text: "All" }),
-        ...seen.map((id) => h("option", { value: id, text: serviceLabel(id) })),
-      );
-      service.value = chosen;
-      return shown.length
+      `/api/v1/keys?${new URLSearchParams({ limit: "100", ...filters(), ...(cursor ? { cursor } : {}) })}`,
+    paint: (items) => {
+      // A service id the catalogue does not name (keys may carry their own) becomes a choice once seen.
+      for (const id of new Set(items.map((k) => k.service_id).filter(Boolean)))
+        if (![...service.options].some((o) => o.value === id))
+          service.append(h("option", { value: id, text: id }));
+      return items.length
         ? dataTable(
             "Keys",
             ["Name", "Key", "Environment", "Service", "State", "Last used", "Next rotation"],
-            keyRows(shown, services),
+            keyRows(items, services),
             "stack",
           )
-        : h("p", { text: all.length ? "No key matches these filters." : "No keys yet." });
+        : h("p", { text: Object.keys(filters()).length ? "No key matches these filters." : "No keys yet." });
     },
   });
 
@@ -372,17 +362,17 @@ export async function renderKeys(page, { notice } = {}) {
   );
   const toggle = disclosure("Create a key", formBox);
 
-  search.addEventListener("input", show);
-  service.addEventListener("change", show);
-  state.addEventListener("change", show);
-  environment.addEventListener("change", load);
+  search.addEventListener("input", loadSoon);
+  for (const select of [environment, service, state]) select.addEventListener("change", load);
 
   ui.main.append(
     notice ?? [],
     h("div", { class: "card" }, h("p", { class: "actions" }, toggle), formBox),
     filterForm(
       "Filter keys",
-      field("Search", search, { hint: "Name, start of the key, or id." }),
+      field("Search", search, {
+        hint: "Part of the name, the start of the key (e.g. kw_live_), or the whole id.",
+      }),
       field("Environment", environment),
       field("Service", service),
       field("State", state),
@@ -605,7 +595,7 @@ export async function renderKey(page, id, { notice } = {}) {
     return ui.fail(err);
   }
   ui.main.querySelector("h1").textContent = `Key ${key.name}`;
-  const state = keyState(key);
+  const { state } = key;
   const live = state !== "revoked";
 
   const toggleEnabled = actionButton(ui, key.enabled ? "Disable key" : "Enable key", async () => {

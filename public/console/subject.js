@@ -204,64 +204,67 @@ export function formOpener(label, make, cls) {
   return open;
 }
 
-/**
- * A list read page by page through the API's cursor: `load()` fetches the first page, `more()` the next;
- * `items` is everything fetched so far. `path(cursor)` builds the URL.
- */
-function pagedList(path) {
-  const state = { items: [], next: null };
-  return {
-    state,
-    async load() {
-      const page = await api("GET", path(null));
-      state.items = page.items;
-      state.next = page.next_cursor;
-      return state;
-    },
-    async more() {
-      const page = await api("GET", path(state.next));
-      state.items = state.items.concat(page.items);
-      state.next = page.next_cursor;
-      return state;
-    },
-  };
-}
+/** How long typing in a search field pauses before the list asks the API again. */
+const SEARCH_PAUSE_MS = 300;
 
 /**
- * A list read page by page and filtered in the page: a count (a status message), the shown items and a
- * "Load more <noun>s" button. `path(cursor)` builds a page's URL (read when `load()` starts over, so it can
- * carry the list route's own filters); `select(all)` returns the items the page's own filters keep; `paint(shown, all)` returns what
- * the body shows. `show()` repaints after a filter changed (nothing before the first page arrived).
- * Returns `{ parts, load, show }`; `parts` go into the page.
+ * A list filtered by its API route and read page by page through the route's cursor: a count (a status
+ * message), the items and a "Load more <noun>s" button. `path(cursor)` builds a page's URL from the filters'
+ * current values; `paint(items)` returns what the body shows. `load()` starts over from the first page (call it
+ * when a filter changes; `loadSoon()` waits until typing pauses). An answer to an older `load()` or "Load more"
+ * that arrives after a newer `load()` started is dropped, so the list always matches the filters shown.
+ * Returns `{ parts, load, loadSoon }`; `parts` go into the page.
  */
-export function filteredList(ui, { noun, path, select, paint }) {
+export function filteredList(ui, { noun, path, paint }) {
   const count = h("p", { class: "count", role: "status" });
   const body = h("div", {}, h("p", { text: "Loading…" }));
-  let list = null;
+  let items = [];
+  let next = null;
+  let generation = 0;
+  /** The page at `cursor`, or null when a newer load started meanwhile (its answer, or failure, is stale). */
+  const read = async (cursor) => {
+    const mine = generation;
+    try {
+      const page = await api("GET", path(cursor));
+      return mine === generation ? page : null;
+    } catch (err) {
+      if (mine === generation) throw err;
+      return null;
+    }
+  };
   const show = () => {
-    if (!list) return;
-    const all = list.state.items;
-    const shown = select(all);
-    count.textContent = `${shown.length} of ${all.length} loaded ${noun}${all.length === 1 ? "" : "s"} shown${list.state.next ? "; more can be loaded" : ""}.`;
-    more.hidden = !list.state.next;
-    clear(body, paint(shown, all));
+    count.textContent = `${items.length} ${noun}${items.length === 1 ? "" : "s"} shown${next ? "; more can be loaded" : ""}.`;
+    more.hidden = !next;
+    clear(body, paint(items));
   };
   const more = actionButton(ui, `Load more ${noun}s`, async () => {
-    await list.more();
+    const page = await read(next);
+    if (!page) return;
+    items = items.concat(page.items);
+    next = page.next_cursor;
     show();
   });
   more.hidden = true;
+  let timer;
   const load = async () => {
-    list = pagedList(path);
+    clearTimeout(timer);
+    generation += 1;
     try {
-      await list.load();
+      const page = await read(null);
+      if (!page) return;
+      items = page.items;
+      next = page.next_cursor;
       show();
     } catch (err) {
       body.replaceChildren();
       ui.fail(err);
     }
   };
-  return { parts: [count, body, h("p", { class: "actions" }, more)], load, show };
+  const loadSoon = () => {
+    clearTimeout(timer);
+    timer = setTimeout(load, SEARCH_PAUSE_MS);
+  };
+  return { parts: [count, body, h("p", { class: "actions" }, more)], load, loadSoon };
 }
 
 /**
