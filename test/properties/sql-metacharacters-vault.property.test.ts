@@ -1,6 +1,6 @@
 /**
  * threat model case 17 for the credential vault and the wizard: SQL metacharacters in credential
- * names, in the `service`, `status`, `cursor` and `limit` parameters of GET /api/v1/credentials
+ * names, in the `service`, `status`, `environment`, `q`, `cursor` and `limit` parameters of GET /api/v1/credentials
  * (and unknown sort/order ones), in credential ids, and in wizard channel names and rule fields
  * cause no 5xx, are stored and returned byte-for-byte where they are legal data, change nothing
  * beyond the intended rows, and leave every table in place.
@@ -147,7 +147,7 @@ describe("SQL metacharacters in credentials", () => {
     await expectWorldIntact();
   });
 
-  it("list filters (service, status, cursor, limit, sort/order) never 5xx, never widen the result, change nothing", async () => {
+  it("list filters (service, status, environment, q, cursor, limit, sort/order) never 5xx, never widen the result, change nothing", async () => {
     const budget = new TenantBudget("SQL credential filters", 400);
     const victim = await makeTarget("credential", budget);
     const tenant = victim.tenant;
@@ -157,16 +157,28 @@ describe("SQL metacharacters in credentials", () => {
       fields: { api_key: openaiKey() },
     });
     const own = (
-      await env.DB.prepare("SELECT id, service_id FROM credentials WHERE tenant_id = ? AND status = 'active'")
+      await env.DB.prepare(
+        "SELECT id, service_id, environment, name FROM credentials WHERE tenant_id = ? AND status = 'active'",
+      )
         .bind(tenant.id)
-        .all<{ id: string; service_id: string }>()
+        .all<{ id: string; service_id: string; environment: string; name: string }>()
     ).results;
     await fc.assert(
       fc.asyncProperty(
-        fc.constantFrom("service", "status", "cursor", "limit", "sort", "order", "tenant_id"),
+        fc.constantFrom(
+          "service",
+          "status",
+          "environment",
+          "q",
+          "cursor",
+          "limit",
+          "sort",
+          "order",
+          "tenant_id",
+        ),
         fc.oneof(
           { weight: 4, arbitrary: sqlishArb },
-          fc.constantFrom("stripe", "openai", "active", "deleted"),
+          fc.constantFrom("stripe", "openai", "active", "deleted", "development", "openai (development)"),
         ),
         async (param, value) => {
           await budget.take(1);
@@ -176,6 +188,11 @@ describe("SQL metacharacters in credentials", () => {
           if (param === "status")
             expect(response.status).toBe(["active", "deleted"].includes(value) ? 200 : 422);
           if (param === "service") expect(response.status).toBe(value.length <= 64 ? 200 : 422);
+          if (param === "environment")
+            expect(response.status).toBe(
+              ["development", "staging", "production"].includes(value) ? 200 : 422,
+            );
+          if (param === "q") expect(response.status).toBe(value.trim().length <= 100 ? 200 : 422);
           if (param === "limit") {
             const n = Number(value);
             expect(response.status).toBe(Number.isInteger(n) && n >= 1 && n <= 100 ? 200 : 422);
@@ -188,8 +205,16 @@ describe("SQL metacharacters in credentials", () => {
           const ownIds = new Set(own.map((c) => c.id));
           for (const item of items)
             expect(ownIds.has(item.id), "a filter leaked another tenant's row").toBe(true);
-          // The service filter is an exact match, never a pattern: SQL in it matches nothing.
-          const matching = own.filter((c) => param !== "service" || value === "" || c.service_id === value);
+          // The service and environment filters are exact matches, never patterns: SQL in them matches nothing.
+          // q is a literal substring of the name (ASCII case folded) or the exact id: never a pattern either.
+          const fold = (text: string) => text.replace(/[A-Z]/g, (ch) => ch.toLowerCase());
+          const q = value.trim();
+          const matching = own.filter(
+            (c) =>
+              (param !== "service" || value === "" || c.service_id === value) &&
+              (param !== "environment" || c.environment === value) &&
+              (param !== "q" || q === "" || fold(c.name).includes(fold(q)) || c.id === q),
+          );
           const expected = param === "limit" ? Math.min(matching.length, Number(value)) : matching.length;
           if (param === "status" && value === "deleted") expect(items).toEqual([]);
           else expect(items.length).toBe(expected);

@@ -1,8 +1,8 @@
 /**
  * threat model case 17: SQL metacharacters in names, metadata, path ids, cursors and query
- * parameters (limit, environment, cursor, days, before_seq, and unknown sort/order params)
- * cause no 5xx, are stored and returned byte-for-byte when they are legal data, change nothing
- * beyond the one intended row, and leave every table in place.
+ * parameters (limit, environment, service_id, state, q, cursor, days, before_seq, and unknown
+ * sort/order params) cause no 5xx, are stored and returned byte-for-byte when they are legal
+ * data, change nothing beyond the one intended row, and leave every table in place.
  *
  * Also stored-text fidelity: what a client sends as text is what is stored and what every later
  * read returns (or the request is refused): NUL, RTL overrides, emoji, combining marks, astral
