@@ -92,6 +92,7 @@ const fastForward = `${ORIGIN}${SCHEDULED_PATH}?cron=${(crons[0] ?? "").replaceA
 console.log(`
   Keywarden is running at ${ORIGIN}
   Wizard:         ${ORIGIN}/
+  Console:        ${ORIGIN}/console/
   API reference:  ${ORIGIN}/docs/
   Cron:           ${crons.join(", ") || "none"} (wrangler.toml), fired by npm start; one line per tick below
   Fast-forward:   curl -X POST "${fastForward}$(( $(date +%s) * 1000 + 31*86400000 ))"
