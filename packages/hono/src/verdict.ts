@@ -98,7 +98,7 @@ const DETAILS: Record<Exclude<VerifyCode, "VALID">, string> = {
 
 /** The one mapping from a verdict to an HTTP answer, shared by the Hono middleware and `protectFetch`. */
 export function denialFor(verdict: VerifyVerdict, scopes: readonly string[], now: number): Denial | null {
-  if (verdict.valid && verdict.code === "VALID") return null;
+  if (verdict.valid === true && verdict.code === "VALID") return null;
   // `valid: false` with VALID is not an answer Keywarden gives; if it ever came, it is refused.
   const code = verdict.code === "VALID" ? "DISABLED" : verdict.code;
   const headers = rateLimitHeaders(verdict, now);
@@ -126,7 +126,21 @@ export function denialFor(verdict: VerifyVerdict, scopes: readonly string[], now
     case "RATE_LIMITED":
     case "USAGE_EXCEEDED":
       return denial(429);
+    default:
+      // Fail closed: a 200 that is not a verdict (no code, a code this version does not know, a proxy's page)
+      // must never let the request through.
+      return unavailable();
   }
+}
+
+/** No verdict to act on: 503, never the protected route. */
+function unavailable(): Denial {
+  return {
+    status: 503,
+    code: "KEYWARDEN_UNAVAILABLE",
+    detail: "The key could not be checked right now; try again shortly.",
+    headers: new Headers(),
+  };
 }
 
 /**
@@ -161,15 +175,7 @@ export async function judge(
         ? `${error.status} ${error.problem?.code ?? ""}`.trim()
         : "unreachable";
     console.error(JSON.stringify({ event: "keywarden_verify_failed", reason }));
-    return {
-      allowed: false,
-      denial: {
-        status: 503,
-        code: "KEYWARDEN_UNAVAILABLE",
-        detail: "The key could not be checked right now; try again shortly.",
-        headers: new Headers(),
-      },
-    };
+    return { allowed: false, denial: unavailable() };
   }
   const at = now();
   const denial = denialFor(verdict, scopes, at);

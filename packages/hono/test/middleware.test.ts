@@ -153,6 +153,17 @@ describe("@keywarden/hono: keywardenAuth against the running Keywarden", () => {
     expect(down.handled() + misconfigured.handled()).toBe(0);
   });
 
+  it("fails closed with 503 on a 200 answer that is not a verdict (no code, an unknown code), never running the route", async () => {
+    const { key } = await createKey(tenant, { scopes: ["orders:read"] });
+    for (const body of [{}, { ok: true }, { valid: false, code: "KEY_QUARANTINED" }, { valid: true }]) {
+      const service = serviceApp({ ...options, fetch: async () => Response.json(body) });
+      const response = await service.request(key);
+      expect(response.status).toBe(503);
+      expect(await problemOf(response)).toMatchObject({ status: 503, code: "KEYWARDEN_UNAVAILABLE" });
+      expect(service.handled()).toBe(0);
+    }
+  });
+
   it("reads the key where getKey says, takes its options from the context, and lets onError shape refusals", async () => {
     const { id, key } = await createKey(tenant, { scopes: ["orders:read"] });
     type ServiceEnv = { Bindings: { KEYWARDEN_ROOT_KEY: string } };
