@@ -66,6 +66,10 @@ export function createKeywardenClient(options: KeywardenClientOptions): Keywarde
     baseUrl: options.baseUrl.replace(/\/+$/, ""),
     fetch: options.retry === false ? timed : retryingFetch(timed, options.retry),
     headers: options.key ? { authorization: `Bearer ${options.key}` } : {},
+    // Keywarden's API never redirects. A followed 307/308 would resend the body (verify's caller key, a
+    // credential's plaintext) and possibly the Authorization header to wherever Location points: a redirect
+    // is answered as the error it is instead (OWASP API Security Top 10 2023, API10).
+    redirect: "manual",
   });
 
   const verifyKey: KeywardenClient["verifyKey"] = async (key, verifyOptions = {}) => {

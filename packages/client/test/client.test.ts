@@ -99,6 +99,29 @@ describe("@keywarden/client against the running worker", () => {
     expect(refused).toMatchObject({ status: 403, problem: { code: "FORBIDDEN" } });
   });
 
+  it("follows no redirect, so a 307 from Keywarden's origin cannot carry its Authorization or the verified key elsewhere", async () => {
+    const sent: Request[] = [];
+    const redirecting = async (request: Request) => {
+      sent.push(request);
+      return new Response(null, {
+        status: 307,
+        headers: { location: "https://attacker.example/api/v1/keys/verify" },
+      });
+    };
+    const client = createKeywardenClient({
+      baseUrl: BASE,
+      key: tenant.adminKey,
+      fetch: redirecting,
+      retry: false,
+    });
+    const refused = await client.verifyKey("kw_test_caller_key").catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(KeywardenError);
+    expect(refused).toMatchObject({ status: 307 });
+    const listed = await client.GET("/api/v1/keys");
+    expect(listed.data).toBeUndefined();
+    expect(sent.map((request) => request.redirect)).toEqual(["manual", "manual"]);
+  });
+
   it("types every response from the document: data and error are the schemas, never any", async () => {
     const listed = await admin.GET("/api/v1/keys");
     expectTypeOf(listed.data).not.toBeAny();
