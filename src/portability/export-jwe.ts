@@ -144,6 +144,13 @@ export function encryptDirect(
     .encrypt(contentKey);
 }
 
+/**
+ * Exports are never compressed, so an import refuses `zip` (RFC 7516 §4.1.3) outright: with it, each line of a
+ * 16 MiB body could inflate about a thousandfold (jose's default cap is per JWE, not per import) and exhaust
+ * the isolate's memory shared with other tenants' requests (OWASP API4:2023, unrestricted resource use).
+ */
+const NO_COMPRESSION = 0;
+
 /** The one answer to every JWE that does not open: no oracle on which part was wrong. */
 export function unreadableExport(message = "wrong passphrase or key, or the export was altered"): ApiError {
   return new ApiError("VALIDATION_FAILED", `The export could not be opened: ${message}.`, {
@@ -193,6 +200,7 @@ export async function decryptWith(
       keyManagementAlgorithms: opener.kind === "passphrase" ? [PASSPHRASE_ALG] : [...PUBLIC_KEY_ALGS],
       contentEncryptionAlgorithms: [CONTENT_ENCRYPTION],
       maxPBES2Count: PBES2_ITERATIONS,
+      maxDecompressedLength: NO_COMPRESSION,
     });
     return { header: protectedHeader, plaintext };
   } catch {
@@ -209,6 +217,7 @@ export async function decryptDirect(
     const { plaintext, protectedHeader } = await compactDecrypt(jwe, contentKey, {
       keyManagementAlgorithms: ["dir"],
       contentEncryptionAlgorithms: [CONTENT_ENCRYPTION],
+      maxDecompressedLength: NO_COMPRESSION,
     });
     return { header: protectedHeader, plaintext };
   } catch {

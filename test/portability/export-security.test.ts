@@ -1,5 +1,12 @@
 import { env } from "cloudflare:workers";
-import { base64url, compactDecrypt, decodeProtectedHeader, exportJWK, generateKeyPair } from "jose";
+import {
+  base64url,
+  CompactEncrypt,
+  compactDecrypt,
+  decodeProtectedHeader,
+  exportJWK,
+  generateKeyPair,
+} from "jose";
 import { describe, expect, it } from "vitest";
 import { totpAt } from "../../src/auth/totp";
 import { BUNDLE_FORMAT, type TenantBundle } from "../../src/portability/bundle";
@@ -92,6 +99,22 @@ describe("the export is a JWE readable with jose and the passphrase alone", () =
     const refused = await importInto(tenant, { jwe: forged, passphrase: PASSPHRASE });
     expect(refused.status).toBe(422);
     expect(refused.body.errors?.[0]?.message).toMatch(/PBES2 count/);
+  });
+
+  it("refuses a compressed (zip: DEF) JWE, so an import body cannot inflate past its 16 MiB cap, writing nothing", async () => {
+    const source = await createTenant("zip source");
+    await storeStripe(source, "Zipped");
+    const target = await createTenant("zip target");
+    const bundle = await openWithPassphrase(await exportWith(source));
+    const zipped = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(bundle)))
+      .setProtectedHeader({ alg: "PBES2-HS512+A256KW", enc: "A256GCM", zip: "DEF" })
+      .setKeyManagementParameters({ p2c: PBES2_ITERATIONS })
+      .encrypt(new TextEncoder().encode(PASSPHRASE));
+    const before = await tenantState(target.id, true);
+    const refused = await importInto(target, { jwe: zipped, passphrase: PASSPHRASE, dry_run: true });
+    expect(refused.status).toBe(422);
+    expect(refused.body.errors?.[0]?.path).toBe("jwe");
+    expect(await tenantState(target.id, true)).toBe(before);
   });
 
   it("refuses a passphrase under 16 characters or an obvious run", async () => {
