@@ -386,7 +386,7 @@ describe("Vault KV v2 import", () => {
     expect(await dumpDatabase()).not.toContain(token);
   });
 
-  it("needs credentials:write, refuses a tenant id in the body, and never touches another tenant's same-named credential (threat model cases 1, 2 and 13)", async () => {
+  it("needs credentials:write and credentials:reveal, refuses a tenant id in the body, and never touches another tenant's same-named credential (threat model cases 1, 2 and 13)", async () => {
     const tenant = await createTenant();
     const other = await createTenant();
     const { vault, addr, token } = startVault();
@@ -395,6 +395,11 @@ describe("Vault KV v2 import", () => {
 
     const readOnly = await createKey(tenant, { name: "reader", role: "read_only" });
     expect((await importVault(tenant, request, readOnly.key)).status).toBe(403);
+    // read_write may store credentials but not read them: the plan's "unchanged" would tell it whether a
+    // guessed value is the stored one, so it needs credentials:reveal too.
+    const writer = await createKey(tenant, { name: "writer", role: "read_write" });
+    expect((await importVault(tenant, { ...request, dry_run: true }, writer.key)).status).toBe(403);
+    expect(vault.count("read")).toBe(0);
     expect((await call("POST", "/api/v1/import/vault", { body: request })).status).toBe(401);
     const smuggled = await importVault<Problem>(tenant, { ...request, tenant_id: other.id });
     expect(smuggled.status).toBe(422);
