@@ -142,6 +142,24 @@ describe("compliance report from live state", () => {
     );
   });
 
+  it("states GDPR Art. 17 erasure and Art. 20 portability as met for every tenant, naming crypto-shredding and the encrypted export", async () => {
+    const tenant = await createTenant("gdpr rights");
+    const body = await report(tenant, "gdpr");
+    const control = (id: string) => body.controls.find((c) => c.id === id);
+    expect(control("art17")?.status).toBe("met");
+    expect(
+      control("art17")
+        ?.evidence.map((e) => e.summary)
+        .join(" "),
+    ).toContain("crypto-shredding");
+    expect(control("art20")?.status).toBe("met");
+    expect(
+      control("art20")
+        ?.evidence.map((e) => e.summary)
+        .join(" "),
+    ).toContain("POST /api/v1/export");
+  });
+
   it("serves a printable HTML page with every value escaped and no-store, on format=html or Accept: text/html", async () => {
     const tenant = await createTenant('<script>alert("x")</script> & Co');
     for (const [path, headers] of [
