@@ -36,6 +36,10 @@ function miniflareOptions({
     modules: [
       { type: "ESModule", path: join(buildDir, entry) },
       { type: "ESModule", path: join(buildDir, "index.js") },
+      // The other bench modules copied next to the bundle (d1-counter.mjs, the other entries), importable by the entry.
+      ...readdirSync(buildDir)
+        .filter((file) => file.endsWith(".mjs") && file !== entry)
+        .map((file) => ({ type: "ESModule", path: join(buildDir, file) })),
     ],
     compatibilityDate: worker.compatibilityDate,
     compatibilityFlags: worker.compatibilityFlags,

@@ -9,6 +9,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { alertsReport, runAlertsStage } from "./alerts.mjs";
+import { EDGE_SCENARIOS, edgeLines, edgeSummary } from "./edge.mjs";
 import { startInstance } from "./instance.mjs";
 import { forkWorker } from "./ipc.mjs";
 import { keyringReport, runKeyringStage } from "./keyring.mjs";
@@ -61,8 +62,9 @@ const PROFILE = process.env.BENCH_PROFILE === "1";
 const INSPECTOR_PORT = 9329;
 /** BENCH_ONLY=scheduler or keyring: build, run that stage alone, print its figures. */
 const ONLY = process.env.BENCH_ONLY;
-if (ONLY !== undefined && !["scheduler", "keyring", "alerts"].includes(ONLY))
-  throw new Error(`BENCH_ONLY: unknown stage "${ONLY}" (scheduler, keyring, alerts)`);
+const STAGES = ["edge", "scheduler", "keyring", "alerts"];
+if (ONLY !== undefined && !STAGES.includes(ONLY))
+  throw new Error(`BENCH_ONLY: unknown stage "${ONLY}" (${STAGES.join(", ")})`);
 
 function build(buildDir) {
   log("building the worker (wrangler deploy --dry-run)");
@@ -75,6 +77,8 @@ function build(buildDir) {
   copyFileSync(join(BENCH, "worker-entry.mjs"), join(buildDir, "bench-entry.mjs"));
   // The scheduler stage's entry: counts D1 calls, records Workflow and Queue calls (bench/scheduler.mjs).
   copyFileSync(join(BENCH, "scheduler-entry.mjs"), join(buildDir, "scheduler-entry.mjs"));
+  // The D1 call counter the bench entries share (bench/d1-counter.mjs).
+  copyFileSync(join(BENCH, "d1-counter.mjs"), join(buildDir, "d1-counter.mjs"));
 }
 
 function reportProfile(label, profile, bundleDir) {
@@ -170,7 +174,7 @@ async function main(cleanup) {
   // Two deployments of the same build, one per store size, so the 1k/100k comparison can alternate
   // between them and drift on this shared machine hits both alike.
   const small = await start("1k", SETTINGS.storedSmall, PROFILE ? { inspectorPort: INSPECTOR_PORT } : {});
-  const large = await start("100k", SETTINGS.storedLarge);
+  const large = ONLY === "edge" ? undefined : await start("100k", SETTINGS.storedLarge);
   /**
    * The load generator on CPU 0 and every workerd on CPU 1: otherwise the scheduler decides which
    * instance shares a core with the load generator, and the 1k/100k comparison measures that instead
@@ -273,6 +277,18 @@ async function main(cleanup) {
     rawGet: [],
     rawPost: [],
   };
+  if (ONLY === "edge") {
+    const edgeRuns = Object.fromEntries(EDGE_SCENARIOS.map((name) => [name, []]));
+    for (let round = 1; round <= SETTINGS.rounds; round++) {
+      for (const name of EDGE_SCENARIOS)
+        edgeRuns[name].push(await measure(small, `${name} (round ${round})`, s[name]()));
+    }
+    const figures = Object.fromEntries(Object.entries(edgeRuns).map(([k, runs]) => [k, summarize(runs)]));
+    const wrong = Object.values(figures).reduce((total, f) => total + f.bad, 0);
+    return {
+      edge: { lines: edgeLines(figures), summary: { ...edgeSummary(figures), wrong_responses: wrong } },
+    };
+  }
   for (let round = 1; round <= SETTINGS.rounds; round++) {
     stage1.healthz.push(await measure(small, `/healthz (round ${round})`, s.healthz()));
     stage1.rawGet.push(await measure(small, `workerd alone, GET (round ${round})`, s.rawGet()));

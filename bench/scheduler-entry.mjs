@@ -2,7 +2,7 @@
 // The worker's own scheduled handler runs unchanged; this entry gives it an env in which three bindings are
 // observed or stood in for, and answers `GET /__bench/scheduler` with what it saw:
 //
-// - DB: the real D1 binding behind a counter. Every call that reaches D1 (a statement's run/all/first/raw,
+// - DB: the real D1 binding behind a counter (bench/d1-counter.mjs). Every call that reaches D1 (a statement's run/all/first/raw,
 //   a batch, an exec) counts once, with its statements and wall time, by the kind of SQL it was. That is the
 //   boundary the Workers limit counts ("queries per Worker invocation"), whichever code made the call
 //   (the rotation tick, the re-test enqueue, the purges, raw D1 or drizzle).
@@ -14,6 +14,7 @@
 //   structuredClone, the least an RPC to the Workflows service costs the caller.
 // - RETEST_QUEUE: a recorder too (the stage seeds no credential due for a re-test; a message would otherwise
 //   reach the consumer, which probes real providers).
+import { observeD1 } from "./d1-counter.mjs";
 import worker from "./index.js";
 
 export * from "./index.js";
@@ -22,85 +23,19 @@ const ticks = [];
 /** Ids of every Workflow instance created so far, per binding. */
 const created = { KEY_ROTATION: new Set(), CREDENTIAL_ROTATION: new Set() };
 
-/** "SELECT api_keys", "INSERT rotation_runs", ...: the verb and the first table named. */
-function kindOf(sql) {
-  const text = sql.replace(/\s+/g, " ").trim();
-  const verb = /^(WITH|SELECT|INSERT|UPDATE|DELETE|PRAGMA)/i.exec(text)?.[1]?.toUpperCase() ?? "OTHER";
-  const target =
-    verb === "INSERT"
-      ? /\bINTO\s+["`]?(\w+)/i.exec(text)
-      : verb === "UPDATE"
-        ? /^UPDATE\s+["`]?(\w+)/i.exec(text)
-        : /\bFROM\s+["`]?(\w+)/i.exec(text);
-  return `${verb} ${target?.[1] ?? "?"}`;
-}
-
-function record(tick, kind, statements, started) {
-  tick.d1.byKind[kind] ??= { calls: 0, statements: 0, ms: 0 };
-  const entry = tick.d1.byKind[kind];
-  entry.calls++;
-  entry.statements += statements;
-  entry.ms += Date.now() - started;
-  tick.d1.calls++;
-  tick.d1.statements += statements;
-}
-
-/** One call through the counter: Date.now() advances across the I/O, so `ms` is the call's wall time. */
-async function counted(tick, kind, statements, call) {
-  const started = Date.now();
-  try {
-    return await call();
-  } finally {
-    record(tick, kind, statements, started);
-  }
-}
-
-class CountingStatement {
-  constructor(inner, sql, tick) {
-    this.inner = inner;
-    this.sql = sql;
-    this.tick = tick;
-  }
-  bind(...values) {
-    return new CountingStatement(this.inner.bind(...values), this.sql, this.tick);
-  }
-  first(column) {
-    return counted(this.tick, kindOf(this.sql), 1, () => this.inner.first(column));
-  }
-  all() {
-    return counted(this.tick, kindOf(this.sql), 1, () => this.inner.all());
-  }
-  run() {
-    return counted(this.tick, kindOf(this.sql), 1, () => this.inner.run());
-  }
-  raw(options) {
-    return counted(this.tick, kindOf(this.sql), 1, () => this.inner.raw(options));
-  }
-}
-
-class CountingD1 {
-  constructor(inner, tick) {
-    this.inner = inner;
-    this.tick = tick;
-  }
-  prepare(sql) {
-    return new CountingStatement(this.inner.prepare(sql), sql, this.tick);
-  }
-  batch(statements) {
-    const kind = statements.map((s) => (s instanceof CountingStatement ? kindOf(s.sql) : "?")).join(" + ");
-    return counted(this.tick, `batch: ${kind}`, statements.length, () =>
-      this.inner.batch(statements.map((s) => (s instanceof CountingStatement ? s.inner : s))),
-    );
-  }
-  exec(sql) {
-    return counted(this.tick, `exec: ${kindOf(sql)}`, 1, () => this.inner.exec(sql));
-  }
-  dump() {
-    return this.inner.dump();
-  }
-  withSession(constraint) {
-    return new CountingD1(this.inner.withSession(constraint), this.tick);
-  }
+/** Counts every D1 call of a tick by kind, with its statements and wall time (bench/d1-counter.mjs). */
+function countingD1(db, tick) {
+  return observeD1(db, {
+    onCall({ kind, statements, ms }) {
+      tick.d1.byKind[kind] ??= { calls: 0, statements: 0, ms: 0 };
+      const entry = tick.d1.byKind[kind];
+      entry.calls++;
+      entry.statements += statements;
+      entry.ms += ms;
+      tick.d1.calls++;
+      tick.d1.statements += statements;
+    },
+  });
 }
 
 class RecordingWorkflow {
@@ -186,7 +121,7 @@ class RecordingQueue {
 function observedEnv(env, tick) {
   return {
     ...env,
-    DB: new CountingD1(env.DB, tick),
+    DB: countingD1(env.DB, tick),
     KEY_ROTATION: new RecordingWorkflow("KEY_ROTATION", tick),
     CREDENTIAL_ROTATION: new RecordingWorkflow("CREDENTIAL_ROTATION", tick),
     RETEST_QUEUE: new RecordingQueue(tick),
