@@ -178,7 +178,7 @@ const round3 = (n) => Math.round(n * 1000) / 1000;
 
 /** The whole printout: readable tables, then the summary as one JSON object on the last line. */
 export function printReport(
-  { main, vault, scaling, stock, smallCount, largeCount, passSize, scheduler, keyring, alerts },
+  { main, vault, scaling, stock, smallCount, largeCount, passSize, scheduler, keyring, alerts, roundtrips },
   settings,
   root,
 ) {
@@ -268,7 +268,7 @@ export function printReport(
       stock.healthz,
     ),
   ];
-  out.push("", ...scheduler.lines, "", ...keyring.lines, "", ...alerts.lines);
+  out.push("", ...roundtrips.lines, "", ...scheduler.lines, "", ...keyring.lines, "", ...alerts.lines);
   const all = [
     ...Object.entries(main).map(([k, f]) => [`stage 1 ${k}`, f]),
     ...Object.entries(vault).map(([k, f]) => [`vault ${k}`, f]),
@@ -345,6 +345,7 @@ export function printReport(
     ...scheduler.summary,
     ...keyring.summary,
     ...alerts.summary,
+    ...roundtrips.summary,
     other_processes_max_cpu: round3(others),
     wrong_responses: all.reduce((total, [, f]) => total + f.bad, 0) + keyring.summary.keyring_wrong_responses,
     targets_met: {
