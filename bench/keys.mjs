@@ -5,7 +5,7 @@ import { createHash, randomBytes } from "node:crypto";
 
 const BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /** randomLengthForLevel("basic") in src/crypto/keys.ts: 128 bits plus what `last4` may reveal. */
-const RANDOM_LENGTH = Math.ceil((128 + 4 * Math.log2(62)) / Math.log2(62));
+export const RANDOM_LENGTH = Math.ceil((128 + 4 * Math.log2(62)) / Math.log2(62));
 const CHECKSUM_LENGTH = 6;
 
 const CRC_TABLE = (() => {
@@ -24,7 +24,7 @@ function crc32(text) {
   return (crc ^ 0xffffffff) >>> 0;
 }
 
-function checksumOf(randomPart) {
+export function checksumOf(randomPart) {
   let value = crc32(randomPart);
   let out = "";
   for (let i = 0; i < CHECKSUM_LENGTH; i++) {
@@ -34,15 +34,27 @@ function checksumOf(randomPart) {
   return out;
 }
 
+/**
+ * Random bytes drawn from one pool refilled 64 KiB at a time: seeding a million keys called randomBytes
+ * twice per key (the secret and the id), and those calls were most of the minting time.
+ */
+const POOL_BYTES = 65_536;
+let pool = randomBytes(POOL_BYTES);
+let poolAt = 0;
+function randomByte() {
+  if (poolAt === POOL_BYTES) {
+    pool = randomBytes(POOL_BYTES);
+    poolAt = 0;
+  }
+  return pool[poolAt++];
+}
+
 /** Uniform base62 by rejection sampling, as src/crypto/random.ts does. */
 export function randomBase62(length) {
   let out = "";
   while (out.length < length) {
-    for (const byte of randomBytes(length * 2)) {
-      if (byte >= 248) continue;
-      out += BASE62[byte % 62];
-      if (out.length === length) break;
-    }
+    const byte = randomByte();
+    if (byte < 248) out += BASE62[byte % 62];
   }
   return out;
 }
