@@ -654,3 +654,20 @@ export const tenantErasures = sqliteTable(
   },
   (t) => [uniqueIndex("tenant_erasures_id_idx").on(t.id)],
 );
+
+/**
+ * The key change feed (migration 0011): one row per change to a key that can make a cached verify answer wrong,
+ * written by SQL triggers on api_keys (insert, delete, and updates of the columns a KeyRecord reads), so no
+ * code path can forget it. `hash_prefix` is the first 16 hex characters of the key's SHA-256 (what api_keys
+ * stores in full), never the key. Each isolate polls it (src/keys/key-change-feed.ts); the cron deletes rows
+ * older than 48 hours.
+ */
+export const keyChanges = sqliteTable(
+  "key_changes",
+  {
+    seq: integer("seq").primaryKey({ autoIncrement: true }),
+    hashPrefix: text("hash_prefix").notNull(),
+    changedAt: integer("changed_at").notNull(),
+  },
+  (t) => [index("key_changes_changed_at_idx").on(t.changedAt)],
+);

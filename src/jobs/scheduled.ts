@@ -4,6 +4,7 @@ import { RESTORE_WINDOW_MS } from "../credentials/credential-view";
 import { database } from "../db/client";
 import { credentialRotations, credentials, credentialVersions } from "../db/schema";
 import type { Bindings } from "../env";
+import { purgeKeyChanges } from "../keys/key-change-feed";
 import { enqueueDueRetests } from "../lifecycle/retests";
 import { runRotationTick } from "../lifecycle/scheduler";
 import { runAlertTick } from "../monitoring/alert-tick";
@@ -69,6 +70,7 @@ export async function runScheduledJobs(
     enqueueDueRetests(env, now),
     enforceRetention(env, now),
     purgeDeletedCredentials(env, now),
+    purgeKeyChanges(env.DB, now),
     runAlertTick(env, now),
   ]);
   const failed = outcomes.filter((outcome) => outcome.status === "rejected");

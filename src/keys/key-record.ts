@@ -1,8 +1,10 @@
+import { waitUntil } from "cloudflare:workers";
 import { and, eq, type SQL } from "drizzle-orm";
-import { BoundedCache } from "../cache/bounded-cache";
 import type { Database } from "../db/client";
 import { apiKeys, securityPolicies } from "../db/schema";
 import type { LimitPolicy } from "../limits/key-limiter";
+import { KeyCacheTiers } from "./key-cache-tier";
+import { KeyChangeFeed } from "./key-change-feed";
 
 /** Where a key may be used from; null means anywhere. */
 export interface OriginFence {
@@ -35,11 +37,10 @@ export interface KeyRecord extends OriginFence {
 export type KeyLookup = (db: Database, hash: string) => Promise<KeyRecord | null>;
 
 /**
- * Bound on how long another isolate may keep serving a changed key (documented in docs/keys.md).
- * The isolate that revokes or edits a key drops its own entry at once.
+ * The propagation bound (docs/keys.md): how long after a change any isolate may still serve the key as it was.
+ * The isolate that revokes or edits a key drops its own entries at once.
  */
-export const KEY_CACHE_TTL_MS = 10_000;
-const cache = new BoundedCache<KeyRecord | null>(10_000, KEY_CACHE_TTL_MS);
+export { KEY_PROPAGATION_BOUND_MS } from "./key-change-feed";
 
 export function toKeyRecord(row: typeof apiKeys.$inferSelect): KeyRecord {
   const hasLimits = row.ratelimitLimit !== null || row.usageLimit !== null;
@@ -86,17 +87,23 @@ function originFence(lists: {
   };
 }
 
+/** Outside any request (module scope) there is nothing to extend, and the promise runs on regardless. */
+function keepAlive(promise: Promise<unknown>): void {
+  try {
+    waitUntil(promise);
+  } catch {}
+}
+
+/** The isolate's tiers (src/keys/key-cache-tier.ts) and its view of the key change feed. */
+const tiers = new KeyCacheTiers(new KeyChangeFeed(), { cache: () => caches.default, keepAlive }, toKeyRecord);
+
 /**
- * Lookup by SHA-256 only: the key string itself is never compared or stored. Misses are cached too.
- * Cached for KEY_CACHE_TTL_MS: only POST /keys/verify may use this (threat model case 29).
+ * Lookup by SHA-256 only: the key string itself is never compared or stored. Misses are cached too. Served
+ * from the isolate, the location's cache or a read replica, within KEY_PROPAGATION_BOUND_MS of any change:
+ * only POST /keys/verify may use this (threat model case 29).
  */
-export async function findKeyByHash(db: Database, hash: string): Promise<KeyRecord | null> {
-  const cached = cache.get(hash);
-  if (cached !== undefined) return cached;
-  const row = await db.select().from(apiKeys).where(eq(apiKeys.hash, hash)).get();
-  const record = row ? toKeyRecord(row) : null;
-  cache.set(hash, record);
-  return record;
+export function findKeyByHash(db: Database, hash: string): Promise<KeyRecord | null> {
+  return tiers.lookup(db.$client, hash);
 }
 
 /**
@@ -126,10 +133,12 @@ export function findSessionKey(db: Database, tenantId: string, keyId: string): P
   return findFenced(db, and(eq(apiKeys.id, keyId), eq(apiKeys.tenantId, tenantId)));
 }
 
+/** After this isolate committed a change to the key: its entries here and in the location's cache go. */
 export function forgetCachedKey(hash: string): void {
-  cache.delete(hash);
+  tiers.forget(hash);
 }
 
+/** After a change to keys this isolate cannot name (a tenant's erasure): nothing cached is served before a poll. */
 export function clearKeyCache(): void {
-  cache.clear();
+  tiers.clear();
 }

@@ -4,7 +4,7 @@ import { clientBudgetKey } from "../../src/auth/client-address";
 import { TOTP_LOCKOUT_MS, TOTP_MAX_FAILURES } from "../../src/auth/second-factor";
 import { TOTP_HEADER } from "../../src/auth/step-up";
 import { fromBase32, stepAt, totpAt } from "../../src/auth/totp";
-import { KEY_CACHE_TTL_MS } from "../../src/keys/key-record";
+import { KEY_PROPAGATION_BOUND_MS } from "../../src/keys/key-record";
 import { stripeKey } from "../credentials/samples";
 import { BASE, callJson, createKey, createTenant, type TestTenant } from "../helpers/api";
 import { countRows } from "../helpers/db";
@@ -394,7 +394,7 @@ describe("guessing is throttled before the work (threat model case 27)", () => {
 });
 
 describe("management routes authorize from fresh state (threat model case 29)", () => {
-  it(`refuses a revoked admin key on the very next management call while the isolate cache still holds it; verify may serve it for up to ${KEY_CACHE_TTL_MS / 1000} s`, async () => {
+  it(`refuses a revoked admin key on the very next management call while the isolate cache still holds it; verify may serve it for up to ${KEY_PROPAGATION_BOUND_MS / 1000} s`, async () => {
     const tenant = await createTenant("case 29 revoke");
     const admin = await createKey(tenant, { name: "second admin", role: "admin" });
     // Warm this isolate's cache with the key, as the caller of verify.
@@ -411,7 +411,7 @@ describe("management routes authorize from fresh state (threat model case 29)", 
     expect((await send("GET", "/api/v1/keys", { key: admin.key })).status).toBe(401);
     expect((await send("POST", "/api/v1/keys", { key: admin.key, body: { name: "x" } })).status).toBe(401);
     expect((await signIn(admin.key)).status).toBe(401);
-    // The documented bound: verify reads the cached record, so within KEY_CACHE_TTL_MS it may still answer.
+    // The documented bound: verify reads the cached record, so within KEY_PROPAGATION_BOUND_MS it may still answer.
     const stale = await send("POST", "/api/v1/keys/verify", {
       key: admin.key,
       body: { key: tenant.adminKey },

@@ -1,0 +1,235 @@
+/**
+ * The isolate's view of the key change feed (migration 0011's `key_changes`, written by triggers on api_keys).
+ * A cached verify answer carries the feed head it was read at; it may be served only while this view vouches
+ * that no change to its key came after it, so a change reaches every isolate within one poll, however long an
+ * entry lives. docs/keys.md "Caching and the propagation bound" states the bound; this file enforces it.
+ */
+
+/** How often a serving isolate asks the feed for changes (in the background, off the response path). */
+export const KEY_FEED_POLL_INTERVAL_MS = 5_000;
+/**
+ * The revocation propagation bound: no cached answer is served on a view of the feed older than this, so a
+ * change committed at t is refused everywhere from t + this on, even when polls fail (a lookup then reads D1).
+ * An isolate that serves traffic polls every KEY_FEED_POLL_INTERVAL_MS, so it usually sees a change within
+ * that plus one D1 read.
+ */
+export const KEY_PROPAGATION_BOUND_MS = 30_000;
+/** An answer read from D1 is served from a cache for at most this long. */
+export const KEY_ENTRY_MAX_AGE_MS = 86_400_000;
+/**
+ * Rows the cron keeps: twice the entry age, so every change that postdates a servable entry is still in the
+ * table when a fresh isolate loads its window (with a day's margin for the Worker's and D1's clocks).
+ */
+export const KEY_CHANGE_RETENTION_MS = 2 * KEY_ENTRY_MAX_AGE_MS;
+/** Changes one isolate holds (the window loaded at start, and the most recent ones after). */
+export const KEY_FEED_WINDOW = 20_000;
+/** Characters of the key's hex SHA-256 that name it in the feed (the triggers' substr(hash, 1, 16)). */
+export const HASH_PREFIX_LENGTH = 16;
+/** Pages of changes one poll may read before it gives up being current (a bulk import, say). */
+const MAX_POLL_PAGES = 5;
+
+export function hashPrefix(hash: string): string {
+  return hash.slice(0, HASH_PREFIX_LENGTH);
+}
+
+/** What a cache holds for a key hash: the record (or null for unknown) as of feed head `seq`. */
+export interface FeedStamped {
+  /** The feed's `max(seq)` read in the same SQL statement as the key row: a consistent snapshot. */
+  seq: number;
+  /** When the read that produced it started, on the Worker's clock. */
+  readAt: number;
+  /** hashPrefix of the key's hash, kept so a cache hit allocates nothing. */
+  prefix: string;
+}
+
+export interface KeyChangeFeedOptions {
+  window: number;
+  pollIntervalMs: number;
+  hardBoundMs: number;
+  maxEntryAgeMs: number;
+}
+
+const DEFAULTS: KeyChangeFeedOptions = {
+  window: KEY_FEED_WINDOW,
+  pollIntervalMs: KEY_FEED_POLL_INTERVAL_MS,
+  hardBoundMs: KEY_PROPAGATION_BOUND_MS,
+  maxEntryAgeMs: KEY_ENTRY_MAX_AGE_MS,
+};
+
+type ChangeRow = [seq: number, prefix: string];
+
+/** Keeps the promise alive past the response (ctx.waitUntil); the caller supplies the request's. */
+export type KeepAlive = (promise: Promise<unknown>) => void;
+
+export class KeyChangeFeed {
+  readonly options: KeyChangeFeedOptions;
+  /** Latest change seq per hash prefix; Map order is seq order, so the oldest is first. */
+  private readonly latest = new Map<string, number>();
+  /** Every change with a seq above `floor` is in `latest` (or was superseded there by a later one). */
+  private floor = 0;
+  /** The highest seq read. */
+  private head = 0;
+  private loaded = false;
+  /** Start time of the last poll that read up to the feed's head: every change committed before it is known. */
+  private polledAt = Number.NEGATIVE_INFINITY;
+  private inFlight: Promise<void> | null = null;
+  /** Polls that started before this time do not make the view current (see invalidate). */
+  private invalidatedAt = Number.NEGATIVE_INFINITY;
+  /** Prefixes this isolate changed itself, with when: read from the primary until a later poll has them. */
+  private readonly localChanges = new Map<string, number>();
+
+  constructor(options: Partial<KeyChangeFeedOptions> = {}) {
+    this.options = { ...DEFAULTS, ...options };
+  }
+
+  /**
+   * Whether a cached entry may be served at `now`: the view is within the hard bound, it covers the entry's
+   * seq, it holds no later change for the entry's key, the entry is younger than the maximum age, and this
+   * isolate has not itself just changed the key. Allocates nothing (the verify hit path runs it).
+   */
+  vouches(entry: FeedStamped, now: number): boolean {
+    if (now - this.polledAt > this.options.hardBoundMs) return false;
+    if (entry.seq < this.floor || now - entry.readAt >= this.options.maxEntryAgeMs) return false;
+    if (this.localChanges.size > 0 && this.localChanges.has(entry.prefix)) return false;
+    const changed = this.latest.get(entry.prefix);
+    return changed === undefined || changed <= entry.seq;
+  }
+
+  /** Whether lookups for this prefix must read the primary (this isolate changed the key, no poll has it yet). */
+  changedHere(prefix: string): boolean {
+    return this.localChanges.size > 0 && this.localChanges.has(prefix);
+  }
+
+  isCurrent(now: number): boolean {
+    return now - this.polledAt <= this.options.hardBoundMs;
+  }
+
+  /** Starts a background poll when one is due. Cheap when none is: the verify hit path calls it. */
+  tick(d1: D1Database, now: number, keepAlive: KeepAlive): void {
+    if (now - this.polledAt > this.options.pollIntervalMs && this.inFlight === null) {
+      keepAlive(this.poll(d1, now));
+    }
+  }
+
+  /**
+   * Makes the view current, waiting for the poll (one per isolate at a time) if it is older than the hard
+   * bound. False when the poll failed or took too long: the caller must then read the primary.
+   */
+  async current(d1: D1Database, now: number, keepAlive: KeepAlive): Promise<boolean> {
+    if (this.isCurrent(now)) return true;
+    if (this.inFlight === null) keepAlive(this.poll(d1, now));
+    await this.inFlight;
+    return this.isCurrent(now);
+  }
+
+  /** Reads the changes since the view's head; the first call loads the recent window instead. */
+  poll(d1: D1Database, now: number): Promise<void> {
+    if (this.inFlight !== null) return this.inFlight;
+    const run = (this.loaded ? this.readSince(d1, now) : this.load(d1, now))
+      .catch(() => {
+        // A failed poll leaves the view as it was: once it is older than the hard bound, lookups read D1.
+      })
+      .finally(() => {
+        this.inFlight = null;
+      });
+    this.inFlight = run;
+    return run;
+  }
+
+  /** This isolate committed a change to the key: its entries are refused until a later poll has the change. */
+  noteLocalChange(prefix: string, now: number): void {
+    if (this.localChanges.size >= this.options.window) {
+      // A bulk change (an import) with no verify here to poll: stop trusting the view instead of growing.
+      this.localChanges.clear();
+      this.invalidate(now);
+    }
+    this.localChanges.set(prefix, now);
+  }
+
+  /**
+   * Drops the view's currency after a change whose keys this isolate does not know (a tenant's erasure): no
+   * cached entry is served until a poll that started after `now` has read the feed.
+   */
+  invalidate(now: number): void {
+    this.polledAt = Number.NEGATIVE_INFINITY;
+    this.invalidatedAt = now;
+  }
+
+  private async load(d1: D1Database, startedAt: number): Promise<void> {
+    const newestFirst = await d1
+      .prepare("SELECT seq, hash_prefix FROM key_changes ORDER BY seq DESC LIMIT ?1")
+      .bind(this.options.window + 1)
+      .raw<ChangeRow>();
+    const capped = newestFirst.length > this.options.window;
+    if (capped) newestFirst.length = this.options.window;
+    const rows = newestFirst.reverse();
+    // Past the cap, entries read before the oldest change loaded cannot be vouched for: they count as misses.
+    // Below it, the window is the whole table, which holds every change since any servable entry was read.
+    this.floor = capped && rows[0] ? rows[0][0] - 1 : 0;
+    this.apply(rows);
+    this.loaded = true;
+    this.settle(startedAt);
+  }
+
+  private async readSince(d1: D1Database, startedAt: number): Promise<void> {
+    const page = this.options.window;
+    for (let pages = 0; pages < MAX_POLL_PAGES; pages++) {
+      const rows = await d1
+        .prepare("SELECT seq, hash_prefix FROM key_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+        .bind(this.head, page)
+        .raw<ChangeRow>();
+      this.apply(rows);
+      if (rows.length < page) {
+        this.settle(startedAt);
+        return;
+      }
+    }
+    // Still behind the head: the view is not current, so the hard bound keeps counting from the last full poll.
+  }
+
+  private apply(rows: readonly ChangeRow[]): void {
+    for (const [seq, prefix] of rows) {
+      this.latest.delete(prefix);
+      this.latest.set(prefix, seq);
+      if (seq > this.head) this.head = seq;
+    }
+    // Forgetting the oldest change raises the floor to it: entries read before it are misses from now on.
+    while (this.latest.size > this.options.window) {
+      const oldest = this.latest.entries().next().value;
+      if (oldest === undefined) break;
+      this.latest.delete(oldest[0]);
+      if (oldest[1] > this.floor) this.floor = oldest[1];
+    }
+  }
+
+  private settle(startedAt: number): void {
+    if (startedAt > this.invalidatedAt) this.polledAt = Math.max(this.polledAt, startedAt);
+    // A poll that started after a local change has read it (it reads the primary): the seq rule takes over.
+    for (const [prefix, at] of this.localChanges) {
+      if (at < startedAt) this.localChanges.delete(prefix);
+    }
+  }
+}
+
+/**
+ * Cron: deletes changes older than KEY_CHANGE_RETENTION_MS in bounded chunks (the changed_at index finds them),
+ * so a backlog spreads over ticks. Returns the rows deleted.
+ */
+export async function purgeKeyChanges(
+  d1: D1Database,
+  now: number,
+  budget = { chunk: 5000, rounds: 4 },
+): Promise<number> {
+  let deleted = 0;
+  for (let round = 0; round < budget.rounds; round++) {
+    const { meta } = await d1
+      .prepare(
+        "DELETE FROM key_changes WHERE seq IN (SELECT seq FROM key_changes WHERE changed_at < ?1 LIMIT ?2)",
+      )
+      .bind(now - KEY_CHANGE_RETENTION_MS, budget.chunk)
+      .run();
+    deleted += meta.changes;
+    if (meta.changes < budget.chunk) break;
+  }
+  return deleted;
+}

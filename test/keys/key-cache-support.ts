@@ -1,0 +1,156 @@
+/**
+ * "Another isolate" for the key cache tests: its own LRU and view of the change feed over the real D1 and a
+ * real Cache API cache, with its clock given per lookup and its background work (polls, cache puts and
+ * deletes) collected, so a test waits for exactly that work instead of sleeping.
+ */
+import { env } from "cloudflare:workers";
+import { KeyCacheTiers } from "../../src/keys/key-cache-tier";
+import { KeyChangeFeed, type KeyChangeFeedOptions } from "../../src/keys/key-change-feed";
+import { toKeyRecord } from "../../src/keys/key-record";
+
+export interface OtherIsolate {
+  tiers: KeyCacheTiers;
+  /** Waits for the background work started so far (and any it starts in turn). */
+  settle(): Promise<void>;
+}
+
+export function otherIsolate(
+  options: { feed?: Partial<KeyChangeFeedOptions>; cache?: Cache } = {},
+): OtherIsolate {
+  const pending: Promise<unknown>[] = [];
+  const tiers = new KeyCacheTiers(
+    new KeyChangeFeed(options.feed),
+    { cache: () => options.cache ?? null, keepAlive: (promise) => void pending.push(promise) },
+    toKeyRecord,
+  );
+  return {
+    tiers,
+    async settle() {
+      while (pending.length > 0) await Promise.all(pending.splice(0));
+    },
+  };
+}
+
+/** A location cache of the test's own, so no other test (nor the app's caches.default) shares its entries. */
+let cachesOpened = 0;
+export function freshCache(): Promise<Cache> {
+  cachesOpened += 1;
+  return caches.open(`key-cache-test-${Date.now()}-${cachesOpened}`);
+}
+
+export interface D1Counts {
+  /** Statements reading api_keys, on the primary or through a session. */
+  primaryKeyReads: number;
+  sessionKeyReads: number;
+  /** Statements reading key_changes alone (the window load and the polls). */
+  feedReads: number;
+}
+
+/**
+ * A read replica stand-in for the Sessions API: answers each statement with `answer` and says it is not the
+ * primary, as a lagging replica would.
+ */
+export type ReplicaAnswer = (sql: string, params: unknown[]) => Promise<Record<string, unknown>>;
+
+/** A replica frozen at the state each key had when the replica first answered for it. */
+export function frozenReplica(): ReplicaAnswer {
+  const seen = new Map<string, Record<string, unknown>>();
+  return async (sql, params) => {
+    const id = `${sql}\n${JSON.stringify(params)}`;
+    let row = seen.get(id);
+    if (!row) {
+      row = (await env.DB.prepare(sql)
+        .bind(...params)
+        .first<Record<string, unknown>>()) as Record<string, unknown>;
+      seen.set(id, row);
+    }
+    return row;
+  };
+}
+
+/** A replica from before the key existed: no row for it, and an older feed head. */
+export const replicaWithoutTheKey: ReplicaAnswer = async () => ({ feed_head: 0, id: null });
+
+function replicaStatement(answer: ReplicaAnswer, sql: string, params: unknown[] = []): D1PreparedStatement {
+  const statement = {
+    bind: (...values: unknown[]) => replicaStatement(answer, sql, values),
+    all: async () => ({
+      success: true,
+      results: [await answer(sql, params)],
+      meta: { served_by_primary: false },
+    }),
+  };
+  return statement as unknown as D1PreparedStatement;
+}
+
+/** The real D1 binding, counting the statements that reach it; sessions answer from `replica` when given. */
+export function countingD1(replica?: ReplicaAnswer): { db: D1Database; counts: D1Counts } {
+  const counts: D1Counts = { primaryKeyReads: 0, sessionKeyReads: 0, feedReads: 0 };
+  const count = (sql: string, viaSession: boolean) => {
+    if (sql.includes("api_keys")) {
+      if (viaSession) counts.sessionKeyReads += 1;
+      else counts.primaryKeyReads += 1;
+    } else if (sql.includes("key_changes")) counts.feedReads += 1;
+  };
+  const db = {
+    prepare(sql: string) {
+      count(sql, false);
+      return env.DB.prepare(sql);
+    },
+    withSession(constraint?: D1SessionConstraint) {
+      const session = env.DB.withSession(constraint);
+      return {
+        prepare(sql: string) {
+          count(sql, true);
+          return replica ? replicaStatement(replica, sql) : session.prepare(sql);
+        },
+        getBookmark: () => session.getBookmark(),
+      };
+    },
+  };
+  return { db: db as unknown as D1Database, counts };
+}
+
+export interface CacheCounts {
+  match: number;
+  put: number;
+  delete: number;
+}
+
+/** A Cache API cache, counting the calls made on it. */
+export function countingCache(inner: Cache): { cache: Cache; counts: CacheCounts } {
+  const counts: CacheCounts = { match: 0, put: 0, delete: 0 };
+  const cache = {
+    match(request: RequestInfo | URL) {
+      counts.match += 1;
+      return inner.match(request);
+    },
+    put(request: RequestInfo | URL, response: Response) {
+      counts.put += 1;
+      return inner.put(request, response);
+    },
+    delete(request: RequestInfo | URL) {
+      counts.delete += 1;
+      return inner.delete(request);
+    },
+  };
+  return { cache: cache as unknown as Cache, counts };
+}
+
+/** The feed's latest change for a key, or 0. */
+export async function latestChange(hash: string): Promise<number> {
+  const row = await env.DB.prepare(
+    "SELECT coalesce(max(seq), 0) AS seq FROM key_changes WHERE hash_prefix = ?",
+  )
+    .bind(hash.slice(0, 16))
+    .first<{ seq: number }>();
+  return row?.seq ?? 0;
+}
+
+/** The number of changes the feed holds for a key. */
+export async function changesOf(hash: string): Promise<number> {
+  const row = await env.DB.prepare("SELECT count(*) AS n FROM key_changes WHERE hash_prefix = ?")
+    .bind(hash.slice(0, 16))
+    .first<{ n: number }>();
+  return row?.n ?? 0;
+}
