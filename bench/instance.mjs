@@ -175,6 +175,14 @@ function scenarios({ url, adminKey, warm, credential }) {
       bodies: [verifyBody(breakChecksum(warm.key))],
       expect: { status: 200, body: '{"valid":false,"code":"INVALID_FORMAT"}' },
     }),
+    /** The same two, answering with every header the app's answers carry. */
+    rawGetHeaders: () => ({ url, path: "/__bench/raw-headers", expect: { status: 200, body: '{"status":"ok"}' } }),
+    rawPostHeaders: () => ({
+      ...verify,
+      path: "/__bench/raw-headers",
+      bodies: [verifyBody(breakChecksum(warm.key))],
+      expect: { status: 200, body: '{"valid":false,"code":"INVALID_FORMAT"}' },
+    }),
     warm: () => ({
       ...verify,
       bodies: [verifyBody(warm.key)],

@@ -12,7 +12,10 @@
 // It also answers two paths itself, without the app, to measure what workerd alone costs per
 // request: `GET /__bench/raw` (a fixed JSON answer, like /healthz) and `POST /__bench/raw` (reads a
 // JSON body first, like verify). Their difference is the least a body-carrying verify can cost more
-// than /healthz, whatever the app does. These exist only in this file, which is never deployed.
+// than /healthz, whatever the app does. `/__bench/raw-headers` answers the same with every header the
+// app's own answers carry (copied from one /healthz answer of the app, so the list is never restated
+// here): what workerd spends on sending them is part of the floor too. These exist only in this file,
+// which is never deployed.
 import worker from "./index.js";
 
 export * from "./index.js";
@@ -54,17 +57,35 @@ function leanEnv(env) {
 }
 
 const RAW_PATH = "/__bench/raw";
+const RAW_HEADERS_PATH = "/__bench/raw-headers";
 const JSON_HEADERS = { "content-type": "application/json" };
+let appHeaders;
 
-async function rawAnswer(request) {
-  if (request.method === "GET") return new Response('{"status":"ok"}', { headers: JSON_HEADERS });
+/** The headers of the app's own /healthz answer, with the API's no-store, built once. */
+async function appAnswerHeaders(env, ctx) {
+  if (!appHeaders) {
+    const answer = await worker.fetch(new Request("http://bench.invalid/healthz"), env, ctx);
+    appHeaders = new Headers(answer.headers);
+    appHeaders.delete("x-request-id");
+    appHeaders.set("cache-control", "no-store");
+  }
+  return appHeaders;
+}
+
+async function rawAnswer(request, headers) {
+  if (request.method === "GET") return new Response('{"status":"ok"}', { headers });
   await request.json();
-  return new Response('{"valid":false,"code":"INVALID_FORMAT"}', { headers: JSON_HEADERS });
+  return new Response('{"valid":false,"code":"INVALID_FORMAT"}', { headers });
 }
 
 export default {
   fetch(request, env, ctx) {
-    if (request.url.endsWith(RAW_PATH)) return rawAnswer(request);
+    if (request.url.endsWith(RAW_PATH)) return rawAnswer(request, JSON_HEADERS);
+    if (request.url.endsWith(RAW_HEADERS_PATH)) {
+      return appHeaders
+        ? rawAnswer(request, appHeaders)
+        : appAnswerHeaders(env, ctx).then((headers) => rawAnswer(request, headers));
+    }
     return worker.fetch(request, env.BENCH_LEAN_RATELIMIT === "1" ? leanEnv(env) : env, ctx);
   },
   scheduled(controller, env, ctx) {

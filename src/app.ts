@@ -1,10 +1,9 @@
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
-import { requestId } from "hono/request-id";
-import { secureHeaders } from "hono/secure-headers";
 import { IntegrityError } from "./crypto/envelope";
 import type { AppEnv } from "./env";
 import { ApiError, problemResponse } from "./errors";
+import { edgeHeaders } from "./http/edge-headers";
 import { createRouter } from "./openapi/shared";
 import { wellFormedJsonText } from "./openapi/well-formed-text";
 import { IMPORT_MAX_BODY_BYTES, IMPORT_PATH } from "./portability/limits";
@@ -66,30 +65,7 @@ export function toApiError(error: unknown): ApiError {
 export function buildApp() {
   const app = createRouter();
 
-  app.use(requestId({ headerName: "x-request-id", limitLength: 64 }));
-  app.use(
-    secureHeaders({
-      contentSecurityPolicy: {
-        defaultSrc: ["'self'"],
-        scriptSrc: ["'self'"],
-        styleSrc: ["'self'"],
-        imgSrc: ["'self'", "data:"],
-        connectSrc: ["'self'"],
-        baseUri: ["'none'"],
-        formAction: ["'self'"],
-        frameAncestors: ["'none'"],
-        objectSrc: ["'none'"],
-      },
-      strictTransportSecurity: "max-age=63072000; includeSubDomains",
-      referrerPolicy: "no-referrer",
-    }),
-  );
-  app.use("/api/*", async (c, next) => {
-    await next();
-    // API answers are per-caller and may carry key material: never let a cache keep them. Set on the
-    // response itself: c.header() after next() would rebuild the whole Response on every call.
-    c.res.headers.set("cache-control", "no-store");
-  });
+  app.use(edgeHeaders);
   const apiBodyLimit = bodyLimit({ maxSize: MAX_BODY_BYTES });
   // An import carries a whole tenant's export: its own, larger cap (src/portability/limits.ts).
   const importBodyLimit = bodyLimit({
@@ -98,8 +74,10 @@ export function buildApp() {
       throw new ApiError("PAYLOAD_TOO_LARGE", `Imports are limited to ${IMPORT_MAX_BODY_BYTES} bytes.`);
     },
   });
-  app.use("/api/*", (c, next) => (c.req.path === IMPORT_PATH ? importBodyLimit : apiBodyLimit)(c, next));
-  app.use("/api/*", wellFormedJsonText);
+  // The size cap, then the well-formed-text check as the limit's own next step: one middleware step.
+  app.use("/api/*", (c, next) =>
+    (c.req.path === IMPORT_PATH ? importBodyLimit : apiBodyLimit)(c, () => wellFormedJsonText(c, next)),
+  );
 
   app.route("/", healthRoutes);
   app.route("/", seedPageRoutes);

@@ -1,4 +1,5 @@
 import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { preparedProblem } from "./http/security-headers";
 
 /**
  * The closed list of error codes. Clients switch on `code`, never on `title` or `detail`,
@@ -90,13 +91,9 @@ export function problemBody(error: ApiError, requestId: string): ProblemBody {
 }
 
 export function problemResponse(error: ApiError, requestId: string): Response {
-  const headers = new Headers({
-    "content-type": "application/problem+json",
-    "cache-control": "no-store",
-    "x-request-id": requestId,
-  });
+  const response = preparedProblem(JSON.stringify(problemBody(error, requestId)), error.status, requestId);
   if (error.extras.retryAfterSeconds !== undefined) {
-    headers.set("retry-after", String(Math.max(1, Math.ceil(error.extras.retryAfterSeconds))));
+    response.headers.set("retry-after", String(Math.max(1, Math.ceil(error.extras.retryAfterSeconds))));
   }
-  return new Response(JSON.stringify(problemBody(error, requestId)), { status: error.status, headers });
+  return response;
 }

@@ -1,4 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
+import { preparedJson } from "../http/security-headers";
 import { createRouter, jsonContent } from "../openapi/shared";
 
 const health = createRoute({
@@ -11,4 +12,6 @@ const health = createRoute({
   responses: { 200: jsonContent(z.object({ status: z.literal("ok") }), "Alive.") },
 });
 
-export const healthRoutes = createRouter().openapi(health, (c) => c.json({ status: "ok" as const }, 200));
+export const healthRoutes = createRouter().openapi(health, (c) =>
+  preparedJson(c, { status: "ok" as const }, 200),
+);

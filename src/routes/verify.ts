@@ -1,6 +1,7 @@
 import { createRoute } from "@hono/zod-openapi";
 import { requestOrigin, requireScope } from "../auth/authenticate";
 import { database } from "../db/client";
+import { preparedJson } from "../http/security-headers";
 import { VerifyKeyRequestSchema, VerifyKeyResponseSchema } from "../keys/key-schemas";
 import { verifyKey } from "../keys/verify-key";
 import { recordUsage } from "../monitoring/usage-recorder";
@@ -40,8 +41,9 @@ export const verifyRoutes = createRouter().openapi(verifyRoute, async (c) => {
   );
   const { record, limits, code } = outcome;
   recordUsage(c, { tenantId, keyId: record?.id ?? null, code }, now);
-  if (!record) return c.json({ valid: false, code }, 200);
-  return c.json(
+  if (!record) return preparedJson(c, { valid: false, code }, 200);
+  return preparedJson(
+    c,
     {
       valid: code === "VALID",
       code,
