@@ -14,9 +14,11 @@ import { startInstance } from "./instance.mjs";
 import { forkWorker } from "./ipc.mjs";
 import { keyringReport, runKeyringStage } from "./keyring.mjs";
 import { generateKey } from "./keys.mjs";
+import { MILLION_SETTINGS, startMillionInstance } from "./million.mjs";
 import { saveProfile, startProfile, summarizeProfile } from "./profile.mjs";
-import { printReport, summarize } from "./report.mjs";
+import { printReport, scaleReport, summarize } from "./report.mjs";
 import { roundTripsReport, runRoundTripsStage } from "./round-trips.mjs";
+import { runScaleStage } from "./scale.mjs";
 import { runSchedulerStage, schedulerReport } from "./scheduler.mjs";
 import {
   cpuSeconds,
@@ -42,7 +44,7 @@ const SETTINGS = {
   warmupSeconds: 0.5,
   /** Rounds: each round runs every compared scenario once, so drift on this shared machine hits all alike. */
   rounds: Number(process.env.BENCH_ROUNDS ?? 5),
-  /** Cold passes per store size in the 1k/100k comparison: one pass is only ~1 s, so more of them. */
+  /** Cold passes per store size in the 1k/1M comparison: one pass is only ~1 s, so more of them. */
   coldRounds: 2 * Number(process.env.BENCH_ROUNDS ?? 5),
   /** Rounds for the last table (Miniflare's ratelimit simulator), which is there for scale only. */
   stockRounds: 2,
@@ -55,7 +57,8 @@ const SETTINGS = {
   /** Connections for the audited vault paths (reveal, store): one tenant's audit chain is written one row at a time. */
   vaultConnections: Number(process.env.BENCH_VAULT_CONNECTIONS ?? 8),
   storedSmall: 1_000,
-  storedLarge: 100_000,
+  /** bench/million.mjs: 1,000,000 keys and 100,000 credentials (BENCH_SCALE_KEYS, BENCH_SCALE_CREDENTIALS). */
+  storedLarge: MILLION_SETTINGS.keys,
 };
 const COLD_REPEAT_GAP_MS = SETTINGS.keyCacheTtlMs + 500;
 /** BENCH_PROFILE=1: CPU-profile the worker isolate during stage 1 (slows it; for attribution only). */
@@ -63,7 +66,7 @@ const PROFILE = process.env.BENCH_PROFILE === "1";
 const INSPECTOR_PORT = 9329;
 /** BENCH_ONLY=scheduler or keyring: build, run that stage alone, print its figures. */
 const ONLY = process.env.BENCH_ONLY;
-const STAGES = ["edge", "scheduler", "keyring", "alerts", "roundtrips"];
+const STAGES = ["edge", "scale", "scheduler", "keyring", "alerts", "roundtrips"];
 if (ONLY !== undefined && !STAGES.includes(ONLY))
   throw new Error(`BENCH_ONLY: unknown stage "${ONLY}" (${STAGES.join(", ")})`);
 
@@ -162,7 +165,9 @@ async function main(cleanup) {
   cleanup.push(() => stopChild(load.child));
   const instances = [];
   const start = async (name, storedKeys, options = {}) => {
-    const instance = await startInstance({
+    // The big one also stores 100,000 sealed credentials (bench/million.mjs).
+    const starter = storedKeys === SETTINGS.storedLarge ? startMillionInstance : startInstance;
+    const instance = await starter({
       name,
       bench: BENCH,
       root: ROOT,
@@ -177,13 +182,13 @@ async function main(cleanup) {
     cleanup.push(() => instance.stop());
     return instance;
   };
-  // Two deployments of the same build, one per store size, so the 1k/100k comparison can alternate
+  // Two deployments of the same build, one per store size, so the 1k/1M comparison can alternate
   // between them and drift on this shared machine hits both alike.
   const small = await start("1k", SETTINGS.storedSmall, PROFILE ? { inspectorPort: INSPECTOR_PORT } : {});
-  const large = ONLY === "edge" ? undefined : await start("100k", SETTINGS.storedLarge);
+  const large = ONLY === "edge" ? undefined : await start("1m", SETTINGS.storedLarge);
   /**
    * The load generator on CPU 0 and every workerd on CPU 1: otherwise the scheduler decides which
-   * instance shares a core with the load generator, and the 1k/100k comparison measures that instead
+   * instance shares a core with the load generator, and the 1k/1M comparison measures that instead
    * of the table size. Re-applied after each restart (new workerd process).
    */
   const pinCpus = () => {
@@ -283,6 +288,19 @@ async function main(cleanup) {
     rawGet: [],
     rawPost: [],
   };
+  /**
+   * Stage 2 (bench/scale.mjs), alone with BENCH_ONLY=scale. Both start it from a fresh isolate, so the comparison
+   * is of table sizes only: stage 1 left the 1k isolate with a full key cache and a bigger heap, which made it
+   * the slower of the two.
+   */
+  const scaleStage = async () => {
+    log("restarting both instances' workerd (D1 persists) so stage 2 starts from equal isolates");
+    await small.restart({ inspectorPort: undefined });
+    await large.restart({});
+    pinCpus();
+    return runScaleStage({ small, large, measure, coldPass, passKeys, settings: SETTINGS });
+  };
+  if (ONLY === "scale") return { scale: scaleReport(await scaleStage(), SETTINGS) };
   if (ONLY === "edge") {
     const edgeRuns = Object.fromEntries(EDGE_SCENARIOS.map((name) => [name, []]));
     for (let round = 1; round <= SETTINGS.rounds; round++) {
@@ -343,41 +361,9 @@ async function main(cleanup) {
   // D1 round trips and Durable Object calls per operation, on an instance of its own (one request at a time).
   const roundtrips = await roundTripsStage();
 
-  // Stage 2, 1,000 vs 100,000 keys: warm runs and cold passes (the same 997 keys each time, per
-  // instance), alternating between the two instances round by round. A pass lasts about a second and
-  // varies a lot run to run here, so there are twice as many cold rounds as warm ones.
+  // Stage 2, 1,000 vs 1,000,000 keys stored (bench/scale.mjs).
   took = clock();
-  // Both start this stage from a fresh isolate, so the comparison is of table sizes only: stage 1 left
-  // the 1k isolate with a full key cache and a bigger heap, which made it the slower of the two.
-  log("restarting both instances' workerd (D1 persists) so stage 2 starts from equal isolates");
-  await small.restart({ inspectorPort: undefined });
-  await large.restart({});
-  pinCpus();
-  const runs = { healthz1k: [], healthz100k: [], warm1k: [], warm100k: [], cold1k: [], cold100k: [] };
-  for (let round = 1; round <= SETTINGS.coldRounds; round++) {
-    if (round <= SETTINGS.rounds) {
-      // Each instance's own /healthz next to its warm runs: the ratios in this stage compare like with like.
-      runs.healthz1k.push(await measure(small, `/healthz (round ${round})`, small.specs.healthz()));
-      runs.warm1k.push(await measure(small, `verify warm (round ${round})`, small.specs.warm()));
-      runs.healthz100k.push(await measure(large, `/healthz (round ${round})`, large.specs.healthz()));
-      runs.warm100k.push(await measure(large, `verify warm (round ${round})`, large.specs.warm()));
-    }
-    runs.cold1k.push(await coldPass(small, `verify cold (round ${round})`, passKeys(small)));
-    runs.cold100k.push(await coldPass(large, `verify cold (round ${round})`, passKeys(large)));
-  }
-  const scaling = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, summarize(v)]));
-  // Steady state on 100k: one continuous run over keys never used before, usage writes included.
-  const steady = large.seeded.slice(SETTINGS.storedSmall);
-  scaling.coldSteady100k = summarize([
-    await measure(
-      large,
-      "verify cold, steady state",
-      { ...large.specs.cold(steady.slice(15_000)), duration: SETTINGS.seconds * SETTINGS.rounds },
-      {
-        warmup: large.specs.cold(steady.slice(0, 15_000)),
-      },
-    ),
-  ]);
+  const scaling = await scaleStage();
   log(`stage 2 took ${took()}`);
 
   // Stage 3: the 1k instance restarted with Miniflare's own ratelimit simulator in the request path.
@@ -412,7 +398,6 @@ async function main(cleanup) {
     scaling,
     stock,
     smallCount: small.storedCount,
-    largeCount: large.storedCount,
     passSize: passKeys(small).length,
     scheduler,
     keyring,
