@@ -83,8 +83,14 @@ function replicaStatement(answer: ReplicaAnswer, sql: string, params: unknown[] 
   return statement as unknown as D1PreparedStatement;
 }
 
-/** The real D1 binding, counting the statements that reach it; sessions answer from `replica` when given. */
-export function countingD1(replica?: ReplicaAnswer): { db: D1Database; counts: D1Counts } {
+/**
+ * The real D1 binding, counting the statements that reach it; sessions answer from `replica` when given, and
+ * with `feedDown` every read of the change feed fails.
+ */
+export function countingD1(
+  replica?: ReplicaAnswer,
+  options: { feedDown?: boolean } = {},
+): { db: D1Database; counts: D1Counts } {
   const counts: D1Counts = { primaryKeyReads: 0, sessionKeyReads: 0, feedReads: 0 };
   const count = (sql: string, viaSession: boolean) => {
     if (sql.includes("api_keys")) {
@@ -95,6 +101,7 @@ export function countingD1(replica?: ReplicaAnswer): { db: D1Database; counts: D
   const db = {
     prepare(sql: string) {
       count(sql, false);
+      if (options.feedDown && !sql.includes("api_keys")) throw new Error("D1 is unreachable (test)");
       return env.DB.prepare(sql);
     },
     withSession(constraint?: D1SessionConstraint) {

@@ -137,6 +137,26 @@ describe("another isolate's view of a changed key (threat model case 11, across 
     expect(next.counts).toEqual({ primaryKeyReads: 0, sessionKeyReads: 0, feedReads: 0 });
   });
 
+  it("answers from the primary, not from what it holds or what a replica says, while polls fail past the hard bound", async () => {
+    const tenant = await createTenant("tiers polls fail");
+    const { key, hash } = await keyOf(tenant);
+    const replica = frozenReplica();
+    const other = otherIsolate();
+    const t0 = Date.now();
+    expect(await other.tiers.lookup(countingD1(replica).db, hash, t0)).toMatchObject({ revoked: false });
+    await other.settle();
+    expect((await call("POST", `/api/v1/keys/${key.id}/revoke`, { key: tenant.adminKey })).status).toBe(200);
+
+    for (const after of [1, 2, POLL + 3]) {
+      const down = countingD1(replica, { feedDown: true });
+      expect(await other.tiers.lookup(down.db, hash, t0 + KEY_PROPAGATION_BOUND_MS + after)).toMatchObject({
+        revoked: true,
+      });
+      expect(down.counts).toMatchObject({ feedReads: 1, primaryKeyReads: 1 });
+      await other.settle();
+    }
+  });
+
   it("serves no entry older than a day, even with no change to its key", async () => {
     const tenant = await createTenant("tiers max age");
     const { hash } = await keyOf(tenant);
