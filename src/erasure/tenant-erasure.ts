@@ -73,8 +73,8 @@ const raw = (sql: string, params: unknown[]): Statement => ({ toSQL: () => ({ sq
  * in the same audited batch every key of the tenant disabled and every schedule of the tenant cleared. Keys
  * and sessions are refused on the next call because the key rows say so: authentication gains no extra check
  * and verify's hot path no extra read (a session is judged by its key's row on every request). The verify
- * cache of other isolates keeps a key for at most KEY_CACHE_TTL_MS, as after a revocation; this isolate drops
- * its cache at once. Migration 0010's triggers keep the keys disabled and let no new key or DEK be created for
+ * caches of other isolates keep a key for at most KEY_PROPAGATION_BOUND_MS, as after a revocation; this
+ * isolate drops its cache at once. Migration 0010's triggers keep the keys disabled and let no new key or DEK be created for
  * the tenant from here on. A repeated request returns the existing erasure.
  */
 export async function requestErasure(
