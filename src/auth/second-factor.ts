@@ -2,7 +2,7 @@ import { and, eq, isNull, lt, lte, or, sql } from "drizzle-orm";
 import type { Context } from "hono";
 import { commitWithAudit } from "../audit/audit-log";
 import type { Database } from "../db/client";
-import { adminTotp, securityPolicies, tenants } from "../db/schema";
+import { adminTotp, securityPolicies } from "../db/schema";
 import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { recordUsage } from "../monitoring/usage-recorder";
@@ -132,15 +132,37 @@ export async function claimTotpCode(
 }
 
 /** The key's TOTP row (if any) and whether its tenant requires 2FA, in one query. */
-export async function secondFactorState(db: Database, owner: KeyOwner) {
-  const row = await db
-    .select({ totp: adminTotp, require2fa: securityPolicies.require2fa })
-    .from(tenants)
-    .leftJoin(adminTotp, and(eq(adminTotp.keyId, owner.keyId), eq(adminTotp.tenantId, tenants.id)))
-    .leftJoin(securityPolicies, eq(securityPolicies.tenantId, tenants.id))
-    .where(eq(tenants.id, owner.tenantId))
-    .get();
-  return { totp: row?.totp ?? null, require2fa: row?.require2fa ?? false };
+/**
+ * The reads behind `secondFactorState`: the key's TOTP row and its tenant's 2FA requirement. Single-table
+ * queries, so a route can put them in one D1 batch with its own reads (drizzle maps a batched join's columns
+ * by name, which mixes up columns two joined tables share).
+ */
+export function secondFactorStateQueries(db: Database, owner: KeyOwner) {
+  return [
+    db
+      .select()
+      .from(adminTotp)
+      .where(and(eq(adminTotp.keyId, owner.keyId), eq(adminTotp.tenantId, owner.tenantId))),
+    db
+      .select({ require2fa: securityPolicies.require2fa })
+      .from(securityPolicies)
+      .where(eq(securityPolicies.tenantId, owner.tenantId)),
+  ] as const;
+}
+
+export interface SecondFactorState {
+  totp: TotpRow | null;
+  require2fa: boolean;
+}
+
+/** The state from what `secondFactorStateQueries` found (nothing: no TOTP, no policy). */
+export function secondFactorStateOf(totp: TotpRow[], policy: { require2fa: boolean }[]): SecondFactorState {
+  return { totp: totp[0] ?? null, require2fa: policy[0]?.require2fa ?? false };
+}
+
+/** The key's second-factor state, in one round trip. */
+export async function secondFactorState(db: Database, owner: KeyOwner): Promise<SecondFactorState> {
+  return secondFactorStateOf(...(await db.batch(secondFactorStateQueries(db, owner))));
 }
 
 /**
@@ -154,8 +176,10 @@ export async function assertSecondFactor(
   owner: KeyOwner,
   code: string | undefined,
   now = Date.now(),
+  /** Already read by the caller (`secondFactorStateQuery` in its batch); read here when absent. */
+  state?: SecondFactorState,
 ): Promise<void> {
-  const { totp, require2fa } = await secondFactorState(db, owner);
+  const { totp, require2fa } = state ?? (await secondFactorState(db, owner));
   if (!totp?.confirmedAt) {
     if (require2fa) {
       throw new ApiError(

@@ -150,15 +150,19 @@ export function testResultStatements(
   return [update, ...events];
 }
 
-/** Tests the credential now and records the outcome with its audit row; resolves to the probe's result. */
+/**
+ * Tests the credential's current version (`current`, read by the caller together with the row) now and records
+ * the outcome with its audit row; resolves to the probe's result.
+ */
 export async function liveTestCredential(
   env: Bindings,
   db: Database,
   actor: AuditActor,
   row: CredentialRow,
+  current: VersionRow,
   now: () => number = Date.now,
 ): Promise<ProbeResult> {
-  const result = await probeCurrentVersion(env, db, row);
+  const result = await probeVersion(env, db, row, current);
   await recordLiveTest(env, db, actor, row, result, { now: now(), occasion: actor.requestId });
   return result;
 }

@@ -33,15 +33,19 @@ export const endpointSecretRecord = (config: Pick<RotationConfig, "tenantId" | "
 });
 export const ENDPOINT_SECRET_FIELD = "signing_secret";
 
+/** The credential's rotation config (no row or one), as a query a caller can batch with its other reads. */
+export function rotationConfigQuery(db: Database, row: Pick<CredentialRow, "tenantId" | "id">) {
+  return db
+    .select()
+    .from(credentialRotations)
+    .where(and(eq(credentialRotations.tenantId, row.tenantId), eq(credentialRotations.credentialId, row.id)));
+}
+
 export async function findRotationConfig(
   db: Database,
   row: Pick<CredentialRow, "tenantId" | "id">,
 ): Promise<RotationConfig | undefined> {
-  return db
-    .select()
-    .from(credentialRotations)
-    .where(and(eq(credentialRotations.tenantId, row.tenantId), eq(credentialRotations.credentialId, row.id)))
-    .get();
+  return rotationConfigQuery(db, row).get();
 }
 
 /** The `rotation` object of one credential (DESIGN.md fixed points), with how it rotates. */

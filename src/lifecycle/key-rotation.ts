@@ -18,11 +18,12 @@ import { eventStatement } from "./events";
 import { endHandoffStatements, handoffStatements, pendingPickup } from "./key-handoff";
 import type { RotationParams } from "./rotation-params";
 import {
-  assertNoRunInProgress,
+  assertNotInProgress,
   beginRun,
   claimRunStatement,
   findRun,
   finishRunStatement,
+  type RotationRun,
   rotationRunId,
   runStepStatement,
 } from "./rotation-runs";
@@ -357,11 +358,17 @@ export async function rotateKeyNow(
   env: Bindings,
   actor: AuditActor,
   source: KeyRow,
-  options: { overlapSeconds?: number; createdBy: string; now: number },
+  options: {
+    overlapSeconds?: number;
+    createdBy: string;
+    now: number;
+    /** The key's latest rotation run, read in the same batch as the key (`subjectRunsQuery`). */
+    latestRun: RotationRun | undefined;
+  },
 ) {
   assertRotatable(source, options.now);
   const db = database(env.DB);
-  await assertNoRunInProgress(db, source, "This key is already being rotated.");
+  assertNotInProgress(options.latestRun, "This key is already being rotated.");
   const plan = await planKeyRotationNow(db, source, options);
   await commitKeyChange(env, actor, plan.statements, plan.events);
   forgetCachedKey(source.hash);

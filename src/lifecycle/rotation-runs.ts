@@ -114,14 +114,30 @@ export async function latestRuns(
   return latest;
 }
 
+/**
+ * One subject's runs, newest first (its latest run is the first row): `latestRuns` for a single subject, as a
+ * query a caller can put in the batch that reads the subject itself (one D1 round trip for both).
+ */
+export function subjectRunsQuery(db: Database, tenantId: string, subjectId: string) {
+  return db
+    .select()
+    .from(rotationRuns)
+    .where(and(eq(rotationRuns.tenantId, tenantId), eq(rotationRuns.subjectId, subjectId)))
+    .orderBy(desc(rotationRuns.startedAt));
+}
+
+/** Refuses (409) to start or reconfigure a rotation of a subject whose latest run is in progress. */
+export function assertNotInProgress(latest: RotationRun | undefined, message: string): void {
+  if (latest?.state === "in_progress") throw new ApiError("CONFLICT", message);
+}
+
 /** Refuses (409) to start or reconfigure a rotation of a subject while one of its runs is in progress. */
 export async function assertNoRunInProgress(
   db: Database,
   subject: { tenantId: string; id: string },
   message: string,
 ): Promise<void> {
-  const latest = (await latestRuns(db, subject.tenantId, [subject.id])).get(subject.id);
-  if (latest?.state === "in_progress") throw new ApiError("CONFLICT", message);
+  assertNotInProgress((await latestRuns(db, subject.tenantId, [subject.id])).get(subject.id), message);
 }
 
 export interface RotationSchedule {

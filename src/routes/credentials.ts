@@ -1,9 +1,10 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { and, desc, eq, or } from "drizzle-orm";
+import { and, desc, eq, or, sql } from "drizzle-orm";
 import type { Context } from "hono";
 import { auditActor } from "../audit/actor";
 import { commitWithAudit } from "../audit/audit-log";
 import { requireScope } from "../auth/authenticate";
+import { secondFactorStateOf, secondFactorStateQueries } from "../auth/second-factor";
 import { assertStepUp } from "../auth/step-up";
 import {
   CreateCredentialSchema,
@@ -27,6 +28,7 @@ import {
   findVersionRow,
   KEPT_VERSIONS,
   openVersion,
+  type VersionRow,
   visibleChange,
 } from "../credentials/credential-versions";
 import {
@@ -40,13 +42,20 @@ import { credentialsWithCurrentVersion } from "../credentials/current-versions";
 import { liveTestCredential } from "../credentials/live-test";
 import { assertIfMatch, concurrentChangeFailed } from "../credentials/preconditions";
 import { requireService } from "../credentials/require-service";
-import { configureRotation, credentialRotationOf, disableRotation } from "../credentials/rotation-config";
+import {
+  configureRotation,
+  credentialRotationOf,
+  credentialRotationView,
+  disableRotation,
+  rotationConfigQuery,
+} from "../credentials/rotation-config";
 import { createCredentialStatements, newCurrentVersionStatements } from "../credentials/store-credential";
 import { type Database, database } from "../db/client";
 import { credentials, credentialVersions } from "../db/schema";
 import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
 import { startCredentialRotation } from "../lifecycle/credential-rotation";
+import { subjectRunsQuery } from "../lifecycle/rotation-runs";
 import { keysetPage, olderThanCursor } from "../openapi/cursor";
 import {
   AUTH_PROBLEMS,
@@ -68,34 +77,75 @@ const tags = ["Credentials"];
 
 export { KEPT_VERSIONS };
 
+function ownCredential(row: CredentialRow | undefined, allowDeleted = false): CredentialRow {
+  if (!row || (row.status === "deleted" && !allowDeleted))
+    throw new ApiError("NOT_FOUND", "No such credential.");
+  return row;
+}
+
 async function findOwnCredential(db: Database, tenantId: string, id: string, allowDeleted = false) {
   const row = await db
     .select()
     .from(credentials)
     .where(and(eq(credentials.tenantId, tenantId), eq(credentials.id, id)))
     .get();
-  if (!row || (row.status === "deleted" && !allowDeleted))
-    throw new ApiError("NOT_FOUND", "No such credential.");
-  return row;
+  return ownCredential(row, allowDeleted);
 }
 
-async function findVersion(db: Database, row: CredentialRow, version = row.currentVersion) {
-  const found = await findVersionRow(db, row, version);
+function versionFound(found: VersionRow | null | undefined): VersionRow {
   if (!found) throw new ApiError("NOT_FOUND", "No such version of this credential.");
   return found;
 }
 
+async function findVersion(db: Database, row: CredentialRow, version = row.currentVersion) {
+  return versionFound(await findVersionRow(db, row, version));
+}
+
+/**
+ * A credential and one of its versions (`version`, or the one current when the batch runs), as two queries for
+ * one D1 batch: see `ownCredentialVersion`. Single-table queries: drizzle maps a batched join's columns by name.
+ */
+function credentialVersionQueries(db: Database, tenantId: string, id: string, version?: number) {
+  const current = sql`(SELECT ${credentials.currentVersion} FROM ${credentials}
+    WHERE ${credentials.tenantId} = ${tenantId} AND ${credentials.id} = ${id})`;
+  return [
+    db
+      .select()
+      .from(credentials)
+      .where(and(eq(credentials.tenantId, tenantId), eq(credentials.id, id))),
+    db
+      .select()
+      .from(credentialVersions)
+      .where(
+        and(
+          eq(credentialVersions.tenantId, tenantId),
+          eq(credentialVersions.credentialId, id),
+          eq(credentialVersions.version, version ?? current),
+        ),
+      ),
+  ] as const;
+}
+
+/** What `credentialVersionQueries` found, with the same answers as `findOwnCredential` then `findVersion`. */
+function ownCredentialVersion(found: CredentialRow[], versions: VersionRow[]) {
+  return { row: ownCredential(found[0]), version: versionFound(versions[0]) };
+}
+
+/** The detail view: the versions, the rotation config and the latest run are read in one batch. */
 async function detailOf(db: Database, row: CredentialRow, warnings?: string[]) {
-  const versions = await db
-    .select()
-    .from(credentialVersions)
-    .where(and(eq(credentialVersions.tenantId, row.tenantId), eq(credentialVersions.credentialId, row.id)))
-    .orderBy(desc(credentialVersions.version))
-    .all();
+  const [versions, configs, runs] = await db.batch([
+    db
+      .select()
+      .from(credentialVersions)
+      .where(and(eq(credentialVersions.tenantId, row.tenantId), eq(credentialVersions.credentialId, row.id)))
+      .orderBy(desc(credentialVersions.version)),
+    rotationConfigQuery(db, row),
+    subjectRunsQuery(db, row.tenantId, row.id),
+  ]);
   const current = versions.find((v) => v.version === row.currentVersion);
   if (!current) throw new ApiError("NOT_FOUND", "No such credential.");
   return {
-    ...credentialView(row, current, await credentialRotationOf(db, row)),
+    ...credentialView(row, current, credentialRotationView(configs[0], runs[0])),
     versions: versions.map((v) => ({
       version: v.version,
       stage: v.stage,
@@ -415,9 +465,15 @@ export const credentialRoutes = createRouter()
   })
   .openapi(revealCredential, async (c) => {
     const db = database(c.env.DB);
-    await assertStepUp(c, db, c.req.valid("json").totp);
-    const row = await findOwnCredential(db, c.get("principal").tenantId, c.req.valid("param").id);
-    const version = await findVersion(db, row, c.req.valid("json").version);
+    const principal = c.get("principal");
+    const { totp, version: wanted } = c.req.valid("json");
+    // The step-up state and the credential with its version in one round trip; step-up is judged first, as before.
+    const [totpRows, policyRows, found, versions] = await db.batch([
+      ...secondFactorStateQueries(db, principal),
+      ...credentialVersionQueries(db, principal.tenantId, c.req.valid("param").id, wanted),
+    ]);
+    await assertStepUp(c, db, totp, secondFactorStateOf(totpRows, policyRows));
+    const { row, version } = ownCredentialVersion(found, versions);
     const fields = await openVersion(await unseal(c.env, db), db, version);
     // Audited before anything is returned: if the audit write fails, nothing is revealed (Vault's rule).
     await commitWithAudit(
@@ -437,8 +493,10 @@ export const credentialRoutes = createRouter()
   })
   .openapi(testCredential, async (c) => {
     const db = database(c.env.DB);
-    const row = await findOwnCredential(db, c.get("principal").tenantId, c.req.valid("param").id);
-    const result = await liveTestCredential(c.env, db, auditActor(c), row);
+    const { row, version } = ownCredentialVersion(
+      ...(await db.batch(credentialVersionQueries(db, c.get("principal").tenantId, c.req.valid("param").id))),
+    );
+    const result = await liveTestCredential(c.env, db, auditActor(c), row, version);
     return c.json(probeView(result), 200);
   })
   .openapi(deleteCredential, async (c) => {

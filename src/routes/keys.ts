@@ -34,6 +34,7 @@ import {
 import { keyStateWhere } from "../keys/key-state";
 import { keyView, keyViews, ratelimitColumns, usageLimitColumns } from "../keys/key-view";
 import { rotateKeyNow } from "../lifecycle/key-rotation";
+import { subjectRunsQuery } from "../lifecycle/rotation-runs";
 import { keysetPage, olderThanCursor } from "../openapi/cursor";
 import {
   AUTH_PROBLEMS,
@@ -79,14 +80,20 @@ async function rotationChanges(
 }
 
 /** Tenant-scoped lookup: another tenant's key is indistinguishable from one that never existed. */
-async function findOwnKey(db: Database, tenantId: string, id: string): Promise<KeyRow> {
-  const row = await db
+function ownKeyQuery(db: Database, tenantId: string, id: string) {
+  return db
     .select()
     .from(apiKeys)
-    .where(and(eq(apiKeys.tenantId, tenantId), eq(apiKeys.id, id)))
-    .get();
+    .where(and(eq(apiKeys.tenantId, tenantId), eq(apiKeys.id, id)));
+}
+
+function found(row: KeyRow | undefined): KeyRow {
   if (!row) throw new ApiError("NOT_FOUND", "No such key.");
   return row;
+}
+
+async function findOwnKey(db: Database, tenantId: string, id: string): Promise<KeyRow> {
+  return found(await ownKeyQuery(db, tenantId, id).get());
 }
 
 const createKey = createRoute({
@@ -379,7 +386,13 @@ export const keyRoutes = createRouter()
   .openapi(rotateKey, async (c) => {
     const principal = c.get("principal");
     const db = database(c.env.DB);
-    const row = await findOwnKey(db, principal.tenantId, c.req.valid("param").id);
+    const { id } = c.req.valid("param");
+    // The key and its latest rotation run in one round trip (the run decides "already being rotated").
+    const [rows, runs] = await db.batch([
+      ownKeyQuery(db, principal.tenantId, id),
+      subjectRunsQuery(db, principal.tenantId, id),
+    ]);
+    const row = found(rows[0]);
     assertMayManageKey(principal, row.scopes);
     const now = Date.now();
     assertRotatable(row, now);
@@ -388,6 +401,7 @@ export const keyRoutes = createRouter()
       overlapSeconds: c.req.valid("json").grace_seconds,
       createdBy: principal.keyId,
       now,
+      latestRun: runs[0],
     });
     return c.json(
       {
