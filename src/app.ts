@@ -1,12 +1,10 @@
-import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { IntegrityError } from "./crypto/envelope";
 import type { AppEnv } from "./env";
 import { ApiError, problemResponse } from "./errors";
+import { apiBody } from "./http/body-limit";
 import { edgeHeaders } from "./http/edge-headers";
 import { createRouter } from "./openapi/shared";
-import { wellFormedJsonText } from "./openapi/well-formed-text";
-import { IMPORT_MAX_BODY_BYTES, IMPORT_PATH } from "./portability/limits";
 import { alertRoutes } from "./routes/alerts";
 import { auditRoutes } from "./routes/audit";
 import { auditExportRoutes } from "./routes/audit-export";
@@ -33,8 +31,6 @@ import { verifyRoutes } from "./routes/verify";
 import { wizardRoutes } from "./routes/wizard";
 import { wizardSeedRoutes } from "./routes/wizard-seed";
 
-const MAX_BODY_BYTES = 64 * 1024;
-
 /** Logs what failed without the message text of driver errors, which can carry bound parameters. */
 function describeError(error: unknown): Record<string, string> {
   if (!(error instanceof Error)) return { name: typeof error };
@@ -53,8 +49,6 @@ export function toApiError(error: unknown): ApiError {
     );
   }
   if (error instanceof HTTPException) {
-    if (error.status === 413)
-      return new ApiError("PAYLOAD_TOO_LARGE", `Bodies are limited to ${MAX_BODY_BYTES} bytes.`);
     if (error.status === 400) return new ApiError("BAD_REQUEST", "The request body is not valid JSON.");
     if (error.status === 415)
       return new ApiError("UNSUPPORTED_MEDIA_TYPE", "Send the body as application/json.");
@@ -66,18 +60,7 @@ export function buildApp() {
   const app = createRouter();
 
   app.use(edgeHeaders);
-  const apiBodyLimit = bodyLimit({ maxSize: MAX_BODY_BYTES });
-  // An import carries a whole tenant's export: its own, larger cap (src/portability/limits.ts).
-  const importBodyLimit = bodyLimit({
-    maxSize: IMPORT_MAX_BODY_BYTES,
-    onError: () => {
-      throw new ApiError("PAYLOAD_TOO_LARGE", `Imports are limited to ${IMPORT_MAX_BODY_BYTES} bytes.`);
-    },
-  });
-  // The size cap, then the well-formed-text check as the limit's own next step: one middleware step.
-  app.use("/api/*", (c, next) =>
-    (c.req.path === IMPORT_PATH ? importBodyLimit : apiBodyLimit)(c, () => wellFormedJsonText(c, next)),
-  );
+  app.use("/api/*", apiBody);
 
   app.route("/", healthRoutes);
   app.route("/", seedPageRoutes);

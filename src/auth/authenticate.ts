@@ -3,7 +3,7 @@ import { getCookie } from "hono/cookie";
 import { database } from "../db/client";
 import type { AppEnv } from "../env";
 import { ApiError } from "../errors";
-import { findKeyByHash, findKeyForManagement, findSessionKey } from "../keys/key-record";
+import { findKeyByHash, findKeyForManagement, findSessionKey, type KeyRecord } from "../keys/key-record";
 import { judgeKey, type RequestOrigin, verifyKey } from "../keys/verify-key";
 import { recordUsage } from "../monitoring/usage-recorder";
 import { unseal } from "../vault/keyring";
@@ -80,12 +80,24 @@ export async function principalFromKey(
   }
   if (outcome.code === "FORBIDDEN") throw outsideFence();
   if (outcome.code !== "VALID" || !outcome.record) return rejectFailedAuth(c);
-  return {
-    tenantId: outcome.record.tenantId,
-    keyId: outcome.record.id,
-    scopes: new Set(outcome.record.scopes),
-    via: "key",
-  };
+  return keyPrincipal(outcome.record);
+}
+
+/** One principal per cached record: the verify hot path then builds no Set per request. */
+const keyPrincipals = new WeakMap<KeyRecord, Principal>();
+
+function keyPrincipal(record: KeyRecord): Principal {
+  let principal = keyPrincipals.get(record);
+  if (!principal) {
+    principal = Object.freeze({
+      tenantId: record.tenantId,
+      keyId: record.id,
+      scopes: new Set(record.scopes),
+      via: "key" as const,
+    });
+    keyPrincipals.set(record, principal);
+  }
+  return principal;
 }
 
 async function principalFromSession(c: Context<AppEnv>, token: string): Promise<Principal> {
