@@ -39,7 +39,7 @@ it("prints the app's own cost per verify, layer by layer, against /healthz", asy
     return c.json(INVALID);
   };
   app.post("/api/bench/json", readBodyThenAnswer);
-  app.post("/api/bench/authenticated", requireScope("keys:verify"), readBodyThenAnswer);
+  app.post("/api/bench/authenticated", requireScope("keys:verify", { cachedAuth: true }), readBodyThenAnswer);
 
   const tenant = await createTenant();
   const warm = await createKey(tenant, { name: "warm" });
