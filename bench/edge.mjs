@@ -49,6 +49,17 @@ export function edgeSummary(figures) {
   return summary;
 }
 
+/** Whether each goal was met, by throughput (the issue's measure). */
+export function edgeTargetsMet(figures) {
+  const summary = edgeSummary(figures);
+  return Object.fromEntries(
+    Object.entries(EDGE_TARGETS).map(([name, goal]) => [
+      `${name}_ge_${String(goal).replace(".", "_")}`,
+      summary[name] >= goal,
+    ]),
+  );
+}
+
 /** Printed lines: one row per comparison with both ratios and the goal. */
 export function edgeLines(figures) {
   const summary = edgeSummary(figures);
