@@ -160,12 +160,12 @@ export class KeyChangeFeed {
       .prepare("SELECT seq, hash_prefix FROM key_changes ORDER BY seq DESC LIMIT ?1")
       .bind(this.options.window + 1)
       .raw<ChangeRow>();
-    const capped = newestFirst.length > this.options.window;
-    if (capped) newestFirst.length = this.options.window;
+    if (newestFirst.length > this.options.window) newestFirst.length = this.options.window;
     const rows = newestFirst.reverse();
-    // Past the cap, entries read before the oldest change loaded cannot be vouched for: they count as misses.
-    // Below it, the window is the whole table, which holds every change since any servable entry was read.
-    this.floor = capped && rows[0] ? rows[0][0] - 1 : 0;
+    // Entries read before the oldest change loaded cannot be vouched for: they count as misses. Below the
+    // cap that change is the table's oldest, and the purge keeps every change younger than twice an entry's
+    // age (and always the newest), so no servable entry predates it unless a clock was far off.
+    this.floor = rows[0] ? rows[0][0] - 1 : 0;
     this.apply(rows);
     this.loaded = true;
     this.settle(startedAt);
@@ -213,7 +213,9 @@ export class KeyChangeFeed {
 
 /**
  * Cron: deletes changes older than KEY_CHANGE_RETENTION_MS in bounded chunks (the changed_at index finds them),
- * so a backlog spreads over ticks. Returns the rows deleted.
+ * so a backlog spreads over ticks. The newest change always stays: a fresh isolate takes the oldest change it
+ * loads as the floor of what it can vouch for, and an empty table would tell it nothing. Returns the rows
+ * deleted.
  */
 export async function purgeKeyChanges(
   d1: D1Database,
@@ -224,7 +226,8 @@ export async function purgeKeyChanges(
   for (let round = 0; round < budget.rounds; round++) {
     const { meta } = await d1
       .prepare(
-        "DELETE FROM key_changes WHERE seq IN (SELECT seq FROM key_changes WHERE changed_at < ?1 LIMIT ?2)",
+        `DELETE FROM key_changes WHERE seq IN (SELECT seq FROM key_changes
+           WHERE changed_at < ?1 AND seq < (SELECT max(seq) FROM key_changes) LIMIT ?2)`,
       )
       .bind(now - KEY_CHANGE_RETENTION_MS, budget.chunk)
       .run();

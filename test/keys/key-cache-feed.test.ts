@@ -107,10 +107,36 @@ describe("the feed's retention", () => {
   it("is purged by the cron tick", async () => {
     const now = Date.now();
     await unrelatedChanges(2, now - KEY_CHANGE_RETENTION_MS - HOUR);
+    await unrelatedChanges(1, now);
     const ctx = createExecutionContext();
     await worker.scheduled(createScheduledController({ scheduledTime: now, cron: "*/5 * * * *" }), env, ctx);
     await waitOnExecutionContext(ctx);
     expect(await feedRows("changed_at < ?", now - KEY_CHANGE_RETENTION_MS)).toBe(0);
+  });
+});
+
+describe("a feed purged further than any entry's age (a cron with its clock far ahead)", () => {
+  it("keeps the newest change, and a fresh isolate counts every entry read before it as a miss", async () => {
+    const tenant = await createTenant("feed over-purged");
+    const key = await createKey(tenant);
+    const hash = await hashKey(key.key);
+    const location = await freshCache();
+    const writer = otherIsolate({ cache: location });
+    const t0 = Date.now();
+    await writer.tiers.lookup(env.DB, hash, t0);
+    await writer.settle();
+    expect((await call("POST", `/api/v1/keys/${key.id}/revoke`, { key: tenant.adminKey })).status).toBe(200);
+
+    await unrelatedChanges(1);
+    await purgeKeyChanges(env.DB, t0 + 31 * 24 * HOUR, { chunk: 5_000, rounds: 100 });
+    expect(await feedRows("1 = 1")).toBe(1);
+    expect(await feedRows("hash_prefix = ?", hash.slice(0, 16))).toBe(0);
+
+    // The revocation's row is gone, but the location still holds the entry read before it.
+    const fresh = otherIsolate({ cache: location });
+    const reads = countingD1();
+    expect(await fresh.tiers.lookup(reads.db, hash, t0 + 10)).toMatchObject({ id: key.id, revoked: true });
+    expect(reads.counts.sessionKeyReads).toBe(1);
   });
 });
 
