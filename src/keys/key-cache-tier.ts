@@ -76,8 +76,8 @@ export class KeyCacheTiers {
   }
 
   /**
-   * The record for a key hash, or null. A hit in the isolate costs what it did before the tiers: a Map
-   * lookup, the feed's check (no allocation) and, every poll interval, the start of a background poll.
+   * The record for a key hash, or null. A hit in the isolate is the LRU's Map lookup and the feed's check (no
+   * I/O, no allocation) and, once per poll interval, the start of a background poll.
    */
   async lookup(d1: D1Database, hash: string, now = Date.now()): Promise<KeyRecord | null> {
     this.feed.tick(d1, now, this.io.keepAlive);
