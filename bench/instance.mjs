@@ -176,11 +176,22 @@ function scenarios({ url, adminKey, warm, credential }) {
       expect: { status: 200, body: '{"valid":false,"code":"INVALID_FORMAT"}' },
     }),
     /** The same two, answering with every header the app's answers carry. */
-    rawGetHeaders: () => ({ url, path: "/__bench/raw-headers", expect: { status: 200, body: '{"status":"ok"}' } }),
+    rawGetHeaders: () => ({
+      url,
+      path: "/__bench/raw-headers",
+      expect: { status: 200, body: '{"status":"ok"}' },
+    }),
     rawPostHeaders: () => ({
       ...verify,
       path: "/__bench/raw-headers",
       bodies: [verifyBody(breakChecksum(warm.key))],
+      expect: { status: 200, body: '{"valid":false,"code":"INVALID_FORMAT"}' },
+    }),
+    /** Workerd with the app's headers and the SHA-256 digests a verify cannot skip: 1 (bad checksum), 2 (warm). */
+    rawDigests: (digests) => ({
+      ...verify,
+      path: `/__bench/raw-digests/${digests}`,
+      bodies: [verifyBody(digests > 1 ? warm.key : breakChecksum(warm.key))],
       expect: { status: 200, body: '{"valid":false,"code":"INVALID_FORMAT"}' },
     }),
     warm: () => ({

@@ -14,8 +14,9 @@
 // JSON body first, like verify). Their difference is the least a body-carrying verify can cost more
 // than /healthz, whatever the app does. `/__bench/raw-headers` answers the same with every header the
 // app's own answers carry (copied from one /healthz answer of the app, so the list is never restated
-// here): what workerd spends on sending them is part of the floor too. These exist only in this file,
-// which is never deployed.
+// here): what workerd spends on sending them is part of the floor too. `POST /__bench/raw-digests/1` and
+// `/2` add the SHA-256 digests an authenticated verify cannot avoid (the caller's key; and the verified
+// key). These exist only in this file, which is never deployed.
 import worker from "./index.js";
 
 export * from "./index.js";
@@ -72,9 +73,19 @@ async function appAnswerHeaders(env, ctx) {
   return appHeaders;
 }
 
-async function rawAnswer(request, headers) {
+const RAW_DIGESTS_PATH = "/__bench/raw-digests";
+const encoder = new TextEncoder();
+
+/**
+ * `digests` SHA-256 digests of the bearer key (0, 1 or 2): a bad-checksum verify must hash the caller's
+ * key to authenticate it, a warm one also the key it verifies; no app can skip them.
+ */
+async function rawAnswer(request, headers, digests = 0) {
   if (request.method === "GET") return new Response('{"status":"ok"}', { headers });
-  await request.json();
+  const body = await request.json();
+  const bearer = encoder.encode(request.headers.get("authorization") ?? "");
+  if (digests > 0) await crypto.subtle.digest("SHA-256", bearer);
+  if (digests > 1) await crypto.subtle.digest("SHA-256", encoder.encode(body.key ?? ""));
   return new Response('{"valid":false,"code":"INVALID_FORMAT"}', { headers });
 }
 
@@ -85,6 +96,11 @@ export default {
       return appHeaders
         ? rawAnswer(request, appHeaders)
         : appAnswerHeaders(env, ctx).then((headers) => rawAnswer(request, headers));
+    }
+    const digestsAt = request.url.indexOf(RAW_DIGESTS_PATH);
+    if (digestsAt >= 0) {
+      const digests = Number(request.url.slice(digestsAt + RAW_DIGESTS_PATH.length + 1));
+      return appAnswerHeaders(env, ctx).then((headers) => rawAnswer(request, headers, digests));
     }
     return worker.fetch(request, env.BENCH_LEAN_RATELIMIT === "1" ? leanEnv(env) : env, ctx);
   },
