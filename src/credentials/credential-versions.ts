@@ -5,6 +5,7 @@ import type { Database } from "../db/client";
 import { credentials, credentialVersions } from "../db/schema";
 import { ApiError } from "../errors";
 import { providerRotatorFor } from "../lifecycle/rotators";
+import type { ActiveDekRead } from "../vault/data-keys";
 import type { Unsealed } from "../vault/keyring";
 import { requireService } from "./require-service";
 import { credentialRecordId, displayValues, openValues, sealValues } from "./sealed-fields";
@@ -57,6 +58,8 @@ export interface NewVersion {
   providerKeyId?: string | null;
   createdBy: string;
   now: number;
+  /** What `activeDekQuery` found when the caller read it in its own batch; read while sealing otherwise. */
+  activeDek?: ActiveDekRead;
 }
 
 /**
@@ -72,6 +75,7 @@ export async function sealedVersionStatements(keys: Unsealed, db: Database, vers
     db,
     { tenantId: version.tenantId, recordId: credentialRecordId(version.credentialId, version.version) },
     version.fields,
+    version.activeDek,
   );
   const providerKeyId =
     version.providerKeyId !== undefined

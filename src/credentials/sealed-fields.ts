@@ -2,23 +2,29 @@ import type { FieldSpec } from "../catalog/types";
 import { maskValue } from "../catalog/validate";
 import { decryptText, encryptText } from "../crypto/envelope";
 import type { Database } from "../db/client";
-import { activeDek, dekFor } from "../vault/data-keys";
+import { type ActiveDekRead, countEncryptionsStatement, dekFor, sealingDek } from "../vault/data-keys";
 import type { Unsealed } from "../vault/keyring";
 
 /**
  * Seals named values for one record. The record id and the value's name go into the AAD, so a blob copied
- * to another record, another name or another tenant fails authentication (threat model case 3).
+ * to another record, another name or another tenant fails authentication (threat model case 3). The active
+ * DEK is read here unless the caller read it in its own batch (`activeDek`: what `activeDekQuery` found).
  */
 export async function sealValues(
   keys: Unsealed,
   db: Database,
   target: { tenantId: string; recordId: string },
   values: Readonly<Record<string, string>>,
+  activeDek?: ActiveDekRead,
 ) {
-  const dek = await activeDek(keys, db, target.tenantId, Object.keys(values).length);
+  const dek = await sealingDek(keys, db, target.tenantId, activeDek);
   const sealed = await sealWith(dek, target, values);
   // Every value of one call is sealed under the same DEK: the row stores its version (src/vault/sealed-records.ts).
-  return { sealed, dekVersion: dek.version, countEncryptions: dek.countEncryptions };
+  return {
+    sealed,
+    dekVersion: dek.version,
+    countEncryptions: countEncryptionsStatement(db, dek, Object.keys(values).length),
+  };
 }
 
 /**

@@ -4,6 +4,7 @@ import { newId } from "../crypto/random";
 import type { Database } from "../db/client";
 import { credentials } from "../db/schema";
 import { RETEST_INTERVAL_MS } from "../lifecycle/retests";
+import type { ActiveDekRead } from "../vault/data-keys";
 import type { Unsealed } from "../vault/keyring";
 import {
   assertValidFields,
@@ -11,7 +12,9 @@ import {
   makeCurrentStatements,
   nextVersionNumber,
   sealedVersionStatements,
+  type VersionRow,
 } from "./credential-versions";
+import { displayValues } from "./sealed-fields";
 
 export interface NewCredential {
   tenantId: string;
@@ -23,6 +26,8 @@ export interface NewCredential {
   fields: Readonly<Record<string, string>>;
   createdBy: string;
   now: number;
+  /** What `activeDekQuery` found when the caller read it in its own batch; read while sealing otherwise. */
+  activeDek?: ActiveDekRead;
 }
 
 /**
@@ -59,7 +64,8 @@ export function newCredentialRow(
 /**
  * THE way a credential comes into being (POST /credentials, the Vault KV import): validated against the
  * catalogue (VALIDATION_FAILED naming fields, never values), its values sealed as version 1 labelled current.
- * Returns the row, the statements for the caller's audited batch, the validation warnings and the audit event.
+ * Returns the row, its version as stored (what a detail view shows of it), the statements for the caller's
+ * audited batch, the validation warnings and the audit event.
  */
 export async function createCredentialStatements(keys: Unsealed, db: Database, input: NewCredential) {
   const { service, now } = input;
@@ -85,14 +91,28 @@ export async function createCredentialStatements(keys: Unsealed, db: Database, i
     stage: "current",
     createdBy: input.createdBy,
     now,
+    activeDek: input.activeDek,
   });
+  const stored = {
+    version: 1,
+    stage: "current",
+    displayFields: displayValues(service.fields, input.fields),
+    createdBy: input.createdBy,
+    createdAt: now,
+  } satisfies Pick<VersionRow, "version" | "stage" | "displayFields" | "createdBy" | "createdAt">;
   const event: AuditEvent = {
     action: "credential.create",
     targetType: "credential",
     targetId: row.id,
     detail: { service: service.id, environment: row.environment, fields: Object.keys(input.fields).sort() },
   };
-  return { row, statements: [db.insert(credentials).values(row), ...version], warnings, event };
+  return {
+    row,
+    version: stored,
+    statements: [db.insert(credentials).values(row), ...version],
+    warnings,
+    event,
+  };
 }
 
 /**

@@ -7,6 +7,7 @@ import type { Database } from "../db/client";
 import { alertChannels, alertDeliveries, alertRules, credentials } from "../db/schema";
 import type { Bindings } from "../env";
 import { ApiError } from "../errors";
+import type { ActiveDekRead } from "../vault/data-keys";
 import type { Unsealed } from "../vault/keyring";
 import type { ChannelKind } from "./alert-kinds";
 import { diffByName, type NamedChange } from "./diff-by-name";
@@ -204,12 +205,16 @@ export async function openChannelSecrets(keys: Unsealed, db: Database, row: Chan
 
 /** The tenant's channels, oldest first. */
 export async function tenantChannels(db: Database, tenantId: string): Promise<ChannelRow[]> {
+  return tenantChannelsQuery(db, tenantId).all();
+}
+
+/** `tenantChannels` as a query, for a caller that reads it in one batch with its other reads. */
+export function tenantChannelsQuery(db: Database, tenantId: string) {
   return db
     .select()
     .from(alertChannels)
     .where(eq(alertChannels.tenantId, tenantId))
-    .orderBy(asc(alertChannels.createdAt), asc(alertChannels.id))
-    .all();
+    .orderBy(asc(alertChannels.createdAt), asc(alertChannels.id));
 }
 
 /** One channel of the tenant; another tenant's channel is not found (404, never 403). */
@@ -252,12 +257,15 @@ export async function channelCreateStatements(
   db: Database,
   target: WriteTarget,
   spec: ChannelSpec,
+  /** What `activeDekQuery` found, when the caller read it in its own batch. */
+  activeDek?: ActiveDekRead,
 ) {
   const { sealed, dekVersion, countEncryptions } = await sealValues(
     keys,
     db,
     channelRecord(target.tenantId, target.channelId),
     spec.secrets,
+    activeDek,
   );
   const event: AuditEvent = {
     action: "channel.create",
@@ -295,12 +303,15 @@ export async function channelUpdateStatements(
   target: WriteTarget,
   spec: ChannelSpec,
   changedFields: readonly string[],
+  /** What `activeDekQuery` found, when the caller read it in its own batch. */
+  activeDek?: ActiveDekRead,
 ) {
   const { sealed, dekVersion, countEncryptions } = await sealValues(
     keys,
     db,
     channelRecord(target.tenantId, target.channelId),
     spec.secrets,
+    activeDek,
   );
   const destinationChanged = changedFields.some((field) => field !== "name");
   const event: AuditEvent = {

@@ -24,9 +24,12 @@ const LEVEL_ORDER: readonly SecurityLevel[] = ["basic", "enhanced", "enterprise"
 
 /** The tenant's committed security policy, or null when no wizard has set one yet. */
 export async function tenantSecurityPolicy(db: Database, tenantId: string): Promise<SecurityPolicy | null> {
-  return (
-    (await db.select().from(securityPolicies).where(eq(securityPolicies.tenantId, tenantId)).get()) ?? null
-  );
+  return (await tenantSecurityPolicyQuery(db, tenantId).get()) ?? null;
+}
+
+/** The tenant's policy row as a query, for a route that reads it in one batch with its other reads. */
+export function tenantSecurityPolicyQuery(db: Database, tenantId: string) {
+  return db.select().from(securityPolicies).where(eq(securityPolicies.tenantId, tenantId));
 }
 
 /** What minting a key needs of its tenant, in one read: the key prefix (`kw` if none) and the policy. */

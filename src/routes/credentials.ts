@@ -70,7 +70,8 @@ import {
   problems,
 } from "../openapi/shared";
 import { containsText, SearchTextSchema } from "../openapi/text-search";
-import { levelAtLeastPolicy, tenantSecurityPolicy } from "../policy/security-policy";
+import { levelAtLeastPolicy, tenantSecurityPolicyQuery } from "../policy/security-policy";
+import { activeDekQuery } from "../vault/data-keys";
 import { unseal } from "../vault/keyring";
 
 const tags = ["Credentials"];
@@ -142,10 +143,20 @@ async function detailOf(db: Database, row: CredentialRow, warnings?: string[]) {
     rotationConfigQuery(db, row),
     subjectRunsQuery(db, row.tenantId, row.id),
   ]);
+  return detailView(row, versions, credentialRotationView(configs[0], runs[0]), warnings);
+}
+
+/** The detail view of a credential from its versions (newest first) and its `rotation` object. */
+function detailView(
+  row: CredentialRow,
+  versions: readonly Pick<VersionRow, "version" | "stage" | "displayFields" | "createdBy" | "createdAt">[],
+  rotation: ReturnType<typeof credentialRotationView>,
+  warnings?: string[],
+) {
   const current = versions.find((v) => v.version === row.currentVersion);
   if (!current) throw new ApiError("NOT_FOUND", "No such credential.");
   return {
-    ...credentialView(row, current, credentialRotationView(configs[0], runs[0])),
+    ...credentialView(row, current, rotation),
     versions: versions.map((v) => ({
       version: v.version,
       stage: v.stage,
@@ -370,27 +381,30 @@ export const credentialRoutes = createRouter()
     const body = c.req.valid("json");
     const service = requireService(body.service);
     const db = database(c.env.DB);
-    const { row, statements, warnings, event } = await createCredentialStatements(
-      await unseal(c.env, db),
-      db,
-      {
-        tenantId: principal.tenantId,
-        service,
-        environment: body.environment,
-        // The level the tenant's security policy chose is a floor: at enhanced or above, a key of the wrong
-        // mode for the environment is refused even when the body asks for basic.
-        securityLevel: levelAtLeastPolicy(
-          body.security_level,
-          await tenantSecurityPolicy(db, principal.tenantId),
-        ),
-        ...(body.name === undefined ? {} : { name: body.name }),
-        fields: body.fields,
-        createdBy: principal.keyId,
-        now: Date.now(),
-      },
-    );
+    const keys = await unseal(c.env, db);
+    // The tenant's policy and its sealing DEK in one round trip.
+    const [policies, activeDeks] = await db.batch([
+      tenantSecurityPolicyQuery(db, principal.tenantId),
+      activeDekQuery(db, principal.tenantId),
+    ]);
+    const { row, version, statements, warnings, event } = await createCredentialStatements(keys, db, {
+      tenantId: principal.tenantId,
+      service,
+      environment: body.environment,
+      // The level the tenant's security policy chose is a floor: at enhanced or above, a key of the wrong
+      // mode for the environment is refused even when the body asks for basic.
+      securityLevel: levelAtLeastPolicy(body.security_level, policies[0] ?? null),
+      ...(body.name === undefined ? {} : { name: body.name }),
+      fields: body.fields,
+      createdBy: principal.keyId,
+      now: Date.now(),
+      activeDek: activeDeks,
+    });
     await commitWithAudit(c.env, auditActor(c), statements, [event]);
-    return c.json(await detailOf(db, row, warnings), 201, { etag: etagOf(row) });
+    // The answer is what the batch wrote, not read back: a new credential has its one version, current,
+    // no rotation config and no run.
+    const detail = detailView(row, [version], credentialRotationView(undefined, undefined), warnings);
+    return c.json(detail, 201, { etag: etagOf(row) });
   })
   .openapi(listCredentials, async (c) => {
     const { tenantId } = c.get("principal");

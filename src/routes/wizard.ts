@@ -4,6 +4,7 @@ import type { Context } from "hono";
 import { auditActor } from "../audit/actor";
 import { type AuditEvent, commitWithAudit } from "../audit/audit-log";
 import { requestOrigin, requireScope } from "../auth/authenticate";
+import { secondFactorStateOf, secondFactorStateQueries } from "../auth/second-factor";
 import { assertStepUp, TOTP_HEADER } from "../auth/step-up";
 import { type ProbeResult, runProbe } from "../catalog/run-probe";
 import { generateFieldValue, validateCredential } from "../catalog/validate";
@@ -40,8 +41,17 @@ import {
   problems,
 } from "../openapi/shared";
 import { assertInsideFence, assertSettingsMeetLevel } from "../policy/security-policy";
+import { activeDekQuery } from "../vault/data-keys";
 import { type Unsealed, unseal } from "../vault/keyring";
-import { planReconcile, planView, reconcileStatements, wizardRuleName } from "../wizard/reconcile";
+import {
+  planReconcile,
+  planView,
+  readStoredSettings,
+  reconcileStatements,
+  storedSettingsOf,
+  storedSettingsQueries,
+  wizardRuleName,
+} from "../wizard/reconcile";
 import { rotationDays } from "../wizard/security-levels";
 import {
   CHANNEL_SLOTS,
@@ -64,7 +74,7 @@ import {
   type Step,
   StepSchema,
 } from "../wizard/steps";
-import type { WizardResult } from "../wizard/wizard-session";
+import type { WizardResult, WizardSnapshot } from "../wizard/wizard-session";
 import type { CommitSummary, MaskedChannel, WizardMutation, WizardState } from "../wizard/wizard-state";
 
 const tags = ["Wizard"];
@@ -100,6 +110,11 @@ async function readState(c: Context<AppEnv>, id: string): Promise<WizardState> {
   return unwrap(await wizardStub(c, id).read(c.get("principal").tenantId));
 }
 
+/** The state and the sealed values, in one call to the wizard. */
+async function readSnapshot(c: Context<AppEnv>, id: string): Promise<WizardSnapshot> {
+  return unwrap(await wizardStub(c, id).snapshot(c.get("principal").tenantId));
+}
+
 function assertOpen(state: WizardState) {
   if (state.status !== "open") throw new ApiError("CONFLICT", "This wizard has been committed.");
 }
@@ -123,17 +138,15 @@ function securityOf(state: WizardState) {
  * that basic only warned about. The commit checks them again under the settings it is about to write, and
  * before the commit lease, so a refusal leaves the wizard free for the admin to re-enter them.
  */
-async function assertEnteredValuesStillValid(c: Context<AppEnv>, wizardId: string, state: WizardState) {
+async function assertEnteredValuesStillValid(
+  keys: Unsealed,
+  db: Database,
+  tenantId: string,
+  wizardId: string,
+  { state, sealed }: WizardSnapshot,
+) {
   const security = securityOf(state);
-  const db = database(c.env.DB);
-  const blobs = unwrap(await wizardStub(c, wizardId).sealed(c.get("principal").tenantId));
-  const plain = await openForWizard(
-    await unseal(c.env, db),
-    db,
-    c.get("principal").tenantId,
-    wizardId,
-    blobs,
-  );
+  const plain = await openForWizard(keys, db, tenantId, wizardId, sealed);
   // Services still missing values are the commit lease's refusal (409), not this one.
   const entered = (state.steps.services?.service_ids ?? []).filter(
     (serviceId) => state.steps.keys.services[serviceId]?.complete,
@@ -432,10 +445,15 @@ const abandonRoute = route({
 });
 
 /** Issues the Keywarden keys of the given services under the wizard's security settings. */
-async function mintServiceKeys(c: Context<AppEnv>, state: WizardState, serviceIds: string[]) {
+async function mintServiceKeys(
+  c: Context<AppEnv>,
+  state: WizardState,
+  serviceIds: string[],
+  /** The tenant's key prefix (`tenantKeyPrefix`). */
+  prefix: string,
+) {
   const security = securityOf(state);
   const principal = c.get("principal");
-  const prefix = await tenantKeyPrefix(database(c.env.DB), principal.tenantId);
   const days = rotationDays(security.security_level, security.rotation_policy, security.custom_rotation_days);
   const minted: Record<string, Awaited<ReturnType<typeof mintKeyWithBackup>>> = {};
   for (const serviceId of serviceIds) {
@@ -483,7 +501,12 @@ export const wizardRoutes = createRouter()
     let state = await readState(c, id);
     const security = securityOf(state);
     const selected = state.steps.services?.service_ids ?? [];
-    const minted = await mintServiceKeys(c, state, selected);
+    const minted = await mintServiceKeys(
+      c,
+      state,
+      selected,
+      await tenantKeyPrefix(database(c.env.DB), c.get("principal").tenantId),
+    );
     const generated: Record<string, { key: string; backup_key?: string; secrets: Record<string, string> }> =
       {};
     for (const serviceId of selected) {
@@ -580,14 +603,13 @@ export const wizardRoutes = createRouter()
   })
   .openapi(testsRoute, async (c) => {
     const { id } = c.req.valid("param");
-    const state = await readState(c, id);
+    const { state, sealed: blobs } = await readSnapshot(c, id);
     const security = securityOf(state);
     const selected = state.steps.services?.service_ids ?? [];
     const wanted = c.req.valid("json").service_ids?.filter((s) => selected.includes(s)) ?? selected;
     const tenantId = c.get("principal").tenantId;
     const db = database(c.env.DB);
     const keys = await unseal(c.env, db);
-    const blobs = unwrap(await wizardStub(c, id).sealed(tenantId));
     const results = Object.fromEntries(
       await Promise.all(
         wanted.map(async (serviceId) => {
@@ -682,19 +704,23 @@ export const wizardRoutes = createRouter()
   .openapi(changesRoute, async (c) => {
     const { id } = c.req.valid("param");
     const tenantId = c.get("principal").tenantId;
-    const state = await readState(c, id);
+    const { state, sealed: blobs } = await readSnapshot(c, id);
     assertReached(state, "review");
     const db = database(c.env.DB);
     const keys = await unseal(c.env, db);
-    const blobs = unwrap(await wizardStub(c, id).sealed(tenantId));
-    const plan = await planReconcile(keys, db, {
-      tenantId,
-      wizardId: id,
-      security: securityOf(state),
-      monitoring: state.steps.monitoring,
-      plain: await openForWizard(keys, db, tenantId, id, slotsUnder(blobs, CHANNEL_SLOTS)),
-      now: Date.now(),
-    });
+    const plan = await planReconcile(
+      keys,
+      db,
+      {
+        tenantId,
+        wizardId: id,
+        security: securityOf(state),
+        monitoring: state.steps.monitoring,
+        plain: await openForWizard(keys, db, tenantId, id, slotsUnder(blobs, CHANNEL_SLOTS)),
+        now: Date.now(),
+      },
+      await readStoredSettings(db, tenantId),
+    );
     return c.json(planView(plan), 200);
   })
   .openapi(navigateRoute, async (c) =>
@@ -706,44 +732,57 @@ export const wizardRoutes = createRouter()
   .openapi(commitRoute, async (c) => {
     const { id } = c.req.valid("param");
     const principal = c.get("principal");
+    const { tenantId } = principal;
     const stub = wizardStub(c, id);
     const db = database(c.env.DB);
     // A retry of a finished commit changes nothing, so it answers without a step-up.
-    const before = await readState(c, id);
-    if (before.commit) return c.json({ state: before, generated: {} }, 200);
+    const before = await readSnapshot(c, id);
+    if (before.state.commit) return c.json({ state: before.state, generated: {} }, 200);
+
+    // Everything the commit reads from D1, in one round trip of single-table queries: whether it already
+    // landed, the step-up state, the tenant's key prefix and sealing DEK, and the stored settings the
+    // reconcile plan compares with. Each is used at the point it was read before, so refusals come in the
+    // same order.
+    const [landedRows, totpRows, requireRows, tenantRows, activeDek, ...stored] = await db.batch([
+      db.select().from(wizardCommits).where(eq(wizardCommits.wizardId, id)),
+      ...secondFactorStateQueries(db, principal),
+      db.select({ keyPrefix: tenants.keyPrefix }).from(tenants).where(eq(tenants.id, tenantId)),
+      activeDekQuery(db, tenantId),
+      ...storedSettingsQueries(db, tenantId),
+    ]);
 
     // A commit that landed in D1 but crashed before telling the wizard: finish it, create nothing twice.
-    const landed = await db.select().from(wizardCommits).where(eq(wizardCommits.wizardId, id)).get();
+    const landed = landedRows[0];
     if (landed) {
-      const state = unwrap(
-        await stub.finishCommit(principal.tenantId, landed.summary as unknown as CommitSummary),
-      );
+      const state = unwrap(await stub.finishCommit(tenantId, landed.summary as unknown as CommitSummary));
       return c.json({ state, generated: {} }, 200);
     }
 
     // The commit replaces the tenant's security policy (level floor, allowlists, 2FA requirement): a
     // step-up, like revealing a credential (OWASP ASVS 5.0 V6.8). Checked before the commit lease is
     // taken, so a refused attempt does not hold the wizard.
-    await assertStepUp(c, db, c.req.valid("json").totp);
-    assertInsideFence(securityOf(before), requestOrigin(c), "steps.security");
-    await assertEnteredValuesStillValid(c, id, before);
-    const begun = unwrap(await stub.beginCommit(principal.tenantId));
-    if (begun.kind === "done") return c.json({ state: await readState(c, id), generated: {} }, 200);
+    await assertStepUp(c, db, c.req.valid("json").totp, secondFactorStateOf(totpRows, requireRows));
+    assertInsideFence(securityOf(before.state), requestOrigin(c), "steps.security");
+    const keys = await unseal(c.env, db);
+    await assertEnteredValuesStillValid(keys, db, tenantId, id, before);
+    const begun = unwrap(await stub.beginCommit(tenantId));
+    if (begun.kind === "done") return c.json({ state: begun.state, generated: {} }, 200);
 
-    const state = await readState(c, id);
+    // What the commit writes from is the wizard as it was when the lease was taken.
+    const { state, sealed: blobs } = begun;
     const security = securityOf(state);
     const selected = state.steps.services?.service_ids ?? [];
-    const keys = await unseal(c.env, db);
-    const blobs = unwrap(await stub.sealed(principal.tenantId));
-    const plain = await openForWizard(keys, db, principal.tenantId, id, blobs);
+    const plain = await openForWizard(keys, db, tenantId, id, blobs);
     const now = Date.now();
 
     // Only keys staged under the wizard's current settings, for services still selected, are committed
     // (the wizard drops the others); every other service's key is issued now and shown in this response only.
-    const staged = unwrap(await stub.issuedRows(principal.tenantId)) as Record<string, ApiKeyRow[]>;
+    const staged = begun.issuedRows as Record<string, ApiKeyRow[]>;
     const generated: Record<string, { key: string; backup_key?: string }> = {};
     const missing = selected.filter((serviceId) => !staged[serviceId]);
-    const minted = missing.length ? await mintServiceKeys(c, state, missing) : {};
+    // The prefix as `tenantKeyPrefix` reads it (src/keys/service-key.ts): `kw` when the tenant has none.
+    const prefix = tenantRows[0]?.keyPrefix ?? "kw";
+    const minted = missing.length ? await mintServiceKeys(c, state, missing, prefix) : {};
     for (const [serviceId, m] of Object.entries(minted)) {
       generated[serviceId] = { key: m.primary.key, ...(m.backup ? { backup_key: m.backup.key } : {}) };
     }
@@ -774,6 +813,7 @@ export const wizardRoutes = createRouter()
         stage: "current",
         createdBy: principal.keyId,
         now,
+        activeDek,
       });
       const probe = state.steps.testing?.results[serviceId];
       statements.push(
@@ -810,15 +850,13 @@ export const wizardRoutes = createRouter()
     }
     // Channels, rules and the policy are reconciled with what the tenant has (src/wizard/reconcile.ts): the
     // same plan the review step showed, computed again here from the same state.
-    const plan = await planReconcile(keys, db, {
-      tenantId: principal.tenantId,
-      wizardId: id,
-      security,
-      monitoring: state.steps.monitoring,
-      plain,
-      now,
-    });
-    const reconciled = await reconcileStatements(keys, db, plan, { tenantId: principal.tenantId, now });
+    const plan = await planReconcile(
+      keys,
+      db,
+      { tenantId, wizardId: id, security, monitoring: state.steps.monitoring, plain, now },
+      storedSettingsOf(...stored),
+    );
+    const reconciled = await reconcileStatements(keys, db, plan, { tenantId, now }, activeDek);
     statements.push(...reconciled.statements);
     events.push(...reconciled.events);
     const summary: CommitSummary = {

@@ -85,28 +85,68 @@ export function dekFor(keys: Unsealed, db: Database, tenantId: string, version: 
 }
 
 /**
- * The tenant's active DEK, and the statement that counts the encryptions about to be made with it. The
- * count moves the DEK's rotation to now once it crosses DEK_ROTATION_ENCRYPTIONS.
+ * THE rule for which DEK seals new values: the tenant's DEK labelled `active` (a DEK rotation moves the label
+ * in one batch, src/vault/dek-rotation.ts). A query, so a route can read it in the one D1 batch of its other
+ * reads and hand what it found to the sealing (`sealValues`), which turns it into the key (`sealingDek`).
  */
-export async function activeDek(keys: Unsealed, db: Database, tenantId: string, encryptions: number) {
-  const row = await db
-    .select({ version: dataKeys.version })
+export function activeDekQuery(db: Database, tenantId: string) {
+  return db
+    .select({ tenantId: dataKeys.tenantId, version: dataKeys.version })
     .from(dataKeys)
-    .where(and(eq(dataKeys.tenantId, tenantId), eq(dataKeys.status, "active")))
-    .get();
+    .where(and(eq(dataKeys.tenantId, tenantId), eq(dataKeys.status, "active")));
+}
+
+/** What `activeDekQuery` found. */
+export type ActiveDekRead = readonly { tenantId: string; version: number }[];
+
+/** The DEK that seals a tenant's new values, unwrapped. */
+export interface SealingDek {
+  tenantId: string;
+  version: number;
+  key: CryptoKey;
+}
+
+/** The sealing DEK from what `activeDekQuery` found (read now when not given); none active is KEY_UNAVAILABLE. */
+export async function sealingDek(
+  keys: Unsealed,
+  db: Database,
+  tenantId: string,
+  found?: ActiveDekRead,
+): Promise<SealingDek> {
+  const row = (found ?? (await activeDekQuery(db, tenantId).all()))[0];
   if (!row) throw new ApiError("KEY_UNAVAILABLE", "The tenant has no active data key.");
+  // A read handed down from a route seals only the tenant it was read for.
+  if (row.tenantId !== tenantId) throw new Error("A tenant's data key seals only its own values.");
+  return { tenantId, version: row.version, key: await dekFor(keys, db, tenantId, row.version) };
+}
+
+/**
+ * The statement that counts `encryptions` more made with `dek`, for the batch that stores them. The count
+ * moves the DEK's rotation to now once it crosses DEK_ROTATION_ENCRYPTIONS.
+ */
+export function countEncryptionsStatement(
+  db: Database,
+  dek: Pick<SealingDek, "tenantId" | "version">,
+  encryptions: number,
+) {
   const now = Date.now();
+  return db
+    .update(dataKeys)
+    .set({
+      encryptionCount: sql`${dataKeys.encryptionCount} + ${encryptions}`,
+      nextRotationAt: sql`CASE WHEN ${dataKeys.status} = 'active'
+        AND ${dataKeys.encryptionCount} + ${encryptions} >= ${DEK_ROTATION_ENCRYPTIONS}
+        THEN MIN(COALESCE(${dataKeys.nextRotationAt}, ${now}), ${now}) ELSE ${dataKeys.nextRotationAt} END`,
+    })
+    .where(and(eq(dataKeys.tenantId, dek.tenantId), eq(dataKeys.version, dek.version)));
+}
+
+/** The tenant's active DEK, read now, and the statement that counts the encryptions about to be made with it. */
+export async function activeDek(keys: Unsealed, db: Database, tenantId: string, encryptions: number) {
+  const dek = await sealingDek(keys, db, tenantId);
   return {
-    version: row.version,
-    key: await dekFor(keys, db, tenantId, row.version),
-    countEncryptions: db
-      .update(dataKeys)
-      .set({
-        encryptionCount: sql`${dataKeys.encryptionCount} + ${encryptions}`,
-        nextRotationAt: sql`CASE WHEN ${dataKeys.status} = 'active'
-          AND ${dataKeys.encryptionCount} + ${encryptions} >= ${DEK_ROTATION_ENCRYPTIONS}
-          THEN MIN(COALESCE(${dataKeys.nextRotationAt}, ${now}), ${now}) ELSE ${dataKeys.nextRotationAt} END`,
-      })
-      .where(and(eq(dataKeys.tenantId, tenantId), eq(dataKeys.version, row.version))),
+    version: dek.version,
+    key: dek.key,
+    countEncryptions: countEncryptionsStatement(db, dek, encryptions),
   };
 }

@@ -14,7 +14,7 @@ import {
   channelUpdateStatements,
   diffChannels,
   storedSpec,
-  tenantChannels,
+  tenantChannelsQuery,
 } from "../monitoring/channels";
 import { DEFAULT_COOLDOWN_SECONDS } from "../monitoring/default-rules";
 import type { Change } from "../monitoring/diff-by-name";
@@ -34,8 +34,9 @@ import {
   policyValues,
   policyWriteStatement,
   type SecurityPolicy,
-  tenantSecurityPolicy,
+  tenantSecurityPolicyQuery,
 } from "../policy/security-policy";
+import type { ActiveDekRead } from "../vault/data-keys";
 import type { Unsealed } from "../vault/keyring";
 import { channelSlots, fieldsUnder } from "./slots";
 import { type Channel, type Rule, RuleSchema, type SecurityStep } from "./steps";
@@ -123,7 +124,42 @@ export function wizardChannelSpecs(
   });
 }
 
-/** Compares the wizard's settings with what the tenant has now. Reads only; opens stored channel secrets to compare. */
+/** What a plan compares the wizard with: the tenant's channels, rules and policy as they are stored. */
+export interface StoredSettings {
+  channels: ChannelRow[];
+  rules: RuleRow[];
+  policy: SecurityPolicy | null;
+}
+
+/**
+ * The reads of `StoredSettings` as single-table queries (drizzle maps a batched join's columns by name), for
+ * one D1 batch with the caller's other reads; `storedSettingsOf` takes what they found.
+ */
+export function storedSettingsQueries(db: Database, tenantId: string) {
+  return [
+    tenantChannelsQuery(db, tenantId),
+    db.select().from(alertRules).where(eq(alertRules.tenantId, tenantId)),
+    tenantSecurityPolicyQuery(db, tenantId),
+  ] as const;
+}
+
+export function storedSettingsOf(
+  channels: ChannelRow[],
+  rules: RuleRow[],
+  policies: SecurityPolicy[],
+): StoredSettings {
+  return { channels, rules, policy: policies[0] ?? null };
+}
+
+/** The tenant's stored settings, in one round trip. */
+export async function readStoredSettings(db: Database, tenantId: string): Promise<StoredSettings> {
+  return storedSettingsOf(...(await db.batch(storedSettingsQueries(db, tenantId))));
+}
+
+/**
+ * Compares the wizard's settings with what the tenant has (`stored`, read by the caller). Reads nothing else;
+ * opens stored channel secrets to compare.
+ */
 export async function planReconcile(
   keys: Unsealed,
   db: Database,
@@ -135,14 +171,11 @@ export async function planReconcile(
     plain: Readonly<Record<string, string>>;
     now: number;
   },
+  stored: StoredSettings,
 ): Promise<ReconcilePlan> {
-  const [storedChannels, storedRules, storedPolicy] = await Promise.all([
-    tenantChannels(db, input.tenantId),
-    db.select().from(alertRules).where(eq(alertRules.tenantId, input.tenantId)).all(),
-    tenantSecurityPolicy(db, input.tenantId),
-  ]);
+  const { channels: storedChannels, rules: storedRules, policy: storedPolicy } = stored;
   const wanted = wizardChannelSpecs(input.monitoring?.channels ?? [], input.plain);
-  const stored = await Promise.all(
+  const storedSpecs = await Promise.all(
     storedChannels.map(async (row) => ({ row, spec: await storedSpec(keys, db, row) })),
   );
   const nameOf = new Map(storedChannels.map((row) => [row.id, row.name]));
@@ -160,7 +193,7 @@ export async function planReconcile(
   const policy = policyValues(input.tenantId, input.security, { wizardId: input.wizardId, now: input.now });
   const policyFields = changedPolicyFields(storedPolicy, policy);
   return {
-    channels: diffChannels(stored, wanted),
+    channels: diffChannels(storedSpecs, wanted),
     rules: diffRules(storedShapes, ruleShapes, WIZARD_RULE_KINDS),
     policy: {
       change: storedPolicy ? (policyFields.length ? "changed" : "unchanged") : "added",
@@ -190,6 +223,8 @@ export async function reconcileStatements(
   db: Database,
   plan: ReconcilePlan,
   target: { tenantId: string; now: number },
+  /** What `activeDekQuery` found, when the caller read it in its own batch: new channel secrets are sealed with it. */
+  activeDek?: ActiveDekRead,
 ) {
   const statements: { toSQL(): { sql: string; params: unknown[] } }[] = [];
   const events: AuditEvent[] = [];
@@ -215,8 +250,8 @@ export async function reconcileStatements(
     if (change.change === "unchanged") continue;
     const write =
       change.change === "added"
-        ? await channelCreateStatements(keys, db, { ...target, channelId }, spec)
-        : await channelUpdateStatements(keys, db, { ...target, channelId }, spec, change.fields);
+        ? await channelCreateStatements(keys, db, { ...target, channelId }, spec, activeDek)
+        : await channelUpdateStatements(keys, db, { ...target, channelId }, spec, change.fields, activeDek);
     statements.push(...write.statements);
     events.push(write.event);
   }

@@ -49,6 +49,23 @@ function guard<T>(run: () => T): WizardResult<Awaited<T>> | Promise<WizardResult
   }
 }
 
+/** A wizard's state and its sealed values (slot -> blob), read in one call. */
+export interface WizardSnapshot {
+  state: WizardState;
+  sealed: Record<string, string>;
+}
+
+/** What `beginCommit` answers: a finished commit's state, or the lease taken with what the commit writes from. */
+export type CommitStart =
+  | { kind: "done"; state: WizardState }
+  | {
+      kind: "proceed";
+      state: WizardState;
+      sealed: Record<string, string>;
+      /** Staged key rows by service (`issuedRows`). */
+      issuedRows: Record<string, unknown[]>;
+    };
+
 const indexOf = (step: Step) => STEPS.indexOf(step);
 const next = (step: Step): Step => STEPS[Math.min(indexOf(step) + 1, STEPS.length - 1)] as Step;
 
@@ -293,15 +310,14 @@ export class WizardSession extends DurableObject<Env> {
   }
 
   /**
-   * Starts a commit. A finished commit answers with its summary (idempotent); a commit in progress
+   * Starts a commit. A finished commit answers with its state (idempotent); a commit in progress
    * makes a second one fail, so concurrent commits cannot both succeed. A crashed attempt's lease lapses.
+   * A started commit gets what it writes from, as of the moment it took the lease, in this one call: the
+   * state, the sealed values and the staged key rows.
    */
-  private startCommit(
-    tenantId: string,
-    now: number,
-  ): { kind: "done"; summary: CommitSummary } | { kind: "proceed" } {
+  private startCommit(tenantId: string, now: number): CommitStart {
     const state = this.stateFor(tenantId);
-    if (state.commit) return { kind: "done", summary: state.commit };
+    if (state.commit) return { kind: "done", state };
     if (state.furthest_step !== "review")
       throw new ApiError("CONFLICT", "Finish every step before committing.");
     const selected = state.steps.services?.service_ids ?? [];
@@ -312,7 +328,12 @@ export class WizardSession extends DurableObject<Env> {
     if (lease !== undefined && lease > now)
       throw new ApiError("CONFLICT", "A commit of this wizard is already running.");
     this.kv.put(COMMIT_LEASE, now + COMMIT_LEASE_MS);
-    return { kind: "proceed" };
+    return {
+      kind: "proceed",
+      state,
+      sealed: this.sealedBlobs(tenantId),
+      issuedRows: this.storedIssuedRows(tenantId),
+    };
   }
 
   /** Records the commit and wipes every secret the wizard held. */
@@ -344,6 +365,13 @@ export class WizardSession extends DurableObject<Env> {
 
   sealed(tenantId: string) {
     return guard(() => this.sealedBlobs(tenantId));
+  }
+
+  /** The state and the sealed values together, as of one moment. */
+  snapshot(tenantId: string) {
+    return guard(
+      (): WizardSnapshot => ({ state: this.stateFor(tenantId), sealed: this.sealedBlobs(tenantId) }),
+    );
   }
 
   issuedRows(tenantId: string) {

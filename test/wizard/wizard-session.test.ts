@@ -1,6 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import { channelSlot } from "../../src/wizard/slots";
 import type { SecurityStep } from "../../src/wizard/steps";
 import { WIZARD_IDLE_MS, type WizardSession } from "../../src/wizard/wizard-session";
 
@@ -51,6 +52,12 @@ describe("WizardSession Durable Object", () => {
     await stub.create("ten_a", "key_a");
     expect(await stub.read("ten_b")).toEqual({ ok: false, code: "NOT_FOUND", detail: "No such wizard." });
     expect(await stub.sealed("ten_b")).toEqual({ ok: false, code: "NOT_FOUND", detail: "No such wizard." });
+    expect(await stub.snapshot("ten_b")).toEqual({ ok: false, code: "NOT_FOUND", detail: "No such wizard." });
+    expect(await stub.beginCommit("ten_b")).toEqual({
+      ok: false,
+      code: "NOT_FOUND",
+      detail: "No such wizard.",
+    });
     expect(await stub.apply("ten_b", { type: "navigate", step: "services" })).toMatchObject({
       ok: false,
       code: "NOT_FOUND",
@@ -71,9 +78,40 @@ describe("WizardSession Durable Object", () => {
       state.storage.kv.put("state", { ...current, furthest_step: "review", current_step: "review" });
     });
     const now = Date.now();
-    expect(await stub.beginCommit("ten_a", now)).toEqual({ ok: true, value: { kind: "proceed" } });
+    expect(await stub.beginCommit("ten_a", now)).toMatchObject({ ok: true, value: { kind: "proceed" } });
     expect(await stub.beginCommit("ten_a", now + 1000)).toMatchObject({ ok: false, code: "CONFLICT" });
-    expect(await stub.beginCommit("ten_a", now + 31_000)).toEqual({ ok: true, value: { kind: "proceed" } });
+    expect(await stub.beginCommit("ten_a", now + 31_000)).toMatchObject({
+      ok: true,
+      value: { kind: "proceed" },
+    });
+  });
+
+  it("hands a started commit the state, sealed values and staged rows of the moment it took the lease, in one call", async () => {
+    const stub = newStub();
+    await stub.create("ten_a", "key_a");
+    await runInDurableObject(stub, (_instance: WizardSession, state) => {
+      const current = state.storage.kv.get<Record<string, unknown>>("state") as Record<string, unknown>;
+      state.storage.kv.put("state", { ...current, furthest_step: "review", current_step: "review" });
+      state.storage.kv.put(`sealed:${channelSlot("Ops", "api_key")}`, "AQAAAAE...");
+    });
+    const snapshot = await stub.snapshot("ten_a");
+    expect(snapshot).toMatchObject({
+      ok: true,
+      value: {
+        state: { furthest_step: "review" },
+        sealed: { [channelSlot("Ops", "api_key")]: "AQAAAAE..." },
+      },
+    });
+    const begun = await stub.beginCommit("ten_a");
+    expect(begun).toEqual({
+      ok: true,
+      value: {
+        kind: "proceed",
+        state: snapshot.ok ? snapshot.value.state : null,
+        sealed: { [channelSlot("Ops", "api_key")]: "AQAAAAE..." },
+        issuedRows: {},
+      },
+    });
   });
 });
 
