@@ -10,14 +10,47 @@ import { applyMigrations, insertKeyRows, insertRows } from "./seed.mjs";
 let mf;
 let config;
 
-function miniflareOptions({
+/** Names of the two workers when an instance runs a second one (`secondWorker`); see miniflareOptions. */
+const WORKER_A = "keywarden";
+const WORKER_B = "keywarden-b";
+
+function miniflareOptions(config) {
+  const { persistDir, inspectorPort, secondWorker } = config;
+  const shared = {
+    host: "127.0.0.1",
+    port: 0,
+    logRequests: false,
+    telemetry: { enabled: false },
+    inspectorPort,
+    resourcePersistencePath: persistDir,
+  };
+  if (!secondWorker) return convertV4MiniflareOptions({ ...shared, ...workerOptions(config) });
+  // The "other location" of the latency stage's revocation test (bench/latency.mjs): the same bundle and
+  // entry on the same D1 database, in an isolate of its own with its own direct socket. It uses the first
+  // worker's Durable Objects (one deployment), and runs no Workflows and no queue consumer, which a deployment
+  // runs once whatever the location. BENCH_LOCATION tells the entry which location it is (its Cache API).
+  const b = workerOptions({ ...config, vars: { ...config.vars, BENCH_LOCATION: "b" } });
+  for (const [binding, object] of Object.entries(b.durableObjects)) {
+    b.durableObjects[binding] = { ...object, scriptName: WORKER_A };
+  }
+  delete b.workflows;
+  delete b.queueConsumers;
+  return convertV4MiniflareOptions({
+    ...shared,
+    workers: [
+      { name: WORKER_A, ...workerOptions({ ...config, vars: { ...config.vars, BENCH_LOCATION: "a" } }) },
+      { name: WORKER_B, ...b },
+    ],
+  });
+}
+
+/** One worker's options: the bundle behind a bench entry, with every binding wrangler.toml declares. */
+function workerOptions({
   buildDir,
-  persistDir,
   worker,
   secrets,
   leanRatelimit,
   ratelimitLimit,
-  inspectorPort,
   entry = "bench-entry.mjs",
   vars = {},
 }) {
@@ -25,13 +58,7 @@ function miniflareOptions({
     namespace_id: namespaceId,
     simple: { limit: ratelimitLimit, period: 60 },
   });
-  return convertV4MiniflareOptions({
-    host: "127.0.0.1",
-    port: 0,
-    logRequests: false,
-    telemetry: { enabled: false },
-    inspectorPort,
-    resourcePersistencePath: persistDir,
+  return {
     modulesRoot: buildDir,
     modules: [
       { type: "ESModule", path: join(buildDir, entry) },
@@ -83,7 +110,7 @@ function miniflareOptions({
       ...vars,
     },
     unsafeDirectSockets: [{ host: "127.0.0.1", port: 0 }],
-  });
+  };
 }
 
 /** The workerd process Miniflare spawned (a child of this process). */
@@ -94,8 +121,14 @@ function workerdPid() {
   return children.map(Number).find((pid) => readFileSync(`/proc/${pid}/comm`, "utf8").trim() === "workerd");
 }
 
+/** The worker's direct URL (and the second worker's, `urlB`, when there is one) and the workerd pid. */
 async function describe() {
-  return { url: (await mf.unsafeGetDirectURL()).href, workerdPid: workerdPid() };
+  if (!config.secondWorker) return { url: (await mf.unsafeGetDirectURL()).href, workerdPid: workerdPid() };
+  return {
+    url: (await mf.unsafeGetDirectURL(WORKER_A)).href,
+    urlB: (await mf.unsafeGetDirectURL(WORKER_B)).href,
+    workerdPid: workerdPid(),
+  };
 }
 
 const commands = {

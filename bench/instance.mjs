@@ -150,9 +150,12 @@ export async function seedKeys(host, tenantId, prefix, count) {
   for (const index of indexes) await query(index.sql);
   // The change feed's triggers (migration 0011) logged every seeded row. The seeded keys stand for keys stored
   // long ago, whose feed rows the cron purged after 48 h; left in, a million-key seed would look to every
-  // isolate like a bulk import in progress. Nothing has changed a seeded key since, so nothing is lost.
+  // isolate like a bulk import in progress. Nothing has changed a seeded key since, so nothing is lost. The newest
+  // row stays, as the cron's purge keeps it (src/keys/key-change-feed.ts): emptied, the feed's head would read 0,
+  // and every entry cached at head 0 would fall below the floor of an isolate that loads the feed after the next
+  // change (the latency stage saw its warm keys miss the Cache API after each restart).
   const [feed] = await query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'key_changes'");
-  if (feed) await query("DELETE FROM key_changes");
+  if (feed) await query("DELETE FROM key_changes WHERE seq < (SELECT max(seq) FROM key_changes)");
   const [probe, ...seeded] = minted;
   return { probe, seeded };
 }
