@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 
-function percentile(sorted, p) {
+export function percentile(sorted, p) {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
@@ -266,7 +266,7 @@ export function scaleReport(result, settings) {
 
 /** The whole printout: readable tables, then the summary as one JSON object on the last line. */
 export function printReport(
-  { main, vault, scaling, stock, smallCount, passSize, scheduler, keyring, alerts, roundtrips },
+  { main, vault, scaling, stock, smallCount, passSize, scheduler, keyring, alerts, roundtrips, latency },
   settings,
   root,
 ) {
@@ -337,7 +337,18 @@ export function printReport(
       stock.healthz,
     ),
   ];
-  out.push("", ...roundtrips.lines, "", ...scheduler.lines, "", ...keyring.lines, "", ...alerts.lines);
+  out.push(
+    "",
+    ...roundtrips.lines,
+    "",
+    ...latency.lines,
+    "",
+    ...scheduler.lines,
+    "",
+    ...keyring.lines,
+    "",
+    ...alerts.lines,
+  );
   const all = [
     ...Object.entries(main).map(([k, f]) => [`stage 1 ${k}`, f]),
     ...Object.entries(vault).map(([k, f]) => [`vault ${k}`, f]),
@@ -403,6 +414,7 @@ export function printReport(
     ...keyring.summary,
     ...alerts.summary,
     ...roundtrips.summary,
+    ...latency.summary,
     other_processes_max_cpu: round3(others),
     wrong_responses: all.reduce((total, [, f]) => total + f.bad, 0) + keyring.summary.keyring_wrong_responses,
     targets_met: {

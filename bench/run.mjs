@@ -13,6 +13,7 @@ import { EDGE_SCENARIOS, edgeLines, edgeSummary } from "./edge.mjs";
 import { startInstance } from "./instance.mjs";
 import { forkWorker } from "./ipc.mjs";
 import { keyringReport, runKeyringStage } from "./keyring.mjs";
+import { latencyReport, runLatencyStage } from "./latency.mjs";
 import { generateKey } from "./keys.mjs";
 import { MILLION_SETTINGS, startMillionInstance } from "./million.mjs";
 import { saveProfile, startProfile, summarizeProfile } from "./profile.mjs";
@@ -66,7 +67,7 @@ const PROFILE = process.env.BENCH_PROFILE === "1";
 const INSPECTOR_PORT = 9329;
 /** BENCH_ONLY=scheduler or keyring: build, run that stage alone, print its figures. */
 const ONLY = process.env.BENCH_ONLY;
-const STAGES = ["edge", "scale", "scheduler", "keyring", "alerts", "roundtrips"];
+const STAGES = ["edge", "scale", "scheduler", "keyring", "alerts", "roundtrips", "latency"];
 if (ONLY !== undefined && !STAGES.includes(ONLY))
   throw new Error(`BENCH_ONLY: unknown stage "${ONLY}" (${STAGES.join(", ")})`);
 
@@ -86,6 +87,8 @@ function build(buildDir) {
   // The round-trips stage's entry and its Durable Object call counter (bench/round-trips.mjs).
   copyFileSync(join(BENCH, "do-counter.mjs"), join(buildDir, "do-counter.mjs"));
   copyFileSync(join(BENCH, "counting-entry.mjs"), join(buildDir, "counting-entry.mjs"));
+  // The latency stage's entry: injected D1 latency, per-request D1 waits (bench/latency.mjs).
+  copyFileSync(join(BENCH, "latency-entry.mjs"), join(buildDir, "latency-entry.mjs"));
 }
 
 function reportProfile(label, profile, bundleDir) {
@@ -160,6 +163,8 @@ async function main(cleanup) {
   if (ONLY === "alerts") return { alerts: await alertsStage() };
   const roundTripsStage = () => timed("roundtrips", () => runRoundTripsStage(shared), roundTripsReport);
   if (ONLY === "roundtrips") return { roundtrips: await roundTripsStage() };
+  const latencyStage = () => timed("latency", () => runLatencyStage(shared), latencyReport);
+  if (ONLY === "latency") return { latency: await latencyStage() };
 
   const load = forkWorker(join(BENCH, "load.mjs"));
   cleanup.push(() => stopChild(load.child));
@@ -365,6 +370,8 @@ async function main(cleanup) {
   took = clock();
   const scaling = await scaleStage();
   log(`stage 2 took ${took()}`);
+  // Verify with D1 far away, and revocation propagation between two locations, on an instance of its own.
+  const latency = await latencyStage();
 
   // Stage 3: the 1k instance restarted with Miniflare's own ratelimit simulator in the request path.
   took = clock();
@@ -403,6 +410,7 @@ async function main(cleanup) {
     keyring,
     alerts,
     roundtrips,
+    latency,
   };
 }
 
