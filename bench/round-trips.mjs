@@ -25,6 +25,13 @@ const GOALS = {
   "management auth": { ...READ, label: "<= 1 read (fresh)" },
 };
 const WRITE = { d1: 2, auditChain: 1, auditWriter: 1, label: "auth + <= 1 read + audit writer (1 batch)" };
+// The wizard's draft lives in its own Durable Object, not in D1: a commit reads it, takes its lease (after the
+// step-up, allowlist and validation checks, so a refused attempt never blocks another) and finishes it.
+GOALS["wizard commit"] = {
+  ...WRITE,
+  others: 3,
+  label: "auth + <= 1 read + audit writer + wizard state (read, lease, finish)",
+};
 
 /** Loopback stand-in for the providers a live test probes (PROVIDER_STANDIN_ORIGIN: `/<host><path>`). */
 async function startProviderStandIn() {
@@ -245,7 +252,8 @@ function withinGoal(label, record) {
   const goal = GOALS[label] ?? WRITE;
   const counts = countsOf(record);
   return (
-    counts.d1 + counts.others <= goal.d1 &&
+    counts.d1 <= goal.d1 &&
+    counts.others <= (goal.others ?? 0) &&
     counts.auditChain <= goal.auditChain &&
     counts.auditWriter <= goal.auditWriter
   );
