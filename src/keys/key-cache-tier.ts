@@ -1,13 +1,18 @@
 /**
  * The tiers behind POST /keys/verify's key lookups (and its caller's cached authentication), nearest first:
- * the isolate's bounded LRU, the location's Workers Cache API, then D1 through the Sessions API (a read
- * replica may answer). Every entry carries the change feed's head it was read at, and is served only while
+ * the isolate's bounded LRU, the location's Workers Cache API (entries MACed: the cache is shared by every
+ * Worker on the zone), then D1 through the Sessions API (a read replica may answer). Every entry carries the change feed's head it was read at, and is served only while
  * the isolate's view of the feed vouches for it (src/keys/key-change-feed.ts). Management authentication
  * never comes here: it reads the primary (src/keys/key-record.ts, threat model case 29).
  */
 import { getTableColumns } from "drizzle-orm";
 import { BoundedCache } from "../cache/bounded-cache";
+import { fromBase64, toBase64, utf8 } from "../crypto/encoding";
+import { database } from "../db/client";
 import { apiKeys } from "../db/schema";
+import type { KeyringEnv } from "../vault/kek-config";
+import { unseal } from "../vault/keyring";
+import { purposeKey } from "../vault/system-keys";
 import { type FeedStamped, hashPrefix, type KeepAlive, type KeyChangeFeed } from "./key-change-feed";
 import type { KeyRecord } from "./key-record";
 
@@ -34,6 +39,27 @@ export const KEY_CACHE_ORIGIN = "https://key-cache.keywarden.invalid";
 const CACHE_HEADERS = { "cache-control": "max-age=86400", "content-type": "application/json" };
 
 /**
+ * The Cache API is shared by every Worker on the zone, so whatever it returns may have been written by one of
+ * them: each entry carries an HMAC-SHA-256 under this deployment's `key-cache` system key over
+ * `v1 \n <key hash> \n <body>`, and is served only if it verifies. Binding the hash means an authentic entry
+ * copied under another key's URL is refused too (the cache-side twin of AAD binding, threat model case 3).
+ */
+export const KEY_CACHE_PURPOSE = "key-cache";
+export const KEY_CACHE_MAC_HEADER = "x-keywarden-mac";
+const MAC_VERSION = "v1";
+
+/** The `key-cache` system key (src/vault/system-keys.ts), loaded once per isolate. Rejects while sealed. */
+export async function keyCacheMacKey(env: KeyringEnv, d1: D1Database): Promise<CryptoKey> {
+  const db = database(d1);
+  return purposeKey(await unseal(env, db), db, KEY_CACHE_PURPOSE);
+}
+
+/** The bytes an entry's MAC covers: the format, the key hash the entry is stored under, and the body as sent. */
+export function keyCacheMacInput(hash: string, body: string): Uint8Array<ArrayBuffer> {
+  return utf8(`${MAC_VERSION}\n${hash}\n${body}`);
+}
+
+/**
  * The key row and the feed's head in one statement, so both come from one snapshot of whichever database
  * instance answers: a replica behind the primary returns an older head together with the older row.
  */
@@ -56,6 +82,11 @@ function keyRowFrom(raw: Record<string, unknown>): KeyRow {
 export interface KeyCacheTierIo {
   /** The location's cache (caches.default in the Worker); null turns the tier off. */
   cache(): Cache | null;
+  /**
+   * The HMAC key that authenticates the cache's entries (keyCacheMacKey in the Worker). While it cannot be
+   * loaded (a sealed keyring) the Cache API tier is skipped both ways: lookups read D1 and nothing is put.
+   */
+  entryKey(d1: D1Database): Promise<CryptoKey>;
   keepAlive: KeepAlive;
 }
 
@@ -66,6 +97,9 @@ interface Read {
 
 export class KeyCacheTiers {
   private readonly lru: BoundedCache<CachedKey>;
+  /** The entry key once loading has started; null before, and after a failure until the retry is due. */
+  private macKey: Promise<CryptoKey | null> | null = null;
+  private macKeyFailedAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     readonly feed: KeyChangeFeed,
@@ -103,10 +137,12 @@ export class KeyCacheTiers {
   private async miss(d1: D1Database, hash: string, now: number): Promise<CachedKey> {
     const prefix = hashPrefix(hash);
     if (this.feed.changedHere(prefix))
-      return this.remember(hash, (await this.read(d1, hash, prefix, now)).entry);
+      return this.remember(d1, hash, (await this.read(d1, hash, prefix, now)).entry);
     const current = this.feed.current(d1, now, this.io.keepAlive);
     const cache = this.io.cache();
-    const cached = cache ? await matchEntry(cache, hash, prefix) : null;
+    // On an isolate's first lookup the entry key loads alongside the feed's window and the cache match.
+    const key = cache ? this.entryKey(d1, now) : null;
+    const cached = cache && key ? await matchEntry(cache, key, hash, prefix) : null;
     if (cached && (await current) && this.feed.vouches(cached, now)) {
       this.lru.set(hash, cached, cached.readAt);
       return cached;
@@ -123,7 +159,23 @@ export class KeyCacheTiers {
       // primary confirms it; a replica's record is used only when the view vouches it is not superseded.
       entry = (await this.read(d1, hash, prefix, now)).entry;
     }
-    return this.remember(hash, entry, cache);
+    return this.remember(d1, hash, entry, cache);
+  }
+
+  /**
+   * The entry key, loading it on first use. A failed load resolves to null (the tier fails closed to D1) and
+   * is retried after a poll interval, so a sealed keyring does not add a keyring read to every miss.
+   */
+  private entryKey(d1: D1Database, now: number): Promise<CryptoKey | null> | null {
+    if (this.macKey === null) {
+      if (now - this.macKeyFailedAt < this.feed.options.pollIntervalMs) return null;
+      this.macKey = this.io.entryKey(d1).catch(() => {
+        this.macKey = null;
+        this.macKeyFailedAt = now;
+        return null;
+      });
+    }
+    return this.macKey;
   }
 
   private async read(
@@ -143,30 +195,71 @@ export class KeyCacheTiers {
     };
   }
 
-  private remember(hash: string, entry: CachedKey, cache = this.io.cache()): CachedKey {
+  private remember(d1: D1Database, hash: string, entry: CachedKey, cache = this.io.cache()): CachedKey {
     this.lru.set(hash, entry, entry.readAt);
     if (cache) {
-      const body: CacheBody = { v: 1, seq: entry.seq, readAt: entry.readAt, record: entry.record };
-      const response = new Response(JSON.stringify(body), { headers: CACHE_HEADERS });
-      this.io.keepAlive(cache.put(cacheUrl(hash), response).catch(() => undefined));
+      const key = this.entryKey(d1, entry.readAt);
+      if (key) this.io.keepAlive(putEntry(cache, key, hash, entry).catch(() => undefined));
     }
     return entry;
   }
+}
+
+/** Signs and stores an entry, off the response path; with no entry key nothing is stored. */
+async function putEntry(
+  cache: Cache,
+  key: Promise<CryptoKey | null>,
+  hash: string,
+  entry: CachedKey,
+): Promise<void> {
+  const macKey = await key;
+  if (!macKey) return;
+  const body: CacheBody = { v: 1, seq: entry.seq, readAt: entry.readAt, record: entry.record };
+  const text = JSON.stringify(body);
+  const mac = await crypto.subtle.sign("HMAC", macKey, keyCacheMacInput(hash, text));
+  const headers = { ...CACHE_HEADERS, [KEY_CACHE_MAC_HEADER]: toBase64(new Uint8Array(mac)) };
+  await cache.put(cacheUrl(hash), new Response(text, { headers }));
 }
 
 export function cacheUrl(hash: string): string {
   return `${KEY_CACHE_ORIGIN}/v1/${hash}`;
 }
 
-async function matchEntry(cache: Cache, hash: string, prefix: string): Promise<CachedKey | null> {
+/** The entry under the key's URL if its MAC verifies for this hash; anything else is a miss. */
+async function matchEntry(
+  cache: Cache,
+  key: Promise<CryptoKey | null>,
+  hash: string,
+  prefix: string,
+): Promise<CachedKey | null> {
   const response = await cache.match(cacheUrl(hash));
   if (!response) return null;
-  const body: unknown = await response.json().catch(() => null);
+  const mac = response.headers.get(KEY_CACHE_MAC_HEADER);
+  const text = await response.text();
+  const macKey = await key;
+  if (mac === null || macKey === null || !(await macVerifies(macKey, mac, hash, text))) return null;
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return null;
+  }
   if (!isCacheBody(body)) return null;
   return { record: body.record, seq: body.seq, readAt: body.readAt, prefix };
 }
 
-/** The shape check of what the cache returned; anything else is a miss. */
+/** crypto.subtle.verify compares in constant time (threat model case 24); a malformed MAC is a mismatch. */
+async function macVerifies(key: CryptoKey, mac: string, hash: string, text: string): Promise<boolean> {
+  let signature: Uint8Array<ArrayBuffer>;
+  try {
+    signature = fromBase64(mac);
+  } catch {
+    return false;
+  }
+  return crypto.subtle.verify("HMAC", key, signature, keyCacheMacInput(hash, text));
+}
+
+/** The shape check of what an authentic entry holds (an older format is a miss). */
 function isCacheBody(value: unknown): value is CacheBody {
   if (typeof value !== "object" || value === null) return false;
   const body = value as Partial<CacheBody>;

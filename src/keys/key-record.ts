@@ -1,9 +1,9 @@
-import { waitUntil } from "cloudflare:workers";
+import { env, waitUntil } from "cloudflare:workers";
 import { and, eq, type SQL } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { apiKeys, securityPolicies } from "../db/schema";
 import type { LimitPolicy } from "../limits/key-limiter";
-import { KeyCacheTiers } from "./key-cache-tier";
+import { KeyCacheTiers, keyCacheMacKey } from "./key-cache-tier";
 import { KeyChangeFeed } from "./key-change-feed";
 
 /** Where a key may be used from; null means anywhere. */
@@ -94,8 +94,15 @@ function keepAlive(promise: Promise<unknown>): void {
   } catch {}
 }
 
-/** The isolate's tiers (src/keys/key-cache-tier.ts) and its view of the key change feed. */
-const tiers = new KeyCacheTiers(new KeyChangeFeed(), { cache: () => caches.default, keepAlive }, toKeyRecord);
+/**
+ * The isolate's tiers (src/keys/key-cache-tier.ts) and its view of the key change feed. The Cache API entries
+ * are MACed under the deployment's `key-cache` system key, unsealed from the Worker's own environment.
+ */
+const tiers = new KeyCacheTiers(
+  new KeyChangeFeed(),
+  { cache: () => caches.default, entryKey: (d1) => keyCacheMacKey(env, d1), keepAlive },
+  toKeyRecord,
+);
 
 /**
  * Lookup by SHA-256 only: the key string itself is never compared or stored. Misses are cached too. Served

@@ -4,7 +4,7 @@
  * deletes) collected, so a test waits for exactly that work instead of sleeping.
  */
 import { env } from "cloudflare:workers";
-import { KeyCacheTiers } from "../../src/keys/key-cache-tier";
+import { KeyCacheTiers, keyCacheMacKey } from "../../src/keys/key-cache-tier";
 import { KeyChangeFeed, type KeyChangeFeedOptions } from "../../src/keys/key-change-feed";
 import { toKeyRecord } from "../../src/keys/key-record";
 
@@ -14,13 +14,25 @@ export interface OtherIsolate {
   settle(): Promise<void>;
 }
 
+/** The deployment's entry key, as the Worker loads it (read through the real binding, not a counting one). */
+export const deploymentEntryKey = (): Promise<CryptoKey> => keyCacheMacKey(env, env.DB);
+
 export function otherIsolate(
-  options: { feed?: Partial<KeyChangeFeedOptions>; cache?: Cache } = {},
+  options: {
+    feed?: Partial<KeyChangeFeedOptions>;
+    cache?: Cache;
+    /** The Cache API entries' MAC key; the deployment's by default. */
+    entryKey?: () => Promise<CryptoKey>;
+  } = {},
 ): OtherIsolate {
   const pending: Promise<unknown>[] = [];
   const tiers = new KeyCacheTiers(
     new KeyChangeFeed(options.feed),
-    { cache: () => options.cache ?? null, keepAlive: (promise) => void pending.push(promise) },
+    {
+      cache: () => options.cache ?? null,
+      entryKey: options.entryKey ?? deploymentEntryKey,
+      keepAlive: (promise) => void pending.push(promise),
+    },
     toKeyRecord,
   );
   return {
