@@ -35,7 +35,6 @@ export async function startInstance({
     name,
     host,
     inspectorPort: options.inspectorPort,
-    lastColdPassEnd: Number.NEGATIVE_INFINITY,
   };
   const started = await host.call({
     cmd: "start",

@@ -9,12 +9,12 @@ import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { alertsReport, runAlertsStage } from "./alerts.mjs";
-import { EDGE_SCENARIOS, edgeLines, edgeSummary } from "./edge.mjs";
+import { EDGE_SCENARIOS, EDGE_SPECS, edgeLines, edgeSummary } from "./edge.mjs";
 import { startInstance } from "./instance.mjs";
 import { forkWorker } from "./ipc.mjs";
 import { keyringReport, runKeyringStage } from "./keyring.mjs";
-import { latencyReport, runLatencyStage } from "./latency.mjs";
 import { generateKey } from "./keys.mjs";
+import { latencyReport, runLatencyStage } from "./latency.mjs";
 import { MILLION_SETTINGS, startMillionInstance } from "./million.mjs";
 import { saveProfile, startProfile, summarizeProfile } from "./profile.mjs";
 import { printReport, scaleReport, summarize } from "./report.mjs";
@@ -51,8 +51,9 @@ const SETTINGS = {
   stockRounds: 2,
   /** Far above anything a run can send, so nothing is throttled (wrangler.toml: 600 and 30 per 60 s). */
   ratelimitLimit: 1_000_000_000,
-  /** src/keys/key-record.ts KEY_CACHE_TTL_MS: a key is cold again this long after its last lookup. */
-  keyCacheTtlMs: 10_000,
+  /** src/keys/key-change-feed.ts: KEY_FEED_POLL_INTERVAL_MS and HASH_PREFIX_LENGTH (cold passes use the feed). */
+  feedPollMs: 5_000,
+  hashPrefixLength: 16,
   /** The worker buffers usage counters this long (USAGE_FLUSH_MS default) before one batched D1 write. */
   usageFlushMs: 1_000,
   /** Connections for the audited vault paths (reveal, store): one tenant's audit chain is written one row at a time. */
@@ -61,7 +62,6 @@ const SETTINGS = {
   /** bench/million.mjs: 1,000,000 keys and 100,000 credentials (BENCH_SCALE_KEYS, BENCH_SCALE_CREDENTIALS). */
   storedLarge: MILLION_SETTINGS.keys,
 };
-const COLD_REPEAT_GAP_MS = SETTINGS.keyCacheTtlMs + 500;
 /** BENCH_PROFILE=1: CPU-profile the worker isolate during stage 1 (slows it; for attribution only). */
 const PROFILE = process.env.BENCH_PROFILE === "1";
 const INSPECTOR_PORT = 9329;
@@ -260,18 +260,27 @@ async function main(cleanup) {
   }
 
   /**
-   * A cold pass: each of `keys` verified exactly once. The same keys are sent again only after the
-   * isolate's cache entries for them have expired (COLD_REPEAT_GAP_MS after the previous pass ended).
+   * A cold pass: each of `keys` verified exactly once, with no cache tier able to answer it. Isolate and
+   * Cache API entries live a day now, so the pass first supersedes the keys' entries through the change feed
+   * (a row in key_changes per key, what a change to the key writes), waits out one poll interval and sends one
+   * request (another key) that starts the isolate's poll; every key of the pass is then read from D1 (and its
+   * Cache API entry, found superseded, is written again), as a key first seen at a location is.
    */
   async function coldPass(instance, label, keys) {
-    await sleep(Math.max(0, instance.lastColdPassEnd + COLD_REPEAT_GAP_MS - performance.now()));
-    const run = await measure(instance, label, instance.specs.cold(keys), {
+    const now = Date.now();
+    const rows = keys.map((k) => `('${k.row.hash.slice(0, SETTINGS.hashPrefixLength)}', ${now})`);
+    await instance.host.call({
+      cmd: "query",
+      args: { sql: `INSERT INTO key_changes (hash_prefix, changed_at) VALUES ${rows.join(", ")}` },
+    });
+    await sleep(SETTINGS.feedPollMs + 500);
+    await load.call({ spec: { ...instance.specs.warm(), connections: 1, amount: 1 } });
+    await sleep(200);
+    return measure(instance, label, instance.specs.cold(keys), {
       warmup: null,
       amount: keys.length,
       flushAfter: true,
     });
-    instance.lastColdPassEnd = performance.now();
-    return run;
   }
 
   const passKeys = (instance) => instance.seeded.slice(0, SETTINGS.storedSmall - 3);
@@ -292,6 +301,10 @@ async function main(cleanup) {
     cold: [],
     rawGet: [],
     rawPost: [],
+    rawGetHeaders: [],
+    rawPostHeaders: [],
+    rawOneDigest: [],
+    rawTwoDigests: [],
   };
   /**
    * Stage 2 (bench/scale.mjs), alone with BENCH_ONLY=scale. Both start it from a fresh isolate, so the comparison
@@ -310,7 +323,7 @@ async function main(cleanup) {
     const edgeRuns = Object.fromEntries(EDGE_SCENARIOS.map((name) => [name, []]));
     for (let round = 1; round <= SETTINGS.rounds; round++) {
       for (const name of EDGE_SCENARIOS)
-        edgeRuns[name].push(await measure(small, `${name} (round ${round})`, s[name]()));
+        edgeRuns[name].push(await measure(small, `${name} (round ${round})`, EDGE_SPECS[name](s)));
     }
     const figures = Object.fromEntries(Object.entries(edgeRuns).map(([k, runs]) => [k, summarize(runs)]));
     const wrong = Object.values(figures).reduce((total, f) => total + f.bad, 0);
@@ -324,6 +337,14 @@ async function main(cleanup) {
     stage1.rawPost.push(
       await measure(small, `workerd alone, POST with a JSON body (round ${round})`, s.rawPost()),
     );
+    stage1.rawGetHeaders.push(
+      await measure(small, `workerd alone, GET with the app's headers (round ${round})`, s.rawGetHeaders()),
+    );
+    stage1.rawPostHeaders.push(
+      await measure(small, `workerd alone, POST with the app's headers (round ${round})`, s.rawPostHeaders()),
+    );
+    for (const name of ["rawOneDigest", "rawTwoDigests"])
+      stage1[name].push(await measure(small, `workerd alone, ${name} (round ${round})`, EDGE_SPECS[name](s)));
     stage1.warm.push(await measure(small, `verify warm (round ${round})`, s.warm()));
     stage1.badChecksum.push(await measure(small, `verify bad checksum (round ${round})`, s.badChecksum()));
     stage1.unknownCached.push(
