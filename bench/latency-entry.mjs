@@ -21,6 +21,7 @@
 //
 // `GET /__bench/d1-waits` answers { requests, waited, started } since the last `?reset=1`, and with `?seqs=1`
 // the `x-bench-seq` header values of the requests that waited (the stage sends one with each request).
+// `/__bench/raw` (workerd alone, from bench-entry.mjs) is neither delayed nor counted.
 import { AsyncLocalStorage } from "node:async_hooks";
 import benchEntry from "./bench-entry.mjs";
 import { observeD1 } from "./d1-counter.mjs";
@@ -87,6 +88,8 @@ function waits(url) {
 export default {
   async fetch(request, env, ctx) {
     if (request.url.includes("/__bench/d1-waits")) return waits(new URL(request.url));
+    // workerd alone (bench-entry.mjs answers without the app): the stage's probe of the process's own delays.
+    if (request.url.endsWith("/__bench/raw")) return benchEntry.fetch(request, env, ctx);
     const state = { responded: false, waited: false, started: false };
     try {
       return await requestContext.run(state, () => benchEntry.fetch(request, observedEnv(env), ctx));

@@ -34,7 +34,9 @@ export const LATENCY_SETTINGS = {
   /** Paced rate of the measured runs (req/s) and how long they last. */
   rate: Number(process.env.BENCH_LATENCY_RATE ?? 100),
   measuredSeconds: Number(process.env.BENCH_LATENCY_SECONDS ?? 30),
-  warmupRequests: Number(process.env.BENCH_LATENCY_WARMUP ?? 12_000),
+  warmupRequests: Number(process.env.BENCH_LATENCY_WARMUP ?? 8_000),
+  /** workerd alone (POST /__bench/raw, no app) alongside each measured run: req/s, over its own connections. */
+  probeRate: 20,
   /** Keep-alive connections of the paced runs (at most this many requests in flight) and of the warm-ups. */
   connections: 64,
   seed: 13,
@@ -166,7 +168,16 @@ async function measureDelay(instance, load, stream, delayMs, pin) {
   const requests = stream.take(Math.round(s.rate * s.measuredSeconds));
   log(`latency ${delayMs} ms: measured, ${requests.length} requests at ${s.rate} req/s`);
   const before = { workerd: cpuSeconds(instance.workerdPid), machine: machineBusySeconds() };
-  const result = await load.call({ spec: { ...spec, requests, rate: s.rate } });
+  const probe = {
+    path: "/__bench/raw",
+    rate: s.probeRate,
+    requests: Array.from({ length: s.measuredSeconds * s.probeRate }, () => ({
+      body: requests[0].body,
+      headers: {},
+      expect: INVALID_FORMAT,
+    })),
+  };
+  const result = await load.call({ spec: { ...spec, requests, rate: s.rate, probe } });
   const workerdSeconds = cpuSeconds(instance.workerdPid) - before.workerd;
   const machineSeconds = machineBusySeconds() - before.machine;
   const waits = await getJson(new URL("/__bench/d1-waits?seqs=1", instance.url));
@@ -181,6 +192,12 @@ async function measureDelay(instance, load, stream, delayMs, pin) {
       CLASSES.map((cls) => [cls, subset((r) => !r.firstSight && r.cls === cls)]),
     ),
     firstSight: subset((r) => r.firstSight),
+    /** workerd answering without the app, in the same seconds: the delays the process itself adds (its one
+     * thread also runs the D1 and Cache API simulators and the usage flush). */
+    raw: (() => {
+      const sorted = Float64Array.from(result.probe.latencies).sort();
+      return { requests: sorted.length, p50: percentile(sorted, 50), p99: percentile(sorted, 99) };
+    })(),
     /** The seen-before requests that waited for D1 anyway, with how many requests back their key was last sent. */
     seenBeforeWaits: requests
       .filter((r) => !r.firstSight && waited.has(r.seq))
@@ -191,8 +208,8 @@ async function measureDelay(instance, load, stream, delayMs, pin) {
       delayMs > 0 ? result.latencies.filter((ms) => ms >= delayMs).length / requests.length : Number.NaN,
     counted: waits.requests,
     sent: requests.length,
-    bad: result.bad + warmed.bad,
-    samples: [...warmed.samples, ...result.samples].slice(0, 5),
+    bad: result.bad + warmed.bad + result.probe.bad,
+    samples: [...warmed.samples, ...result.samples, ...result.probe.samples].slice(0, 5),
     seconds: result.seconds,
     /** workerd's CPU time per measured request (worker, D1 and Cache API simulators), and its share of a core. */
     cpuMsPerRequest: (workerdSeconds / requests.length) * 1000,
@@ -205,7 +222,8 @@ async function measureDelay(instance, load, stream, delayMs, pin) {
   log(
     `latency ${delayMs} ms: seen before p50 ${ms(figure.seenBefore.p50)} ms, p99 ${ms(figure.seenBefore.p99)} ms, ` +
       `D1 waits ${pct(figure.seenBefore.waitShare)}; all p50 ${ms(figure.all.p50)} ms, p99 ${ms(figure.all.p99)} ms, ` +
-      `D1 waits ${pct(figure.all.waitShare)}, first sight ${pct(figure.all.firstSightShare)}; wrong ${figure.bad}; ` +
+      `D1 waits ${pct(figure.all.waitShare)}, first sight ${pct(figure.all.firstSightShare)}; workerd alone p99 ` +
+      `${ms(figure.raw.p99)} ms; wrong ${figure.bad}; ` +
       `workerd ${pct(figure.workerdBusy)} busy ` +
       `(${figure.cpuMsPerRequest.toFixed(2)} ms CPU/request), others ${figure.othersBusy.toFixed(2)} cores; ` +
       `warm-up ${Math.round(figure.warmupRps)} req/s`,
@@ -408,6 +426,7 @@ export function latencyReport({ keys, seeded, seedSeconds, delays, revocations }
         "first sight",
         "first: p50",
         ">= delay",
+        "alone: p99",
         "workerd",
         "CPU ms/req",
         "others",
@@ -424,6 +443,7 @@ export function latencyReport({ keys, seeded, seedSeconds, delays, revocations }
         pct(d.all.firstSightShare),
         ms(d.firstSight.p50),
         pct(d.slowerThanDelay),
+        ms(d.raw.p99),
         pct(d.workerdBusy),
         d.cpuMsPerRequest.toFixed(2),
         d.othersBusy.toFixed(2),
@@ -437,8 +457,10 @@ export function latencyReport({ keys, seeded, seedSeconds, delays, revocations }
           ? `; ${d.seenBeforeWaits.length} warm requests waited (their key last sent a median ${median(d.seenBeforeWaits.map((w) => w.gap))} requests before)`
           : ""),
     ]),
-    `  ">= delay": requests that took at least the injected delay, an independent check of "waited"; "workerd": its share of`,
-    '  a core during the measured run (worker, D1 and Cache API simulators together), "others": every other process, in cores',
+    `  ">= delay": requests that took at least the injected delay, an independent check of "waited"; "alone": workerd answering`,
+    `  POST /__bench/raw without the app, ${s.probeRate} req/s in the same seconds (the delays the process adds by itself: its`,
+    '  one thread also runs the D1 and Cache API simulators); "workerd": its share of a core during the measured run,',
+    '  "others": every other process, in cores',
     "",
     `Revocation propagation, end to end: a key verified every ${s.revocation.everyMs} ms on a second worker (same bundle, same D1, its own`,
     "isolate and Cache API) until warm there, revoked through the API on the first worker; from the revoke's 200 to the",
@@ -481,6 +503,7 @@ export function latencyReport({ keys, seeded, seedSeconds, delays, revocations }
     ...figures(d.seenBefore),
     first_sight_share: round3(d.all.firstSightShare),
     all_requests: figures(d.all),
+    workerd_alone_p99_ms: round3(d.raw.p99),
     d1_wait_share_by_class: Object.fromEntries(
       CLASSES.map((c) => [
         c,
