@@ -13,7 +13,7 @@ import { EDGE_SCENARIOS, EDGE_SPECS, edgeLines, edgeSummary } from "./edge.mjs";
 import { startInstance } from "./instance.mjs";
 import { forkWorker } from "./ipc.mjs";
 import { keyringReport, runKeyringStage } from "./keyring.mjs";
-import { generateKey } from "./keys.mjs";
+import { generateKey, hashKey } from "./keys.mjs";
 import { latencyReport, runLatencyStage } from "./latency.mjs";
 import { MILLION_SETTINGS, startMillionInstance } from "./million.mjs";
 import { saveProfile, startProfile, summarizeProfile } from "./profile.mjs";
@@ -268,7 +268,7 @@ async function main(cleanup) {
    */
   async function coldPass(instance, label, keys) {
     const now = Date.now();
-    const rows = keys.map((k) => `('${k.row.hash.slice(0, SETTINGS.hashPrefixLength)}', ${now})`);
+    const rows = keys.map((k) => `('${hashKey(k.key).slice(0, SETTINGS.hashPrefixLength)}', ${now})`);
     await instance.host.call({
       cmd: "query",
       args: { sql: `INSERT INTO key_changes (hash_prefix, changed_at) VALUES ${rows.join(", ")}` },
