@@ -78,6 +78,8 @@ const ISOLATED = [
   "test/monitoring/counter-rules.test.ts",
   // Runs the alert tick, which evaluates every tenant's rules and relays every pending notification.
   "test/monitoring/alert-tick.test.ts",
+  // Folds every tenant's usage hours and runs the alert tick with small page budgets (a pass over several ticks).
+  "test/monitoring/alert-paging.test.ts",
   // Writes key change feed rows of no key, counts the whole feed, purges it and runs the cron.
   "test/keys/key-cache-feed.test.ts",
 ];

@@ -671,3 +671,17 @@ export const keyChanges = sqliteTable(
   },
   (t) => [index("key_changes_changed_at_idx").on(t.changedAt)],
 );
+
+/**
+ * Where a cron job that spans ticks stopped (migration 0012), one row per job: the counter rules' snapshot
+ * (src/monitoring/counter-snapshot.ts) reads at most a page budget of usage rows a tick and continues from here
+ * on the next. `window_start` is the bucket the pass belongs to (a new bucket starts a new pass), `phase` and
+ * `after_rowid` where in it the next page starts. No tenant data: rowids and times only.
+ */
+export const jobCursors = sqliteTable("job_cursors", {
+  name: text("name").primaryKey(),
+  windowStart: integer("window_start").notNull(),
+  phase: integer("phase").notNull(),
+  afterRowid: integer("after_rowid").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});

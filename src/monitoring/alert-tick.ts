@@ -1,7 +1,8 @@
 import type { Bindings } from "../env";
 import { resolveOrphanedAlerts } from "./alert-lifecycle";
-import { foldClosedHours } from "./baselines";
+import { FOLD_LIMITS, type FoldLimits, foldClosedHours } from "./baselines";
 import { counterEvaluations } from "./counter-rules";
+import { COUNTER_LIMITS, type CounterLimits } from "./counter-snapshot";
 import { relayOutbox } from "./outbox";
 import { applyStateRules } from "./state-rules";
 
@@ -26,14 +27,16 @@ export interface AlertTickReport {
  *    state rules (expiry, rotation, live re-tests, channel health) and apply both through the lifecycle;
  * 3. resolve open alerts whose rule is gone;
  * 4. hand the new notifications to the Queue.
- * Each step is bounded (pages, caps, chunks) and leaves the rest for the next tick.
+ * Each step is bounded (pages, caps, chunks) and leaves the rest for the next tick; `limits` sets the page
+ * sizes and budgets of steps 1 and 2 (tests use small ones).
  */
 export async function runAlertTick(
   env: Pick<Bindings, "DB" | "ALERT_QUEUE">,
   now: number,
+  limits: { fold: FoldLimits; counters: CounterLimits } = { fold: FOLD_LIMITS, counters: COUNTER_LIMITS },
 ): Promise<AlertTickReport> {
-  const fold = await foldClosedHours(env, now);
-  const counters = await counterEvaluations(env, now);
+  const fold = await foldClosedHours(env, now, limits.fold);
+  const counters = await counterEvaluations(env, now, limits.counters);
   const applied = await applyStateRules(env, now, {}, counters);
   const orphaned = await resolveOrphanedAlerts(env, now);
   const relay = await relayOutbox(env, now);

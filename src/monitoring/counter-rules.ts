@@ -1,7 +1,13 @@
 import { database } from "../db/client";
 import type { Bindings } from "../env";
 import type { RuleKind } from "./alert-kinds";
-import { type CounterSnapshot, readCounterSnapshot, type SnapshotNeeds } from "./counter-snapshot";
+import {
+  COUNTER_LIMITS,
+  type CounterLimits,
+  type CounterSnapshot,
+  readCounterSnapshot,
+  type SnapshotNeeds,
+} from "./counter-snapshot";
 import type { EvaluatedRule, Evaluation } from "./evaluation";
 import { loadRules } from "./rule-loader";
 import { parseRuleSettings } from "./rule-schemas";
@@ -88,11 +94,15 @@ export function evaluateCounterRules(
 /**
  * The counter rules of every tenant at `now`: the stored rules of COUNTER_RULE_KINDS (none is on by default),
  * one snapshot of the counters they need (src/monitoring/counter-snapshot.ts), each rule evaluated against it.
- * Nothing is read when no tenant has such a rule.
+ * Nothing is read when no tenant has such a rule. `limits`: the snapshot's page size and budget (tests).
  */
-export async function counterEvaluations(env: Pick<Bindings, "DB">, now: number): Promise<Evaluation[]> {
+export async function counterEvaluations(
+  env: Pick<Bindings, "DB">,
+  now: number,
+  limits: CounterLimits = COUNTER_LIMITS,
+): Promise<Evaluation[]> {
   const rules = await loadRules(database(env.DB), COUNTER_RULE_KINDS);
   if (rules.length === 0) return [];
-  const snapshot = await readCounterSnapshot(env, snapshotNeeds(rules), now);
+  const snapshot = await readCounterSnapshot(env, snapshotNeeds(rules), now, limits);
   return evaluateCounterRules(rules, snapshot);
 }

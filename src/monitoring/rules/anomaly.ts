@@ -1,5 +1,5 @@
 import { assess, catchUp, hourOfWeek } from "../anomaly";
-import { type CounterSnapshot, type KeyWindow, keysInScope, rounded } from "../counter-snapshot";
+import { type CounterSnapshot, type KeyWindow, keysInScope, rounded, scopeOf } from "../counter-snapshot";
 import type { Condition, EvaluatedRule, Evaluation } from "../evaluation";
 import { parseRuleSettings } from "../rule-schemas";
 
@@ -40,7 +40,7 @@ export function evaluateAnomaly(rule: EvaluatedRule, snapshot: CounterSnapshot):
       },
     });
   }
-  return { rule, conditions, scope: window.complete ? "all" : "none" };
+  return { rule, conditions, scope: scopeOf(window, rule.tenantId) };
 }
 
 function worstHour(

@@ -1,4 +1,4 @@
-import { type CounterSnapshot, sliding } from "../counter-snapshot";
+import { type CounterSnapshot, sliding, totalOf } from "../counter-snapshot";
 import type { EvaluatedRule, Evaluation } from "../evaluation";
 import { parseRuleSettings } from "../rule-schemas";
 
@@ -6,19 +6,14 @@ import { parseRuleSettings } from "../rule-schemas";
  * auth_failure_burst: authentication to Keywarden itself refused with the tenant's keys (usage_counts
  * `auth_failed`: a known key refused by the management API, a wrong TOTP code), summed over the tenant's keys
  * for the last hour (sliding window), at or above `threshold`. One alert per tenant, naming the key with the
- * most refusals. A credential-stuffing or a leaked-key probe shows here before it succeeds (OWASP ASVS V2.2.1).
+ * most refusals. Both come from the window's totals, which count every key even when the tick read only some. A credential-stuffing or a leaked-key probe shows here before it succeeds (OWASP ASVS V2.2.1).
  */
 export function evaluateAuthFailureBurst(rule: EvaluatedRule, snapshot: CounterSnapshot): Evaluation {
   const settings = parseRuleSettings("auth_failure_burst", rule.settings);
   const window = snapshot.hour;
   if (!window) return { rule, conditions: [], scope: "none" };
-  let total = 0;
-  let top: { keyId: string; count: number } | null = null;
-  for (const key of window.byTenant.get(rule.tenantId)?.values() ?? []) {
-    const count = sliding(window, key, (counts) => counts.authFailed);
-    total += count;
-    if (count > 0 && (!top || count > top.count)) top = { keyId: key.keyId, count };
-  }
+  const total = sliding(window, totalOf(window, rule.tenantId), (counts) => counts.authFailed);
+  const top = window.topAuthFailed.get(rule.tenantId);
   const conditions =
     total >= settings.threshold
       ? [
@@ -29,10 +24,11 @@ export function evaluateAuthFailureBurst(rule: EvaluatedRule, snapshot: CounterS
               refused: Math.round(total),
               threshold: settings.threshold,
               top_key_id: top?.keyId || null,
-              top_key_refused: top ? Math.round(top.count) : null,
+              top_key_refused: top ? Math.round(top.refused) : null,
             },
           },
         ]
       : [];
-  return { rule, conditions, scope: window.complete ? "all" : "none" };
+  // The tenant is the only subject and its total is always complete.
+  return { rule, conditions, scope: "all" };
 }

@@ -1,12 +1,13 @@
 import type { AlertSubjectType } from "../alert-kinds";
 import {
   type CounterSnapshot,
-  type KeyWindow,
   keysInScope,
   requestsOf,
   rounded,
+  scopeOf,
   sliding,
-  type WindowSnapshot,
+  totalOf,
+  type WindowCounts,
 } from "../counter-snapshot";
 import type { Condition, EvaluatedRule, Evaluation } from "../evaluation";
 import { parseRuleSettings } from "../rule-schemas";
@@ -15,7 +16,7 @@ import { parseRuleSettings } from "../rule-schemas";
  * failure_rate: failed verifications in percent of all, over the last hour or day (sliding window), for each
  * key with at least `min_requests` in the window; and, unless the rule names one key, for the rule's whole
  * scope: the tenant (including the answers that named no key: INVALID_FORMAT and NOT_FOUND, a guessing
- * pattern), or the rule's service.
+ * pattern), or the rule's service, from the window's totals (every key, even when the tick read only some).
  */
 export function evaluateFailureRate(rule: EvaluatedRule, snapshot: CounterSnapshot): Evaluation {
   const settings = parseRuleSettings("failure_rate", rule.settings);
@@ -25,9 +26,10 @@ export function evaluateFailureRate(rule: EvaluatedRule, snapshot: CounterSnapsh
   const check = (
     subject: { type: AlertSubjectType; id: string },
     label: string,
-    keys: KeyWindow[],
+    counts: WindowCounts,
   ): Condition | null => {
-    const { failures, requests } = totals(window, keys);
+    const failures = sliding(window, counts, (c) => c.invalid);
+    const requests = sliding(window, counts, requestsOf);
     if (requests < settings.min_requests || requests === 0) return null;
     const rate = (failures / requests) * 100;
     if (rate < settings.threshold_percent) return null;
@@ -45,31 +47,21 @@ export function evaluateFailureRate(rule: EvaluatedRule, snapshot: CounterSnapsh
   };
   const conditions: Condition[] = [];
   for (const key of keysInScope(window, rule, settings.key_id)) {
-    const found = check({ type: "key", id: key.keyId }, `Key ${key.keyId}`, [key]);
+    const found = check({ type: "key", id: key.keyId }, `Key ${key.keyId}`, key);
     if (found) conditions.push(found);
   }
+  const wide: string[] = [];
   if (settings.key_id === undefined) {
     const found =
       rule.serviceId === null
-        ? check({ type: "tenant", id: rule.tenantId }, "All keys", [
-            ...(window.byTenant.get(rule.tenantId)?.values() ?? []),
-          ])
+        ? check({ type: "tenant", id: rule.tenantId }, "All keys", totalOf(window, rule.tenantId))
         : check(
             { type: "service", id: rule.serviceId },
             `Service ${rule.serviceId}`,
-            keysInScope(window, rule, undefined),
+            totalOf(window, rule.tenantId, rule.serviceId),
           );
     if (found) conditions.push(found);
+    wide.push(rule.serviceId ?? rule.tenantId);
   }
-  return { rule, conditions, scope: window.complete ? "all" : "none" };
-}
-
-function totals(window: WindowSnapshot, keys: KeyWindow[]): { failures: number; requests: number } {
-  let failures = 0;
-  let requests = 0;
-  for (const key of keys) {
-    failures += sliding(window, key, (counts) => counts.invalid);
-    requests += sliding(window, key, requestsOf);
-  }
-  return { failures, requests };
+  return { rule, conditions, scope: scopeOf(window, rule.tenantId, wide) };
 }

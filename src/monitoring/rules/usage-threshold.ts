@@ -1,4 +1,12 @@
-import { type CounterSnapshot, keysInScope, requestsOf, rounded, sliding } from "../counter-snapshot";
+import {
+  type CounterSnapshot,
+  keysInScope,
+  requestsOf,
+  rounded,
+  scopeOf,
+  sliding,
+  totalOf,
+} from "../counter-snapshot";
 import type { Condition, EvaluatedRule, Evaluation } from "../evaluation";
 import { parseRuleSettings } from "../rule-schemas";
 
@@ -18,12 +26,14 @@ export function evaluateUsageThreshold(rule: EvaluatedRule, snapshot: CounterSna
   const keys = keysInScope(window, rule, settings.key_id);
   const conditions: Condition[] = [];
   const { threshold, percent_of_limit: percent } = settings;
-  if (threshold !== undefined && rule.serviceId !== null && settings.key_id === undefined) {
-    const requests = keys.reduce((total, key) => total + sliding(window, key, requestsOf), 0);
+  // A rule naming a service and no key counts the service's keys together, from the window's totals.
+  const serviceId = settings.key_id === undefined ? rule.serviceId : null;
+  if (threshold !== undefined && serviceId !== null) {
+    const requests = sliding(window, totalOf(window, rule.tenantId, serviceId), requestsOf);
     if (requests >= threshold) {
       conditions.push({
-        subject: { type: "service", id: rule.serviceId },
-        summary: `Service ${rule.serviceId}: ${Math.round(requests)} requests in the last ${span} (threshold ${threshold})`,
+        subject: { type: "service", id: serviceId },
+        summary: `Service ${serviceId}: ${Math.round(requests)} requests in the last ${span} (threshold ${threshold})`,
         detail: { requests: Math.round(requests), threshold, window: settings.window },
       });
     }
@@ -56,5 +66,9 @@ export function evaluateUsageThreshold(rule: EvaluatedRule, snapshot: CounterSna
       });
     }
   }
-  return { rule, conditions, scope: window.complete ? "all" : "none" };
+  return {
+    rule,
+    conditions,
+    scope: scopeOf(window, rule.tenantId, threshold !== undefined && serviceId !== null ? [serviceId] : []),
+  };
 }
