@@ -19,11 +19,10 @@ export function fromBase64(text: string): Uint8Array<ArrayBuffer> {
   return bytes;
 }
 
-const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, "0"));
+/** Uint8Array.prototype.toHex (ES2026, in workerd's V8; not yet in the project's ES2024 lib typings). */
+type HexEncodable = Uint8Array & { toHex(): string };
 
 export function toHex(bytes: ArrayBuffer | Uint8Array): string {
-  const view = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
-  let hex = "";
-  for (const byte of view) hex += HEX[byte];
-  return hex;
+  // Native: a third of the cost of a JS loop, and verify hashes a key or two on every request.
+  return ((bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes)) as HexEncodable).toHex();
 }

@@ -113,11 +113,16 @@ export function networkOf(asn: unknown, ip: string | undefined): string | undefi
   return `${hextets.join(":")}::/48`;
 }
 
+/** Per request, once: a verify records both its caller's key and the verified key from the same origin. */
+const origins = new WeakMap<Request, UsageOrigin>();
+
 function requestUsageOrigin(c: Context<AppEnv>): UsageOrigin {
-  return {
-    country: clientCountry(c),
-    network: networkOf(c.req.raw.cf?.asn, clientIp(c)),
-  };
+  let origin = origins.get(c.req.raw);
+  if (!origin) {
+    origin = { country: clientCountry(c), network: networkOf(c.req.raw.cf?.asn, clientIp(c)) };
+    origins.set(c.req.raw, origin);
+  }
+  return origin;
 }
 
 /**
