@@ -100,6 +100,12 @@ export class KeyCacheTiers {
   /** The entry key once loading has started; null before, and after a failure until the retry is due. */
   private macKey: Promise<CryptoKey | null> | null = null;
   private macKeyFailedAt = Number.NEGATIVE_INFINITY;
+  /**
+   * The miss in flight per key hash (single flight): a popular key's first requests in a fresh isolate share
+   * one read instead of each queueing its own D1 round trip. A change this isolate makes drops the hash's
+   * entry, so no lookup after the change joins a read that started before it.
+   */
+  private readonly inFlight = new Map<string, Promise<CachedKey>>();
 
   constructor(
     readonly feed: KeyChangeFeed,
@@ -117,12 +123,19 @@ export class KeyCacheTiers {
     this.feed.tick(d1, now, this.io.keepAlive);
     const hit = this.lru.get(hash, now);
     if (hit !== undefined && this.feed.vouches(hit, now)) return hit.record;
-    return (await this.miss(d1, hash, now)).record;
+    const pending = this.inFlight.get(hash);
+    if (pending !== undefined) return (await pending).record;
+    const read = this.miss(d1, hash, now).finally(() => {
+      if (this.inFlight.get(hash) === read) this.inFlight.delete(hash);
+    });
+    this.inFlight.set(hash, read);
+    return (await read).record;
   }
 
   /** This isolate changed the key: drop its entries here and in the location's cache. */
   forget(hash: string, now = Date.now()): void {
     this.lru.delete(hash);
+    this.inFlight.delete(hash);
     this.feed.noteLocalChange(hashPrefix(hash), now);
     const cache = this.io.cache();
     if (cache) this.io.keepAlive(cache.delete(cacheUrl(hash)).catch(() => false));
@@ -131,6 +144,7 @@ export class KeyCacheTiers {
   /** A change to keys this isolate cannot name (a tenant's erasure): nothing cached is served before a poll. */
   clear(now = Date.now()): void {
     this.lru.clear();
+    this.inFlight.clear();
     this.feed.invalidate(now);
   }
 

@@ -160,12 +160,15 @@ export class KeyChangeFeed {
       .prepare("SELECT seq, hash_prefix FROM key_changes ORDER BY seq DESC LIMIT ?1")
       .bind(this.options.window + 1)
       .raw<ChangeRow>();
-    if (newestFirst.length > this.options.window) newestFirst.length = this.options.window;
+    const capped = newestFirst.length > this.options.window;
+    if (capped) newestFirst.length = this.options.window;
     const rows = newestFirst.reverse();
-    // Entries read before the oldest change loaded cannot be vouched for: they count as misses. Below the
-    // cap that change is the table's oldest, and the purge keeps every change younger than twice an entry's
-    // age (and always the newest), so no servable entry predates it unless a clock was far off.
-    this.floor = rows[0] ? rows[0][0] - 1 : 0;
+    // A full window: entries read before its oldest change cannot be vouched for (changes older than it were
+    // not loaded), so they count as misses. Below the cap every change still in the table was loaded, and the
+    // purge only deletes changes 48 h older than the newest one (D1's clock on both sides), while an entry is
+    // served for at most 24 h: every change that came after a servable entry's read is in the view, so the
+    // floor is 0 (an entry stamped before the oldest row loaded, e.g. at an emptied feed's head, still serves).
+    this.floor = capped && rows[0] ? rows[0][0] - 1 : 0;
     this.apply(rows);
     this.loaded = true;
     this.settle(startedAt);
@@ -213,9 +216,10 @@ export class KeyChangeFeed {
 
 /**
  * Cron: deletes changes older than KEY_CHANGE_RETENTION_MS in bounded chunks (the changed_at index finds them),
- * so a backlog spreads over ticks. The newest change always stays: a fresh isolate takes the oldest change it
- * loads as the floor of what it can vouch for, and an empty table would tell it nothing. Returns the rows
- * deleted.
+ * so a backlog spreads over ticks. The age is measured back from the newest change's changed_at when `now` is
+ * later: both stamps then come from D1's clock (the triggers), so a Worker clock far ahead cannot purge a change
+ * younger than 48 h, which a fresh isolate's view (floor 0 below the window's cap) relies on. The newest change
+ * always stays, so the feed's head never falls back. Returns the rows deleted.
  */
 export async function purgeKeyChanges(
   d1: D1Database,
@@ -227,9 +231,10 @@ export async function purgeKeyChanges(
     const { meta } = await d1
       .prepare(
         `DELETE FROM key_changes WHERE seq IN (SELECT seq FROM key_changes
-           WHERE changed_at < ?1 AND seq < (SELECT max(seq) FROM key_changes) LIMIT ?2)`,
+           WHERE changed_at < min(?1, (SELECT max(changed_at) FROM key_changes) - ?3)
+             AND seq < (SELECT max(seq) FROM key_changes) LIMIT ?2)`,
       )
-      .bind(now - KEY_CHANGE_RETENTION_MS, budget.chunk)
+      .bind(now - KEY_CHANGE_RETENTION_MS, budget.chunk, KEY_CHANGE_RETENTION_MS)
       .run();
     deleted += meta.changes;
     if (meta.changes < budget.chunk) break;

@@ -115,9 +115,9 @@ describe("the feed's retention", () => {
   });
 });
 
-describe("a feed purged further than any entry's age (a cron with its clock far ahead)", () => {
-  it("keeps the newest change, and a fresh isolate counts every entry read before it as a miss", async () => {
-    const tenant = await createTenant("feed over-purged");
+describe("a cron whose clock runs far ahead of D1's", () => {
+  it("purges no change younger than 48 hours before the newest one, so a fresh isolate still refuses an entry read before a revocation", async () => {
+    const tenant = await createTenant("feed clock ahead");
     const key = await createKey(tenant);
     const hash = await hashKey(key.key);
     const location = await freshCache();
@@ -126,17 +126,45 @@ describe("a feed purged further than any entry's age (a cron with its clock far 
     await writer.tiers.lookup(env.DB, hash, t0);
     await writer.settle();
     expect((await call("POST", `/api/v1/keys/${key.id}/revoke`, { key: tenant.adminKey })).status).toBe(200);
-
     await unrelatedChanges(1);
-    await purgeKeyChanges(env.DB, t0 + 31 * 24 * HOUR, { chunk: 5_000, rounds: 100 });
-    expect(await feedRows("1 = 1")).toBe(1);
-    expect(await feedRows("hash_prefix = ?", hash.slice(0, 16))).toBe(0);
 
-    // The revocation's row is gone, but the location still holds the entry read before it.
+    // The Worker's clock a month ahead: every change looks 30 days old to it, none is to D1's.
+    expect(await purgeKeyChanges(env.DB, t0 + 31 * 24 * HOUR, { chunk: 5_000, rounds: 100 })).toBe(0);
+    expect(await feedRows("hash_prefix = ?", hash.slice(0, 16))).toBeGreaterThan(0);
+
+    // The location still holds the entry read before the revocation; the fresh view has the revocation.
     const fresh = otherIsolate({ cache: location });
     const reads = countingD1();
     expect(await fresh.tiers.lookup(reads.db, hash, t0 + 10)).toMatchObject({ id: key.id, revoked: true });
     expect(reads.counts.sessionKeyReads).toBe(1);
+  });
+});
+
+describe("a feed emptied, then written again (floor 0 below the window's cap)", () => {
+  it("serves a fresh isolate an entry stamped at the emptied feed's head, after new changes to other keys", async () => {
+    const tenant = await createTenant("feed emptied");
+    const key = await createKey(tenant);
+    const hash = await hashKey(key.key);
+    await env.DB.prepare("DELETE FROM key_changes").run();
+    const location = await freshCache();
+    const writer = otherIsolate({ cache: location });
+    const t0 = Date.now();
+    await writer.tiers.lookup(env.DB, hash, t0);
+    await writer.settle();
+    // New rows: their seqs continue past every deleted one (AUTOINCREMENT), far above the entry's head of 0.
+    await unrelatedChanges(3);
+
+    const fresh = otherIsolate({ cache: location });
+    const reads = countingD1();
+    expect(await fresh.tiers.lookup(reads.db, hash, t0 + 10)).toMatchObject({ id: key.id, enabled: true });
+    expect(reads.counts).toEqual({ primaryKeyReads: 0, sessionKeyReads: 0, feedReads: 1 });
+
+    // A change to this key among the new rows is in the view, so the same entry is refused.
+    expect((await call("POST", `/api/v1/keys/${key.id}/revoke`, { key: tenant.adminKey })).status).toBe(200);
+    const after = otherIsolate({ cache: location });
+    const rereads = countingD1();
+    expect(await after.tiers.lookup(rereads.db, hash, t0 + 20)).toMatchObject({ id: key.id, revoked: true });
+    expect(rereads.counts.sessionKeyReads).toBe(1);
   });
 });
 

@@ -173,6 +173,27 @@ describe("another isolate's view of a changed key (threat model case 11, across 
   });
 });
 
+describe("a fresh isolate's concurrent misses", () => {
+  it("reads D1 once for concurrent misses of one key", async () => {
+    const tenant = await createTenant("tiers single flight");
+    const { key, hash } = await keyOf(tenant);
+    const other = otherIsolate();
+    const d1 = countingD1();
+    const t0 = Date.now();
+    const answers = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => other.tiers.lookup(d1.db, hash, t0 + i)),
+    );
+    for (const answer of answers) expect(answer).toMatchObject({ id: key.id, enabled: true });
+    expect(d1.counts).toEqual({ primaryKeyReads: 0, sessionKeyReads: 1, feedReads: 1 });
+
+    // Once the read has settled, the next miss of the key (after the isolate forgot it) reads again.
+    other.tiers.forget(hash, t0 + 10);
+    await other.settle();
+    expect(await other.tiers.lookup(d1.db, hash, t0 + 11)).toMatchObject({ id: key.id });
+    expect(d1.counts.primaryKeyReads).toBe(1);
+  });
+});
+
 describe("the location's cache (Workers Cache API)", () => {
   it("serves a second isolate without reading the key from D1, and a warm hit touches neither D1 nor the cache", async () => {
     const tenant = await createTenant("tiers cache api");
