@@ -4,17 +4,24 @@
 //
 // One instance of the build with 1,000,000 keys stored and two workers on the same D1 (bench/host.mjs
 // `secondWorker`), both behind bench/latency-entry.mjs (the injected delay, and per request whether the response
-// waited for D1). For each injected delay (100, 20, 0 ms, in that order):
+// waited for D1). Every restart is a fresh workerd: empty isolate caches, with D1 and the Cache API persisted on
+// disk (a location's cache outlives its isolates).
 //
-// 1. workerd restarts with the delay (fresh isolates: empty isolate caches; D1 and the Cache API persist on
-//    disk, as a location's cache outlives its isolates);
-// 2. warm-up: WARMUP_REQUESTS requests of the mix, closed loop;
-// 3. measured: MEASURED_SECONDS at RATE req/s, paced (bench/paced-load.mjs), every answer checked;
-// 4. revocation propagation (at 100 and 0 ms): keys verified in a loop on the second worker, revoked on the first.
+// 1. Cold location, 100 ms injected: a fresh sequence of the mix sent with no warm-up (what a location that has
+//    seen none of the keys waits for).
+// 2. Warm location: the measured sequence is generated first (its own seed), then every DISTINCT key of it is
+//    verified once (closed loop, 0 ms injected, not measured): the location has answered every key the measured
+//    traffic uses, a long-lived location's steady state. Then for each injected delay (100, 20, 0 ms) workerd
+//    restarts with the delay and the sequence is replayed at RATE req/s, paced (bench/paced-load.mjs), every
+//    answer checked.
+// Every measured run is two paced segments with a workerd restart between them (the isolate's LRU emptied
+// mid-run; the restart itself falls between the segments, since requests sent to a process that is restarting
+// fail, where a deployment starts the new isolate beside the old one).
+// 3. Revocation propagation (after the warm runs at 100 and 0 ms): keys verified in a loop on the second
+//    worker, revoked on the first.
 //
-// The mix, drawn from one seeded stream for the whole stage: 93% stored keys by Zipf(s = 1) rank over the
-// seeded keys, 5% well-formed keys never stored, by Zipf(s = 1) rank over their own pool, 2% a stored key (by
-// the same Zipf) with its checksum broken.
+// The mix: 93% stored keys by Zipf(s = 1) rank over the seeded keys, 5% well-formed keys never stored, by
+// Zipf(s = 1) rank over their own pool, 2% a stored key (by the same Zipf) with its checksum broken.
 import { join } from "node:path";
 import { startInstance } from "./instance.mjs";
 import { forkWorker } from "./ipc.mjs";
@@ -31,15 +38,18 @@ export const LATENCY_SETTINGS = {
   share: { valid: 0.93, unknown: 0.05, malformed: 0.02 },
   /** Injected D1 latencies, in the order they run (the headline first: the fewest requests before it). */
   delaysMs: [100, 20, 0],
-  /** Paced rate of the measured runs (req/s) and how long they last. */
+  /** Paced rate of the measured runs (req/s) and how long they last (a workerd restart at half time). */
   rate: Number(process.env.BENCH_LATENCY_RATE ?? 100),
-  measuredSeconds: Number(process.env.BENCH_LATENCY_SECONDS ?? 30),
-  warmupRequests: Number(process.env.BENCH_LATENCY_WARMUP ?? 8_000),
+  measuredSeconds: Number(process.env.BENCH_LATENCY_SECONDS ?? 40),
+  /** Requests in the first second after a restart: the fresh isolate loads the feed and its entry key. */
+  isolateStartMs: 1_000,
   /** workerd alone (POST /__bench/raw, no app) alongside each measured run: req/s, over its own connections. */
   probeRate: 20,
   /** Keep-alive connections of the paced runs (at most this many requests in flight) and of the warm-ups. */
   connections: 64,
   seed: 13,
+  /** The cold location's sequence (its own seed: none of its keys was sent before). */
+  coldSeed: 1313,
   revocation: {
     delaysMs: [100, 0],
     keys: 5,
@@ -60,9 +70,8 @@ const INVALID_FORMAT = { status: 200, body: '{"valid":false,"code":"INVALID_FORM
 const CLASSES = ["valid", "unknown", "malformed"];
 
 /**
- * The request stream: each call to next() draws one request of the mix. `seen` holds every key sent so far in
- * the stage, so each request knows whether it is the first sight of its key (at this location: the Cache API
- * keeps what any earlier request of the stage put there).
+ * A request stream: each call to next() draws one request of the mix. Its requests are numbered from 1 and
+ * carry their key, so a replay can tell first sights apart against whatever the stage sent before (see mark).
  */
 function requestStream(instance, seed) {
   const { share, unknownPool } = LATENCY_SETTINGS;
@@ -72,8 +81,6 @@ function requestStream(instance, seed) {
   const place = scatter(stored.length, seed + 2);
   const unknownRank = zipf({ n: unknownPool, seed: seed + 3 });
   const unknownKeys = Array.from({ length: unknownPool }, () => generateKey(instance.prefix));
-  /** Every key sent so far in the stage, with the seq of its last request. */
-  const seen = new Map();
   let seq = 0;
   return {
     next() {
@@ -96,13 +103,9 @@ function requestStream(instance, seed) {
         expect = INVALID_FORMAT;
       }
       seq++;
-      const previousSeq = seen.get(key);
-      seen.set(key, seq);
       return {
         cls,
-        firstSight: previousSeq === undefined,
-        /** Requests sent since this key's last one (a hint of how far it may have fallen out of an LRU). */
-        gap: previousSeq === undefined ? null : seq - previousSeq,
+        key,
         seq,
         body: JSON.stringify({ key }),
         headers: { "x-bench-seq": String(seq) },
@@ -113,6 +116,27 @@ function requestStream(instance, seed) {
       return Array.from({ length: count }, () => this.next());
     },
   };
+}
+
+/**
+ * Marks each request of a run with whether it is the first sight of its key at this location: `seen` holds
+ * every key the stage sent before (warm-ups and earlier runs), and is updated with this run's keys.
+ */
+function mark(requests, seen) {
+  return requests.map((request) => {
+    const firstSight = !seen.has(request.key);
+    seen.add(request.key);
+    return { ...request, firstSight };
+  });
+}
+
+/** The run's distinct keys, once each, in the order of their first request (the warm-up of a location). */
+function distinctKeys(requests) {
+  const byKey = new Map();
+  for (const request of requests) {
+    if (!byKey.has(request.key)) byKey.set(request.key, { ...request, headers: {} });
+  }
+  return [...byKey.values()];
 }
 
 /** Waits until workerd has been idle for 200 ms (background work of earlier traffic done), at most 20 s. */
@@ -126,15 +150,24 @@ async function idle(pid) {
 
 const getJson = async (url) => (await fetch(url)).json();
 
-/** Percentiles, D1 wait share and first-sight share of a subset of the measured requests. */
-function describeSubset(requests, latencies, waited, pick) {
+/**
+ * Percentiles, D1 wait shares and first-sight share of a subset of the measured requests (`i` is the index in
+ * the run). A request counts as waiting for D1 when the entry saw one of its own D1 calls settle before its
+ * response (`ownCall`) or, with a delay injected, when it took at least that delay: a request that awaits a read
+ * another request started (the tiers' single flight, a fresh isolate's feed load) makes no call of its own, so
+ * the entry alone would miss it. `waitShare` is that union, the conservative figure.
+ */
+function describeSubset(requests, latencies, waited, delayMs, pick) {
   const picked = [];
   let waits = 0;
+  let ownCalls = 0;
   let first = 0;
   requests.forEach((request, i) => {
-    if (!pick(request)) return;
+    if (!pick(request, i)) return;
     picked.push(latencies[i]);
-    if (waited.has(request.seq)) waits++;
+    const own = waited.has(request.seq);
+    if (own) ownCalls++;
+    if (own || (delayMs > 0 && latencies[i] >= delayMs)) waits++;
     if (request.firstSight) first++;
   });
   const sorted = Float64Array.from(picked).sort();
@@ -143,90 +176,120 @@ function describeSubset(requests, latencies, waited, pick) {
     p50: percentile(sorted, 50),
     p99: percentile(sorted, 99),
     waitShare: picked.length ? waits / picked.length : Number.NaN,
+    ownCallShare: picked.length ? ownCalls / picked.length : Number.NaN,
     firstSightShare: picked.length ? first / picked.length : Number.NaN,
   };
 }
 
-async function measureDelay(instance, load, stream, delayMs, pin) {
-  const s = LATENCY_SETTINGS;
-  log(`latency: restarting workerd with ${delayMs} ms injected into every D1 call`);
+/** Restarts workerd with `delayMs` injected, re-pins it, and waits for it to go idle. */
+async function restartWith(instance, delayMs, pin) {
   await instance.restart({ vars: { BENCH_D1_LATENCY_MS: String(delayMs) } });
   pin();
   await idle(instance.workerdPid);
-  const spec = {
-    url: instance.url,
-    path: VERIFY_PATH,
-    headers: { authorization: `Bearer ${instance.adminKey}`, "content-type": "application/json" },
-    connections: s.connections,
-  };
-  const warmup = stream.take(s.warmupRequests);
-  log(`latency ${delayMs} ms: warm-up, ${warmup.length} requests of the mix, closed loop`);
-  const warmed = await load.call({ spec: { ...spec, requests: warmup, rate: null } });
+}
+
+/** Warms the location: every distinct key of `requests` verified once, closed loop, at 0 ms injected. */
+async function warmLocation(instance, load, spec, requests, pin) {
+  const keys = distinctKeys(requests);
+  log(`latency: warming the location, ${keys.length} distinct keys of the measured sequence, 0 ms injected`);
+  await restartWith(instance, 0, pin);
+  const warmed = await load.call({ spec: { ...spec, requests: keys, rate: null } });
   await sleep(1_200); // the usage recorder's flush (1 s after the last request)
   await idle(instance.workerdPid);
-  await getJson(new URL("/__bench/d1-waits?reset=1", instance.url));
-  const requests = stream.take(Math.round(s.rate * s.measuredSeconds));
-  log(`latency ${delayMs} ms: measured, ${requests.length} requests at ${s.rate} req/s`);
-  const before = { workerd: cpuSeconds(instance.workerdPid), machine: machineBusySeconds() };
-  const probe = {
-    path: "/__bench/raw",
-    rate: s.probeRate,
-    requests: Array.from({ length: s.measuredSeconds * s.probeRate }, () => ({
-      body: requests[0].body,
-      headers: {},
-      expect: INVALID_FORMAT,
-    })),
-  };
-  const result = await load.call({ spec: { ...spec, requests, rate: s.rate, probe } });
-  const workerdSeconds = cpuSeconds(instance.workerdPid) - before.workerd;
-  const machineSeconds = machineBusySeconds() - before.machine;
-  const waits = await getJson(new URL("/__bench/d1-waits?seqs=1", instance.url));
-  const waited = new Set(waits.waitedSeqs);
-  const subset = (pick) => describeSubset(requests, result.latencies, waited, pick);
+  return { keys: keys.length, bad: warmed.bad, samples: warmed.samples, rps: keys.length / warmed.seconds };
+}
+
+/**
+ * One measured run: workerd restarted with the delay, the requests paced in two segments with a restart
+ * between them (the isolate's LRU emptied mid-run). Every answer checked.
+ */
+async function measureRun(instance, load, spec, requests, delayMs, pin, label) {
+  const s = LATENCY_SETTINGS;
+  const half = Math.ceil(requests.length / 2);
+  const segments = [requests.slice(0, half), requests.slice(half)];
+  const latencies = new Float64Array(requests.length);
+  const waited = new Set();
+  const raw = [];
+  const segmentStarts = [];
+  let bad = 0;
+  let samples = [];
+  let counted = 0;
+  let workerdSeconds = 0;
+  let machineSeconds = 0;
+  let seconds = 0;
+  let maxSendLagMs = 0;
+  let offset = 0;
+  for (const [n, segment] of segments.entries()) {
+    log(
+      `latency ${label}: ${n === 0 ? "restarting" : "restarting mid-run"} workerd with ${delayMs} ms injected, ` +
+        `then ${segment.length} requests at ${s.rate} req/s`,
+    );
+    await restartWith(instance, delayMs, pin);
+    await getJson(new URL("/__bench/d1-waits?reset=1", instance.url));
+    const segmentSeconds = segment.length / s.rate;
+    const probe = {
+      path: "/__bench/raw",
+      rate: s.probeRate,
+      requests: Array.from({ length: Math.round(segmentSeconds * s.probeRate) }, () => ({
+        body: segment[0].body,
+        headers: {},
+        expect: INVALID_FORMAT,
+      })),
+    };
+    const before = { workerd: cpuSeconds(instance.workerdPid), machine: machineBusySeconds() };
+    const result = await load.call({ spec: { ...spec, requests: segment, rate: s.rate, probe } });
+    workerdSeconds += cpuSeconds(instance.workerdPid) - before.workerd;
+    machineSeconds += machineBusySeconds() - before.machine;
+    const waits = await getJson(new URL("/__bench/d1-waits?seqs=1", instance.url));
+    for (const seq of waits.waitedSeqs) waited.add(seq);
+    counted += waits.requests;
+    latencies.set(result.latencies, offset);
+    raw.push(...result.probe.latencies);
+    bad += result.bad + result.probe.bad;
+    samples = [...samples, ...result.samples, ...result.probe.samples].slice(0, 5);
+    seconds += result.seconds;
+    maxSendLagMs = Math.max(maxSendLagMs, result.maxSendLagMs);
+    segmentStarts.push(offset);
+    offset += segment.length;
+  }
+  const startRequests = Math.round((s.isolateStartMs / 1000) * s.rate);
+  const inIsolateStart = (i) => segmentStarts.some((start) => i >= start && i < start + startRequests);
+  const subset = (pick) => describeSubset(requests, latencies, waited, delayMs, pick);
+  const rawSorted = Float64Array.from(raw).sort();
   const figure = {
+    label,
     delayMs,
     all: subset(() => true),
     byClass: Object.fromEntries(CLASSES.map((cls) => [cls, subset((r) => r.cls === cls)])),
-    seenBefore: subset((r) => !r.firstSight),
-    seenBeforeByClass: Object.fromEntries(
-      CLASSES.map((cls) => [cls, subset((r) => !r.firstSight && r.cls === cls)]),
-    ),
     firstSight: subset((r) => r.firstSight),
+    /** The segment after the mid-run restart: a fresh isolate's LRU, the location's Cache API. */
+    afterRestart: subset((_, i) => i >= half),
+    /** The first second after each restart (a fresh isolate loads the feed and its entry key), and the rest. */
+    isolateStart: subset((_, i) => inIsolateStart(i)),
+    steady: subset((_, i) => !inIsolateStart(i)),
     /** workerd answering without the app, in the same seconds: the delays the process itself adds (its one
      * thread also runs the D1 and Cache API simulators and the usage flush). */
-    raw: (() => {
-      const sorted = Float64Array.from(result.probe.latencies).sort();
-      return { requests: sorted.length, p50: percentile(sorted, 50), p99: percentile(sorted, 99) };
-    })(),
-    /** The seen-before requests that waited for D1 anyway, with how many requests back their key was last sent. */
-    seenBeforeWaits: requests
-      .filter((r) => !r.firstSight && waited.has(r.seq))
-      .map((r) => ({ cls: r.cls, gap: r.gap, latency: result.latencies[r.seq - requests[0].seq] })),
-    started: waits.started / requests.length,
-    /** Requests that took at least the injected delay: they waited for something that long, D1 or a queue. */
-    slowerThanDelay:
-      delayMs > 0 ? result.latencies.filter((ms) => ms >= delayMs).length / requests.length : Number.NaN,
-    counted: waits.requests,
+    raw: { requests: rawSorted.length, p50: percentile(rawSorted, 50), p99: percentile(rawSorted, 99) },
+    counted,
     sent: requests.length,
-    bad: result.bad + warmed.bad + result.probe.bad,
-    samples: [...warmed.samples, ...result.samples, ...result.probe.samples].slice(0, 5),
-    seconds: result.seconds,
+    bad,
+    samples,
+    seconds,
     /** workerd's CPU time per measured request (worker, D1 and Cache API simulators), and its share of a core. */
     cpuMsPerRequest: (workerdSeconds / requests.length) * 1000,
-    workerdBusy: workerdSeconds / result.seconds,
+    workerdBusy: workerdSeconds / seconds,
     /** Everything else on the machine (other processes, the load generator), in cores. */
-    othersBusy: Math.max(0, machineSeconds - workerdSeconds) / result.seconds,
-    warmupRps: warmup.length / warmed.seconds,
-    maxSendLagMs: result.maxSendLagMs,
+    othersBusy: Math.max(0, machineSeconds - workerdSeconds) / seconds,
+    maxSendLagMs,
   };
   log(
-    `latency ${delayMs} ms: seen before p50 ${ms(figure.seenBefore.p50)} ms, p99 ${ms(figure.seenBefore.p99)} ms, ` +
-      `D1 waits ${pct(figure.seenBefore.waitShare)}; all p50 ${ms(figure.all.p50)} ms, p99 ${ms(figure.all.p99)} ms, ` +
-      `D1 waits ${pct(figure.all.waitShare)}, first sight ${pct(figure.all.firstSightShare)}; workerd alone p99 ` +
-      `${ms(figure.raw.p99)} ms; wrong ${figure.bad}; ` +
-      `workerd ${pct(figure.workerdBusy)} busy ` +
-      `(${figure.cpuMsPerRequest.toFixed(2)} ms CPU/request), others ${figure.othersBusy.toFixed(2)} cores; ` +
-      `warm-up ${Math.round(figure.warmupRps)} req/s`,
+    `latency ${label}: p50 ${ms(figure.all.p50)} ms, p99 ${ms(figure.all.p99)} ms, D1 waits ` +
+      `${pct(figure.all.waitShare)} (own call ${pct(figure.all.ownCallShare)}), first sight ` +
+      `${pct(figure.all.firstSightShare)}; after the mid-run restart ${figure.afterRestart.requests} requests, p99 ` +
+      `${ms(figure.afterRestart.p99)} ms; past each isolate's first second p99 ${ms(figure.steady.p99)} ms, waits ` +
+      `${pct(figure.steady.waitShare)}; workerd alone p99 ${ms(figure.raw.p99)} ms; wrong ${figure.bad}; workerd ` +
+      `${pct(figure.workerdBusy)} busy (${figure.cpuMsPerRequest.toFixed(2)} ms CPU/request), others ` +
+      `${figure.othersBusy.toFixed(2)} cores`,
   );
   return figure;
 }
@@ -371,12 +434,35 @@ export async function runLatencyStage(shared) {
       pinToCpu(load.child.pid, 0);
       pinToCpu(instance.workerdPid, 1);
     };
-    const stream = requestStream(instance, s.seed);
+    const spec = {
+      url: instance.url,
+      path: VERIFY_PATH,
+      headers: { authorization: `Bearer ${instance.adminKey}`, "content-type": "application/json" },
+      connections: s.connections,
+    };
+    const runLength = Math.round(s.rate * s.measuredSeconds);
+    /** Every key the stage has sent to the first worker so far. */
+    const seen = new Set();
     const random = seededRandom(s.seed + 100);
-    const delays = [];
     const revocations = [];
+    // Cold location first, while the location has seen nothing.
+    const cold = await measureRun(
+      instance,
+      load,
+      spec,
+      mark(requestStream(instance, s.coldSeed).take(runLength), seen),
+      100,
+      pin,
+      "100 ms, cold location",
+    );
+    // The warm sequence is generated before anything is sent, then the location answers each of its keys once.
+    const sequence = requestStream(instance, s.seed).take(runLength);
+    const warmup = await warmLocation(instance, load, spec, sequence, pin);
+    for (const request of sequence) seen.add(request.key);
+    const measured = mark(sequence, seen);
+    const delays = [];
     for (const delayMs of s.delaysMs) {
-      delays.push(await measureDelay(instance, load, stream, delayMs, pin));
+      delays.push(await measureRun(instance, load, spec, measured, delayMs, pin, `${delayMs} ms`));
       if (s.revocation.delaysMs.includes(delayMs))
         revocations.push(await revocationRun(instance, delayMs, random));
     }
@@ -384,6 +470,8 @@ export async function runLatencyStage(shared) {
       keys: instance.storedCount,
       seeded: instance.seeded.length,
       seedSeconds: instance.seedSeconds,
+      cold,
+      warmup,
       delays,
       revocations,
     };
@@ -403,46 +491,48 @@ const median = (values) => {
   return sorted.length ? sorted[(sorted.length - 1) >> 1] : Number.NaN;
 };
 
-export function latencyReport({ keys, seeded, seedSeconds, delays, revocations }) {
+export function latencyReport({ keys, seeded, seedSeconds, cold, warmup, delays, revocations }) {
   const s = LATENCY_SETTINGS;
-  const byClass = (d, key, field) => CLASSES.map((c) => `${c} ${pct(d[key][c][field])}`).join(", ");
+  const runs = [cold, ...delays];
+  const byClass = (d) => CLASSES.map((c) => `${c} ${pct(d.byClass[c].waitShare)}`).join(", ");
   const lines = [
     `Verify with D1 far away: ${count(keys)} keys stored (seeded straight into D1 in ${seedSeconds.toFixed(0)} s), a fixed latency`,
     `injected before every D1 call. Mix: ${pct(s.share.valid)} stored keys by Zipf(s=1) rank over the ${count(seeded)} seeded ones,`,
-    `${pct(s.share.unknown)} unknown keys by Zipf(s=1) rank over their own pool of ${count(s.unknownPool)}, ${pct(s.share.malformed)} bad checksums. Per delay:`,
-    `workerd restarted (fresh isolates; D1 and the Cache API stay on disk), a warm-up of ${count(s.warmupRequests)} requests of the mix`,
-    `(closed loop), then ${s.measuredSeconds} s at ${s.rate} req/s, paced (open loop, up to ${s.connections} connections).`,
-    `"warm" = the requests whose key was sent before in the stage (this location has answered it); "first sight" =`,
-    `the others, what a cold location adds; "waited" = the response waited for a D1 call (bench/latency-entry.mjs)`,
+    `${pct(s.share.unknown)} unknown keys by Zipf(s=1) rank over their own pool of ${count(s.unknownPool)}, ${pct(s.share.malformed)} bad checksums.`,
+    `Each run: ${count(cold.sent)} requests at ${s.rate} req/s, paced (open loop, up to ${s.connections} connections), in two segments`,
+    "with a workerd restart before each (fresh isolates, empty LRU; D1 and the Cache API stay on disk). Warm location:",
+    `the measured sequence generated first, its ${count(warmup.keys)} distinct keys verified once (0 ms, not measured), then`,
+    "replayed at each delay. Cold location: a fresh sequence, no warm-up. waited = the response waited for D1 (its own",
+    "D1 call settled before it, or it took at least the injected delay)",
     table(
       [
-        "injected",
-        "warm: p50",
+        "run",
+        "p50",
         "p99",
         "waited",
-        "all: p50",
-        "p99",
-        "waited",
+        "own call",
         "first sight",
-        "first: p50",
-        ">= delay",
+        "after restart",
+        "p99",
+        "1st s: waited",
+        "rest: p99",
         "alone: p99",
         "workerd",
         "CPU ms/req",
         "others",
         "wrong",
       ],
-      delays.map((d) => [
-        `${d.delayMs} ms`,
-        ms(d.seenBefore.p50),
-        ms(d.seenBefore.p99),
-        pct(d.seenBefore.waitShare),
+      runs.map((d) => [
+        d.label,
         ms(d.all.p50),
         ms(d.all.p99),
         pct(d.all.waitShare),
+        pct(d.all.ownCallShare),
         pct(d.all.firstSightShare),
-        ms(d.firstSight.p50),
-        pct(d.slowerThanDelay),
+        count(d.afterRestart.requests),
+        ms(d.afterRestart.p99),
+        pct(d.isolateStart.waitShare),
+        ms(d.steady.p99),
         ms(d.raw.p99),
         pct(d.workerdBusy),
         d.cpuMsPerRequest.toFixed(2),
@@ -450,17 +540,12 @@ export function latencyReport({ keys, seeded, seedSeconds, delays, revocations }
         d.bad + (d.counted === d.sent ? "" : ` (entry counted ${d.counted} of ${d.sent})`),
       ]),
     ),
-    ...delays.flatMap((d) => [
-      `  ${d.delayMs} ms: waited, all requests: ${byClass(d, "byClass", "waitShare")}; warm: ${byClass(d, "seenBeforeByClass", "waitShare")};`,
-      `        first sight: ${byClass(d, "byClass", "firstSightShare")}` +
-        (d.seenBeforeWaits.length
-          ? `; ${d.seenBeforeWaits.length} warm requests waited (their key last sent a median ${median(d.seenBeforeWaits.map((w) => w.gap))} requests before)`
-          : ""),
-    ]),
-    `  ">= delay": requests that took at least the injected delay, an independent check of "waited"; "alone": workerd answering`,
-    `  POST /__bench/raw without the app, ${s.probeRate} req/s in the same seconds (the delays the process adds by itself: its`,
-    '  one thread also runs the D1 and Cache API simulators); "workerd": its share of a core during the measured run,',
-    '  "others": every other process, in cores',
+    ...runs.map((d) => `  ${d.label}: waited by class: ${byClass(d)}`),
+    '  "after restart": requests after the mid-run restart, and their p99; "1st s": the requests of the first second',
+    '  after each of the run\'s two restarts (a fresh isolate loads the feed and its entry key); "rest": the others;',
+    `  "alone": workerd answering POST /__bench/raw without the app, ${s.probeRate} req/s in the same seconds (the delays`,
+    '  the process adds by itself: its one thread also runs the D1 and Cache API simulators); "workerd": its share of',
+    '  a core during the measured run, "others": every other process, in cores',
     "",
     `Revocation propagation, end to end: a key verified every ${s.revocation.everyMs} ms on a second worker (same bundle, same D1, its own`,
     "isolate and Cache API) until warm there, revoked through the API on the first worker; from the revoke's 200 to the",
@@ -478,11 +563,16 @@ export function latencyReport({ keys, seeded, seedSeconds, delays, revocations }
     ),
   ];
   const problems = [
-    ...delays
+    ...(warmup.bad > 0
+      ? [
+          `! latency warm-up: ${warmup.bad} wrong answers${warmup.samples.map((x) => `\n    e.g. ${x}`).join("")}`,
+        ]
+      : []),
+    ...runs
       .filter((d) => d.bad > 0 || d.counted !== d.sent)
       .map(
         (d) =>
-          `! latency ${d.delayMs} ms: ${d.bad} wrong answers, the entry counted ${d.counted} of ${d.sent} requests` +
+          `! latency ${d.label}: ${d.bad} wrong answers, the entry counted ${d.counted} of ${d.sent} requests` +
           d.samples.map((x) => `\n    e.g. ${x}`).join(""),
       ),
     ...revocations.flatMap((r) =>
@@ -498,25 +588,27 @@ export function latencyReport({ keys, seeded, seedSeconds, delays, revocations }
     p99_ms: round3(f.p99),
     d1_wait_share: round3(f.waitShare),
   });
-  const byDelay = (d) => ({
-    // Warm: requests for keys this location had answered before (the issue's "once warm").
-    ...figures(d.seenBefore),
+  const byRun = (d) => ({
+    // Over every request of the run (warm location: every key answered once before; two restarts in it).
+    ...figures(d.all),
+    d1_wait_share_own_call: round3(d.all.ownCallShare),
     first_sight_share: round3(d.all.firstSightShare),
-    all_requests: figures(d.all),
+    requests: d.sent,
+    requests_after_restart: d.afterRestart.requests,
+    after_restart: figures(d.afterRestart),
+    isolate_first_second: figures(d.isolateStart),
+    past_isolate_first_second: figures(d.steady),
     workerd_alone_p99_ms: round3(d.raw.p99),
-    d1_wait_share_by_class: Object.fromEntries(
-      CLASSES.map((c) => [
-        c,
-        { all: round3(d.byClass[c].waitShare), warm: round3(d.seenBeforeByClass[c].waitShare) },
-      ]),
-    ),
+    d1_wait_share_by_class: Object.fromEntries(CLASSES.map((c) => [c, round3(d.byClass[c].waitShare)])),
   });
-  const summary = Object.fromEntries(delays.map((d) => [`latency_${d.delayMs}ms`, byDelay(d)]));
+  const summary = Object.fromEntries(delays.map((d) => [`latency_${d.delayMs}ms`, byRun(d)]));
+  // No warm-up, a fresh sequence: what a location that has seen none of the keys waits for.
+  summary.latency_100ms_cold_location = byRun(cold);
   const at = (delayMs) => revocations.find((r) => r.delayMs === delayMs);
   const headline = at(100);
   Object.assign(summary, {
     latency_seed_keys_seconds: Math.round(seedSeconds),
-    latency_wrong_responses: delays.reduce((total, d) => total + d.bad, 0),
+    latency_wrong_responses: runs.reduce((total, d) => total + d.bad, 0) + warmup.bad,
     // The bound at 100 ms injected; null when a key was still served after the timeout.
     revocation_propagation_s: headline && headline.failures === 0 ? round3(headline.max) : null,
     revocation_propagation_median_s: headline ? round3(headline.median) : null,
