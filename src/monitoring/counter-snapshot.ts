@@ -17,8 +17,9 @@ import { bucketStart, DAY_MS, HOUR_MS } from "./usage-counts";
  *   joined by primary key; (1) the current bucket's rows of keys without a previous row. So every key comes
  *   with both of its rows at once, and a key is never evaluated on half of its window. The hour-of-week
  *   baselines and the key's usage limit are joined in the same statement when a rule needs them.
- * - Totals, one batch: sums per tenant and service of both buckets (GROUP BY in D1), and each tenant's key with
- *   the most refused authentications. The tenant- and service-wide figures are therefore always complete.
+ * - Totals, one query: sums per tenant and service of both buckets (GROUP BY in D1); and, only for tenants with
+ *   refused authentications in the window, a second one for each one's key with the most. The tenant- and
+ *   service-wide figures are therefore always complete.
  *
  * A pass that does not fit the tick's page budget continues on the next tick where it stopped (`job_cursors`,
  * one row per window); a new bucket starts a new pass. The snapshot then says which keys it holds
@@ -255,18 +256,18 @@ async function readTotals(
 ): Promise<void> {
   const { bucket, previousStart, currentStart, previousWeight } = window;
   budget.queries++;
-  const [sums, tops] = await env.DB.batch<Record<string, unknown>>([
-    env.DB.prepare(TOTALS_SQL).bind(bucket, previousStart, currentStart, tenantList),
-    env.DB.prepare(TOP_AUTH_FAILED_SQL).bind(bucket, previousStart, currentStart, tenantList, previousWeight),
-  ]);
-  for (const row of (sums?.results ?? []) as {
-    tenant_id: string;
-    service_id: string | null;
-    start: number;
-    valid: number;
-    invalid: number;
-    auth_failed: number;
-  }[]) {
+  const { results: sums } = await env.DB.prepare(TOTALS_SQL)
+    .bind(bucket, previousStart, currentStart, tenantList)
+    .all<{
+      tenant_id: string;
+      service_id: string | null;
+      start: number;
+      valid: number;
+      invalid: number;
+      auth_failed: number;
+    }>();
+  const refusing = new Set<string>();
+  for (const row of sums) {
     let services = window.totals.get(row.tenant_id);
     if (!services) {
       services = new Map();
@@ -282,8 +283,14 @@ async function readTotals(
       invalid: row.invalid,
       authFailed: row.auth_failed,
     };
+    if (row.auth_failed > 0) refusing.add(row.tenant_id);
   }
-  for (const row of (tops?.results ?? []) as { tenant_id: string; key_id: string; refused: number }[]) {
+  if (refusing.size === 0) return;
+  budget.queries++;
+  const { results: tops } = await env.DB.prepare(TOP_AUTH_FAILED_SQL)
+    .bind(bucket, previousStart, currentStart, JSON.stringify([...refusing]), previousWeight)
+    .all<{ tenant_id: string; key_id: string; refused: number }>();
+  for (const row of tops) {
     window.topAuthFailed.set(row.tenant_id, { keyId: row.key_id, refused: row.refused });
   }
 }
