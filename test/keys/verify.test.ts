@@ -57,8 +57,9 @@ describe("verify codes", () => {
       for (const outcome of outcomes) answers.add(JSON.stringify(outcome));
     }
     expect([...answers]).toEqual([JSON.stringify({ code: "NOT_FOUND" })]);
-    // 10,000 D1 lookups: 12-20 s on this machine, over 30 s when it is heavily shared. No time is asserted.
-  }, 120_000);
+    // 10,000 lookups through every verify tier (the isolate, the Cache API simulator, D1): about 22 s alone on
+    // this machine, 85 s when other benchmarks share it. No time is asserted; the limit leaves room for worse.
+  }, 300_000);
 
   it("answers a one-character variant of a real key exactly as the same variant of a never-issued key (threat model case 9)", async () => {
     const real = (await createKey(tenant)).key;
