@@ -1,7 +1,10 @@
 import { env } from "cloudflare:workers";
 
-export async function countRows(table: string): Promise<number> {
-  const row = await env.DB.prepare(`SELECT count(*) AS n FROM ${table}`).first<{ n: number }>();
+/** The rows of `table`, or of those that match `where` with `params` bound to its placeholders. */
+export async function countRows(table: string, where?: string, ...params: unknown[]): Promise<number> {
+  const row = await env.DB.prepare(`SELECT count(*) AS n FROM ${table}${where ? ` WHERE ${where}` : ""}`)
+    .bind(...params)
+    .first<{ n: number }>();
   return row?.n ?? 0;
 }
 

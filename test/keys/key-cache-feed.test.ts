@@ -14,7 +14,8 @@ import {
   purgeKeyChanges,
 } from "../../src/keys/key-change-feed";
 import { call, createKey, createTenant } from "../helpers/api";
-import { countingD1, freshCache, otherIsolate } from "./key-cache-support";
+import { countRows } from "../helpers/db";
+import { changesSince, countingD1, latestChange, locationHolding, otherIsolate } from "./key-cache-support";
 
 const POLL = KEY_FEED_POLL_INTERVAL_MS;
 const HOUR = 3_600_000;
@@ -31,23 +32,15 @@ async function unrelatedChanges(count: number, changedAt = Date.now()): Promise<
   );
 }
 
-async function feedRows(where: string, ...params: unknown[]): Promise<number> {
-  const row = await env.DB.prepare(`SELECT count(*) AS n FROM key_changes WHERE ${where}`)
-    .bind(...params)
-    .first<{ n: number }>();
-  return row?.n ?? 0;
-}
+const feedRows = (where: string, ...params: unknown[]) => countRows("key_changes", where, ...params);
 
 describe("the feed window an isolate holds", () => {
   it("serves an entry while the window holds every change since its read, and counts it as a miss once the window is capped above it", async () => {
     const tenant = await createTenant("feed window at load");
     const key = await createKey(tenant);
     const hash = await hashKey(key.key);
-    const location = await freshCache();
-    const writer = otherIsolate({ cache: location });
     const t0 = Date.now();
-    await writer.tiers.lookup(env.DB, hash, t0);
-    await writer.settle();
+    const location = await locationHolding([hash], t0);
     // Three changes since the entry was read: a window of 3 still holds every one of them.
     await unrelatedChanges(3);
     const full = otherIsolate({ feed: { window: 3 }, cache: location });
@@ -120,17 +113,14 @@ describe("a cron whose clock runs far ahead of D1's", () => {
     const tenant = await createTenant("feed clock ahead");
     const key = await createKey(tenant);
     const hash = await hashKey(key.key);
-    const location = await freshCache();
-    const writer = otherIsolate({ cache: location });
     const t0 = Date.now();
-    await writer.tiers.lookup(env.DB, hash, t0);
-    await writer.settle();
+    const location = await locationHolding([hash], t0);
     expect((await call("POST", `/api/v1/keys/${key.id}/revoke`, { key: tenant.adminKey })).status).toBe(200);
     await unrelatedChanges(1);
 
     // The Worker's clock a month ahead: every change looks 30 days old to it, none is to D1's.
     expect(await purgeKeyChanges(env.DB, t0 + 31 * 24 * HOUR, { chunk: 5_000, rounds: 100 })).toBe(0);
-    expect(await feedRows("hash_prefix = ?", hash.slice(0, 16))).toBeGreaterThan(0);
+    expect(await changesSince(0, hash)).toBeGreaterThan(0);
 
     // The location still holds the entry read before the revocation; the fresh view has the revocation.
     const fresh = otherIsolate({ cache: location });
@@ -146,11 +136,8 @@ describe("a feed emptied, then written again (floor 0 below the window's cap)", 
     const key = await createKey(tenant);
     const hash = await hashKey(key.key);
     await env.DB.prepare("DELETE FROM key_changes").run();
-    const location = await freshCache();
-    const writer = otherIsolate({ cache: location });
     const t0 = Date.now();
-    await writer.tiers.lookup(env.DB, hash, t0);
-    await writer.settle();
+    const location = await locationHolding([hash], t0);
     // New rows: their seqs continue past every deleted one (AUTOINCREMENT), far above the entry's head of 0.
     await unrelatedChanges(3);
 
@@ -188,17 +175,15 @@ describe("a tenant's erasure", () => {
       expect(await isolate.tiers.lookup(env.DB, hash, t0)).toMatchObject({ enabled: true });
     }
     await isolate.settle();
-    const seq = (
-      await env.DB.prepare("SELECT coalesce(max(seq), 0) AS seq FROM key_changes").first<{ seq: number }>()
-    )?.seq;
+    const seq = await latestChange();
 
     await requestErasure(env, tenant.id, "req-feed-erasure", Date.now());
 
     for (const hash of hashes) {
-      expect(await feedRows("seq > ? AND hash_prefix = ?", seq, hash.slice(0, 16))).toBe(1);
+      expect(await changesSince(seq, hash)).toBe(1);
     }
-    expect(await feedRows("seq > ? AND hash_prefix = ?", seq, disabledHash.slice(0, 16))).toBe(0);
-    expect(await feedRows("seq > ? AND hash_prefix = ?", seq, otherHash.slice(0, 16))).toBe(0);
+    expect(await changesSince(seq, disabledHash)).toBe(0);
+    expect(await changesSince(seq, otherHash)).toBe(0);
 
     await isolate.tiers.lookup(env.DB, otherHash, t0 + POLL + 1);
     await isolate.settle();

@@ -18,7 +18,14 @@ import {
 import { KEY_FEED_POLL_INTERVAL_MS } from "../../src/keys/key-change-feed";
 import type { KeyRecord } from "../../src/keys/key-record";
 import { call, createKey, createTenant, type TestTenant, verify } from "../helpers/api";
-import { countingCache, countingD1, deploymentEntryKey, freshCache, otherIsolate } from "./key-cache-support";
+import {
+  countingCache,
+  countingD1,
+  deploymentEntryKey,
+  freshCache,
+  locationHolding,
+  otherIsolate,
+} from "./key-cache-support";
 
 interface Entry {
   body: { v: number; seq: number; readAt: number; record: KeyRecord | null };
@@ -129,11 +136,8 @@ describe("forged Cache API entries", () => {
     const valid = await createKey(tenant, { scopes: ["orders:read", "orders:write"] });
     const validHash = await hashKey(valid.key);
     const { hash: revokedHash, record: revoked } = await revokedKey(tenant);
-    const location = await freshCache();
-    const writer = otherIsolate({ cache: location });
     const now = Date.now();
-    await writer.tiers.lookup(env.DB, validHash, now);
-    await writer.settle();
+    const location = await locationHolding([validHash], now);
     const response = await location.match(cacheUrl(validHash));
     expect(response?.headers.get(KEY_CACHE_MAC_HEADER)).toBeTruthy();
     // The valid key's entry, byte for byte with its MAC, copied under the revoked key's URL.
@@ -200,12 +204,8 @@ describe("authentic Cache API entries", () => {
     const hash = await hashKey(key.key);
     const other = await createKey(tenant, { name: "second" });
     const otherHash = await hashKey(other.key);
-    const location = await freshCache();
-    const writer = otherIsolate({ cache: location });
     const now = Date.now();
-    await writer.tiers.lookup(env.DB, hash, now);
-    await writer.tiers.lookup(env.DB, otherHash, now);
-    await writer.settle();
+    const location = await locationHolding([hash, otherHash], now);
     expect(await isAuthentic(location, hash)).toBe(true);
     expect(new URL(cacheUrl(hash)).origin).toBe(KEY_CACHE_ORIGIN);
 
@@ -231,11 +231,8 @@ describe("authentic Cache API entries", () => {
     const hashes: string[] = [];
     for (const name of ["a", "b", "c"]) hashes.push(await hashKey((await createKey(tenant, { name })).key));
     const [first, second, third] = hashes as [string, string, string];
-    const location = await freshCache();
-    const writer = otherIsolate({ cache: location });
     const now = Date.now();
-    for (const hash of hashes) await writer.tiers.lookup(env.DB, hash, now);
-    await writer.settle();
+    const location = await locationHolding(hashes, now);
     for (const hash of hashes) expect(await isAuthentic(location, hash)).toBe(true);
 
     let loads = 0;

@@ -5,8 +5,9 @@
  */
 import { env } from "cloudflare:workers";
 import { KeyCacheTiers, keyCacheMacKey } from "../../src/keys/key-cache-tier";
-import { KeyChangeFeed, type KeyChangeFeedOptions } from "../../src/keys/key-change-feed";
+import { hashPrefix, KeyChangeFeed, type KeyChangeFeedOptions } from "../../src/keys/key-change-feed";
 import { toKeyRecord } from "../../src/keys/key-record";
+import { countRows } from "../helpers/db";
 
 export interface OtherIsolate {
   tiers: KeyCacheTiers;
@@ -48,6 +49,18 @@ let cachesOpened = 0;
 export function freshCache(): Promise<Cache> {
   cachesOpened += 1;
   return caches.open(`key-cache-test-${Date.now()}-${cachesOpened}`);
+}
+
+/**
+ * A location cache of the test's own holding the entries of `hashes`, as another isolate's lookups at `now`
+ * wrote them (its background cache puts waited for).
+ */
+export async function locationHolding(hashes: readonly string[], now: number): Promise<Cache> {
+  const location = await freshCache();
+  const writer = otherIsolate({ cache: location });
+  for (const hash of hashes) await writer.tiers.lookup(env.DB, hash, now);
+  await writer.settle();
+  return location;
 }
 
 export interface D1Counts {
@@ -156,20 +169,18 @@ export function countingCache(inner: Cache): { cache: Cache; counts: CacheCounts
   return { cache: cache as unknown as Cache, counts };
 }
 
-/** The feed's latest change for a key, or 0. */
-export async function latestChange(hash: string): Promise<number> {
-  const row = await env.DB.prepare(
-    "SELECT coalesce(max(seq), 0) AS seq FROM key_changes WHERE hash_prefix = ?",
-  )
-    .bind(hash.slice(0, 16))
-    .first<{ seq: number }>();
+/** The feed's latest change (to `hash` when given), or 0. */
+export async function latestChange(hash?: string): Promise<number> {
+  const statement = env.DB.prepare(
+    `SELECT coalesce(max(seq), 0) AS seq FROM key_changes${hash ? " WHERE hash_prefix = ?" : ""}`,
+  );
+  const row = await (hash ? statement.bind(hashPrefix(hash)) : statement).first<{ seq: number }>();
   return row?.seq ?? 0;
 }
 
-/** The number of changes the feed holds for a key. */
-export async function changesOf(hash: string): Promise<number> {
-  const row = await env.DB.prepare("SELECT count(*) AS n FROM key_changes WHERE hash_prefix = ?")
-    .bind(hash.slice(0, 16))
-    .first<{ n: number }>();
-  return row?.n ?? 0;
+/** Changes logged after `after` under any of `hashes`. */
+export function changesSince(after: number, ...hashes: string[]): Promise<number> {
+  const prefixes = hashes.map(hashPrefix);
+  const placeholders = prefixes.map((_, i) => `?${i + 2}`).join(", ");
+  return countRows("key_changes", `seq > ?1 AND hash_prefix IN (${placeholders})`, after, ...prefixes);
 }

@@ -23,6 +23,7 @@ import {
   freshCache,
   frozenReplica,
   latestChange,
+  locationHolding,
   otherIsolate,
   replicaWithoutTheKey,
 } from "./key-cache-support";
@@ -198,11 +199,8 @@ describe("the location's cache (Workers Cache API)", () => {
   it("serves a second isolate without reading the key from D1, and a warm hit touches neither D1 nor the cache", async () => {
     const tenant = await createTenant("tiers cache api");
     const { key, hash } = await keyOf(tenant);
-    const location = await freshCache();
-    const first = otherIsolate({ cache: location });
     const t0 = Date.now();
-    await first.tiers.lookup(env.DB, hash, t0);
-    await first.settle();
+    const location = await locationHolding([hash], t0);
 
     const cache = countingCache(location);
     const second = otherIsolate({ cache: cache.cache });
@@ -223,11 +221,8 @@ describe("the location's cache (Workers Cache API)", () => {
   it("refuses an entry older than a change to its key, reads D1 instead and replaces the entry", async () => {
     const tenant = await createTenant("tiers stale entry");
     const { key, hash } = await keyOf(tenant);
-    const location = await freshCache();
-    const writer = otherIsolate({ cache: location });
     const t0 = Date.now();
-    await writer.tiers.lookup(env.DB, hash, t0);
-    await writer.settle();
+    const location = await locationHolding([hash], t0);
     const before = (await (await location.match(cacheUrl(hash)))?.json()) as { seq: number };
 
     expect(

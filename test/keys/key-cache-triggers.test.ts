@@ -8,10 +8,11 @@ import { getTableColumns } from "drizzle-orm";
 import { describe, expect, it } from "vitest";
 import { generateKey, hashKey } from "../../src/crypto/keys";
 import { apiKeys } from "../../src/db/schema";
-import { HASH_PREFIX_LENGTH, hashPrefix } from "../../src/keys/key-change-feed";
+import { HASH_PREFIX_LENGTH } from "../../src/keys/key-change-feed";
 import { toKeyRecord } from "../../src/keys/key-record";
 import { flushUsage } from "../../src/monitoring/usage-recorder";
 import { call, createKey, createTenant, verify } from "../helpers/api";
+import { changesSince, latestChange } from "./key-cache-support";
 
 type KeyRow = typeof apiKeys.$inferSelect;
 
@@ -33,24 +34,6 @@ function columnsAKeyRecordReads(): Set<string> {
     }),
   );
   return read;
-}
-
-/** Changes logged after `after` under any of `hashes`. */
-async function changesSince(after: number, ...hashes: string[]): Promise<number> {
-  const prefixes = hashes.map(hashPrefix);
-  const row = await env.DB.prepare(
-    `SELECT count(*) AS n FROM key_changes WHERE seq > ?1 AND hash_prefix IN (${prefixes.map((_, i) => `?${i + 2}`).join(", ")})`,
-  )
-    .bind(after, ...prefixes)
-    .first<{ n: number }>();
-  return row?.n ?? 0;
-}
-
-async function head(): Promise<number> {
-  const row = await env.DB.prepare("SELECT coalesce(max(seq), 0) AS seq FROM key_changes").first<{
-    seq: number;
-  }>();
-  return row?.seq ?? 0;
 }
 
 describe("the key change feed's triggers", () => {
@@ -83,7 +66,7 @@ describe("the key change feed's triggers", () => {
 
     for (const { name: column } of results) {
       const [expression, ...parameters] = changed(column);
-      const before = await head();
+      const before = await latestChange();
       const saved = await env.DB.prepare(`SELECT "${column}" AS value FROM api_keys WHERE hash = ?1`)
         .bind(hash)
         .first<{ value: unknown }>();
@@ -104,7 +87,7 @@ describe("the key change feed's triggers", () => {
     const tenant = await createTenant("triggers same values");
     const key = await createKey(tenant);
     const hash = await hashKey(key.key);
-    const before = await head();
+    const before = await latestChange();
     await env.DB.prepare(
       "UPDATE api_keys SET enabled = enabled, scopes = scopes, revoked_at = revoked_at, name = name, updated_at = ?2 WHERE hash = ?1",
     )
@@ -117,7 +100,7 @@ describe("the key change feed's triggers", () => {
     const tenant = await createTenant("triggers last used");
     const key = await createKey(tenant);
     const hash = await hashKey(key.key);
-    const before = await head();
+    const before = await latestChange();
     expect(await verify(tenant, key.key)).toMatchObject({ valid: true });
     await flushUsage(env.DB);
     const stamped = await env.DB.prepare("SELECT last_used_at FROM api_keys WHERE id = ?")
@@ -129,7 +112,7 @@ describe("the key change feed's triggers", () => {
 
   it("log the creation, rotation, revocation and deletion of a key through the API, under the hash's prefix", async () => {
     const tenant = await createTenant("triggers api");
-    const before = await head();
+    const before = await latestChange();
     const key = await createKey(tenant);
     const hash = await hashKey(key.key);
     expect(await changesSince(before, hash)).toBe(1);
@@ -149,7 +132,7 @@ describe("the key change feed's triggers", () => {
     const successorHash = await hashKey(successor.key);
     expect(await changesSince(before, successorHash)).toBeGreaterThanOrEqual(1);
 
-    const afterRotation = await head();
+    const afterRotation = await latestChange();
     expect((await call("POST", `/api/v1/keys/${successor.id}/revoke`, { key: tenant.adminKey })).status).toBe(
       200,
     );
