@@ -19,7 +19,7 @@ import { generateKey } from "../../src/crypto/keys";
 import { stripeKey } from "../credentials/samples";
 import { createKey, createTenant, type TestTenant } from "../helpers/api";
 import { network } from "../setup/network";
-import { ENTERPRISE_SECURITY, openaiKey, stripeLiveKey, wizardCall } from "../wizard/helpers";
+import { walkToReview } from "../wizard/helpers";
 import { countedCall, doCalls, type RoundTrips, settleCountedRequests } from "./counting-env";
 
 beforeAll(() => network.enable());
@@ -194,27 +194,7 @@ describe("round trips of management calls (issue 13)", () => {
     // and the channels, rules and policy the reconcile plan compares with. The wizard calls: its state and
     // sealed values before the step-up, the lease with what the commit writes from, and the finish.
     const owner = await createTenant("round trips wizard");
-    const { body: started } = await wizardCall(owner, "POST", "/");
-    const id = started.id;
-    await wizardCall(owner, "PUT", `/${id}/steps/services`, { service_ids: ["stripe", "openai"] });
-    await wizardCall(owner, "PUT", `/${id}/steps/security`, ENTERPRISE_SECURITY);
-    await wizardCall(owner, "POST", `/${id}/keys/stripe`, { fields: { secret_key: stripeLiveKey() } });
-    await wizardCall(owner, "POST", `/${id}/keys/openai`, { fields: { api_key: openaiKey() } });
-    await wizardCall(owner, "PUT", `/${id}/steps/keys`, {});
-    network.use(
-      http.get("https://api.stripe.com/v1/balance", () =>
-        HttpResponse.json({ object: "balance", available: [], pending: [], livemode: true }),
-      ),
-      http.get("https://api.openai.com/v1/models", () =>
-        HttpResponse.json({ object: "list", data: [{ id: "gpt-4o", object: "model" }] }),
-      ),
-    );
-    await wizardCall(owner, "POST", `/${id}/tests`, {});
-    await wizardCall(owner, "PUT", `/${id}/steps/testing`, {});
-    await wizardCall(owner, "PUT", `/${id}/steps/monitoring`, {
-      channels: [{ kind: "email", name: "Ops", to: "ops@example.com" }],
-      rules: [{ kind: "expiry_warning", days_before: 14, channel_names: ["Ops"] }],
-    });
+    const { id } = await walkToReview(owner);
     const committed = await countedCall("POST", `/api/v1/wizard/${id}/commit`, {
       key: owner.adminKey,
       body: {},

@@ -1,5 +1,7 @@
+import { HttpResponse, http } from "msw";
 import { randomBase62 } from "../../src/crypto/random";
 import { callJson, type TestTenant } from "../helpers/api";
+import { network } from "../setup/network";
 
 export type State = {
   id: string;
@@ -59,4 +61,35 @@ export async function walkToTesting(tenant: TestTenant) {
   await wizardCall(tenant, "POST", `/${id}/keys/stripe`, { fields: { secret_key: secrets.stripe } });
   await wizardCall(tenant, "POST", `/${id}/keys/openai`, { fields: { api_key: secrets.openai } });
   return { id, secrets };
+}
+
+/** Stripe's and OpenAI's live checks answer that the key is valid (the file enables `network`). */
+export const providersAnswerValid = () =>
+  network.use(
+    http.get("https://api.stripe.com/v1/balance", () =>
+      HttpResponse.json({ object: "balance", available: [], pending: [], livemode: true }),
+    ),
+    http.get("https://api.openai.com/v1/models", () =>
+      HttpResponse.json({ object: "list", data: [{ id: "gpt-4o", object: "model" }] }),
+    ),
+  );
+
+/** `walkToTesting`, then the keys confirmed and both services tested valid: the wizard at its monitoring step. */
+export async function walkToMonitoring(tenant: TestTenant) {
+  const walked = await walkToTesting(tenant);
+  await wizardCall(tenant, "PUT", `/${walked.id}/steps/keys`, {});
+  providersAnswerValid();
+  await wizardCall(tenant, "POST", `/${walked.id}/tests`, {});
+  await wizardCall(tenant, "PUT", `/${walked.id}/steps/testing`, {});
+  return walked;
+}
+
+/** `walkToMonitoring`, then an email channel "Ops" and an expiry reminder to it: the wizard at its review step. */
+export async function walkToReview(tenant: TestTenant) {
+  const walked = await walkToMonitoring(tenant);
+  await wizardCall(tenant, "PUT", `/${walked.id}/steps/monitoring`, {
+    channels: [{ kind: "email", name: "Ops", to: "ops@example.com" }],
+    rules: [{ kind: "expiry_warning", days_before: 14, channel_names: ["Ops"] }],
+  });
+  return walked;
 }

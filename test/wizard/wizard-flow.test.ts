@@ -18,8 +18,11 @@ import {
   ALLOWLISTED,
   ENTERPRISE_SECURITY,
   openaiKey,
+  providersAnswerValid,
   type State,
   stripeLiveKey,
+  walkToMonitoring,
+  walkToReview,
   walkToTesting,
   wizardCall,
 } from "./helpers";
@@ -27,34 +30,6 @@ import {
 beforeAll(() => network.enable());
 afterEach(() => network.resetHandlers());
 afterAll(() => network.disable());
-
-const providersAnswerValid = () =>
-  network.use(
-    http.get("https://api.stripe.com/v1/balance", () =>
-      HttpResponse.json({ object: "balance", available: [], pending: [], livemode: true }),
-    ),
-    http.get("https://api.openai.com/v1/models", () =>
-      HttpResponse.json({ object: "list", data: [{ id: "gpt-4o", object: "model" }] }),
-    ),
-  );
-
-async function walkToMonitoring(tenant: TestTenant) {
-  const walked = await walkToTesting(tenant);
-  await wizardCall(tenant, "PUT", `/${walked.id}/steps/keys`, {});
-  providersAnswerValid();
-  await wizardCall(tenant, "POST", `/${walked.id}/tests`, {});
-  await wizardCall(tenant, "PUT", `/${walked.id}/steps/testing`, {});
-  return walked;
-}
-
-async function walkToReview(tenant: TestTenant) {
-  const walked = await walkToMonitoring(tenant);
-  await wizardCall(tenant, "PUT", `/${walked.id}/steps/monitoring`, {
-    channels: [{ kind: "email", name: "Ops", to: "ops@example.com" }],
-    rules: [{ kind: "expiry_warning", days_before: 14, channel_names: ["Ops"] }],
-  });
-  return walked;
-}
 
 describe("wizard state machine", () => {
   let tenant: TestTenant;

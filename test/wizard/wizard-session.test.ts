@@ -7,6 +7,18 @@ import { WIZARD_IDLE_MS, type WizardSession } from "../../src/wizard/wizard-sess
 
 const newStub = () => env.WIZARD_SESSION.get(env.WIZARD_SESSION.newUniqueId());
 
+/** A new session of tenant ten_a moved straight to the review step in its storage, holding `sealed` by slot. */
+async function sessionAtReview(sealed: Record<string, string> = {}) {
+  const stub = newStub();
+  await stub.create("ten_a", "key_a");
+  await runInDurableObject(stub, (_instance: WizardSession, state) => {
+    const current = state.storage.kv.get<Record<string, unknown>>("state") as Record<string, unknown>;
+    state.storage.kv.put("state", { ...current, furthest_step: "review", current_step: "review" });
+    for (const [slot, value] of Object.entries(sealed)) state.storage.kv.put(`sealed:${slot}`, value);
+  });
+  return stub;
+}
+
 describe("WizardSession Durable Object", () => {
   it("schedules an expiry alarm 24 h after the last activity", async () => {
     const stub = newStub();
@@ -71,12 +83,7 @@ describe("WizardSession Durable Object", () => {
   });
 
   it("holds a commit lease so a second commit is refused until the first finishes or its lease lapses", async () => {
-    const stub = newStub();
-    await stub.create("ten_a", "key_a");
-    await runInDurableObject(stub, (_instance: WizardSession, state) => {
-      const current = state.storage.kv.get<Record<string, unknown>>("state") as Record<string, unknown>;
-      state.storage.kv.put("state", { ...current, furthest_step: "review", current_step: "review" });
-    });
+    const stub = await sessionAtReview();
     const now = Date.now();
     expect(await stub.beginCommit("ten_a", now)).toMatchObject({ ok: true, value: { kind: "proceed" } });
     expect(await stub.beginCommit("ten_a", now + 1000)).toMatchObject({ ok: false, code: "CONFLICT" });
@@ -87,13 +94,7 @@ describe("WizardSession Durable Object", () => {
   });
 
   it("hands a started commit the state, sealed values and staged rows of the moment it took the lease, in one call", async () => {
-    const stub = newStub();
-    await stub.create("ten_a", "key_a");
-    await runInDurableObject(stub, (_instance: WizardSession, state) => {
-      const current = state.storage.kv.get<Record<string, unknown>>("state") as Record<string, unknown>;
-      state.storage.kv.put("state", { ...current, furthest_step: "review", current_step: "review" });
-      state.storage.kv.put(`sealed:${channelSlot("Ops", "api_key")}`, "AQAAAAE...");
-    });
+    const stub = await sessionAtReview({ [channelSlot("Ops", "api_key")]: "AQAAAAE..." });
     const snapshot = await stub.snapshot("ten_a");
     expect(snapshot).toMatchObject({
       ok: true,
