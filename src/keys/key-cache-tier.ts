@@ -124,7 +124,12 @@ export class KeyCacheTiers {
     const hit = this.lru.get(hash, now);
     if (hit !== undefined && this.feed.vouches(hit, now)) return hit.record;
     const pending = this.inFlight.get(hash);
-    if (pending !== undefined) return (await pending).record;
+    if (pending !== undefined) {
+      // The shared read may have started before a change and answered after the bound (a slow D1, a slow
+      // poll): a lookup that joined it is served its answer only as a hit at its own arrival would be.
+      const shared = await pending;
+      if (this.feed.vouches(shared, now)) return shared.record;
+    }
     const read = this.miss(d1, hash, now).finally(() => {
       if (this.inFlight.get(hash) === read) this.inFlight.delete(hash);
     });
