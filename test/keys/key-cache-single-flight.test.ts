@@ -28,7 +28,12 @@ function holdingFeed(db: D1Database, held: Promise<void>): D1Database {
       return {
         bind: (...values: unknown[]) => {
           const bound = statement.bind(...values);
-          return { raw: async () => (await held, bound.raw()) };
+          return {
+            raw: async () => {
+              await held;
+              return bound.raw();
+            },
+          };
         },
       };
     },
