@@ -260,6 +260,27 @@ async function main(cleanup) {
   }
 
   /**
+   * One round of the vault's scenarios (stage 1's, and stage 2's on each instance): /healthz, then a reveal of
+   * the API's credential and a store of a new one. Both write an audit row, so they run with the vault's
+   * connections.
+   */
+  async function measureVault(instance, round) {
+    const s = instance.specs;
+    const healthz = await measure(instance, `/healthz (vault round ${round})`, s.healthz());
+    const reveal = await measure(instance, `credential reveal (round ${round})`, {
+      ...s.reveal(),
+      connections: SETTINGS.vaultConnections,
+    });
+    const store = await measure(
+      instance,
+      `credential store (round ${round})`,
+      { ...s.store(20_000), connections: SETTINGS.vaultConnections },
+      { warmup: null },
+    );
+    return { healthz, reveal, store };
+  }
+
+  /**
    * A cold pass: each of `keys` verified exactly once, with no cache tier able to answer it. Isolate and
    * Cache API entries live a day now, so the pass first supersedes the keys' entries through the change feed
    * (a row in key_changes per key, what a change to the key writes), waits out one poll interval and sends one
@@ -316,7 +337,7 @@ async function main(cleanup) {
     await small.restart({ inspectorPort: undefined });
     await large.restart({});
     pinCpus();
-    return runScaleStage({ small, large, measure, coldPass, passKeys, settings: SETTINGS });
+    return runScaleStage({ small, large, measure, measureVault, coldPass, passKeys, settings: SETTINGS });
   };
   if (ONLY === "scale") return { scale: scaleReport(await scaleStage(), SETTINGS) };
   if (ONLY === "edge") {
@@ -358,21 +379,8 @@ async function main(cleanup) {
   // with fewer connections than verify.
   const vault = { healthz: [], reveal: [], store: [] };
   for (let round = 1; round <= SETTINGS.rounds; round++) {
-    vault.healthz.push(await measure(small, `/healthz (vault round ${round})`, s.healthz()));
-    vault.reveal.push(
-      await measure(small, `credential reveal (round ${round})`, {
-        ...s.reveal(),
-        connections: SETTINGS.vaultConnections,
-      }),
-    );
-    vault.store.push(
-      await measure(
-        small,
-        `credential store (round ${round})`,
-        { ...s.store(20_000), connections: SETTINGS.vaultConnections },
-        { warmup: null },
-      ),
-    );
+    const runs = await measureVault(small, round);
+    for (const name of Object.keys(vault)) vault[name].push(runs[name]);
   }
   const vaultSummary = Object.fromEntries(Object.entries(vault).map(([k, runs]) => [k, summarize(runs)]));
   main.unknown = summarize([

@@ -6,10 +6,10 @@
 import { summarize } from "./report.mjs";
 
 /**
- * `measure`, `coldPass` and `passKeys` are run.mjs's (each run starts with workerd idle); both instances must
+ * `measure`, `measureVault`, `coldPass` and `passKeys` are run.mjs's (each run starts with workerd idle); both instances must
  * have been restarted just before, so they start from equal, empty isolates.
  */
-export async function runScaleStage({ small, large, measure, coldPass, passKeys, settings }) {
+export async function runScaleStage({ small, large, measure, measureVault, coldPass, passKeys, settings }) {
   const sides = [
     ["1k", small],
     ["1m", large],
@@ -33,28 +33,13 @@ export async function runScaleStage({ small, large, measure, coldPass, passKeys,
     for (const [size, instance] of sides)
       push(`cold${size}`, await coldPass(instance, `verify cold (round ${round})`, passKeys(instance)));
   }
-  // The vault (stage 1's scenarios): reveal of the API's credential and store of a new one, with the tenant
-  // holding one credential or 100,000. Both write an audit row, so they run with the vault's connections.
+  // The vault (stage 1's scenarios, run.mjs's measureVault), with the tenant holding one credential or 100,000.
   for (let round = 1; round <= settings.rounds; round++) {
     for (const [size, instance] of sides) {
-      const s = instance.specs;
-      push(`vaultHealthz${size}`, await measure(instance, `/healthz (vault round ${round})`, s.healthz()));
-      push(
-        `reveal${size}`,
-        await measure(instance, `credential reveal (round ${round})`, {
-          ...s.reveal(),
-          connections: settings.vaultConnections,
-        }),
-      );
-      push(
-        `store${size}`,
-        await measure(
-          instance,
-          `credential store (round ${round})`,
-          { ...s.store(20_000), connections: settings.vaultConnections },
-          { warmup: null },
-        ),
-      );
+      const vault = await measureVault(instance, round);
+      push(`vaultHealthz${size}`, vault.healthz);
+      push(`reveal${size}`, vault.reveal);
+      push(`store${size}`, vault.store);
     }
   }
   const figures = Object.fromEntries(Object.entries(runs).map(([k, v]) => [k, summarize(v)]));
