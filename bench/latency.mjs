@@ -27,8 +27,9 @@ import { startInstance } from "./instance.mjs";
 import { forkWorker } from "./ipc.mjs";
 import { breakChecksum, generateKey } from "./keys.mjs";
 import { percentile, table } from "./report.mjs";
+import { seededRandom } from "./seeded-random.mjs";
 import { cpuSeconds, log, machineBusySeconds, pinToCpu, sleep, stopChild } from "./system.mjs";
-import { scatter, seededRandom, zipf } from "./zipf.mjs";
+import { scatter, zipf } from "./zipf.mjs";
 
 export const LATENCY_SETTINGS = {
   /** Keys stored (the tenant's admin key, the warm key and the probe among them); BENCH_LATENCY_KEYS. */

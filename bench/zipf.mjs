@@ -1,17 +1,8 @@
-// Seeded random numbers and a Zipf sampler for the latency stage (bench/latency.mjs). Deterministic: the same
-// seed gives the same sequence on every run and machine, so two runs of the stage send the same requests.
+// A Zipf sampler and a fixed scatter of ranks for the latency stage (bench/latency.mjs), drawn from a seeded
+// stream (bench/seeded-random.mjs): the same seed gives the same sequence on every run and machine, so two runs
+// of the stage send the same requests.
 
-/** mulberry32: a small 32-bit PRNG, uniform in [0, 1). Plenty for drawing ranks; not for anything secret. */
-export function seededRandom(seed) {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+import { seededRandom } from "./seeded-random.mjs";
 
 /**
  * Zipf(s) over ranks 0..n-1 (rank 0 the most popular): P(rank k) = (k+1)^-s / H(n, s). Sampled by inverting

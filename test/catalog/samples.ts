@@ -6,6 +6,7 @@
  * documented length bounds, or one of a few fixed choices. From a shape the tests derive a good sample and
  * bad ones: the last random segment one character short, a character outside the set, or a wrong prefix.
  */
+import { seededRandom } from "../../bench/seeded-random.mjs";
 import type { CredentialFields } from "../../src/catalog/types";
 
 export interface Segment {
@@ -113,18 +114,7 @@ export const SHAPES: Readonly<Record<string, Readonly<Record<string, FieldShape>
   },
 };
 
-/** Deterministic PRNG (mulberry32) so every run draws the same samples. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
+// Deterministic (bench/seeded-random.mjs), so every run draws the same samples.
 let random = seededRandom(20261126);
 
 export function resetSamples(seed = 20261126): void {

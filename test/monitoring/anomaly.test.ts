@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { seededRandom } from "../../bench/seeded-random.mjs";
 import {
   ALPHA,
   assess,
@@ -25,18 +26,6 @@ const failureRule = (() => {
   const s = parseRuleSettings("anomaly_failures", {});
   return { zThreshold: s.z_threshold, minCount: s.min_count };
 })();
-
-/** A seeded PRNG (mulberry32): the synthetic traffic is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * A business API key's usual hour: weekday office-hour peaks, evening ramps, quiet nights and weekends,
@@ -73,7 +62,7 @@ function trafficAt(at: number, week: number, random: () => number): Traffic {
  * requests have a usage row and are folded; a slot without a row starts from the key's first day of use.
  */
 function learn(weeks: number, seed: number): Map<number, SlotBaseline> {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   const slots = new Map<number, SlotBaseline>();
   for (let at = MONDAY; at < MONDAY + weeks * WEEK_MS; at += HOUR) {
     const sample = trafficAt(at, Math.floor((at - MONDAY) / WEEK_MS), random);
@@ -133,7 +122,7 @@ describe("anomaly detection: EWMA by hour of week", () => {
   for (const seed of [1, 2, 3]) {
     it(`raises nothing over a normal week of weekly seasonality after six weeks of it (seed ${seed})`, () => {
       const slots = learn(6, seed);
-      const random = prng(seed * 1000 + 7);
+      const random = seededRandom(seed * 1000 + 7);
       const raised: string[] = [];
       for (let at = MONDAY + 6 * WEEK_MS; at < MONDAY + 7 * WEEK_MS; at += HOUR) {
         const sample = trafficAt(at, 6, random);
