@@ -25,11 +25,13 @@ const limits = {
  */
 export const apiBody: MiddlewareHandler<AppEnv> = async (c, next) => {
   const headers = c.req.raw.headers;
-  const declared = headers.get("content-length");
+  const declared = headers.has("transfer-encoding") ? null : headers.get("content-length");
+  const length = declared === null ? Number.NaN : Number(declared);
   const max = c.req.path === IMPORT_PATH ? IMPORT_MAX_BODY_BYTES : MAX_BODY_BYTES;
-  if (declared !== null && !headers.has("transfer-encoding")) {
-    if (!(Number(declared) <= max)) throw tooLarge(c.req.path);
+  if (Number.isSafeInteger(length) && length >= 0) {
+    if (length > max) throw tooLarge(c.req.path);
     return wellFormedJsonText(c, next);
   }
+  // No usable declared length (chunked, absent, or not a plain count): count the body as it streams.
   await (c.req.path === IMPORT_PATH ? limits.import : limits.api)(c, () => wellFormedJsonText(c, next));
 };

@@ -134,6 +134,9 @@ export class KeyCacheTiers {
       if (this.inFlight.get(hash) === read) this.inFlight.delete(hash);
     });
     this.inFlight.set(hash, read);
+    // Other requests may await this read: it must finish even if the request that started it is cancelled,
+    // since workerd ends a request's I/O with it.
+    this.io.keepAlive(read.catch(() => undefined));
     return (await read).record;
   }
 
@@ -193,6 +196,9 @@ export class KeyCacheTiers {
         this.macKeyFailedAt = now;
         return null;
       });
+      // Loaded once for every later request of the isolate: it must not die with the request that started it
+      // (a miss with no Cache API entry answers without awaiting it).
+      this.io.keepAlive(this.macKey);
     }
     return this.macKey;
   }
