@@ -64,7 +64,9 @@ it("prints the app's own cost per verify, layer by layer, against /healthz", asy
       return new Response('{"status":"ok"}', { headers: { "content-type": "application/json" } });
     },
   };
-  type Target = { fetch(request: Request, env: typeof leanEnv, ctx: ExecutionContext): Response | Promise<Response> };
+  type Target = {
+    fetch(request: Request, env: typeof leanEnv, ctx: ExecutionContext): Response | Promise<Response>;
+  };
   const layers: [string, () => Request, (body: Record<string, unknown>) => void, Target?][] = [
     [
       "workerd alone: GET, no app",
