@@ -60,6 +60,15 @@ export function deriveHmacKey(master: CryptoKey, purpose: string, extractable = 
 }
 
 /**
+ * The HMAC key of verify's Workers Cache API entries (src/keys/key-cache-mac-key.ts), straight from a master
+ * secret so a fresh isolate has it without a D1 read. Its own HKDF label (RFC 5869 §3.2), outside the `hmac:`
+ * namespace of the stored purpose keys' first values, so it equals no other key Keywarden derives.
+ */
+export function deriveKeyCacheMacKey(master: CryptoKey): Promise<CryptoKey> {
+  return crypto.subtle.deriveKey(hkdf("key-cache-mac:v1"), master, HMAC_SHA_256, false, ["sign", "verify"]);
+}
+
+/**
  * Key-check value: proves the deployed MASTER_KEY is the one the data was written under without
  * revealing anything about it. A mismatch seals the service instead of minting fresh keys.
  */

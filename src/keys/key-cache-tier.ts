@@ -8,11 +8,7 @@
 import { getTableColumns } from "drizzle-orm";
 import { BoundedCache } from "../cache/bounded-cache";
 import { fromBase64, toBase64, utf8 } from "../crypto/encoding";
-import { database } from "../db/client";
 import { apiKeys } from "../db/schema";
-import type { KeyringEnv } from "../vault/kek-config";
-import { unseal } from "../vault/keyring";
-import { purposeKey } from "../vault/system-keys";
 import { type FeedStamped, hashPrefix, type KeepAlive, type KeyChangeFeed } from "./key-change-feed";
 import type { KeyRecord } from "./key-record";
 
@@ -40,19 +36,12 @@ const CACHE_HEADERS = { "cache-control": "max-age=86400", "content-type": "appli
 
 /**
  * The Cache API is shared by every Worker on the zone, so whatever it returns may have been written by one of
- * them: each entry carries an HMAC-SHA-256 under this deployment's `key-cache` system key over
- * `v1 \n <key hash> \n <body>`, and is served only if it verifies. Binding the hash means an authentic entry
- * copied under another key's URL is refused too (the cache-side twin of AAD binding, threat model case 3).
+ * them: each entry carries an HMAC-SHA-256 under this deployment's entry key (src/keys/key-cache-mac-key.ts)
+ * over `v1 \n <key hash> \n <body>`, and is served only if it verifies. Binding the hash means an authentic
+ * entry copied under another key's URL is refused too (the cache-side twin of AAD binding, threat model case 3).
  */
-export const KEY_CACHE_PURPOSE = "key-cache";
 export const KEY_CACHE_MAC_HEADER = "x-keywarden-mac";
 const MAC_VERSION = "v1";
-
-/** The `key-cache` system key (src/vault/system-keys.ts), loaded once per isolate. Rejects while sealed. */
-export async function keyCacheMacKey(env: KeyringEnv, d1: D1Database): Promise<CryptoKey> {
-  const db = database(d1);
-  return purposeKey(await unseal(env, db), db, KEY_CACHE_PURPOSE);
-}
 
 /** The bytes an entry's MAC covers: the format, the key hash the entry is stored under, and the body as sent. */
 export function keyCacheMacInput(hash: string, body: string): Uint8Array<ArrayBuffer> {
@@ -83,8 +72,9 @@ export interface KeyCacheTierIo {
   /** The location's cache (caches.default in the Worker); null turns the tier off. */
   cache(): Cache | null;
   /**
-   * The HMAC key that authenticates the cache's entries (keyCacheMacKey in the Worker). While it cannot be
-   * loaded (a sealed keyring) the Cache API tier is skipped both ways: lookups read D1 and nothing is put.
+   * The HMAC key that authenticates the cache's entries (keyCacheMacKey in the Worker), loaded once per
+   * isolate. Until it has loaded, lookups skip the Cache API tier (they read D1 rather than wait for it); while
+   * it cannot be loaded (a malformed secret, a sealed keyring) nothing is put either.
    */
   entryKey(d1: D1Database): Promise<CryptoKey>;
   keepAlive: KeepAlive;
@@ -99,6 +89,8 @@ export class KeyCacheTiers {
   private readonly lru: BoundedCache<CachedKey>;
   /** The entry key once loading has started; null before, and after a failure until the retry is due. */
   private macKey: Promise<CryptoKey | null> | null = null;
+  /** The entry key once it has loaded: only then do lookups ask the Cache API. */
+  private macKeyLoaded: CryptoKey | null = null;
   private macKeyFailedAt = Number.NEGATIVE_INFINITY;
   /**
    * The miss in flight per key hash (single flight): a popular key's first requests in a fresh isolate share
@@ -162,8 +154,10 @@ export class KeyCacheTiers {
       return this.remember(d1, hash, (await this.read(d1, hash, prefix, now)).entry);
     const current = this.feed.current(d1, now, this.io.keepAlive);
     const cache = this.io.cache();
-    // On an isolate's first lookup the entry key loads alongside the feed's window and the cache match.
-    const key = cache ? this.entryKey(d1, now) : null;
+    // A lookup never waits for the entry key: until it has loaded (an isolate's first lookups, alongside the
+    // feed's window) the miss reads D1 as if the cache were off, and the put below waits for it off the
+    // response path.
+    const key = cache ? this.loadedEntryKey(d1, now) : null;
     const cached = cache && key ? await matchEntry(cache, key, hash, prefix) : null;
     if (cached && (await current) && this.feed.vouches(cached, now)) {
       this.lru.set(hash, cached, cached.readAt);
@@ -186,21 +180,41 @@ export class KeyCacheTiers {
 
   /**
    * The entry key, loading it on first use. A failed load resolves to null (the tier fails closed to D1) and
-   * is retried after a poll interval, so a sealed keyring does not add a keyring read to every miss.
+   * is retried after a poll interval, so a sealed keyring (Vault only) does not add a keyring read to every miss.
    */
   private entryKey(d1: D1Database, now: number): Promise<CryptoKey | null> | null {
     if (this.macKey === null) {
       if (now - this.macKeyFailedAt < this.feed.options.pollIntervalMs) return null;
-      this.macKey = this.io.entryKey(d1).catch(() => {
-        this.macKey = null;
-        this.macKeyFailedAt = now;
-        return null;
-      });
+      this.macKey = this.io.entryKey(d1).then(
+        (key) => {
+          this.macKeyLoaded = key;
+          return key;
+        },
+        () => {
+          this.macKey = null;
+          this.macKeyFailedAt = now;
+          return null;
+        },
+      );
       // Loaded once for every later request of the isolate: it must not die with the request that started it
-      // (a miss with no Cache API entry answers without awaiting it).
+      // (no lookup awaits it, only the background puts).
       this.io.keepAlive(this.macKey);
     }
     return this.macKey;
+  }
+
+  /**
+   * Loads the entry key ahead of the isolate's first miss (which otherwise starts the load and reads D1 while
+   * it runs). Resolves to whether it has loaded, that is whether misses now ask the location's cache.
+   */
+  async loadEntryKey(d1: D1Database, now = Date.now()): Promise<boolean> {
+    return this.macKeyLoaded !== null || (await this.entryKey(d1, now)) !== null;
+  }
+
+  /** The entry key if it has loaded; otherwise null, with its load started (or retried) when due. */
+  private loadedEntryKey(d1: D1Database, now: number): CryptoKey | null {
+    if (this.macKeyLoaded === null) this.entryKey(d1, now);
+    return this.macKeyLoaded;
   }
 
   private async read(
@@ -253,7 +267,7 @@ export function cacheUrl(hash: string): string {
 /** The entry under the key's URL if its MAC verifies for this hash; anything else is a miss. */
 async function matchEntry(
   cache: Cache,
-  key: Promise<CryptoKey | null>,
+  macKey: CryptoKey,
   hash: string,
   prefix: string,
 ): Promise<CachedKey | null> {
@@ -261,8 +275,7 @@ async function matchEntry(
   if (!response) return null;
   const mac = response.headers.get(KEY_CACHE_MAC_HEADER);
   const text = await response.text();
-  const macKey = await key;
-  if (mac === null || macKey === null || !(await macVerifies(macKey, mac, hash, text))) return null;
+  if (mac === null || !(await macVerifies(macKey, mac, hash, text))) return null;
   let body: unknown;
   try {
     body = JSON.parse(text);

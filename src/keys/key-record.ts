@@ -3,7 +3,8 @@ import { and, eq, type SQL } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { apiKeys, securityPolicies } from "../db/schema";
 import type { LimitPolicy } from "../limits/key-limiter";
-import { KeyCacheTiers, keyCacheMacKey } from "./key-cache-tier";
+import { keyCacheMacKey } from "./key-cache-mac-key";
+import { KeyCacheTiers } from "./key-cache-tier";
 import { KeyChangeFeed } from "./key-change-feed";
 
 /** Where a key may be used from; null means anywhere. */
@@ -96,7 +97,7 @@ function keepAlive(promise: Promise<unknown>): void {
 
 /**
  * The isolate's tiers (src/keys/key-cache-tier.ts) and its view of the key change feed. The Cache API entries
- * are MACed under the deployment's `key-cache` system key, unsealed from the Worker's own environment.
+ * are MACed under the deployment's entry key, from the Worker's own environment (src/keys/key-cache-mac-key.ts).
  */
 const tiers = new KeyCacheTiers(
   new KeyChangeFeed(),

@@ -15,7 +15,14 @@ import {
 } from "../../src/keys/key-change-feed";
 import { call, createKey, createTenant } from "../helpers/api";
 import { countRows } from "../helpers/db";
-import { changesSince, countingD1, latestChange, locationHolding, otherIsolate } from "./key-cache-support";
+import {
+  changesSince,
+  countingD1,
+  latestChange,
+  locationHolding,
+  otherIsolate,
+  runningIsolate,
+} from "./key-cache-support";
 
 const POLL = KEY_FEED_POLL_INTERVAL_MS;
 const HOUR = 3_600_000;
@@ -43,19 +50,19 @@ describe("the feed window an isolate holds", () => {
     const location = await locationHolding([hash], t0);
     // Three changes since the entry was read: a window of 3 still holds every one of them.
     await unrelatedChanges(3);
-    const full = otherIsolate({ feed: { window: 3 }, cache: location });
+    const full = await runningIsolate({ feed: { window: 3 }, cache: location });
     const fullReads = countingD1();
     expect(await full.tiers.lookup(fullReads.db, hash, t0 + 10)).toMatchObject({ id: key.id });
     expect(fullReads.counts.sessionKeyReads).toBe(0);
 
     // A fourth: the window no longer reaches back to the entry's read, so the entry is a miss.
     await unrelatedChanges(1);
-    const capped = otherIsolate({ feed: { window: 3 }, cache: location });
+    const capped = await runningIsolate({ feed: { window: 3 }, cache: location });
     const cappedReads = countingD1();
     expect(await capped.tiers.lookup(cappedReads.db, hash, t0 + 10)).toMatchObject({ id: key.id });
     expect(cappedReads.counts.sessionKeyReads).toBe(1);
 
-    const covering = otherIsolate({ feed: { window: 1_000 }, cache: location });
+    const covering = await runningIsolate({ feed: { window: 1_000 }, cache: location });
     const coveringReads = countingD1();
     expect(await covering.tiers.lookup(coveringReads.db, hash, t0 + 10)).toMatchObject({ id: key.id });
     expect(coveringReads.counts.sessionKeyReads).toBe(0);
@@ -123,7 +130,7 @@ describe("a cron whose clock runs far ahead of D1's", () => {
     expect(await changesSince(0, hash)).toBeGreaterThan(0);
 
     // The location still holds the entry read before the revocation; the fresh view has the revocation.
-    const fresh = otherIsolate({ cache: location });
+    const fresh = await runningIsolate({ cache: location });
     const reads = countingD1();
     expect(await fresh.tiers.lookup(reads.db, hash, t0 + 10)).toMatchObject({ id: key.id, revoked: true });
     expect(reads.counts.sessionKeyReads).toBe(1);
@@ -141,14 +148,14 @@ describe("a feed emptied, then written again (floor 0 below the window's cap)", 
     // New rows: their seqs continue past every deleted one (AUTOINCREMENT), far above the entry's head of 0.
     await unrelatedChanges(3);
 
-    const fresh = otherIsolate({ cache: location });
+    const fresh = await runningIsolate({ cache: location });
     const reads = countingD1();
     expect(await fresh.tiers.lookup(reads.db, hash, t0 + 10)).toMatchObject({ id: key.id, enabled: true });
     expect(reads.counts).toEqual({ primaryKeyReads: 0, sessionKeyReads: 0, feedReads: 1 });
 
     // A change to this key among the new rows is in the view, so the same entry is refused.
     expect((await call("POST", `/api/v1/keys/${key.id}/revoke`, { key: tenant.adminKey })).status).toBe(200);
-    const after = otherIsolate({ cache: location });
+    const after = await runningIsolate({ cache: location });
     const rereads = countingD1();
     expect(await after.tiers.lookup(rereads.db, hash, t0 + 20)).toMatchObject({ id: key.id, revoked: true });
     expect(rereads.counts.sessionKeyReads).toBe(1);

@@ -25,6 +25,7 @@ import {
   freshCache,
   locationHolding,
   otherIsolate,
+  runningIsolate,
 } from "./key-cache-support";
 
 interface Entry {
@@ -78,7 +79,7 @@ async function revokedKey(tenant: TestTenant, scopes = ["orders:read"]) {
 
 /** One lookup by a fresh isolate at the location, its background work (the overwrite) done. */
 async function readThrough(location: Cache, hash: string, at: number) {
-  const other = otherIsolate({ cache: location });
+  const other = await runningIsolate({ cache: location });
   const d1 = countingD1();
   const record = await other.tiers.lookup(d1.db, hash, at);
   await other.settle();
@@ -143,7 +144,7 @@ describe("forged Cache API entries", () => {
     // The valid key's entry, byte for byte with its MAC, copied under the revoked key's URL.
     await location.put(cacheUrl(revokedHash), response as Response);
 
-    const reader = otherIsolate({ cache: location });
+    const reader = await runningIsolate({ cache: location });
     const d1 = countingD1();
     expect(await reader.tiers.lookup(d1.db, revokedHash, now + 10)).toMatchObject({
       id: revoked.id,
@@ -163,7 +164,7 @@ describe("forged Cache API entries", () => {
     const now = Date.now();
 
     // Another deployment on the zone (a staging Keywarden) writes its own, correctly MACed entries ...
-    const staging = otherIsolate({ cache: location, entryKey: anotherSecret });
+    const staging = await runningIsolate({ cache: location, entryKey: anotherSecret });
     await staging.tiers.lookup(env.DB, hash, now);
     await staging.settle();
     expect((await entryAt(location, hash))?.mac).toBeTruthy();
@@ -211,7 +212,7 @@ describe("authentic Cache API entries", () => {
 
     let loads = 0;
     const cache = countingCache(location);
-    const reader = otherIsolate({
+    const reader = await runningIsolate({
       cache: cache.cache,
       entryKey: () => {
         loads += 1;
@@ -226,11 +227,12 @@ describe("authentic Cache API entries", () => {
     expect(loads).toBe(1);
   });
 
-  it("fails closed to D1 while the entry key cannot be loaded (a sealed keyring): serves no entry and writes none, and retries the load after a poll interval", async () => {
+  it("fails closed to D1 while the entry key cannot be loaded (a sealed keyring): asks the cache nothing and writes nothing, and retries the load after a poll interval", async () => {
     const tenant = await createTenant("mac sealed");
     const hashes: string[] = [];
-    for (const name of ["a", "b", "c"]) hashes.push(await hashKey((await createKey(tenant, { name })).key));
-    const [first, second, third] = hashes as [string, string, string];
+    for (const name of ["a", "b", "c", "d"])
+      hashes.push(await hashKey((await createKey(tenant, { name })).key));
+    const [first, second, third, fourth] = hashes as [string, string, string, string];
     const now = Date.now();
     const location = await locationHolding(hashes, now);
     for (const hash of hashes) expect(await isAuthentic(location, hash)).toBe(true);
@@ -249,7 +251,7 @@ describe("authentic Cache API entries", () => {
     expect(await reader.tiers.lookup(d1.db, first, now + 10)).not.toBeNull();
     await reader.settle();
     expect(d1.counts.sessionKeyReads).toBe(1);
-    expect(cache.counts.put).toBe(0);
+    expect(cache.counts).toEqual({ match: 0, put: 0, delete: 0 });
     expect(loads).toBe(1);
 
     // The keyring opens again. Within a poll interval of the failure the tier stays off (no load per miss) ...
@@ -258,10 +260,17 @@ describe("authentic Cache API entries", () => {
     expect(await reader.tiers.lookup(soon.db, second, now + 11)).not.toBeNull();
     await reader.settle();
     expect(soon.counts.sessionKeyReads).toBe(1);
+    expect(cache.counts).toEqual({ match: 0, put: 0, delete: 0 });
     expect(loads).toBe(1);
-    // ... and after it the load is retried and the location's entries are served again.
+    // ... after it the miss that finds the retry due starts the load (and reads D1 while it runs) ...
+    const retry = countingD1();
+    expect(await reader.tiers.lookup(retry.db, third, now + 10 + KEY_FEED_POLL_INTERVAL_MS)).not.toBeNull();
+    expect(retry.counts.sessionKeyReads).toBe(1);
+    expect(loads).toBe(2);
+    await reader.settle();
+    // ... and once it has loaded the location's entries are served again.
     const later = countingD1();
-    expect(await reader.tiers.lookup(later.db, third, now + 10 + KEY_FEED_POLL_INTERVAL_MS)).not.toBeNull();
+    expect(await reader.tiers.lookup(later.db, fourth, now + 11 + KEY_FEED_POLL_INTERVAL_MS)).not.toBeNull();
     expect(later.counts.sessionKeyReads).toBe(0);
     expect(loads).toBe(2);
   });

@@ -4,7 +4,8 @@
  * deletes) collected, so a test waits for exactly that work instead of sleeping.
  */
 import { env } from "cloudflare:workers";
-import { KeyCacheTiers, keyCacheMacKey } from "../../src/keys/key-cache-tier";
+import { keyCacheMacKey } from "../../src/keys/key-cache-mac-key";
+import { KeyCacheTiers } from "../../src/keys/key-cache-tier";
 import { hashPrefix, KeyChangeFeed, type KeyChangeFeedOptions } from "../../src/keys/key-change-feed";
 import { toKeyRecord } from "../../src/keys/key-record";
 import { countRows } from "../helpers/db";
@@ -42,6 +43,18 @@ export function otherIsolate(
       while (pending.length > 0) await Promise.all(pending.splice(0));
     },
   };
+}
+
+/**
+ * Another isolate that has loaded its entry key already, as one that has served requests before: its misses
+ * ask the location's cache (a fresh isolate's first misses read D1 while the key loads).
+ */
+export async function runningIsolate(
+  options: Parameters<typeof otherIsolate>[0] = {},
+): Promise<OtherIsolate> {
+  const isolate = otherIsolate(options);
+  if (!(await isolate.tiers.loadEntryKey(env.DB))) throw new Error("the entry key did not load");
+  return isolate;
 }
 
 /** A location cache of the test's own, so no other test (nor the app's caches.default) shares its entries. */

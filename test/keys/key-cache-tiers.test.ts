@@ -26,6 +26,7 @@ import {
   locationHolding,
   otherIsolate,
   replicaWithoutTheKey,
+  runningIsolate,
 } from "./key-cache-support";
 
 const POLL = KEY_FEED_POLL_INTERVAL_MS;
@@ -203,7 +204,7 @@ describe("the location's cache (Workers Cache API)", () => {
     const location = await locationHolding([hash], t0);
 
     const cache = countingCache(location);
-    const second = otherIsolate({ cache: cache.cache });
+    const second = await runningIsolate({ cache: cache.cache });
     const d1 = countingD1();
     expect(await second.tiers.lookup(d1.db, hash, t0 + 10)).toMatchObject({ id: key.id, enabled: true });
     expect(d1.counts).toEqual({ primaryKeyReads: 0, sessionKeyReads: 0, feedReads: 1 });
@@ -232,7 +233,7 @@ describe("the location's cache (Workers Cache API)", () => {
     const changedAt = await latestChange(hash);
     expect(before.seq).toBeLessThan(changedAt);
 
-    const reader = otherIsolate({ cache: location });
+    const reader = await runningIsolate({ cache: location });
     const d1 = countingD1();
     expect(await reader.tiers.lookup(d1.db, hash, t0 + 10)).toMatchObject({ id: key.id, enabled: false });
     expect(d1.counts.sessionKeyReads).toBe(1);
@@ -253,7 +254,7 @@ describe("the location's cache (Workers Cache API)", () => {
       ip_allowlist: ["203.0.113.0/24"],
     });
     const location = await freshCache();
-    const other = otherIsolate({ cache: location });
+    const other = await runningIsolate({ cache: location });
     const record = await other.tiers.lookup(env.DB, hash, Date.now());
     await other.settle();
     const response = await location.match(cacheUrl(hash));
@@ -284,7 +285,7 @@ describe("the location's cache (Workers Cache API)", () => {
         headers: { "cache-control": "max-age=86400" },
       }),
     );
-    const other = otherIsolate({ cache: location });
+    const other = await runningIsolate({ cache: location });
     const d1 = countingD1();
     expect(await other.tiers.lookup(d1.db, hash, Date.now())).toMatchObject({
       id: key.id,
@@ -334,7 +335,7 @@ describe("keys that come into existence after their hash was cached as unknown",
     expect((await call("DELETE", `/api/v1/keys/${key.id}`, { key: source.adminKey })).status).toBe(204);
 
     const location = await freshCache();
-    const other = otherIsolate({ cache: location });
+    const other = await runningIsolate({ cache: location });
     const t0 = Date.now();
     expect(await other.tiers.lookup(env.DB, hash, t0)).toBeNull();
     await other.settle();
@@ -343,7 +344,7 @@ describe("keys that come into existence after their hash was cached as unknown",
     expect(names(imported.body.plan.keys.create)).toContain("test key");
 
     // A fresh isolate at the same location: the cached "unknown" predates the import in its view.
-    const fresh = otherIsolate({ cache: location });
+    const fresh = await runningIsolate({ cache: location });
     expect(await fresh.tiers.lookup(env.DB, hash, t0 + 10)).toMatchObject({ tenantId: target.id });
 
     await other.tiers.lookup(env.DB, hash, t0 + POLL + 1);
@@ -377,7 +378,7 @@ describe("the isolate that made the change", () => {
     const location = await freshCache();
     const cache = countingCache(location);
     const replica = frozenReplica();
-    const here = otherIsolate({ cache: cache.cache });
+    const here = await runningIsolate({ cache: cache.cache });
     const t0 = Date.now();
     await here.tiers.lookup(countingD1(replica).db, hash, t0);
     await here.settle();
