@@ -97,7 +97,11 @@ const KEK_SWITCH_VAULT = {
 // master:1 -> master:2 (Vault still configured for the move back out of Vault).
 const KEK_MASTER_2 = ["test/vault/kek-rewrap*.test.ts", "test/vault/vault-kek-out.test.ts"];
 // master -> Vault Transit, and Vault key versions.
-const KEK_VAULT = ["test/vault/vault-kek.test.ts"];
+const KEK_VAULT = [
+  "test/vault/vault-kek.test.ts",
+  // A Vault-only deployment's Cache API entry key (the stored key-cache system key).
+  "test/keys/key-cache-vault.test.ts",
+];
 
 export default defineConfig(async () => {
   const migrations = await readD1Migrations("./migrations");
