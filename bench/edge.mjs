@@ -13,6 +13,7 @@ export const EDGE_SPECS = {
   rawGet: (specs) => specs.rawGet(),
   rawPost: (specs) => specs.rawPost(),
   rawGetHeaders: (specs) => specs.rawGetHeaders(),
+  honoFloor: (specs) => specs.honoFloor(),
   rawPostHeaders: (specs) => specs.rawPostHeaders(),
   rawOneDigest: (specs) => specs.rawDigests(1),
   rawTwoDigests: (specs) => specs.rawDigests(2),
@@ -34,6 +35,13 @@ const COMPARISONS = [
     "rawGetHeaders",
     "rawGet",
   ],
+  [
+    "hono_one_route_with_app_headers_vs_raw_get",
+    "floor: one-route Hono app, app's edge middleware and headers",
+    "honoFloor",
+    "rawGet",
+  ],
+  ["healthz_vs_hono_one_route", "/healthz vs that one-route Hono app", "healthz", "honoFloor"],
   [
     "raw_post_with_app_headers_vs_raw_post",
     "floor: workerd POST with the app's headers",

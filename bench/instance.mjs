@@ -183,6 +183,8 @@ function scenarios({ url, adminKey, warm, credential }) {
       path: "/__bench/raw-headers",
       expect: { status: 200, body: '{"status":"ok"}' },
     }),
+    /** A one-route Hono app with the app's edge middleware and /healthz's prepared answer (bench/hono-floor.ts). */
+    honoFloor: () => ({ url, path: "/__bench/hono", expect: { status: 200, body: '{"status":"ok"}' } }),
     rawPostHeaders: () => ({
       ...verify,
       path: "/__bench/raw-headers",

@@ -8,6 +8,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { buildSync } from "esbuild";
 import { alertsReport, runAlertsStage } from "./alerts.mjs";
 import { EDGE_SCENARIOS, EDGE_SPECS, edgeLines, edgeSummary } from "./edge.mjs";
 import { startInstance } from "./instance.mjs";
@@ -77,6 +78,15 @@ function build(buildDir) {
     cwd: ROOT,
     stdio: ["ignore", "ignore", "inherit"],
     env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+  });
+  // The one-route Hono app the edge comparison measures beside the app (bench/hono-floor.ts), bundled alone.
+  buildSync({
+    entryPoints: [join(BENCH, "hono-floor.ts")],
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    outfile: join(buildDir, "hono-floor.mjs"),
+    logLevel: "warning",
   });
   // The entry the harness loads: imports the bundle, swaps in the in-isolate ratelimit binding.
   copyFileSync(join(BENCH, "worker-entry.mjs"), join(buildDir, "bench-entry.mjs"));
@@ -323,6 +333,7 @@ async function main(cleanup) {
     rawGet: [],
     rawPost: [],
     rawGetHeaders: [],
+    honoFloor: [],
     rawPostHeaders: [],
     rawOneDigest: [],
     rawTwoDigests: [],
@@ -360,6 +371,9 @@ async function main(cleanup) {
     );
     stage1.rawGetHeaders.push(
       await measure(small, `workerd alone, GET with the app's headers (round ${round})`, s.rawGetHeaders()),
+    );
+    stage1.honoFloor.push(
+      await measure(small, `one-route Hono app, GET with the app's headers (round ${round})`, s.honoFloor()),
     );
     stage1.rawPostHeaders.push(
       await measure(small, `workerd alone, POST with the app's headers (round ${round})`, s.rawPostHeaders()),

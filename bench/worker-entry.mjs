@@ -16,7 +16,10 @@
 // app's own answers carry (copied from one /healthz answer of the app, so the list is never restated
 // here): what workerd spends on sending them is part of the floor too. `POST /__bench/raw-digests/1` and
 // `/2` add the SHA-256 digests an authenticated verify cannot avoid (the caller's key; and the verified
-// key). These exist only in this file, which is never deployed.
+// key). `GET /__bench/hono` is a one-route Hono app with the app's edge middleware and /healthz's prepared
+// answer (bench/hono-floor.ts): the least a Hono app with the app's edge controls costs. These exist only in
+// the bench, which is never deployed.
+import { HONO_FLOOR_PATH, honoFloor } from "./hono-floor.mjs";
 import worker from "./index.js";
 
 export * from "./index.js";
@@ -92,6 +95,7 @@ async function rawAnswer(request, headers, digests = 0) {
 export default {
   fetch(request, env, ctx) {
     if (request.url.endsWith(RAW_PATH)) return rawAnswer(request, JSON_HEADERS);
+    if (request.url.endsWith(HONO_FLOOR_PATH)) return honoFloor.fetch(request, env, ctx);
     if (request.url.endsWith(RAW_HEADERS_PATH)) {
       return appHeaders
         ? rawAnswer(request, appHeaders)
