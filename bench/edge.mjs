@@ -13,6 +13,7 @@ export const EDGE_SPECS = {
   rawGet: (specs) => specs.rawGet(),
   rawPost: (specs) => specs.rawPost(),
   rawGetHeaders: (specs) => specs.rawGetHeaders(),
+  rawGetHeadersId: (specs) => specs.rawGetHeadersId(),
   honoFloor: (specs) => specs.honoFloor(),
   rawPostHeaders: (specs) => specs.rawPostHeaders(),
   rawOneDigest: (specs) => specs.rawDigests(1),
@@ -33,6 +34,12 @@ const COMPARISONS = [
     "raw_get_with_app_headers_vs_raw_get",
     "floor: workerd GET with the app's headers",
     "rawGetHeaders",
+    "rawGet",
+  ],
+  [
+    "raw_get_with_app_headers_and_request_id_vs_raw_get",
+    "floor: workerd GET with the app's headers and a request id",
+    "rawGetHeadersId",
     "rawGet",
   ],
   [

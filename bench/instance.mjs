@@ -183,6 +183,12 @@ function scenarios({ url, adminKey, warm, credential }) {
       path: "/__bench/raw-headers",
       expect: { status: 200, body: '{"status":"ok"}' },
     }),
+    /** The same with a fresh request id on every answer, as the app sets it. */
+    rawGetHeadersId: () => ({
+      url,
+      path: "/__bench/raw-headers-id",
+      expect: { status: 200, body: '{"status":"ok"}' },
+    }),
     /** A one-route Hono app with the app's edge middleware and /healthz's prepared answer (bench/hono-floor.ts). */
     honoFloor: () => ({ url, path: "/__bench/hono", expect: { status: 200, body: '{"status":"ok"}' } }),
     rawPostHeaders: () => ({

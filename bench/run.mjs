@@ -333,6 +333,7 @@ async function main(cleanup) {
     rawGet: [],
     rawPost: [],
     rawGetHeaders: [],
+    rawGetHeadersId: [],
     honoFloor: [],
     rawPostHeaders: [],
     rawOneDigest: [],
@@ -371,6 +372,13 @@ async function main(cleanup) {
     );
     stage1.rawGetHeaders.push(
       await measure(small, `workerd alone, GET with the app's headers (round ${round})`, s.rawGetHeaders()),
+    );
+    stage1.rawGetHeadersId.push(
+      await measure(
+        small,
+        `workerd alone, GET with the app's headers and a request id (round ${round})`,
+        s.rawGetHeadersId(),
+      ),
     );
     stage1.honoFloor.push(
       await measure(small, `one-route Hono app, GET with the app's headers (round ${round})`, s.honoFloor()),

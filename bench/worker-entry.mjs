@@ -16,7 +16,7 @@
 // app's own answers carry (copied from one /healthz answer of the app, so the list is never restated
 // here): what workerd spends on sending them is part of the floor too. `POST /__bench/raw-digests/1` and
 // `/2` add the SHA-256 digests an authenticated verify cannot avoid (the caller's key; and the verified
-// key). `GET /__bench/hono` is a one-route Hono app with the app's edge middleware and /healthz's prepared
+// key). `GET /__bench/raw-headers-id` adds a fresh request id to each answer, as the app does. `GET /__bench/hono` is a one-route Hono app with the app's edge middleware and /healthz's prepared
 // answer (bench/hono-floor.ts): the least a Hono app with the app's edge controls costs. These exist only in
 // the bench, which is never deployed.
 import { HONO_FLOOR_PATH, honoFloor } from "./hono-floor.mjs";
@@ -62,6 +62,7 @@ function leanEnv(env) {
 
 const RAW_PATH = "/__bench/raw";
 const RAW_HEADERS_PATH = "/__bench/raw-headers";
+const RAW_HEADERS_ID_PATH = "/__bench/raw-headers-id";
 const JSON_HEADERS = { "content-type": "application/json" };
 let appHeaders;
 
@@ -95,6 +96,15 @@ async function rawAnswer(request, headers, digests = 0) {
 export default {
   fetch(request, env, ctx) {
     if (request.url.endsWith(RAW_PATH)) return rawAnswer(request, JSON_HEADERS);
+    if (request.url.endsWith(RAW_HEADERS_ID_PATH)) {
+      return appAnswerHeaders(env, ctx).then((headers) =>
+        rawAnswer(request, headers).then((response) => {
+          // A fresh request id on every answer, set as the app sets it (src/http/security-headers.ts).
+          response.headers.set("x-request-id", crypto.randomUUID());
+          return response;
+        }),
+      );
+    }
     if (request.url.endsWith(HONO_FLOOR_PATH)) return honoFloor.fetch(request, env, ctx);
     if (request.url.endsWith(RAW_HEADERS_PATH)) {
       return appHeaders
