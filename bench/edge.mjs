@@ -44,7 +44,7 @@ const COMPARISONS = [
   ],
   [
     "hono_one_route_with_app_headers_vs_raw_get",
-    "floor: one-route Hono app, app's edge middleware and headers",
+    "one-route Hono app with the app's edge middleware",
     "honoFloor",
     "rawGet",
   ],

@@ -17,7 +17,7 @@
 // here): what workerd spends on sending them is part of the floor too. `POST /__bench/raw-digests/1` and
 // `/2` add the SHA-256 digests an authenticated verify cannot avoid (the caller's key; and the verified
 // key). `GET /__bench/raw-headers-id` adds a fresh request id to each answer, as the app does. `GET /__bench/hono` is a one-route Hono app with the app's edge middleware and /healthz's prepared
-// answer (bench/hono-floor.ts): the least a Hono app with the app's edge controls costs. These exist only in
+// answer (bench/hono-floor.ts), to compare the full app's dispatch with. These exist only in
 // the bench, which is never deployed.
 import { HONO_FLOOR_PATH, honoFloor } from "./hono-floor.mjs";
 import worker from "./index.js";
