@@ -1,8 +1,10 @@
 /**
- * The key that MACs verify's Workers Cache API entries (src/keys/key-cache-tier.ts). An entry whose MAC does
- * not verify is only a miss, so this key may change (it costs misses, never a wrong answer); what it must be
- * is a secret no other Worker on the zone holds, and at hand as soon as an isolate starts.
+ * The key that MACs what verify keeps in the location's Workers Cache API (the key entries of
+ * src/keys/key-cache-tier.ts and the feed-view snapshots of src/keys/feed-view-snapshot.ts), and the MAC itself.
+ * An object whose MAC does not verify is only a miss, so this key may change (it costs misses, never a wrong
+ * answer); what it must be is a secret no other Worker on the zone holds, and at hand as soon as an isolate starts.
  */
+import { fromBase64, toBase64, utf8 } from "../crypto/encoding";
 import { deriveKeyCacheMacKey, importMasterKey } from "../crypto/envelope";
 import { database } from "../db/client";
 import { type KeyringEnv, masterSecretsFrom } from "../vault/kek-config";
@@ -26,9 +28,85 @@ export async function keyCacheMacKey(env: KeyringEnv, d1: D1Database): Promise<C
   return purposeKey(await unseal(env, db), db, KEY_CACHE_PURPOSE);
 }
 
+/** Whether keyCacheMacKey derives the key (no I/O: microseconds of CPU) rather than unsealing a stored one. */
+export function keyCacheMacKeyIsDerived(env: KeyringEnv): boolean {
+  return oldestMasterSecret(env) !== undefined;
+}
+
 function oldestMasterSecret(env: KeyringEnv): string | undefined {
   let oldest: [version: number, secret: string] | undefined;
   for (const entry of masterSecretsFrom(env))
     if (oldest === undefined || entry[0] < oldest[0]) oldest = entry;
   return oldest?.[1];
+}
+
+/**
+ * Every object this deployment puts in the location's cache lives under this host, which nothing serves: the
+ * URL is only a cache key. The Cache API is shared by every Worker on the zone, so whatever it returns may have
+ * been written by one of them: each object carries an HMAC-SHA-256 under the entry key in this header, and is
+ * used only if it verifies.
+ */
+export const KEY_CACHE_ORIGIN = "https://key-cache.keywarden.invalid";
+export const KEY_CACHE_MAC_HEADER = "x-keywarden-mac";
+
+/**
+ * What a key entry's MAC covers: the format, the key hash the entry is stored under, and the body as sent.
+ * Binding the hash means an authentic entry copied under another key's URL is refused too (the cache-side twin
+ * of AAD binding, threat model case 3).
+ */
+export function keyCacheMacInput(hash: string, body: string): Uint8Array<ArrayBuffer> {
+  return utf8(`v1\n${hash}\n${body}`);
+}
+
+/**
+ * What a feed-view snapshot's MAC covers (src/keys/feed-view-snapshot.ts). Domain separation: an entry's input
+ * starts with "v", a snapshot's with "f", so no entry MAC is ever a snapshot MAC, nor the reverse, whatever the
+ * bodies (an authentic object moved under the other kind's URL is refused).
+ */
+export function feedViewMacInput(body: string): Uint8Array<ArrayBuffer> {
+  return utf8(`feed-view v1\n${body}`);
+}
+
+/** Signs `text` (the MAC over `input`) and stores it under `url`, with `headers`. */
+export async function putMaced(
+  cache: Cache,
+  url: string,
+  key: CryptoKey,
+  text: string,
+  input: Uint8Array<ArrayBuffer>,
+  headers: Record<string, string>,
+): Promise<void> {
+  const mac = await crypto.subtle.sign("HMAC", key, input);
+  const signed = { ...headers, [KEY_CACHE_MAC_HEADER]: toBase64(new Uint8Array(mac)) };
+  await cache.put(url, new Response(text, { headers: signed }));
+}
+
+/**
+ * The body under `url` parsed as JSON if its MAC (over `input(body)`) verifies; null for a miss, a missing or
+ * wrong MAC, or a body that is not JSON. crypto.subtle.verify compares in constant time (threat model case 24);
+ * a malformed MAC is a mismatch.
+ */
+export async function matchMaced(
+  cache: Cache,
+  url: string,
+  key: CryptoKey,
+  input: (body: string) => Uint8Array<ArrayBuffer>,
+): Promise<unknown> {
+  const response = await cache.match(url);
+  if (!response) return null;
+  const mac = response.headers.get(KEY_CACHE_MAC_HEADER);
+  const text = await response.text();
+  if (mac === null) return null;
+  let signature: Uint8Array<ArrayBuffer>;
+  try {
+    signature = fromBase64(mac);
+  } catch {
+    return null;
+  }
+  if (!(await crypto.subtle.verify("HMAC", key, signature, input(text)))) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
 }

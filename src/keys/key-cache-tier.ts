@@ -1,15 +1,24 @@
 /**
  * The tiers behind POST /keys/verify's key lookups (and its caller's cached authentication), nearest first:
  * the isolate's bounded LRU, the location's Workers Cache API (entries MACed: the cache is shared by every
- * Worker on the zone), then D1 through the Sessions API (a read replica may answer). Every entry carries the change feed's head it was read at, and is served only while
- * the isolate's view of the feed vouches for it (src/keys/key-change-feed.ts). Management authentication
- * never comes here: it reads the primary (src/keys/key-record.ts, threat model case 29).
+ * Worker on the zone), then D1 through the Sessions API (a read replica may answer). Every entry carries the
+ * change feed's head it was read at, and is served only while the isolate's view of the feed vouches for it
+ * (src/keys/key-change-feed.ts); that view is shared through the location's cache too
+ * (src/keys/feed-view-snapshot.ts). Management authentication never comes here: it reads the primary
+ * (src/keys/key-record.ts, threat model case 29).
  */
 import { getTableColumns } from "drizzle-orm";
 import { BoundedCache } from "../cache/bounded-cache";
-import { fromBase64, toBase64, utf8 } from "../crypto/encoding";
 import { apiKeys } from "../db/schema";
-import { type FeedStamped, hashPrefix, type KeepAlive, type KeyChangeFeed } from "./key-change-feed";
+import { matchFeedView, putFeedView } from "./feed-view-snapshot";
+import { KEY_CACHE_ORIGIN, keyCacheMacInput, matchMaced, putMaced } from "./key-cache-mac-key";
+import {
+  type FeedSnapshot,
+  type FeedStamped,
+  hashPrefix,
+  type KeepAlive,
+  type KeyChangeFeed,
+} from "./key-change-feed";
 import type { KeyRecord } from "./key-record";
 
 /** A verify answer as the tiers hold it: the record (null: no such key) and the feed stamp it was read at. */
@@ -28,25 +37,11 @@ interface CacheBody {
 /** Capacity of the isolate's LRU (entries, hits and misses alike). */
 export const KEY_LRU_CAPACITY = 10_000;
 /**
- * Cache API entries live under this host, which nothing serves: the URL is only a cache key. Its path is the
- * key's SHA-256, which D1 stores too and which is no credential (threat model case 10).
+ * Entries are MACed under this deployment's entry key over `v1 \n <key hash> \n <body>`
+ * (src/keys/key-cache-mac-key.ts), and served only if the MAC verifies: the cache is shared by every Worker on
+ * the zone, so whatever it returns may have been written by one of them.
  */
-export const KEY_CACHE_ORIGIN = "https://key-cache.keywarden.invalid";
 const CACHE_HEADERS = { "cache-control": "max-age=86400", "content-type": "application/json" };
-
-/**
- * The Cache API is shared by every Worker on the zone, so whatever it returns may have been written by one of
- * them: each entry carries an HMAC-SHA-256 under this deployment's entry key (src/keys/key-cache-mac-key.ts)
- * over `v1 \n <key hash> \n <body>`, and is served only if it verifies. Binding the hash means an authentic
- * entry copied under another key's URL is refused too (the cache-side twin of AAD binding, threat model case 3).
- */
-export const KEY_CACHE_MAC_HEADER = "x-keywarden-mac";
-const MAC_VERSION = "v1";
-
-/** The bytes an entry's MAC covers: the format, the key hash the entry is stored under, and the body as sent. */
-export function keyCacheMacInput(hash: string, body: string): Uint8Array<ArrayBuffer> {
-  return utf8(`${MAC_VERSION}\n${hash}\n${body}`);
-}
 
 /**
  * The key row and the feed's head in one statement, so both come from one snapshot of whichever database
@@ -77,6 +72,17 @@ export interface KeyCacheTierIo {
    * it cannot be loaded (a malformed secret, a sealed keyring) nothing is put either.
    */
   entryKey(d1: D1Database): Promise<CryptoKey>;
+  /**
+   * Whether the entry key loads with no I/O (derived from a master secret: microseconds of CPU). Only then does
+   * an isolate's first poll wait for it, to ask the location for a snapshot of the feed; a stored key (Vault
+   * only) takes D1 reads and a Vault call, longer than the window load it would save.
+   */
+  entryKeyAtHand?(): boolean;
+  /**
+   * Share the isolate's view of the change feed through the location's cache (src/keys/feed-view-snapshot.ts):
+   * write a snapshot after polls, and start from a recent one instead of loading the window from D1.
+   */
+  shareFeedView?: boolean;
   keepAlive: KeepAlive;
 }
 
@@ -105,6 +111,12 @@ export class KeyCacheTiers {
     private readonly toRecord: (row: KeyRow) => KeyRecord,
   ) {
     this.lru = new BoundedCache<CachedKey>(KEY_LRU_CAPACITY, feed.options.maxEntryAgeMs);
+    if (io.shareFeedView) {
+      feed.shareViewsThrough({
+        read: (d1, now) => this.readFeedView(d1, now),
+        write: (snapshot) => this.writeFeedView(snapshot),
+      });
+    }
   }
 
   /**
@@ -211,6 +223,23 @@ export class KeyCacheTiers {
     return this.macKeyLoaded !== null || (await this.entryKey(d1, now)) !== null;
   }
 
+  /**
+   * The location's snapshot of the feed, if its MAC verifies under the entry key. Waits for the key only when it
+   * is at hand (derived); otherwise, until it has loaded, there is no snapshot to read.
+   */
+  private async readFeedView(d1: D1Database, now: number): Promise<FeedSnapshot | null> {
+    const cache = this.io.cache();
+    if (!cache) return null;
+    const key = this.macKeyLoaded ?? (this.io.entryKeyAtHand?.() ? await this.entryKey(d1, now) : null);
+    return key ? matchFeedView(cache, key) : null;
+  }
+
+  /** Stores the view's snapshot once the entry key has loaded (never waiting for it). */
+  private async writeFeedView(snapshot: FeedSnapshot): Promise<void> {
+    const cache = this.io.cache();
+    if (cache && this.macKeyLoaded) await putFeedView(cache, this.macKeyLoaded, snapshot);
+  }
+
   /** The entry key if it has loaded; otherwise null, with its load started (or retried) when due. */
   private loadedEntryKey(d1: D1Database, now: number): CryptoKey | null {
     if (this.macKeyLoaded === null) this.entryKey(d1, now);
@@ -255,11 +284,14 @@ async function putEntry(
   if (!macKey) return;
   const body: CacheBody = { v: 1, seq: entry.seq, readAt: entry.readAt, record: entry.record };
   const text = JSON.stringify(body);
-  const mac = await crypto.subtle.sign("HMAC", macKey, keyCacheMacInput(hash, text));
-  const headers = { ...CACHE_HEADERS, [KEY_CACHE_MAC_HEADER]: toBase64(new Uint8Array(mac)) };
-  await cache.put(cacheUrl(hash), new Response(text, { headers }));
+  await putMaced(cache, cacheUrl(hash), macKey, text, keyCacheMacInput(hash, text), CACHE_HEADERS);
 }
 
+/**
+ * An entry's URL: its path is the key's SHA-256, which D1 stores too and which is no credential (threat model
+ * case 10). The entry's MAC binds the hash, so an authentic entry copied under another key's URL is refused
+ * (the cache-side twin of AAD binding, threat model case 3).
+ */
 export function cacheUrl(hash: string): string {
   return `${KEY_CACHE_ORIGIN}/v1/${hash}`;
 }
@@ -271,30 +303,9 @@ async function matchEntry(
   hash: string,
   prefix: string,
 ): Promise<CachedKey | null> {
-  const response = await cache.match(cacheUrl(hash));
-  if (!response) return null;
-  const mac = response.headers.get(KEY_CACHE_MAC_HEADER);
-  const text = await response.text();
-  if (mac === null || !(await macVerifies(macKey, mac, hash, text))) return null;
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    return null;
-  }
+  const body = await matchMaced(cache, cacheUrl(hash), macKey, (text) => keyCacheMacInput(hash, text));
   if (!isCacheBody(body)) return null;
   return { record: body.record, seq: body.seq, readAt: body.readAt, prefix };
-}
-
-/** crypto.subtle.verify compares in constant time (threat model case 24); a malformed MAC is a mismatch. */
-async function macVerifies(key: CryptoKey, mac: string, hash: string, text: string): Promise<boolean> {
-  let signature: Uint8Array<ArrayBuffer>;
-  try {
-    signature = fromBase64(mac);
-  } catch {
-    return false;
-  }
-  return crypto.subtle.verify("HMAC", key, signature, keyCacheMacInput(hash, text));
 }
 
 /** The shape check of what an authentic entry holds (an older format is a miss). */

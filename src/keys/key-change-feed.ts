@@ -25,6 +25,13 @@ export const KEY_CHANGE_RETENTION_MS = 2 * KEY_ENTRY_MAX_AGE_MS;
 export const KEY_FEED_WINDOW = 20_000;
 /** Characters of the key's hex SHA-256 that name it in the feed (the triggers' substr(hash, 1, 16)). */
 export const HASH_PREFIX_LENGTH = 16;
+/**
+ * How far a snapshot's poll time may disagree with this isolate's clock: a snapshot stamped further ahead is
+ * refused, and an adopted view counts as polled this much before the snapshot says (the clocks of one location
+ * are NTP-synchronized, far closer than this), so another machine's clock running ahead cannot make a view
+ * look fresher than it is.
+ */
+export const FEED_VIEW_CLOCK_TOLERANCE_MS = 1_000;
 /** Pages of changes one poll may read before it gives up being current (a bulk import, say). */
 const MAX_POLL_PAGES = 5;
 
@@ -61,6 +68,25 @@ type ChangeRow = [seq: number, prefix: string];
 /** Keeps the promise alive past the response (ctx.waitUntil); the caller supplies the request's. */
 export type KeepAlive = (promise: Promise<unknown>) => void;
 
+/** A view of the feed as one isolate's poll left it: every change committed before `polledAt` is in it. */
+export interface FeedSnapshot {
+  /** Start of the poll that made the view current, on the writer's clock. */
+  polledAt: number;
+  floor: number;
+  head: number;
+  /** The latest change per hash prefix, oldest first (the feed's rows, as `latest` holds them). */
+  changes: ChangeRow[];
+}
+
+/**
+ * Where views are shared with the location's other isolates (src/keys/feed-view-snapshot.ts, through the
+ * tiers' Cache API and entry key). `read` resolves to null when there is none it can vouch for.
+ */
+export interface FeedSnapshotStore {
+  read(d1: D1Database, now: number): Promise<FeedSnapshot | null>;
+  write(snapshot: FeedSnapshot): Promise<void>;
+}
+
 export class KeyChangeFeed {
   readonly options: KeyChangeFeedOptions;
   /** Latest change seq per hash prefix; Map order is seq order, so the oldest is first. */
@@ -77,6 +103,9 @@ export class KeyChangeFeed {
   private invalidatedAt = Number.NEGATIVE_INFINITY;
   /** Prefixes this isolate changed itself, with when: read from the primary until a later poll has them. */
   private readonly localChanges = new Map<string, number>();
+  private snapshots: FeedSnapshotStore | null = null;
+  /** polledAt of the last snapshot written: one per poll interval at most. */
+  private sharedAt = Number.NEGATIVE_INFINITY;
 
   constructor(options: Partial<KeyChangeFeedOptions> = {}) {
     this.options = { ...DEFAULTS, ...options };
@@ -104,10 +133,15 @@ export class KeyChangeFeed {
     return now - this.polledAt <= this.options.hardBoundMs;
   }
 
+  /** Shares this view with the location's other isolates, and starts from theirs (see pollFirst). */
+  shareViewsThrough(store: FeedSnapshotStore): void {
+    this.snapshots = store;
+  }
+
   /** Starts a background poll when one is due. Cheap when none is: the verify hit path calls it. */
   tick(d1: D1Database, now: number, keepAlive: KeepAlive): void {
     if (now - this.polledAt > this.options.pollIntervalMs && this.inFlight === null) {
-      keepAlive(this.poll(d1, now));
+      keepAlive(this.poll(d1, now, keepAlive));
     }
   }
 
@@ -117,21 +151,29 @@ export class KeyChangeFeed {
    */
   async current(d1: D1Database, now: number, keepAlive: KeepAlive): Promise<boolean> {
     if (this.isCurrent(now)) return true;
-    if (this.inFlight === null) keepAlive(this.poll(d1, now));
+    if (this.inFlight === null) keepAlive(this.poll(d1, now, keepAlive));
     await this.inFlight;
     return this.isCurrent(now);
   }
 
-  /** Reads the changes since the view's head; the first call loads the recent window instead. */
-  poll(d1: D1Database, now: number): Promise<void> {
+  /**
+   * Reads the changes since the view's head; the first call starts from the location's snapshot or loads the
+   * recent window instead. A view adopted from a snapshot is brought up to date by a second poll, which starts
+   * as this one ends: lookups waiting for this one do not wait for it.
+   */
+  poll(d1: D1Database, now: number, keepAlive: KeepAlive): Promise<void> {
     if (this.inFlight !== null) return this.inFlight;
-    const run = (this.loaded ? this.readSince(d1, now) : this.load(d1, now))
-      .catch(() => {
-        // A failed poll leaves the view as it was: once it is older than the hard bound, lookups read D1.
-      })
-      .finally(() => {
+    const run = (this.loaded ? this.readSince(d1, now) : this.pollFirst(d1, now)).then(
+      (made) => {
         this.inFlight = null;
-      });
+        if (made === "adopted") keepAlive(this.poll(d1, now, keepAlive));
+        else if (made === "current") this.share(now, keepAlive);
+      },
+      () => {
+        // A failed poll leaves the view as it was: once it is older than the hard bound, lookups read D1.
+        this.inFlight = null;
+      },
+    );
     this.inFlight = run;
     return run;
   }
@@ -155,7 +197,35 @@ export class KeyChangeFeed {
     this.invalidatedAt = now;
   }
 
-  private async load(d1: D1Database, startedAt: number): Promise<void> {
+  /** The isolate's first poll: the location's snapshot when one is recent and authentic, else the window. */
+  private async pollFirst(d1: D1Database, startedAt: number): Promise<PollOutcome> {
+    const snapshot = this.snapshots ? await this.snapshots.read(d1, startedAt).catch(() => null) : null;
+    if (snapshot !== null && this.adopt(snapshot, startedAt)) return "adopted";
+    return this.load(d1, startedAt);
+  }
+
+  /**
+   * Starts from another isolate's view if its poll is within one poll interval of `now`: the view is then as
+   * fresh as that isolate's own between two of its polls, so the bound holds as it does there (the hard bound
+   * counts from the snapshot's poll, not from the adoption). Refused when stamped ahead of this clock beyond the
+   * tolerance, and when this isolate invalidated its view after that poll (a change it cannot name). This
+   * isolate's own local changes stay until one of its own polls has read them.
+   */
+  private adopt(snapshot: FeedSnapshot, now: number): boolean {
+    const { pollIntervalMs } = this.options;
+    if (snapshot.polledAt > now + FEED_VIEW_CLOCK_TOLERANCE_MS || now - snapshot.polledAt > pollIntervalMs)
+      return false;
+    const polledAt = Math.min(snapshot.polledAt, now) - FEED_VIEW_CLOCK_TOLERANCE_MS;
+    if (polledAt <= this.invalidatedAt) return false;
+    this.apply(snapshot.changes);
+    this.floor = Math.max(this.floor, snapshot.floor);
+    this.head = Math.max(this.head, snapshot.head);
+    this.loaded = true;
+    this.polledAt = polledAt;
+    return true;
+  }
+
+  private async load(d1: D1Database, startedAt: number): Promise<PollOutcome> {
     const newestFirst = await d1
       .prepare("SELECT seq, hash_prefix FROM key_changes ORDER BY seq DESC LIMIT ?1")
       .bind(this.options.window + 1)
@@ -171,10 +241,10 @@ export class KeyChangeFeed {
     this.floor = capped && rows[0] ? rows[0][0] - 1 : 0;
     this.apply(rows);
     this.loaded = true;
-    this.settle(startedAt);
+    return this.settle(startedAt);
   }
 
-  private async readSince(d1: D1Database, startedAt: number): Promise<void> {
+  private async readSince(d1: D1Database, startedAt: number): Promise<PollOutcome> {
     const page = this.options.window;
     for (let pages = 0; pages < MAX_POLL_PAGES; pages++) {
       const rows = await d1
@@ -182,12 +252,10 @@ export class KeyChangeFeed {
         .bind(this.head, page)
         .raw<ChangeRow>();
       this.apply(rows);
-      if (rows.length < page) {
-        this.settle(startedAt);
-        return;
-      }
+      if (rows.length < page) return this.settle(startedAt);
     }
     // Still behind the head: the view is not current, so the hard bound keeps counting from the last full poll.
+    return "behind";
   }
 
   private apply(rows: readonly ChangeRow[]): void {
@@ -205,14 +273,38 @@ export class KeyChangeFeed {
     }
   }
 
-  private settle(startedAt: number): void {
-    if (startedAt > this.invalidatedAt) this.polledAt = Math.max(this.polledAt, startedAt);
+  private settle(startedAt: number): PollOutcome {
     // A poll that started after a local change has read it (it reads the primary): the seq rule takes over.
     for (const [prefix, at] of this.localChanges) {
       if (at < startedAt) this.localChanges.delete(prefix);
     }
+    if (startedAt <= this.invalidatedAt) return "behind";
+    this.polledAt = Math.max(this.polledAt, startedAt);
+    return "current";
+  }
+
+  /**
+   * After a poll of this isolate made the view current (never one adopted, never one invalidated since): a
+   * snapshot for the location's fresh isolates, at most once per poll interval. The snapshot is taken now,
+   * before anything else can change the view; storing it runs in the background.
+   */
+  private share(startedAt: number, keepAlive: KeepAlive): void {
+    const { snapshots } = this;
+    if (snapshots === null || this.polledAt !== startedAt) return;
+    if (startedAt - this.sharedAt < this.options.pollIntervalMs) return;
+    this.sharedAt = startedAt;
+    const snapshot: FeedSnapshot = {
+      polledAt: startedAt,
+      floor: this.floor,
+      head: this.head,
+      changes: Array.from(this.latest, ([prefix, seq]): ChangeRow => [seq, prefix]),
+    };
+    keepAlive(snapshots.write(snapshot).catch(() => undefined));
   }
 }
+
+/** What a poll did to the view: made it current, adopted a snapshot (a poll of D1 follows), or neither. */
+type PollOutcome = "current" | "adopted" | "behind";
 
 /**
  * Cron: deletes changes older than KEY_CHANGE_RETENTION_MS in bounded chunks (the changed_at index finds them),

@@ -3,7 +3,7 @@ import { and, eq, type SQL } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { apiKeys, securityPolicies } from "../db/schema";
 import type { LimitPolicy } from "../limits/key-limiter";
-import { keyCacheMacKey } from "./key-cache-mac-key";
+import { keyCacheMacKey, keyCacheMacKeyIsDerived } from "./key-cache-mac-key";
 import { KeyCacheTiers } from "./key-cache-tier";
 import { KeyChangeFeed } from "./key-change-feed";
 
@@ -96,12 +96,19 @@ function keepAlive(promise: Promise<unknown>): void {
 }
 
 /**
- * The isolate's tiers (src/keys/key-cache-tier.ts) and its view of the key change feed. The Cache API entries
- * are MACed under the deployment's entry key, from the Worker's own environment (src/keys/key-cache-mac-key.ts).
+ * The isolate's tiers (src/keys/key-cache-tier.ts) and its view of the key change feed, shared with the
+ * location's other isolates (src/keys/feed-view-snapshot.ts). The Cache API entries and snapshots are MACed
+ * under the deployment's entry key, from the Worker's own environment (src/keys/key-cache-mac-key.ts).
  */
 const tiers = new KeyCacheTiers(
   new KeyChangeFeed(),
-  { cache: () => caches.default, entryKey: (d1) => keyCacheMacKey(env, d1), keepAlive },
+  {
+    cache: () => caches.default,
+    entryKey: (d1) => keyCacheMacKey(env, d1),
+    entryKeyAtHand: () => keyCacheMacKeyIsDerived(env),
+    shareFeedView: true,
+    keepAlive,
+  },
   toKeyRecord,
 );
 

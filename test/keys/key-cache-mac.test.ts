@@ -9,12 +9,8 @@ import { describe, expect, it } from "vitest";
 import { toBase64 } from "../../src/crypto/encoding";
 import { HMAC_SHA_256 } from "../../src/crypto/envelope";
 import { generateKey, hashKey } from "../../src/crypto/keys";
-import {
-  cacheUrl,
-  KEY_CACHE_MAC_HEADER,
-  KEY_CACHE_ORIGIN,
-  keyCacheMacInput,
-} from "../../src/keys/key-cache-tier";
+import { KEY_CACHE_MAC_HEADER, KEY_CACHE_ORIGIN, keyCacheMacInput } from "../../src/keys/key-cache-mac-key";
+import { cacheUrl } from "../../src/keys/key-cache-tier";
 import { KEY_FEED_POLL_INTERVAL_MS } from "../../src/keys/key-change-feed";
 import type { KeyRecord } from "../../src/keys/key-record";
 import { call, createKey, createTenant, type TestTenant, verify } from "../helpers/api";

@@ -6,8 +6,7 @@
 import { env } from "cloudflare:workers";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Bindings } from "../../src/env";
-import { KEY_CACHE_PURPOSE, keyCacheMacKey } from "../../src/keys/key-cache-mac-key";
-import { keyCacheMacInput } from "../../src/keys/key-cache-tier";
+import { KEY_CACHE_PURPOSE, keyCacheMacInput, keyCacheMacKey } from "../../src/keys/key-cache-mac-key";
 import { forgetKeys } from "../../src/vault/keyring";
 import { envWith } from "../helpers/env";
 import { useTransitStandIn } from "../vault/kek-fixtures";
