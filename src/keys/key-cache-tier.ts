@@ -68,14 +68,14 @@ export interface KeyCacheTierIo {
   cache(): Cache | null;
   /**
    * The HMAC key that authenticates the cache's entries (keyCacheMacKey in the Worker), loaded once per
-   * isolate. Until it has loaded, lookups skip the Cache API tier (they read D1 rather than wait for it); while
-   * it cannot be loaded (a malformed secret, a sealed keyring) nothing is put either.
+   * isolate. Until it has loaded, lookups skip the Cache API tier (they read D1 rather than wait for it, unless
+   * it is at hand); while it cannot be loaded (a malformed secret, a sealed keyring) nothing is put either.
    */
   entryKey(d1: D1Database): Promise<CryptoKey>;
   /**
-   * Whether the entry key loads with no I/O (derived from a master secret: microseconds of CPU). Only then does
-   * an isolate's first poll wait for it, to ask the location for a snapshot of the feed; a stored key (Vault
-   * only) takes D1 reads and a Vault call, longer than the window load it would save.
+   * Whether the entry key loads with no I/O (derived from a master secret: microseconds of CPU). Only then do an
+   * isolate's first lookups and its first poll (which asks the location for a snapshot of the feed) wait for it;
+   * a stored key (Vault only) takes D1 reads and a Vault call, longer than the D1 reads it would save.
    */
   entryKeyAtHand?(): boolean;
   /**
@@ -166,10 +166,10 @@ export class KeyCacheTiers {
       return this.remember(d1, hash, (await this.read(d1, hash, prefix, now)).entry);
     const current = this.feed.current(d1, now, this.io.keepAlive);
     const cache = this.io.cache();
-    // A lookup never waits for the entry key: until it has loaded (an isolate's first lookups, alongside the
-    // feed's window) the miss reads D1 as if the cache were off, and the put below waits for it off the
-    // response path.
-    const key = cache ? this.loadedEntryKey(d1, now) : null;
+    // A lookup waits for the entry key only when it is at hand (derived: microseconds). A stored key (Vault
+    // only) is not waited for: until it has loaded (an isolate's first lookups, alongside the feed's window)
+    // the miss reads D1 as if the cache were off, and the put below waits for it off the response path.
+    const key = cache ? (this.macKeyLoaded ?? (await this.entryKeyAtHand(d1, now))) : null;
     const cached = cache && key ? await matchEntry(cache, key, hash, prefix) : null;
     if (cached && (await current) && this.feed.vouches(cached, now)) {
       this.lru.set(hash, cached, cached.readAt);
@@ -225,12 +225,12 @@ export class KeyCacheTiers {
 
   /**
    * The location's snapshot of the feed, if its MAC verifies under the entry key. Waits for the key only when it
-   * is at hand (derived); otherwise, until it has loaded, there is no snapshot to read.
+   * is at hand (derived), as a lookup does; otherwise, until it has loaded, there is no snapshot to read.
    */
   private async readFeedView(d1: D1Database, now: number): Promise<FeedSnapshot | null> {
     const cache = this.io.cache();
     if (!cache) return null;
-    const key = this.macKeyLoaded ?? (this.io.entryKeyAtHand?.() ? await this.entryKey(d1, now) : null);
+    const key = this.macKeyLoaded ?? (await this.entryKeyAtHand(d1, now));
     return key ? matchFeedView(cache, key) : null;
   }
 
@@ -240,10 +240,13 @@ export class KeyCacheTiers {
     if (cache && this.macKeyLoaded) await putFeedView(cache, this.macKeyLoaded, snapshot);
   }
 
-  /** The entry key if it has loaded; otherwise null, with its load started (or retried) when due. */
-  private loadedEntryKey(d1: D1Database, now: number): CryptoKey | null {
-    if (this.macKeyLoaded === null) this.entryKey(d1, now);
-    return this.macKeyLoaded;
+  /**
+   * The entry key's load (started, or retried when due) if the key is at hand (derived), so waiting for it costs
+   * microseconds; null when it is not (a stored key, Vault only), whose load then goes on in the background.
+   */
+  private entryKeyAtHand(d1: D1Database, now: number): Promise<CryptoKey | null> | null {
+    const loading = this.entryKey(d1, now);
+    return this.io.entryKeyAtHand?.() ? loading : null;
   }
 
   private async read(

@@ -56,7 +56,7 @@ const SAMPLE_HASH = "ab".repeat(32);
 const sampleMac = (key: CryptoKey) => macUnder(key, SAMPLE_HASH, '{"v":1}');
 
 describe("an isolate's first lookups and the entry key", () => {
-  it("answers a fresh isolate's first lookup from D1 without waiting for the entry key, and serves the location's entries once it has loaded", async () => {
+  it("answers a fresh isolate's first lookup from D1 without waiting for an entry key that is not at hand (stored, Vault only), and serves the location's entries once it has loaded", async () => {
     const tenant = await createTenant("entry key not loaded");
     const first = await createKey(tenant, { name: "first" });
     const second = await createKey(tenant, { name: "second" });
@@ -70,7 +70,11 @@ describe("an isolate's first lookups and the entry key", () => {
       release = resolve;
     });
     const cache = countingCache(location);
-    const fresh = otherIsolate({ cache: cache.cache, entryKey: () => gate.then(deploymentEntryKey) });
+    const fresh = otherIsolate({
+      cache: cache.cache,
+      entryKey: () => gate.then(deploymentEntryKey),
+      entryKeyAtHand: false,
+    });
     const d1 = countingD1();
     expect(await fresh.tiers.lookup(d1.db, firstHash, now + 10)).toMatchObject({ id: first.id });
     expect(d1.counts.sessionKeyReads).toBe(1);
@@ -84,6 +88,21 @@ describe("an isolate's first lookups and the entry key", () => {
     // ... and the next miss is served by the location's cache, with no D1 read.
     expect(await fresh.tiers.lookup(d1.db, secondHash, now + 11)).toMatchObject({ id: second.id });
     expect(d1.counts.sessionKeyReads).toBe(1);
+    expect(cache.counts.match).toBe(1);
+  });
+
+  it("serves a fresh isolate's first lookup from the location's cache when the entry key is at hand (derived): it waits for the key, not for D1", async () => {
+    const tenant = await createTenant("entry key at hand");
+    const key = await createKey(tenant);
+    const hash = await hashKey(key.key);
+    const now = Date.now();
+    const location = await locationHolding([hash], now);
+    const cache = countingCache(location);
+    const fresh = otherIsolate({ cache: cache.cache });
+    const d1 = countingD1();
+    expect(await fresh.tiers.lookup(d1.db, hash, now + 10)).toMatchObject({ id: key.id });
+    // The feed's window (no snapshot shared here), and no key read.
+    expect(d1.counts).toEqual({ primaryKeyReads: 0, sessionKeyReads: 0, feedReads: 1 });
     expect(cache.counts.match).toBe(1);
   });
 

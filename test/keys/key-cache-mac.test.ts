@@ -236,8 +236,10 @@ describe("authentic Cache API entries", () => {
     let loads = 0;
     let sealed = true;
     const cache = countingCache(location);
+    // A stored key (Vault only), not at hand: lookups do not wait for its load.
     const reader = otherIsolate({
       cache: cache.cache,
+      entryKeyAtHand: false,
       entryKey: () => {
         loads += 1;
         return sealed ? Promise.reject(new Error("sealed (test)")) : deploymentEntryKey();

@@ -25,6 +25,13 @@ export function otherIsolate(
     cache?: Cache;
     /** The Cache API entries' MAC key; the deployment's by default. */
     entryKey?: () => Promise<CryptoKey>;
+    /**
+     * Share the view of the change feed through the location's cache (src/keys/feed-view-snapshot.ts), as the
+     * Worker does, with the entry key at hand (derived) unless `entryKeyAtHand` is false. Off by default, so
+     * the other tests see one isolate's own view.
+     */
+    shareFeedView?: boolean;
+    entryKeyAtHand?: boolean;
   } = {},
 ): OtherIsolate {
   const pending: Promise<unknown>[] = [];
@@ -33,6 +40,8 @@ export function otherIsolate(
     {
       cache: () => options.cache ?? null,
       entryKey: options.entryKey ?? deploymentEntryKey,
+      entryKeyAtHand: () => options.entryKeyAtHand ?? true,
+      shareFeedView: options.shareFeedView ?? false,
       keepAlive: (promise) => void pending.push(promise),
     },
     toKeyRecord,
