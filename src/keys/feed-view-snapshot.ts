@@ -6,17 +6,25 @@
  * (src/keys/key-cache-mac-key.ts): a forged snapshot could hide a revocation from every isolate that adopts it.
  */
 import { feedViewMacInput, KEY_CACHE_ORIGIN, matchMaced, putMaced } from "./key-cache-mac-key";
-import { type FeedSnapshot, HASH_PREFIX_LENGTH, KEY_PROPAGATION_BOUND_MS } from "./key-change-feed";
+import {
+  FEED_VIEW_CLOCK_TOLERANCE_MS,
+  type FeedSnapshot,
+  HASH_PREFIX_LENGTH,
+  KEY_FEED_POLL_INTERVAL_MS,
+} from "./key-change-feed";
 
 /** One snapshot per location: the latest writer's. Never a key entry's URL (those are `/v1/<sha-256>`). */
 export const FEED_VIEW_URL = `${KEY_CACHE_ORIGIN}/feed-view/v1`;
 
+/** The window's 20,000 changes are about 600 KB in JSON: anything larger is not a snapshot this code wrote. */
+const FEED_VIEW_MAX_BYTES = 1024 * 1024;
+
 /**
- * A snapshot is adopted only within a poll interval of its poll, so the cache need not keep it longer than the
- * bound; an older one is refused anyway.
+ * A snapshot is adopted only within a poll interval of its poll (and the clock tolerance), so the cache keeps it
+ * no longer: the cache's own expiry then bounds a snapshot's true age, even if its writer's clock ran ahead.
  */
 const HEADERS = {
-  "cache-control": `max-age=${KEY_PROPAGATION_BOUND_MS / 1000}`,
+  "cache-control": `max-age=${Math.ceil((KEY_FEED_POLL_INTERVAL_MS + FEED_VIEW_CLOCK_TOLERANCE_MS) / 1000)}`,
   "content-type": "application/json",
 };
 
@@ -38,7 +46,7 @@ export async function putFeedView(cache: Cache, key: CryptoKey, snapshot: FeedSn
 
 /** The location's snapshot if its MAC verifies and its shape is sound; null for anything else. */
 export async function matchFeedView(cache: Cache, key: CryptoKey): Promise<FeedSnapshot | null> {
-  const body = await matchMaced(cache, FEED_VIEW_URL, key, feedViewMacInput);
+  const body = await matchMaced(cache, FEED_VIEW_URL, key, feedViewMacInput, FEED_VIEW_MAX_BYTES);
   if (!isFeedViewBody(body)) return null;
   return { polledAt: body.polledAt, floor: body.floor, head: body.head, changes: body.changes };
 }

@@ -83,28 +83,31 @@ export async function putMaced(
 
 /**
  * The body under `url` parsed as JSON if its MAC (over `input(body)`) verifies; null for a miss, a missing or
- * wrong MAC, or a body that is not JSON. crypto.subtle.verify compares in constant time (threat model case 24);
- * a malformed MAC is a mismatch.
+ * wrong MAC, a body that is not JSON, and any failure of the cache. crypto.subtle.verify compares in constant
+ * time (threat model case 24); a malformed MAC is a mismatch. Any Worker on the zone can plant an object here,
+ * so nothing is read unless it carries a MAC header and declares a length of at most `maxBytes`: a planted
+ * body of hundreds of megabytes would otherwise exhaust the isolate's memory before the MAC could refuse it.
  */
 export async function matchMaced(
   cache: Cache,
   url: string,
   key: CryptoKey,
   input: (body: string) => Uint8Array<ArrayBuffer>,
+  maxBytes: number,
 ): Promise<unknown> {
-  const response = await cache.match(url);
-  if (!response) return null;
-  const mac = response.headers.get(KEY_CACHE_MAC_HEADER);
-  const text = await response.text();
-  if (mac === null) return null;
-  let signature: Uint8Array<ArrayBuffer>;
   try {
-    signature = fromBase64(mac);
-  } catch {
-    return null;
-  }
-  if (!(await crypto.subtle.verify("HMAC", key, signature, input(text)))) return null;
-  try {
+    const response = await cache.match(url);
+    if (!response) return null;
+    const mac = response.headers.get(KEY_CACHE_MAC_HEADER);
+    const length = Number(response.headers.get("content-length") ?? Number.NaN);
+    if (mac === null || !Number.isSafeInteger(length) || length < 0 || length > maxBytes) {
+      await response.body?.cancel();
+      return null;
+    }
+    const text = await response.text();
+    if (text.length > maxBytes) return null;
+    const signature = fromBase64(mac);
+    if (!(await crypto.subtle.verify("HMAC", key, signature, input(text)))) return null;
     return JSON.parse(text);
   } catch {
     return null;

@@ -34,6 +34,11 @@ interface CacheBody {
   record: KeyRecord | null;
 }
 
+/**
+ * The largest Cache API entry read: a KeyRecord is a few hundred bytes, and the API's 64 KiB body cap bounds
+ * what a key can carry.
+ */
+const KEY_ENTRY_MAX_BYTES = 64 * 1024;
 /** Capacity of the isolate's LRU (entries, hits and misses alike). */
 export const KEY_LRU_CAPACITY = 10_000;
 /**
@@ -306,7 +311,13 @@ async function matchEntry(
   hash: string,
   prefix: string,
 ): Promise<CachedKey | null> {
-  const body = await matchMaced(cache, cacheUrl(hash), macKey, (text) => keyCacheMacInput(hash, text));
+  const body = await matchMaced(
+    cache,
+    cacheUrl(hash),
+    macKey,
+    (text) => keyCacheMacInput(hash, text),
+    KEY_ENTRY_MAX_BYTES,
+  );
   if (!isCacheBody(body)) return null;
   return { record: body.record, seq: body.seq, readAt: body.readAt, prefix };
 }

@@ -93,8 +93,9 @@ export class KeyChangeFeed {
   private readonly latest = new Map<string, number>();
   /** Every change with a seq above `floor` is in `latest` (or was superseded there by a later one). */
   private floor = 0;
-  /** The highest seq read. */
+  /** The highest seq read, and the hash prefix of that change: a poll checks the feed still holds it. */
   private head = 0;
+  private headPrefix: string | null = null;
   private loaded = false;
   /** Start time of the last poll that read up to the feed's head: every change committed before it is known. */
   private polledAt = Number.NEGATIVE_INFINITY;
@@ -106,6 +107,8 @@ export class KeyChangeFeed {
   private snapshots: FeedSnapshotStore | null = null;
   /** polledAt of the last snapshot written: one per poll interval at most. */
   private sharedAt = Number.NEGATIVE_INFINITY;
+  /** Cleared once a poll found the view is not of this feed: from then on the window is loaded from D1. */
+  private adoptSnapshots = true;
 
   constructor(options: Partial<KeyChangeFeedOptions> = {}) {
     this.options = { ...DEFAULTS, ...options };
@@ -199,7 +202,8 @@ export class KeyChangeFeed {
 
   /** The isolate's first poll: the location's snapshot when one is recent and authentic, else the window. */
   private async pollFirst(d1: D1Database, startedAt: number): Promise<PollOutcome> {
-    const snapshot = this.snapshots ? await this.snapshots.read(d1, startedAt).catch(() => null) : null;
+    const snapshots = this.adoptSnapshots ? this.snapshots : null;
+    const snapshot = snapshots ? await snapshots.read(d1, startedAt).catch(() => null) : null;
     if (snapshot !== null && this.adopt(snapshot, startedAt)) return "adopted";
     return this.load(d1, startedAt);
   }
@@ -219,7 +223,11 @@ export class KeyChangeFeed {
     if (polledAt <= this.invalidatedAt) return false;
     this.apply(snapshot.changes);
     this.floor = Math.max(this.floor, snapshot.floor);
-    this.head = Math.max(this.head, snapshot.head);
+    if (snapshot.head > this.head) {
+      // An honest view's newest change is at its head; without it the follow-up poll cannot check continuity.
+      this.head = snapshot.head;
+      this.headPrefix = null;
+    }
     this.loaded = true;
     this.polledAt = polledAt;
     return true;
@@ -244,13 +252,24 @@ export class KeyChangeFeed {
     return this.settle(startedAt);
   }
 
+  /**
+   * Reads the changes after the view's head, and the head's own change with them: if the feed no longer holds
+   * it as the view does, the view is not of this feed (a D1 Time Travel restore rewound the sequence, or an
+   * adopted snapshot came from another deployment's feed), and reading on from its head would skip changes.
+   * The view is then dropped and the window loaded again from D1.
+   */
   private async readSince(d1: D1Database, startedAt: number): Promise<PollOutcome> {
     const page = this.options.window;
     for (let pages = 0; pages < MAX_POLL_PAGES; pages++) {
+      const from = this.head;
       const rows = await d1
-        .prepare("SELECT seq, hash_prefix FROM key_changes WHERE seq > ?1 ORDER BY seq LIMIT ?2")
-        .bind(this.head, page)
+        .prepare("SELECT seq, hash_prefix FROM key_changes WHERE seq >= ?1 ORDER BY seq LIMIT ?2")
+        .bind(from, page + 1)
         .raw<ChangeRow>();
+      if (from > 0) {
+        const [seq, prefix] = rows.shift() ?? [];
+        if (seq !== from || prefix !== this.headPrefix) return this.discard();
+      }
       this.apply(rows);
       if (rows.length < page) return this.settle(startedAt);
     }
@@ -262,7 +281,10 @@ export class KeyChangeFeed {
     for (const [seq, prefix] of rows) {
       this.latest.delete(prefix);
       this.latest.set(prefix, seq);
-      if (seq > this.head) this.head = seq;
+      if (seq > this.head) {
+        this.head = seq;
+        this.headPrefix = prefix;
+      }
     }
     // Forgetting the oldest change raises the floor to it: entries read before it are misses from now on.
     while (this.latest.size > this.options.window) {
@@ -271,6 +293,18 @@ export class KeyChangeFeed {
       this.latest.delete(oldest[0]);
       if (oldest[1] > this.floor) this.floor = oldest[1];
     }
+  }
+
+  /** Forgets a view that is not of this feed; lookups wait for the window load, and no snapshot is adopted again. */
+  private discard(): PollOutcome {
+    this.latest.clear();
+    this.floor = 0;
+    this.head = 0;
+    this.headPrefix = null;
+    this.loaded = false;
+    this.polledAt = Number.NEGATIVE_INFINITY;
+    this.adoptSnapshots = false;
+    return "behind";
   }
 
   private settle(startedAt: number): PollOutcome {

@@ -388,3 +388,63 @@ describe("writing the snapshot", () => {
     expect(puts()).toBe(2);
   });
 });
+
+describe("a snapshot that is not of this feed, or not a snapshot at all", () => {
+  it("drops an adopted view that is not of this feed (another deployment's with the same secret, or a restore that rewound it) at its first poll, and reloads the window from D1 (threat model case 11)", async () => {
+    const tenant = await createTenant("feed view of another feed");
+    const t0 = Date.now();
+    const { key, hash, location } = await revokedWithStaleEntry(tenant, t0);
+    // Authentic (MACed under this deployment's entry key) but of a feed whose head is far ahead of this one's,
+    // with none of this feed's changes: the revocation is below its head, so reading on from there skips it.
+    const head = (await latestChange()) + 1_000;
+    const text = JSON.stringify({
+      v: 1,
+      polledAt: t0 + 10,
+      floor: 0,
+      head,
+      changes: [[head, "f".repeat(16)]],
+    });
+    await plant(
+      location,
+      FEED_VIEW_URL,
+      text,
+      await macOf(await deploymentEntryKey(), feedViewMacInput(text)),
+    );
+
+    const fresh = freshIsolate(readOnly(location));
+    const adopting = observedD1();
+    await fresh.tiers.lookup(adopting.db, NO_KEY, t0 + 20);
+    expect(adopting.reads.window).toBe(0);
+    // Its follow-up poll does not find the view's newest change in this feed: the view is dropped.
+    await fresh.settle();
+    expect(adopting.reads.since).toBe(1);
+
+    const after = observedD1();
+    expect(await fresh.tiers.lookup(after.db, hash, t0 + 30)).toMatchObject({ id: key.id, revoked: true });
+    expect(after.reads.window).toBe(1);
+    await fresh.settle();
+  });
+
+  it("refuses an authentic body larger than any snapshot it writes, and loads the window from D1", async () => {
+    const t0 = Date.now();
+    const location = await freshCache();
+    const head = (await latestChange()) + 70_000;
+    // 70,000 changes (the window holds 20,000): over 1 MiB of JSON, well-formed and MACed.
+    const changes = Array.from({ length: 70_000 }, (_, i): [number, string] => [
+      head - 70_000 + i + 1,
+      i.toString(16).padStart(16, "0"),
+    ]);
+    const text = JSON.stringify({ v: 1, polledAt: t0, floor: 0, head, changes });
+    expect(text.length).toBeGreaterThan(1024 * 1024);
+    await plant(
+      location,
+      FEED_VIEW_URL,
+      text,
+      await macOf(await deploymentEntryKey(), feedViewMacInput(text)),
+    );
+
+    const d1 = observedD1();
+    await freshIsolate(readOnly(location)).tiers.lookup(d1.db, NO_KEY, t0 + 10);
+    expect(d1.reads.window).toBe(1);
+  });
+});
