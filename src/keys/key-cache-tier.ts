@@ -174,7 +174,7 @@ export class KeyCacheTiers {
     // A lookup waits for the entry key only when it is at hand (derived: microseconds). A stored key (Vault
     // only) is not waited for: until it has loaded (an isolate's first lookups, alongside the feed's window)
     // the miss reads D1 as if the cache were off, and the put below waits for it off the response path.
-    const key = cache ? (this.macKeyLoaded ?? (await this.entryKeyAtHand(d1, now))) : null;
+    const key = cache ? await this.usableEntryKey(d1, now) : null;
     const cached = cache && key ? await matchEntry(cache, key, hash, prefix) : null;
     if (cached && (await current) && this.feed.vouches(cached, now)) {
       this.lru.set(hash, cached, cached.readAt);
@@ -235,7 +235,7 @@ export class KeyCacheTiers {
   private async readFeedView(d1: D1Database, now: number): Promise<FeedSnapshot | null> {
     const cache = this.io.cache();
     if (!cache) return null;
-    const key = this.macKeyLoaded ?? (await this.entryKeyAtHand(d1, now));
+    const key = await this.usableEntryKey(d1, now);
     return key ? matchFeedView(cache, key) : null;
   }
 
@@ -246,12 +246,13 @@ export class KeyCacheTiers {
   }
 
   /**
-   * The entry key's load (started, or retried when due) if the key is at hand (derived), so waiting for it costs
-   * microseconds; null when it is not (a stored key, Vault only), whose load then goes on in the background.
+   * The entry key if it has loaded, or once its load (started, or retried when due) ends if the key is at hand
+   * (derived), so waiting for it costs microseconds; null while a stored key (Vault only) loads in the background.
    */
-  private entryKeyAtHand(d1: D1Database, now: number): Promise<CryptoKey | null> | null {
+  private async usableEntryKey(d1: D1Database, now: number): Promise<CryptoKey | null> {
+    if (this.macKeyLoaded !== null) return this.macKeyLoaded;
     const loading = this.entryKey(d1, now);
-    return this.io.entryKeyAtHand?.() ? loading : null;
+    return this.io.entryKeyAtHand?.() ? await loading : null;
   }
 
   private async read(
